@@ -1,0 +1,1 @@
+"""From a checked Program Hypergraph to Python source with Numba kernels."""

@@ -1,0 +1,77 @@
+"""Located diagnostics: every user-facing error names file:line:col, quotes the line with a caret
+and says what was expected."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Span:
+    file: str
+    line: int
+    col: int
+    end_line: int | None = None
+    end_col: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+    def to_dict(self) -> dict:
+        d = {"line": self.line, "col": self.col}
+        if self.end_line is not None:
+            d.update(end_line=self.end_line, end_col=self.end_col)
+        return d
+
+
+@dataclass
+class Note:
+    span: Span
+    message: str
+
+
+@dataclass
+class PhgError(Exception):
+    """An error in the user's model, located in its source."""
+    kind: str                       # syntax, name, type, shape, unit, algebra, recursion, io, ...
+    message: str
+    span: Span | None = None
+    expected: str | None = None
+    hint: str | None = None
+    notes: list[Note] = field(default_factory=list)
+    source: str | None = None      # the whole source text, for quoting lines
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self) -> str:
+        head = f"{self.span}: " if self.span else ""
+        lines = [f"{head}{self.kind} error: {self.message}"]
+        lines += _quote(self.source, self.span)
+        if self.expected:
+            lines.append(f"  expected: {self.expected}")
+        for note in self.notes:
+            lines.append(f"  note: {note.span}: {note.message}")
+            lines += _quote(self.source, note.span)
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+def _quote(source: str | None, span: Span | None) -> list[str]:
+    if source is None or span is None:
+        return []
+    text_lines = source.splitlines()
+    if not 1 <= span.line <= len(text_lines):
+        return []
+    line = text_lines[span.line - 1].expandtabs(1)
+    width = 1
+    if span.end_line == span.line and span.end_col and span.end_col > span.col:
+        width = span.end_col - span.col
+    gutter = f"{span.line:>5} | "
+    return [gutter + line, " " * (len(gutter) - 2) + "| " + " " * (span.col - 1) + "^" * width]
+
+
+def did_you_mean(word: str, candidates) -> str | None:
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}?" if close else None

@@ -1,0 +1,63 @@
+"""A lowered program: its algebras, units, constants, models (one hypergraph each) and training
+settings."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from .algebra import Algebra
+from .diagnostics import Span
+from .hypergraph import Hypergraph
+from .units import Unit
+
+OPTIMIZERS = {
+    "sgd": {"lr": 0.1},
+    "adam": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+    "prm": {"lr": 1e-3, "softness": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
+
+
+@dataclass
+class TrainSpec:
+    model: str
+    optimizer: str = "adam"
+    hyper: dict[str, float] = field(default_factory=lambda: dict(OPTIMIZERS["adam"]))
+    batch: int | None = None
+    steps: int | None = None
+    epochs: int | None = None
+    accumulate: str = "exact"
+    seed: int = 0
+    memory_factor: float | None = None
+    span: Span | None = None
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer, "hyper": self.hyper, "batch": self.batch,
+                "steps": self.steps, "epochs": self.epochs, "accumulate": self.accumulate, "seed": self.seed,
+                "memory_factor": self.memory_factor}
+
+
+@dataclass
+class Program:
+    path: str
+    source: str
+    algebras: dict[str, Algebra]
+    units: dict[str, Unit]
+    models: dict[str, Hypergraph]
+    trains: dict[str, TrainSpec]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+
+    def to_dict(self) -> dict:
+        return {"format": "phg-graph/1", "source": {"path": self.path, "sha256": self.sha256},
+                "models": [m.to_dict() for m in self.models.values()],
+                "train": [t.to_dict() for t in self.trains.values()]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_dot(self) -> str:
+        body = "\n".join(m.to_dot() for m in self.models.values())
+        return f"digraph phg {{\n  rankdir=LR;\n{body}\n}}\n"
