@@ -409,7 +409,7 @@ class _ModelBuilder:
     def name_value(self, value_id: str, name: str, role: str, span: Span) -> Value:
         """Give the result of an expression its statement's name (copying when it already has one)."""
         node = self.g.values[value_id]
-        if node.name is not None or node.role in ("param", "input"):
+        if node.name is not None or node.role in ("param", "input") or value_id in self.const_ids.values():
             copy = self.g.add_value(Value(self.g.fresh_id(), role, node.support, node.shape, span,
                                           unit=node.unit, versor=node.versor, const=node.const))
             self.g.add_edge("copy", (value_id,), copy.id, span=span)

@@ -167,7 +167,7 @@ class Hypergraph:
         for e in self.edges.values():
             attrs = ",".join(f"{k}={v}" for k, v in _jsonable(e.attrs).items())
             label = e.kind + (f"\\n{attrs}" if attrs else "")
-            lines.append(f'    "{self.name}.{e.id}" [label="{label}", shape=point, xlabel="{label}"];')
+            lines.append(f'    "{self.name}.{e.id}" [label="{label}", shape=box, style=rounded];')
             for i, s in enumerate(e.sources):
                 lines.append(f'    "{self.name}.{s}" -> "{self.name}.{e.id}" [label="{i}", arrowhead=none];')
             lines.append(f'    "{self.name}.{e.id}" -> "{self.name}.{e.target}";')

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-BASE_UNITS = ("m", "kg", "s", "A", "K", "mol", "cd")
+BASE_UNITS = ("kg", "m", "s", "A", "K", "mol", "cd")
 # Names that denote the dimensionless unit.
 DIMENSIONLESS_NAMES = ("rad", "1")
 
