@@ -14,7 +14,8 @@ from phg import support as sup
 from phg.algebra import Algebra, AlgebraError
 from phg.diagnostics import Note, PhgError, Span, did_you_mean
 from phg.hypergraph import Claim, Hypergraph, Value
-from phg.operations import SCALAR_FUNCTIONS, Operand, UnitClash, evaluate, infer_support, infer_versor, unit_rule
+from phg.operations import SCALAR_FUNCTIONS, Operand, UnitClash, evaluate, infer_support, unit_rule
+from phg.versors import versor_reason
 from phg.program import OPTIMIZERS, Program, TrainSpec
 from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
@@ -343,7 +344,7 @@ class _ModelBuilder:
         shape = self.shape(stmt.shape)
         init = self.initialiser(stmt, t)
         v = self.g.add_value(Value(stmt.name, "param", t.support, shape, stmt.span, stmt.name, t.unit,
-                                   t.versor is not None, t, init=init))
+                                   "declared" if t.versor else None, t, init=init))
         self.scope[stmt.name] = v.id
         self.g.params.append(v.id)
 
@@ -402,7 +403,7 @@ class _ModelBuilder:
         self.declare(stmt.name, stmt.span)
         t = self.value_type(stmt.type)
         v = self.g.add_value(Value(stmt.name, "input", t.support, self.shape(stmt.shape), stmt.span, stmt.name,
-                                   t.unit, t.versor is not None, t))
+                                   t.unit, "declared" if t.versor else None, t))
         self.scope[stmt.name] = v.id
         self.g.inputs.append(v.id)
 
@@ -411,7 +412,8 @@ class _ModelBuilder:
         node = self.g.values[value_id]
         if node.name is not None or node.role in ("param", "input") or value_id in self.const_ids.values():
             copy = self.g.add_value(Value(self.g.fresh_id(), role, node.support, node.shape, span,
-                                          unit=node.unit, versor=node.versor, const=node.const))
+                                          unit=node.unit, versor="involution" if node.versor else None,
+                                          const=node.const))
             self.g.add_edge("copy", (value_id,), copy.id, span=span)
             node = copy
         node.name, node.role = name, role
@@ -505,7 +507,7 @@ class _ModelBuilder:
         if value_id not in self.const_ids.values():
             self.g.discard(value_id)
 
-    def constant(self, value: np.ndarray, unit: Unit, span: Span, versor: bool = False) -> str:
+    def constant(self, value: np.ndarray, unit: Unit, span: Span, versor: str | None = None) -> str:
         support = sup.from_blades(b for b in range(self.alg.dim) if value[b] != 0)
         v = self.g.add_value(Value(self.g.fresh_id(), "const", support, (), span, unit=unit, versor=versor,
                                    const=value))
@@ -516,7 +518,8 @@ class _ModelBuilder:
         """Lower e; env maps a def's arguments (None at model level, where model names are visible)."""
         if isinstance(e, ast.Literal):
             unit = self.low.resolve_unit(e.unit) if e.unit is not None else DIMENSIONLESS
-            return self.constant(mv.blade(self.alg, 0, e.value), unit, e.span, versor=e.value != 0)
+            return self.constant(mv.blade(self.alg, 0, e.value), unit, e.span,
+                                 versor="nonzero-scalar" if e.value != 0 else None)
         if isinstance(e, ast.Name):
             return self.name(e, env)
         if isinstance(e, ast.Unary):
@@ -541,7 +544,7 @@ class _ModelBuilder:
         if parsed is not None:
             sign, mask = parsed
             return self.constant(mv.blade(self.alg, mask, sign), self.alg.blade_unit(mask), e.span,
-                                 versor=not (mask & self.alg.null_mask))
+                                 versor=None if mask & self.alg.null_mask else "invertible-blade")
         if e.id in self.low.defs or e.id in BUILTINS:
             raise self.error("name", f"{e.id!r} is a function", e.span, expected=f"a value; call it as {e.id}(...)")
         if env is not None and e.id in self.scope:
@@ -568,7 +571,7 @@ class _ModelBuilder:
         self.check_argument(kind, vals, spans)
         ops = [Operand(v.support, v.versor, v.unit) for v in vals]
         support = infer_support(self.alg, kind, ops, attrs)
-        versor = infer_versor(kind, ops)
+        versor = versor_reason(self.alg, kind, [v.versor for v in vals], [v.support for v in vals])
         if all(v.const is not None for v in vals):
             return self.fold(kind, vals, ops, attrs, support, versor, span, spans)
         v = self.g.add_value(Value(self.g.fresh_id(), "temp", support, shape, span, versor=versor))
@@ -694,7 +697,7 @@ class _ModelBuilder:
                                  expected=f"an index from 0 to {size - 1}")
             picks.append(k)
         v = self.g.add_value(Value(self.g.fresh_id(), "temp", base.support, base.shape[len(picks):], e.span,
-                                   versor=base.versor))
+                                   versor="channel" if base.versor else None))
         self.g.add_edge("index", (base_id,), v.id, {"index": picks}, e.span)
         return v.id
 

@@ -66,7 +66,8 @@ class Algebra:
         self.basis = basis
         self.n = len(basis)
         self.dim = 1 << self.n
-        self.full = self.dim - 1
+        self.full = self.dim - 1                  # the pseudoscalar's mask
+        self.every_blade = (1 << self.dim) - 1    # the support holding every blade
         self.null_mask = sum(1 << i for i, v in enumerate(basis) if v.square == 0)
         self.blades = tuple(sorted(range(self.dim), key=self._canonical_key))
         self.position = {b: i for i, b in enumerate(self.blades)}

@@ -25,7 +25,7 @@ class Value:
     span: Span | None = None
     name: str | None = None
     unit: Unit | None = None               # known unit; None until the unit checker infers it
-    versor: bool = False                   # known to be a versor (assumed for param/input types)
+    versor: str | None = None              # why it is a versor: a theorem id of phg.versors, or None
     declared: ValueType | None = None      # the written type
     const: np.ndarray | None = None        # coefficients by blade mask, for constants
     init: dict | None = None               # parameter initialiser
@@ -116,6 +116,10 @@ class Hypergraph:
         preds = list(self.incidence.predecessors(value_id))
         return self.edges[preds[0]] if preds else None
 
+    def cone(self, value_id: str) -> list[str]:
+        """value_id and every value it depends on."""
+        return [value_id] + [n for n in nx.ancestors(self.incidence, value_id) if n in self.values]
+
     def topological_edges(self) -> list[Edge]:
         return [self.edges[n] for n in nx.topological_sort(self.incidence) if n in self.edges]
 
@@ -126,7 +130,9 @@ class Hypergraph:
         d = {"id": v.id, "name": v.name, "role": v.role,
              "blades": [alg.blade_name(b) for b in blades],
              "grades": sup.grades_of(v.support), "parity": v.parity, "shape": list(v.shape),
-             "unit": None if v.unit is None else str(v.unit), "versor": v.versor}
+             "unit": None if v.unit is None else str(v.unit), "versor": v.versor is not None}
+        if v.versor:
+            d["versor_reason"] = v.versor
         if v.declared is not None:
             d["declared"] = v.declared.describe()
         if v.const is not None:

@@ -1,5 +1,5 @@
-"""The operations of the language: for each hyperedge kind, its abstract support rule, its versor
-rule, its unit rule and its exact meaning on constants.
+"""The operations of the language: for each hyperedge kind, its abstract support rule, its unit
+rule and its exact meaning on constants (versor rules are in phg.versors).
 
 The support rule must over-approximate: a blade outside the computed support has a zero
 coefficient for every input of the given supports (tests check this against clifford).
@@ -28,7 +28,7 @@ UNARY = {"neg", "reverse", "involute", "even", "odd", "scalar", "dual", "inv", "
 class Operand:
     """What the rules need to know of a source value."""
     support: int
-    versor: bool = False
+    versor: str | None = None              # why it is a versor (phg.versors), if it is one
     unit: Unit | None = None
 
 
@@ -40,12 +40,12 @@ class UnitClash(ValueError):
         self.operands = operands
 
 
-# ---- supports and versors -------------------------------------------------------------------
+# ---- supports -------------------------------------------------------------------------------
 def infer_support(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> int:
     s = [o.support for o in ops]
     if kind in ("add", "sub"):
         return s[0] | s[1]
-    if kind in ("neg", "reverse", "involute", "normalize", "sum", "gate"):
+    if kind in ("neg", "reverse", "involute", "normalize", "sum", "gate", "copy"):
         return s[0]
     if kind in ("gp", "op", "lc", "regressive"):
         return sup.product(alg, kind, s[0], s[1])
@@ -81,16 +81,6 @@ def infer_support(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> i
     if kind == "component":
         return sup.SCALAR if s[0] >> attrs["blade"] & 1 else 0
     raise KeyError(kind)
-
-
-def infer_versor(kind: str, ops: list[Operand]) -> bool:
-    """Versors (products of invertible vectors) closed under these operations; nothing else is
-    claimed here — the verifier proves more, with reasons."""
-    if kind in ("neg", "reverse", "involute", "inv", "normalize", "index", "sum"):
-        return ops[0].versor
-    if kind in ("gp", "div", "sandwich"):
-        return ops[0].versor and ops[1].versor
-    return False
 
 
 # ---- units (of constants; the unit checker owns the general case) ------------------------------

@@ -1,0 +1,54 @@
+"""Which values are versors (products of invertible vectors, the Clifford group), and why.
+
+A value's `versor` annotation is the id of the theorem below that makes it one, or None.  Only
+these rules may mark a value; the verifier turns each mark into evidence.  Note what is *not*
+here: an even element is not a versor in general (n >= 4 has even non-versors, and in PGA an even
+element needs the study condition), so normalize() of an even value only counts in low dimension.
+"""
+from __future__ import annotations
+
+from . import support as sup
+from .algebra import Algebra
+
+THEOREMS = {
+    "declared": "the declared type of a parameter or input is assumed (parameters keep it by the update obligation)",
+    "nonzero-scalar": "a non-zero scalar is a versor (the empty product, scaled)",
+    "invertible-blade": "a blade of non-null basis vectors is the product of those invertible vectors",
+    "product": "versors are closed under the geometric product and inverses, so V*W, V/W and V >> W are versors",
+    "involution": "reverse, grade involution and negation map a product of vectors to a product of vectors",
+    "exp-bivector": "exp of a bivector lies in the spin group (its Lie algebra is the bivectors), "
+                    "in any signature with at most one null vector",
+    "exp-scalar": "exp of a scalar is a positive scalar",
+    "scaled": "a non-zero scalar multiple of a versor is a versor (normalize, gate)",
+    "low-dimension-even": "for n <= 3 and no null vector, x v ~x of an even x has no grade-3 part, so every "
+                          "invertible even element is a versor",
+    "channel": "each channel of a versor-valued channelled value is a versor",
+}
+SANDWICH_THEOREM = ("conjugation V x V^-1 by a versor V is an algebra automorphism mapping vectors to vectors, "
+                    "so it preserves every grade")
+
+
+def versor_reason(alg: Algebra, kind: str, versors: list[str | None], supports: list[int]) -> str | None:
+    """The theorem making the result of `kind` a versor, given its sources' versor marks."""
+    if kind in ("neg", "reverse", "involute", "inv", "copy"):
+        return "involution" if versors[0] else None
+    if kind in ("gp", "div", "sandwich"):
+        return "product" if versors[0] and versors[1] else None
+    if kind == "index":
+        return "channel" if versors[0] else None
+    if kind == "exp":
+        if supports[0] & ~sup.SCALAR == 0:
+            return "exp-scalar"
+        if supports[0] & ~sup.of_grades(alg, [2]) == 0:
+            return "exp-bivector"
+        return None
+    if kind == "normalize":
+        if versors[0]:
+            return "scaled"
+        even = sup.of_grades(alg, range(0, alg.n + 1, 2))
+        if alg.n <= 3 and not alg.degenerate and supports[0] & ~even == 0:
+            return "low-dimension-even"
+        return None
+    if kind == "gate":
+        return "scaled" if versors[0] else None
+    return None

@@ -1,0 +1,232 @@
+"""Obligations of a program and their discharge.
+
+Every written type (let, output, def arguments and results), every `ensure`, the loss being a
+Scalar, every narrowing and every trained Rotor/Motor parameter's update becomes an obligation.
+Grade obligations are bit-vector queries (verifier.smt); when one fails, the offending blades are
+expanded exactly (verifier.exact): identically zero ones are removed, with the identity recorded,
+and for the rest a counterexample is searched for and confirmed by exact evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from phg import support as sup
+from phg.diagnostics import Span
+from phg.hypergraph import Hypergraph, Value
+from phg.program import Program
+from phg.versors import SANDWICH_THEOREM, THEOREMS
+
+from . import counterexample
+from .exact import Symbolic, Undefined
+from .narrowing import Narrowing, propagate
+from .smt import Answer, support_query
+
+# Beyond this many values in a cone, exact expansion is not attempted (the claim stays unknown
+# unless a counterexample turns up).
+EXACT_CONE_LIMIT = 400
+
+
+@dataclass
+class Obligation:
+    id: str
+    kind: str                      # grade, versor, update (unit, memory, quire: later stages)
+    model: str
+    subject: str
+    span: Span
+    claim: str
+    status: str                    # proven, refuted, unknown
+    evidence: dict = field(default_factory=dict)
+    smt2: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "model": self.model, "subject": self.subject,
+                "span": self.span.to_dict(), "claim": self.claim, "status": self.status,
+                "evidence": self.evidence, "smt2": self.smt2}
+
+
+class ModelChecker:
+    def __init__(self, graph: Hypergraph):
+        self.g = graph
+        self.alg = graph.algebra
+        self.identities: dict[str, tuple[int, str]] = {}
+        self.abstract: dict[str, int] = {}
+        self.obligations: list[Obligation] = []
+        self.narrowings: list[Narrowing] = []
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def blades(self, mask: int) -> list[str]:
+        return [self.alg.blade_name(b) for b in self.alg.blades if mask >> b & 1]
+
+    def label(self, value_id: str) -> str:
+        v = self.g.values[value_id]
+        return v.name or value_id
+
+    def add(self, kind: str, subject: str, span: Span, claim: str, status: str, evidence: dict,
+            smt2: str | None = None) -> Obligation:
+        oid = f"{self.g.name}/{kind}/{self.label(subject)}@{span.line}:{span.col}"
+        taken = {o.id for o in self.obligations}
+        n = 2
+        base = oid
+        while oid in taken:
+            oid, n = f"{base}#{n}", n + 1
+        ob = Obligation(oid, kind, self.g.name, self.label(subject), span, claim, status, evidence, smt2)
+        self.obligations.append(ob)
+        return ob
+
+    # ---- the run --------------------------------------------------------------------------------
+    def run(self) -> list[Obligation]:
+        for nr in propagate(self.g, self.identities, self.abstract):
+            self.narrowed_by_sandwich(nr)
+        for claim in self.g.claims:
+            if claim.kind == "type":
+                t = claim.type
+                self.grade(claim.subject, t.support, claim.span, f"{self.label(claim.subject)} : {t.describe()}")
+                if t.versor:
+                    self.versor(claim.subject, claim.span, t.versor)
+            elif claim.kind == "grade":
+                mask = sup.of_grades(self.alg, claim.grades)
+                self.grade(claim.subject, mask, claim.span,
+                           f"grade({self.label(claim.subject)}) in {{{', '.join(map(str, claim.grades))}}}")
+            elif claim.kind == "scalar":
+                self.grade(claim.subject, sup.SCALAR, claim.span, "the loss is a Scalar")
+            elif claim.kind == "versor":
+                self.versor(claim.subject, claim.span, "Versor")
+            # unit claims are discharged by the unit checker
+        for pid in self.g.params:
+            p = self.g.values[pid]
+            if p.declared is not None and p.declared.versor in ("Rotor", "Motor"):
+                self.update(p)
+        return self.obligations
+
+    # ---- grades ---------------------------------------------------------------------------------
+    def narrowed_by_sandwich(self, nr: Narrowing):
+        edge = self.g.edges[nr.edge_id]
+        versor_id = edge.sources[0]
+        ans = support_query(self.g, nr.value_id, nr.after, self.identities)
+        self.add("grade", nr.value_id, edge.span,
+                 f"{self.label(versor_id)} >> {self.label(edge.sources[1])} keeps the grades of "
+                 f"{self.label(edge.sources[1])}: {self.blades(nr.before)} narrowed to {self.blades(nr.after)}",
+                 ans.status, {"narrowing": "sandwich", "theorem": SANDWICH_THEOREM,
+                              "versor": self.derivation(versor_id), "solver": ans.reason,
+                              "axioms": ans.axioms}, ans.smt2)
+
+    def grade(self, subject: str, claim_mask: int, span: Span, claim: str):
+        ans = support_query(self.g, subject, claim_mask, self.identities)
+        evidence = {"claimed": self.blades(claim_mask),
+                    "abstract": self.blades(self.abstract.get(subject, self.g.values[subject].support))}
+        if ans.status == "refuted":
+            ans = self.refine(subject, claim_mask, evidence) or ans
+            if ans.status == "refuted" and "counterexample" not in evidence:
+                ans = Answer("unknown", ans.smt2, "no counterexample found", ans.axioms)
+        evidence.update(support=self.blades(self.g.values[subject].support), solver=ans.reason, axioms=ans.axioms)
+        self.add("grade", subject, span, claim, ans.status, evidence, ans.smt2)
+
+    def refine(self, subject: str, claim_mask: int, evidence: dict) -> Answer | None:
+        """Expand the blades outside the claim exactly; drop the ones that vanish identically."""
+        value = self.g.values[subject]
+        offending = value.support & ~claim_mask
+        zero = 0
+        if len(self.g.cone(subject)) <= EXACT_CONE_LIMIT:
+            try:
+                coefs = Symbolic(self.g, subject).coefficients(subject)
+                zero = sup.from_blades(b for b in sup.blades_of(offending)
+                                       if all(not m.get(b) for m in coefs.values()))
+            except Undefined:
+                zero = 0
+        answer = None
+        if zero:
+            names = ", ".join(self.blades(zero))
+            why = f"the coefficients of {names} expand to the zero polynomial in the inputs"
+            self.identities[subject] = (value.support & ~zero, why)
+            propagate(self.g, self.identities, self.abstract)
+            evidence["identity"] = {"vanishing": self.blades(zero), "statement": why}
+            answer = support_query(self.g, subject, claim_mask, self.identities)
+        remaining = self.g.values[subject].support & ~claim_mask
+        if remaining:
+            cex = counterexample.find(self.g, subject, remaining)
+            if cex is not None:
+                evidence["counterexample"] = cex
+        return answer
+
+    # ---- versors --------------------------------------------------------------------------------
+    def derivation(self, value_id: str) -> dict:
+        v = self.g.values[value_id]
+        if not v.versor:
+            return {"value": self.label(value_id), "versor": False}
+        e = self.g.producer(value_id)
+        step = {"value": self.label(value_id), "theorem": v.versor, "statement": THEOREMS[v.versor]}
+        if e is not None:
+            premises = [self.derivation(s) for s in e.sources if self.g.values[s].versor]
+            if premises:
+                step["from"] = premises
+        return step
+
+    def normalised(self, value_id: str) -> str | None:
+        """Why V ~V = 1, for a proven versor V (None if that does not follow)."""
+        v = self.g.values[value_id]
+        e = self.g.producer(value_id)
+        if not v.versor:
+            return None
+        if e is None:
+            if v.declared is not None and v.declared.versor in ("Rotor", "Motor"):
+                return f"declared {v.declared.versor}"
+            return "the constant 1" if v.const is not None and v.support == sup.SCALAR and v.const[0] == 1 else None
+        src = [self.normalised(s) for s in e.sources]
+        if e.kind in ("neg", "reverse", "involute", "inv", "copy", "index") and src[0]:
+            return "an involution or inverse of a normalised versor"
+        if e.kind in ("gp", "div", "sandwich") and all(src):
+            return "(V W) ~(V W) = V (W ~W) ~V = 1"
+        if e.kind == "exp" and v.versor == "exp-bivector":
+            return "exp(B) ~exp(B) = exp(B) exp(-B) = 1"
+        if e.kind == "normalize" and self.alg.signature[1] == 0:
+            return "no basis vector squares to -1, so V ~V > 0 and normalize makes it 1"
+        return None
+
+    def versor(self, subject: str, span: Span, kind: str):
+        claim = f"{self.label(subject)} is a {'normalised ' if kind != 'Versor' else ''}versor ({kind})"
+        v = self.g.values[subject]
+        needs_norm = kind in ("Rotor", "Motor")
+        why_norm = self.normalised(subject) if needs_norm else None
+        if v.versor and (why_norm or not needs_norm):
+            evidence = {"derivation": self.derivation(subject)}
+            if needs_norm:
+                evidence["normalised"] = why_norm
+            self.add("versor", subject, span, claim, "proven", evidence)
+            return
+        cex = counterexample.find_non_versor(self.g, subject, needs_norm)
+        status = "refuted" if cex else "unknown"
+        evidence = {"derivation": self.derivation(subject)}
+        if cex:
+            evidence["counterexample"] = cex
+        else:
+            evidence["reason"] = "no versor derivation, and no counterexample was found"
+        self.add("versor", subject, span, claim, status, evidence)
+
+    # ---- manifold updates -----------------------------------------------------------------------
+    def update(self, p: Value):
+        """R <- R exp(B), B a bivector: R exp(B) lies in the declared support, is a versor, and is
+        normalised.  The support part is a query on a two-edge graph of its own."""
+        g = Hypergraph(f"{self.g.name}.update.{p.name}", self.alg)
+        g.add_value(Value("R", "param", p.support, versor="declared", declared=p.declared))
+        g.add_value(Value("B", "input", sup.of_grades(self.alg, [2])))
+        g.add_value(Value("E", "temp", sup.closure(self.alg, sup.of_grades(self.alg, [2])), versor="exp-bivector"))
+        g.add_edge("exp", ("B",), "E")
+        g.add_value(Value("next", "temp", sup.product(self.alg, "gp", p.support, g.values["E"].support),
+                          versor="product"))
+        g.add_edge("gp", ("R", "E"), "next")
+        ans = support_query(g, "next", p.declared.support)
+        self.add("update", p.id, p.span,
+                 f"the update {p.name} <- {p.name} exp(B), B a bivector, keeps {p.name} a normalised "
+                 f"{p.declared.text}", ans.status,
+                 {"support": self.blades(g.values["next"].support), "solver": ans.reason,
+                  "theorems": [THEOREMS["exp-bivector"], THEOREMS["product"],
+                               "exp(B) ~exp(B) = 1 and R ~R = 1 give (R exp(B)) ~(R exp(B)) = 1; "
+                               "the trainer renormalises against rounding"]},
+                 ans.smt2)
+
+
+def check_program(program: Program) -> list[Obligation]:
+    out = []
+    for graph in program.models.values():
+        out.extend(ModelChecker(graph).run())
+    return out

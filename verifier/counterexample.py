@@ -1,0 +1,141 @@
+"""Concrete admissible inputs: rational values of every parameter and input that satisfy their
+declared types, versor types included, for counterexamples checked by exact evaluation."""
+from __future__ import annotations
+
+import itertools
+import random
+
+from sympy import Rational
+
+from phg import support as sup
+from phg.algebra import Algebra
+from phg.hypergraph import Hypergraph, Value
+
+from .exact import Concrete, Undefined, mv_product, nonzero
+
+
+def small_rational(rng: random.Random) -> Rational:
+    return Rational(rng.randint(-4, 4) or 1, rng.choice([1, 1, 2, 3]))
+
+
+def unit_vector(alg: Algebra, rng: random.Random, indices: list[int]) -> dict:
+    """A rational vector v over the given basis vectors (all with one square s) with v^2 = s:
+    inverse stereographic projection of a random rational point."""
+    if len(indices) == 1:
+        return {1 << indices[0]: Rational(1)}
+    t = [small_rational(rng) for _ in indices[1:]]
+    n2 = sum(x * x for x in t)
+    coords = [(n2 - 1) / (n2 + 1)] + [2 * x / (n2 + 1) for x in t]
+    return {1 << i: c for i, c in zip(indices, coords) if c != 0}
+
+
+def rotor(alg: Algebra, rng: random.Random, factors: int) -> dict:
+    """A product of `factors` (even) rational unit vectors of one signature class: R ~R = 1."""
+    positive = [i for i, v in enumerate(alg.basis) if v.square == 1]
+    negative = [i for i, v in enumerate(alg.basis) if v.square == -1]
+    pool = positive if len(positive) >= 2 or not negative else negative
+    out = {0: Rational(1)}
+    for _ in range(factors if pool else 0):
+        out = mv_product(alg, "gp", out, unit_vector(alg, rng, pool))
+    return out
+
+
+def translator(alg: Algebra, rng: random.Random) -> dict:
+    """1 + e0 u / 2 with u a rational Euclidean vector: a motor with T ~T = 1 (e0 squares to 0)."""
+    null = next(i for i, v in enumerate(alg.basis) if v.square == 0)
+    out = {0: Rational(1)}
+    for i, v in enumerate(alg.basis):
+        if v.square != 0:
+            c = small_rational(rng) / 2
+            s, m = alg.product("op", 1 << null, 1 << i)
+            if c and s:
+                out[m] = out.get(m, 0) + s * c
+    return out
+
+
+def admissible(alg: Algebra, v: Value, rng: random.Random) -> dict:
+    """A value satisfying v's declared type, channel by channel."""
+    out = {}
+    for ch in itertools.product(*(range(s) for s in v.shape)):
+        kind = v.declared.versor if v.declared is not None else None
+        if kind in ("Rotor", "Motor", "Versor"):
+            m = rotor(alg, rng, rng.choice([0, 1, 2, 3, 4] if kind == "Versor" else [0, 2, 2, 4]))
+            if kind == "Motor" and alg.degenerate:
+                m = mv_product(alg, "gp", translator(alg, rng), m)
+            m = {b: c for b, c in m.items() if v.support >> b & 1}
+        else:
+            m = {b: small_rational(rng) for b in sup.blades_of(v.support) if rng.random() < 0.9}
+        out[ch] = m
+    return out
+
+
+def find(graph: Hypergraph, value_id: str, blades: int, tries: int = 24, seed: int = 0) -> dict | None:
+    """Inputs at which value_id has a non-zero coefficient on one of `blades` (a support mask),
+    as {inputs, blade, channel, coefficient, exact}; None if none was found."""
+    rng = random.Random(seed)
+    alg = graph.algebra
+    leaves = [v for v in graph.values.values() if graph.producer(v.id) is None and v.const is None]
+    for _ in range(tries):
+        inputs = {v.id: admissible(alg, v, rng) for v in leaves}
+        ev = Concrete(graph, inputs)
+        try:
+            value = ev.coefficients(value_id)
+        except (Undefined, ZeroDivisionError, ValueError):
+            continue
+        for ch, m in sorted(value.items()):
+            for b in sup.blades_of(blades):
+                if b in m and nonzero(m[b]):
+                    return {"inputs": {graph.values[k].name or k: _show(alg, val) for k, val in inputs.items()},
+                            "blade": alg.blade_name(b), "channel": list(ch), "coefficient": str(m[b]),
+                            "exact": ev.exact}
+    return None
+
+
+def _show(alg: Algebra, value: dict) -> dict:
+    def one(m):
+        return {alg.blade_name(b): str(c) for b, c in sorted(m.items(), key=lambda t: alg.position[t[0]]) if c != 0}
+    if list(value) == [()]:
+        return one(value[()])
+    return {",".join(map(str, ch)): one(m) for ch, m in value.items()}
+
+
+def _versor_failure(ev: Concrete, m: dict, normalised: bool) -> str | None:
+    """Why the multivector m is not a (normalised) versor, or None if these checks pass."""
+    alg = ev.alg
+    rev = {b: (c if alg.reverse_sign(b) > 0 else -c) for b, c in m.items()}
+    vv = mv_product(alg, "gp", m, rev)
+    for b, c in vv.items():
+        if b and nonzero(c):
+            return f"V ~V has a {alg.blade_name(b)} part ({c})"
+    s = vv.get(0, 0)
+    if not nonzero(s):
+        return "V ~V = 0, so V is not invertible"
+    if normalised and nonzero(s - 1):
+        return f"V ~V = {s}, not 1"
+    inverse = ev.inverse(m)
+    for i in range(alg.n):
+        image = mv_product(alg, "gp", mv_product(alg, "gp", m, {1 << i: 1}), inverse)
+        for b, c in image.items():
+            if b.bit_count() != 1 and nonzero(c):
+                return f"V {alg.blade_name(1 << i)} V^-1 has a {alg.blade_name(b)} part ({c})"
+    return None
+
+
+def find_non_versor(graph: Hypergraph, value_id: str, normalised: bool, tries: int = 24, seed: int = 0) -> dict | None:
+    """Inputs at which value_id is not a versor (or not normalised), with the failed check."""
+    rng = random.Random(seed)
+    alg = graph.algebra
+    leaves = [v for v in graph.values.values() if graph.producer(v.id) is None and v.const is None]
+    for _ in range(tries):
+        inputs = {v.id: admissible(alg, v, rng) for v in leaves}
+        ev = Concrete(graph, inputs)
+        try:
+            value = ev.coefficients(value_id)
+            for ch, m in sorted(value.items()):
+                failure = _versor_failure(ev, m, normalised)
+                if failure:
+                    return {"inputs": {graph.values[k].name or k: _show(alg, val) for k, val in inputs.items()},
+                            "channel": list(ch), "failure": failure, "exact": ev.exact}
+        except (Undefined, ZeroDivisionError, ValueError):
+            continue
+    return None

@@ -1,0 +1,51 @@
+"""Supports after narrowing: the abstract rules again, in dependency order, now allowed to use
+two kinds of reason -- the sandwich theorem for proven versors, and exact identities found by
+symbolic expansion.  Narrowed supports are written back to the hypergraph (kernels are laid out
+from them); the abstract ones are kept beside them for the certificate."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from phg import support as sup
+from phg.hypergraph import Hypergraph
+from phg.operations import Operand, infer_support
+from phg.versors import versor_reason
+
+
+@dataclass
+class Narrowing:
+    value_id: str
+    edge_id: str | None
+    before: int
+    after: int
+    reason: str                  # "sandwich" or "identity"
+    detail: str
+
+
+def propagate(graph: Hypergraph, identities: dict[str, tuple[int, str]],
+              abstract: dict[str, int]) -> list[Narrowing]:
+    """Recompute every derived value's support and versor mark; `identities` maps value ids to a
+    mask their exact value is known to lie in (and why).  `abstract` receives each value's support
+    before any narrowing, the first time it is seen."""
+    alg = graph.algebra
+    found = []
+    for e in graph.topological_edges():
+        srcs = [graph.values[s] for s in e.sources]
+        target = graph.values[e.target]
+        abstract.setdefault(target.id, target.support)
+        ops = [Operand(v.support, v.versor, v.unit) for v in srcs]
+        s = infer_support(alg, e.kind, ops, e.attrs)
+        if e.kind == "sandwich" and srcs[0].versor:
+            kept = s & sup.of_grades(alg, sup.grades_of(srcs[1].support))
+            if kept != s:
+                found.append(Narrowing(target.id, e.id, s, kept, "sandwich",
+                                       f"{srcs[0].name or srcs[0].id} is a versor"))
+            s = kept
+        if target.id in identities:
+            m, why = identities[target.id]
+            if s & ~m:
+                found.append(Narrowing(target.id, e.id, s, s & m, "identity", why))
+            s &= m
+        target.support = s
+        target.versor = versor_reason(alg, e.kind, [v.versor for v in srcs], [v.support for v in srcs])
+    return found

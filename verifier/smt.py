@@ -1,0 +1,200 @@
+"""Blade-support obligations as bit-vector queries (QF_BV).
+
+Each value in the cone of the subject is a bit-vector of 2^n bits (bit b: blade mask b may be
+non-zero).  Inputs, parameters and constants are fixed to their declared or exact supports; each
+hyperedge constrains its target by the abstract rule of its kind.  Products are encoded bit by
+bit over the pairs of blades the sources' current supports allow; the query then also asks
+whether any value escapes its current support, so the restriction is justified inside the same
+query (by induction along the edges, the first escape would be a model).  Closures (inverses of
+non-versors, exp, log) are bounded by a constant set that the query checks to be closed.
+
+The query is satisfiable exactly when the claim can fail; unsat proves it.  Z3 runs under a
+deterministic resource limit: when it gives up, the answer is unknown, never proven.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import z3
+
+from phg import support as sup
+from phg.algebra import Algebra
+from phg.hypergraph import Edge, Hypergraph
+from phg.versors import SANDWICH_THEOREM
+
+RLIMIT = 5_000_000
+
+PRODUCT_KINDS = {"gp": "gp", "op": "op", "lc": "lc", "regressive": "regressive", "mix": "gp"}
+SAME_SUPPORT = {"neg", "reverse", "involute", "normalize", "sum", "gate", "index", "copy"}
+
+
+@dataclass
+class Answer:
+    status: str                 # proven, refuted, unknown
+    smt2: str
+    reason: str                 # z3's words: unsat, sat, or why unknown
+    axioms: list[str]           # theorems and identities the query relies on
+
+
+def bit(x, b: int):
+    return z3.Extract(b, b, x) == 1
+
+
+def mask(alg: Algebra, m: int):
+    return z3.BitVecVal(m, alg.dim)
+
+
+def outside(alg: Algebra, x, m: int):
+    """x has a blade outside mask m."""
+    return (x & mask(alg, alg.every_blade & ~m)) != mask(alg, 0)
+
+
+def bits_to_bv(alg: Algebra, conds):
+    """The bit-vector whose bit c is conds[c] (a z3 Bool or a Python bool)."""
+    parts = [z3.If(c, z3.BitVecVal(1, 1), z3.BitVecVal(0, 1)) if not isinstance(c, bool)
+             else z3.BitVecVal(int(c), 1) for c in reversed(conds)]
+    return parts[0] if len(parts) == 1 else z3.Concat(parts)
+
+
+def product_bv(alg: Algebra, kind: str, a, b, hint_a: int, hint_b: int):
+    sign, target = alg.tables[kind]
+    conds: list = [False] * alg.dim
+    for i in sup.blades_of(hint_a):
+        for j in sup.blades_of(hint_b):
+            if sign[i, j]:
+                c = int(target[i, j])
+                term = z3.And(bit(a, i), bit(b, j))
+                conds[c] = term if conds[c] is False else z3.Or(conds[c], term)
+    return bits_to_bv(alg, conds)
+
+
+def grades_bv(alg: Algebra, x):
+    """All blades of every grade x has a blade of."""
+    out = mask(alg, 0)
+    for k in range(alg.n + 1):
+        g = sup.of_grades(alg, [k])
+        out = out | z3.If((x & mask(alg, g)) != mask(alg, 0), mask(alg, g), mask(alg, 0))
+    return out
+
+
+class Encoder:
+    """Builds the query for one claim about one value of a hypergraph."""
+
+    def __init__(self, graph: Hypergraph, narrowings: dict[str, tuple[int, str]]):
+        self.g = graph
+        self.alg = graph.algebra
+        self.narrowings = narrowings        # value id -> (mask, why): exact identities, as axioms
+        self.vars: dict[str, z3.BitVecRef] = {}
+        self.facts: list = []
+        self.failures: list = []
+        self.axioms: list[str] = []
+
+    def var(self, value_id: str):
+        if value_id not in self.vars:
+            self.vars[value_id] = z3.BitVec(f"s_{_smt_name(value_id)}", self.alg.dim)
+        return self.vars[value_id]
+
+    def encode(self, value_id: str, claim_mask: int):
+        alg = self.alg
+        for v in self.g.cone(value_id):
+            value = self.g.values[v]
+            x = self.var(v)
+            edge = self.g.producer(v)
+            if edge is None:
+                self.facts.append(x == mask(alg, value.support))
+                continue
+            # Each value is defined exactly once, so the facts are always satisfiable: a narrowing
+            # restricts the definition, it is never asserted beside it.
+            definition = self.edge(edge)
+            if v in self.narrowings:
+                m, why = self.narrowings[v]
+                definition = definition & mask(alg, m)
+                self.axioms.append(f"{value.name or v}: {why}")
+            self.facts.append(x == definition)
+            self.failures.append(outside(alg, x, value.support))
+        self.failures.append(outside(alg, self.var(value_id), claim_mask))
+
+    def edge(self, e: Edge):
+        """The support of e's target, as a bit-vector expression of its sources'."""
+        alg, g = self.alg, self.g
+        src = [self.var(s) for s in e.sources]
+        hint = [g.values[s].support for s in e.sources]
+        k = e.kind
+        if k in ("add", "sub"):
+            return src[0] | src[1]
+        if k in SAME_SUPPORT:
+            return src[0]
+        if k in PRODUCT_KINDS:
+            return product_bv(alg, PRODUCT_KINDS[k], src[0], src[1], hint[0], hint[1])
+        if k in ("div", "inv", "sandwich"):
+            v_pos = 0 if k == "sandwich" else len(src) - 1
+            v, hv = src[v_pos], hint[v_pos]
+            versor = g.values[e.sources[v_pos]].versor
+            inverse, hi = (v, hv) if versor else (self.closure(v, hv), sup.closure(alg, hv))
+            if k == "inv":
+                return inverse
+            if k == "div":
+                return product_bv(alg, "gp", src[0], inverse, hint[0], hi)
+            vx = product_bv(alg, "gp", v, src[1], hv, hint[1])
+            out = product_bv(alg, "gp", vx, inverse, sup.product(alg, "gp", hv, hint[1]), hi)
+            if versor:
+                self.axioms.append(f"{e.kind} {e.id}: {SANDWICH_THEOREM}")
+                out = out & grades_bv(alg, src[1])
+            return out
+        if k in ("grade", "even", "odd", "scalar"):
+            keep = {"grade": lambda: sup.of_grades(alg, e.attrs.get("grades", [])),
+                    "even": lambda: sup.of_grades(alg, range(0, alg.n + 1, 2)),
+                    "odd": lambda: sup.of_grades(alg, range(1, alg.n + 1, 2)),
+                    "scalar": lambda: sup.SCALAR}[k]()
+            return src[0] & mask(alg, keep)
+        if k == "dual":
+            return bits_to_bv(alg, [bit(src[0], alg.full ^ c) for c in range(alg.dim)])
+        if k in ("norm", "norm2"):
+            return product_bv(alg, "gp", src[0], src[0], hint[0], hint[0]) & mask(alg, sup.SCALAR)
+        if k == "exp":
+            return mask(alg, sup.SCALAR) if hint[0] & ~sup.SCALAR == 0 else self.closure(src[0], hint[0])
+        if k == "log":
+            return self.closure(src[0], hint[0]) & mask(alg, sup.of_grades(alg, [2]))
+        if k == "component":
+            return z3.If(bit(src[0], e.attrs["blade"]), mask(alg, sup.SCALAR), mask(alg, 0))
+        return mask(alg, sup.SCALAR)            # scalar functions
+
+    def closure(self, x, hint: int):
+        """A constant set C bounding the subalgebra generated by x; the query checks C contains 1
+        and x and is closed under products with x, so C contains that subalgebra."""
+        alg = self.alg
+        c = sup.closure(alg, hint)
+        cv = mask(alg, c)
+        self.failures.append(outside(alg, x, c))
+        self.failures.append(outside(alg, product_bv(alg, "gp", cv, x, c, hint), c))
+        return cv
+
+    def solve(self) -> Answer:
+        definitions = z3.Solver()
+        definitions.set("rlimit", RLIMIT)
+        definitions.add(*self.facts)
+        if definitions.check() != z3.sat:
+            # Cannot happen for definitional facts; never let a vacuous query prove anything.
+            return Answer("unknown", definitions.to_smt2(), "the definitions are not satisfiable", self.axioms)
+        s = z3.Solver()
+        s.set("rlimit", RLIMIT)
+        s.add(*self.facts)
+        s.add(z3.Or(*self.failures) if len(self.failures) > 1 else self.failures[0])
+        smt2 = s.to_smt2()
+        result = s.check()
+        if result == z3.unsat:
+            return Answer("proven", smt2, "unsat", self.axioms)
+        if result == z3.sat:
+            return Answer("refuted", smt2, "sat", self.axioms)
+        return Answer("unknown", smt2, s.reason_unknown(), self.axioms)
+
+
+def _smt_name(value_id: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in value_id.replace("%", "t"))
+
+
+def support_query(graph: Hypergraph, value_id: str, claim_mask: int,
+                  narrowings: dict[str, tuple[int, str]] | None = None) -> Answer:
+    enc = Encoder(graph, narrowings or {})
+    enc.encode(value_id, claim_mask)
+    return enc.solve()
