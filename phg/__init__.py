@@ -2,6 +2,7 @@
 
     import phg
     program = phg.load("model.phg")      # parse and lower to the Program Hypergraph
+    cert = phg.check(program)            # prove its obligations
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from .diagnostics import PhgError, Span
 from .program import Program
 
 __version__ = "0.1.0"
-__all__ = ["load", "loads", "Program", "PhgError", "Span", "__version__"]
+__all__ = ["load", "loads", "check", "Program", "PhgError", "Span", "__version__"]
 
 
 def loads(text: str, filename: str = "<text>") -> Program:
@@ -38,3 +39,11 @@ def load(path: str | Path) -> Program:
         raise PhgError("io", f"byte 0x{data[exc.start]:02x} is not valid UTF-8", Span(path, line, col),
                        expected="a UTF-8 text file") from None
     return loads(text, filename=path)
+
+
+def check(program: Program):
+    """Discharge every obligation of a loaded program; returns a Certificate (`.ok`,
+    `.obligations`, `.to_dict()`, `.write(path)` signs and writes it).  Narrowed blade supports
+    are written back into the program's hypergraphs."""
+    from verifier.certificate import certify
+    return certify(program)

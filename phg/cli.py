@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -10,7 +12,7 @@ from rich.text import Text
 
 from . import __version__, load
 from . import support as sup
-from .diagnostics import PhgError
+from .diagnostics import PhgError, Span
 from .program import Program
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
@@ -20,8 +22,12 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="phg", description="Geometric-algebra compiler and static verifier.")
     ap.add_argument("--version", action="version", version=f"phg {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    check = sub.add_parser("check", help="parse and lower models, print every value's blades, grades and shape")
+    check = sub.add_parser("check", help="prove every obligation and write FILE.cert.json")
     check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--json", action="store_true", help="print the certificate instead of the tables")
+    check.add_argument("-o", dest="output", metavar="CERT", help="where to write the certificate (one FILE only)")
+    verify = sub.add_parser("verify", help="re-check a certificate against its source and its solver queries")
+    verify.add_argument("cert", metavar="CERT")
     graph = sub.add_parser("graph", help="print the Program Hypergraph")
     graph.add_argument("file", metavar="FILE")
     graph.add_argument("--format", choices=("dot", "json"), default="dot")
@@ -34,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         if args.command == "check":
-            for path in args.files:
-                _print_values(out, load(path))
-            return EXIT_OK
+            return _check(args, out, err)
+        if args.command == "verify":
+            return _verify(args.cert, out)
         program = load(args.file)
         sys.stdout.write(program.to_json() + "\n" if args.format == "json" else program.to_dot())
         return EXIT_OK
@@ -45,11 +51,106 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
 
 
+def _check(args, out: Console, err: Console) -> int:
+    from verifier.certificate import certify
+    from verifier.signing import SigningKeyError
+
+    if args.output and len(args.files) > 1:
+        err.print(Text("phg check: -o names one certificate, so give one FILE"))
+        return EXIT_INPUT
+    status = EXIT_OK
+    for path in args.files:
+        program = load(path)
+        cert = certify(program)
+        target = Path(args.output) if args.output else Path(path + ".cert.json") if not path.endswith(".phg") \
+            else Path(path).with_suffix(".phg.cert.json")
+        try:
+            document = cert.write(target)
+        except (SigningKeyError, OSError) as exc:
+            err.print(Text(f"phg check: cannot write the certificate {target}: {exc}"))
+            return EXIT_INPUT
+        if args.json:
+            out.print_json(json.dumps(document))
+        else:
+            _print_certificate(out, err, program, cert, target)
+        if not cert.ok:
+            status = EXIT_FAILED
+    return status
+
+
+def _print_certificate(out: Console, err: Console, program: Program, cert, target: Path):
+    _print_values(out, program)
+    order = {"refuted": 0, "unknown": 1, "proven": 2}
+    obligations = sorted(cert.obligations, key=lambda o: order[o.status])
+    for o in obligations:
+        if o.status != "proven":
+            err.print(Text(_diagnostic(program, o)))
+    table = Table(title=Text(f"{program.path}: obligations"), title_justify="left")
+    for col in ("status", "kind", "claim", "where"):
+        table.add_column(col)
+    colours = {"proven": "green", "refuted": "bold red", "unknown": "yellow"}
+    for o in obligations:
+        table.add_row(Text(o.status, style=colours[o.status]), Text(o.kind), Text(o.claim),
+                      Text(f"{o.span.line}:{o.span.col}"))
+    out.print(table)
+    counts = {s: sum(1 for o in cert.obligations if o.status == s) for s in order}
+    verdict = "all proven" if cert.ok else "NOT all proven"
+    out.print(Text(f"{verdict}: {counts['proven']} proven, {counts['refuted']} refuted, {counts['unknown']} unknown; "
+                   f"certificate written to {target}"))
+
+
+def _diagnostic(program: Program, o) -> str:
+    ev = o.evidence
+    notes = []
+    message = o.claim
+    if "counterexample" in ev:
+        cex = ev["counterexample"]
+        if "blade" in cex:
+            where = f" in channel {cex['channel']}" if cex["channel"] else ""
+            message += f": blade {cex['blade']} is {cex['coefficient']}{where}"
+        else:
+            message += f": {cex['failure']}"
+        notes.append("counterexample ({}): {}".format("exact" if cex["exact"] else "50 digits",
+                     "; ".join(f"{k} = {_mv_text(v)}" for k, v in cex["inputs"].items())))
+    elif "reason" in ev:
+        notes.append(ev["reason"])
+    err = PhgError(o.status, message, Span(program.path, o.span.line, o.span.col, o.span.end_line, o.span.end_col),
+                   expected="blades " + ", ".join(ev["claimed"]) if "claimed" in ev else None,
+                   hint="; ".join(notes) if notes else None, source=program.source)
+    return err.render()
+
+
+def _mv_text(value: dict) -> str:
+    if value and all(isinstance(v, dict) for v in value.values()):
+        return "[" + ", ".join(f"{ch}: {_mv_text(m)}" for ch, m in value.items()) + "]"
+    text = ""
+    for b, c in value.items():
+        term = c if b == "1" else f"{c}*{b}"
+        text += term if not text else (f" - {term[1:]}" if term.startswith("-") else f" + {term}")
+    return text or "0"
+
+
+def _verify(cert: str, out: Console) -> int:
+    from verifier.certificate import verify
+
+    checks = verify(cert)
+    table = Table(title=Text(f"phg verify {cert}"), title_justify="left")
+    for col in ("check", "result", "detail"):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(Text(c.name), Text("ok" if c.ok else "FAILED", style="green" if c.ok else "bold red"),
+                      Text(c.detail))
+    out.print(table)
+    failed = [c.name for c in checks if not c.ok]
+    out.print(Text("valid" if not failed else f"invalid: {', '.join(failed)} failed"))
+    return EXIT_OK if not failed else EXIT_FAILED
+
+
 def _print_values(console: Console, program: Program):
     for model in program.models.values():
         alg = model.algebra
         table = Table(title=Text(f"{program.path}: model {model.name} on {alg.describe()}"), title_justify="left")
-        for col in ("value", "role", "blades", "grades", "shape", "declared"):
+        for col in ("value", "role", "blades", "grades", "shape", "declared", "versor"):
             table.add_column(col)
         for v in model.values.values():
             if v.role == "temp" or (v.role == "const" and v.name is None):
@@ -57,7 +158,7 @@ def _print_values(console: Console, program: Program):
             blades = ", ".join(alg.blade_name(b) for b in alg.blades if v.support >> b & 1) or "0"
             cells = (v.name, v.role, blades, ", ".join(map(str, sup.grades_of(v.support))) or "-",
                      f"[{', '.join(map(str, v.shape))}]" if v.shape else "-",
-                     v.declared.describe() if v.declared else "")
+                     v.declared.describe() if v.declared else "", "yes" if v.versor else "")
             table.add_row(*(Text(c) for c in cells))  # Text: no rich markup in [m] or [4]
         console.print(table)
     if not program.models:

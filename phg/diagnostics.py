@@ -46,7 +46,8 @@ class PhgError(Exception):
 
     def render(self) -> str:
         head = f"{self.span}: " if self.span else ""
-        lines = [f"{head}{self.kind} error: {self.message}"]
+        label = self.kind if self.kind in ("refuted", "unknown") else f"{self.kind} error"
+        lines = [f"{head}{label}: {self.message}"]
         lines += _quote(self.source, self.span)
         if self.expected:
             lines.append(f"  expected: {self.expected}")

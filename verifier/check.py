@@ -45,8 +45,9 @@ class Obligation:
 
 
 class ModelChecker:
-    def __init__(self, graph: Hypergraph):
+    def __init__(self, graph: Hypergraph, source: str | None = None):
         self.g = graph
+        self.source_lines = source.splitlines() if source else []
         self.alg = graph.algebra
         self.identities: dict[str, tuple[int, str]] = {}
         self.abstract: dict[str, int] = {}
@@ -58,12 +59,18 @@ class ModelChecker:
         return [self.alg.blade_name(b) for b in self.alg.blades if mask >> b & 1]
 
     def label(self, value_id: str) -> str:
+        """A value's name, or the source text it was written as."""
         v = self.g.values[value_id]
-        return v.name or value_id
+        if v.name:
+            return v.name
+        sp = v.span
+        if sp and sp.end_line == sp.line and 1 <= sp.line <= len(self.source_lines):
+            return self.source_lines[sp.line - 1][sp.col - 1:sp.end_col - 1]
+        return value_id
 
     def add(self, kind: str, subject: str, span: Span, claim: str, status: str, evidence: dict,
             smt2: str | None = None) -> Obligation:
-        oid = f"{self.g.name}/{kind}/{self.label(subject)}@{span.line}:{span.col}"
+        oid = f"{self.g.name}/{kind}/{self.g.values[subject].name or subject}@{span.line}:{span.col}"
         taken = {o.id for o in self.obligations}
         n = 2
         base = oid
@@ -105,7 +112,7 @@ class ModelChecker:
         ans = support_query(self.g, nr.value_id, nr.after, self.identities)
         self.add("grade", nr.value_id, edge.span,
                  f"{self.label(versor_id)} >> {self.label(edge.sources[1])} keeps the grades of "
-                 f"{self.label(edge.sources[1])}: {self.blades(nr.before)} narrowed to {self.blades(nr.after)}",
+                 f"{self.label(edge.sources[1])} ({', '.join(self.blades(nr.before))} -> {', '.join(self.blades(nr.after))})",
                  ans.status, {"narrowing": "sandwich", "theorem": SANDWICH_THEOREM,
                               "versor": self.derivation(versor_id), "solver": ans.reason,
                               "axioms": ans.axioms}, ans.smt2)
@@ -228,5 +235,5 @@ class ModelChecker:
 def check_program(program: Program) -> list[Obligation]:
     out = []
     for graph in program.models.values():
-        out.extend(ModelChecker(graph).run())
+        out.extend(ModelChecker(graph, program.source).run())
     return out

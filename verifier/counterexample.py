@@ -53,6 +53,12 @@ def translator(alg: Algebra, rng: random.Random) -> dict:
     return out
 
 
+def _leaves(graph: Hypergraph, value_id: str) -> list[Value]:
+    """The parameters and inputs value_id depends on."""
+    cone = [graph.values[v] for v in graph.cone(value_id)]
+    return [v for v in cone if graph.producer(v.id) is None and v.const is None]
+
+
 def admissible(alg: Algebra, v: Value, rng: random.Random) -> dict:
     """A value satisfying v's declared type, channel by channel."""
     out = {}
@@ -74,7 +80,7 @@ def find(graph: Hypergraph, value_id: str, blades: int, tries: int = 24, seed: i
     as {inputs, blade, channel, coefficient, exact}; None if none was found."""
     rng = random.Random(seed)
     alg = graph.algebra
-    leaves = [v for v in graph.values.values() if graph.producer(v.id) is None and v.const is None]
+    leaves = _leaves(graph, value_id)
     for _ in range(tries):
         inputs = {v.id: admissible(alg, v, rng) for v in leaves}
         ev = Concrete(graph, inputs)
@@ -125,7 +131,7 @@ def find_non_versor(graph: Hypergraph, value_id: str, normalised: bool, tries: i
     """Inputs at which value_id is not a versor (or not normalised), with the failed check."""
     rng = random.Random(seed)
     alg = graph.algebra
-    leaves = [v for v in graph.values.values() if graph.producer(v.id) is None and v.const is None]
+    leaves = _leaves(graph, value_id)
     for _ in range(tries):
         inputs = {v.id: admissible(alg, v, rng) for v in leaves}
         ev = Concrete(graph, inputs)
