@@ -37,6 +37,10 @@ class Obligation:
     status: str                    # proven, refuted, unknown
     evidence: dict = field(default_factory=dict)
     smt2: str | None = None
+    # What the claim is about, for tests and tools (not part of the certificate):
+    value_id: str | None = None
+    mask: int | None = None                  # grade obligations: the claimed support
+    versor: str | None = None                # versor obligations: Versor, Rotor or Motor
 
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "model": self.model, "subject": self.subject,
@@ -69,14 +73,15 @@ class ModelChecker:
         return value_id
 
     def add(self, kind: str, subject: str, span: Span, claim: str, status: str, evidence: dict,
-            smt2: str | None = None) -> Obligation:
+            smt2: str | None = None, **about) -> Obligation:
         oid = f"{self.g.name}/{kind}/{self.g.values[subject].name or subject}@{span.line}:{span.col}"
         taken = {o.id for o in self.obligations}
         n = 2
         base = oid
         while oid in taken:
             oid, n = f"{base}#{n}", n + 1
-        ob = Obligation(oid, kind, self.g.name, self.label(subject), span, claim, status, evidence, smt2)
+        ob = Obligation(oid, kind, self.g.name, self.label(subject), span, claim, status, evidence, smt2,
+                        value_id=subject, **about)
         self.obligations.append(ob)
         return ob
 
@@ -115,7 +120,7 @@ class ModelChecker:
                  f"{self.label(edge.sources[1])} ({', '.join(self.blades(nr.before))} -> {', '.join(self.blades(nr.after))})",
                  ans.status, {"narrowing": "sandwich", "theorem": SANDWICH_THEOREM,
                               "versor": self.derivation(versor_id), "solver": ans.reason,
-                              "axioms": ans.axioms}, ans.smt2)
+                              "axioms": ans.axioms}, ans.smt2, mask=nr.after)
 
     def grade(self, subject: str, claim_mask: int, span: Span, claim: str):
         ans = support_query(self.g, subject, claim_mask, self.identities)
@@ -126,7 +131,7 @@ class ModelChecker:
             if ans.status == "refuted" and "counterexample" not in evidence:
                 ans = Answer("unknown", ans.smt2, "no counterexample found", ans.axioms)
         evidence.update(support=self.blades(self.g.values[subject].support), solver=ans.reason, axioms=ans.axioms)
-        self.add("grade", subject, span, claim, ans.status, evidence, ans.smt2)
+        self.add("grade", subject, span, claim, ans.status, evidence, ans.smt2, mask=claim_mask)
 
     def refine(self, subject: str, claim_mask: int, evidence: dict) -> Answer | None:
         """Expand the blades outside the claim exactly; drop the ones that vanish identically."""
@@ -198,7 +203,7 @@ class ModelChecker:
             evidence = {"derivation": self.derivation(subject)}
             if needs_norm:
                 evidence["normalised"] = why_norm
-            self.add("versor", subject, span, claim, "proven", evidence)
+            self.add("versor", subject, span, claim, "proven", evidence, versor=kind)
             return
         cex = counterexample.find_non_versor(self.g, subject, needs_norm)
         status = "refuted" if cex else "unknown"
@@ -207,7 +212,7 @@ class ModelChecker:
             evidence["counterexample"] = cex
         else:
             evidence["reason"] = "no versor derivation, and no counterexample was found"
-        self.add("versor", subject, span, claim, status, evidence)
+        self.add("versor", subject, span, claim, status, evidence, versor=kind)
 
     # ---- manifold updates -----------------------------------------------------------------------
     def update(self, p: Value):

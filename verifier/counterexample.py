@@ -11,7 +11,7 @@ from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Hypergraph, Value
 
-from .exact import Concrete, Undefined, mv_product, nonzero
+from .exact import Concrete, Floating, Undefined, mv_product, nonzero
 
 
 def small_rational(rng: random.Random) -> Rational:
@@ -77,12 +77,19 @@ def admissible(alg: Algebra, v: Value, rng: random.Random) -> dict:
 
 def find(graph: Hypergraph, value_id: str, blades: int, tries: int = 24, seed: int = 0) -> dict | None:
     """Inputs at which value_id has a non-zero coefficient on one of `blades` (a support mask),
-    as {inputs, blade, channel, coefficient, exact}; None if none was found."""
+    as {inputs, blade, channel, coefficient, exact}; None if none was found.  Candidates are found
+    in floating point and then confirmed by exact evaluation."""
     rng = random.Random(seed)
     alg = graph.algebra
     leaves = _leaves(graph, value_id)
     for _ in range(tries):
         inputs = {v.id: admissible(alg, v, rng) for v in leaves}
+        try:
+            approx = Floating(graph, inputs).coefficients(value_id)
+        except (Undefined, ZeroDivisionError, ValueError, OverflowError):
+            continue
+        if not any(_clearly_nonzero(m, b) for m in approx.values() for b in sup.blades_of(blades)):
+            continue
         ev = Concrete(graph, inputs)
         try:
             value = ev.coefficients(value_id)
@@ -95,6 +102,11 @@ def find(graph: Hypergraph, value_id: str, blades: int, tries: int = 24, seed: i
                             "blade": alg.blade_name(b), "channel": list(ch), "coefficient": str(m[b]),
                             "exact": ev.exact}
     return None
+
+
+def _clearly_nonzero(m: dict, b: int) -> bool:
+    scale = max([1.0] + [abs(c) for c in m.values()])
+    return abs(m.get(b, 0.0)) > 1e-9 * scale
 
 
 def _show(alg: Algebra, value: dict) -> dict:

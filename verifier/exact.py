@@ -14,13 +14,18 @@ A multivector is a dict blade mask -> number; a value with channels is a dict ch
 from __future__ import annotations
 
 import itertools
+import math
 from fractions import Fraction
+
+import numpy as np
 
 import mpmath
 from sympy import QQ, Float, Rational, sqrt
 from sympy.polys.matrices import DomainMatrix
+from sympy.polys.matrices.exceptions import DMNonInvertibleMatrixError
 from sympy.polys.rings import ring
 
+from phg import multivector as mv
 from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Hypergraph
@@ -222,6 +227,62 @@ class Symbolic:
         return self.eval.value(value_id)
 
 
+# ---- floating-point mode (a fast first look before an exact confirmation) -------------------------
+class Floating:
+    """Values at given inputs in float64, to find candidate counterexamples quickly."""
+
+    def __init__(self, graph: Hypergraph, inputs: dict):
+        self.g = graph
+        self.alg = graph.algebra
+        self.inputs = inputs
+        self.eval = Evaluator(graph, self.leaf, self.opaque)
+
+    def leaf(self, v) -> dict:
+        if v.const is not None:
+            return {(): {b: float(v.const[b]) for b in sup.blades_of(v.support)}}
+        return {ch: {b: float(c) for b, c in m.items()} for ch, m in self.inputs[v.id].items()}
+
+    def dense(self, a: dict) -> np.ndarray:
+        out = np.zeros(self.alg.dim)
+        for b, c in a.items():
+            out[b] = c
+        return out
+
+    def sparse(self, x: np.ndarray) -> dict:
+        return {b: float(x[b]) for b in np.flatnonzero(x)}
+
+    def opaque(self, e, ch, kind, a, versor, *rest):
+        alg = self.alg
+        if kind == "inv":
+            try:
+                return self.sparse(mv.inverse(alg, self.dense(a)))
+            except mv.NotInvertible:
+                raise Undefined("the value has no inverse") from None
+        if kind in ("norm", "normalize"):
+            n = math.sqrt(abs(mv.norm2(alg, self.dense(a))))
+            if kind == "norm":
+                return {0: n}
+            if n == 0:
+                raise Undefined("normalize of a value of norm 0")
+            return {k: v / n for k, v in a.items()}
+        if kind == "gate":
+            return mv_scale(a, 1 / (1 + math.exp(-rest[0].get(0, 0.0))))
+        if kind == "exp":
+            return self.sparse(mv.exp(alg, self.dense(a)))
+        if kind == "log":
+            raise Undefined("log is not evaluated")
+        x = a.get(0, 0.0)
+        if kind == "sqrt" and x < 0:
+            raise Undefined("sqrt of a negative number")
+        fn = {"sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tanh": math.tanh, "abs": abs,
+              "relu": lambda t: max(t, 0.0), "sigmoid": lambda t: 1 / (1 + math.exp(-t)),
+              "gelu": lambda t: t * (1 + math.erf(t / math.sqrt(2))) / 2}[kind]
+        return {0: fn(x)}
+
+    def coefficients(self, value_id: str) -> dict:
+        return self.eval.value(value_id)
+
+
 # ---- concrete mode ----------------------------------------------------------------------------
 def is_exact(x) -> bool:
     return isinstance(x, (int, Rational))
@@ -323,10 +384,11 @@ class Concrete:
         dim = self.alg.dim
         if all(is_exact(x) for row in m for x in row):
             dm = DomainMatrix([[QQ.convert(x) for x in row] for row in m], (dim, dim), QQ)
-            if dm.det() == 0:
-                raise Undefined("the value has no inverse")
             rhs = DomainMatrix([[QQ(int(i == 0))] for i in range(dim)], (dim, 1), QQ)
-            sol = dm.lu_solve(rhs).to_Matrix()
+            try:
+                sol = dm.lu_solve(rhs).to_Matrix()
+            except DMNonInvertibleMatrixError:
+                raise Undefined("the value has no inverse") from None
             return {b: Rational(sol[b]) for b in range(dim) if sol[b] != 0}
         mm = mpmath.matrix([[_mp(x) for x in row] for row in m])
         if not nonzero(_float(mpmath.det(mm))):

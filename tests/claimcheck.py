@@ -1,0 +1,59 @@
+"""Check a claim numerically with clifford on random admissible inputs."""
+from __future__ import annotations
+
+import numpy as np
+
+from cliffeval import Reference
+
+REL = 1e-7
+
+
+def _finite(x) -> bool:
+    return bool(np.isfinite(x.value).all()) and float(np.abs(x.value).max(initial=0)) < 1e8
+
+
+def grade_holds(ref: Reference, x, mask: int) -> bool:
+    scale = max(1.0, float(np.abs(x.value).max(initial=0)))
+    return all(mask >> ref.masks[i] & 1 for i in np.flatnonzero(np.abs(x.value) > REL * scale))
+
+
+def versor_holds(ref: Reference, x, normalised: bool) -> bool:
+    scale = max(1.0, float(np.abs(x.value).max(initial=0))) ** 2
+    vv = x * ~x
+    s = float(vv(0))
+    if np.abs((vv - s).value).max() > REL * scale or abs(s) < REL * scale:
+        return False
+    if normalised and abs(s - 1) > REL * scale:
+        return False
+    inverse = ~x / s
+    for i in range(ref.alg.n):
+        e = ref.mv({1 << i: 1.0})
+        image = x * e * inverse
+        if np.abs((image - image(1)).value).max() > REL * max(1.0, float(np.abs(image.value).max())):
+            return False
+    return True
+
+
+def holds(graph, obligation, trials: int = 20, seed: int = 0) -> bool | None:
+    """Whether the obligation's claim held on every admissible input tried (None: no input gave
+    the value a finite definition)."""
+    ref = Reference(graph)
+    rng = np.random.default_rng(seed)
+    leaves = [v for v in graph.values.values() if graph.producer(v.id) is None and v.const is None]
+    seen = False
+    for _ in range(trials):
+        inputs = {v.id: ref.random_value(v, rng) for v in leaves}
+        with np.errstate(all="ignore"):
+            try:
+                value = ref.evaluate(inputs)[obligation.value_id]
+            except (ValueError, ZeroDivisionError, np.linalg.LinAlgError):
+                continue
+        for x in value.values():
+            if not _finite(x):
+                continue
+            seen = True
+            ok = grade_holds(ref, x, obligation.mask) if obligation.kind == "grade" else \
+                versor_holds(ref, x, obligation.versor in ("Rotor", "Motor"))
+            if not ok:
+                return False
+    return True if seen else None

@@ -1,0 +1,137 @@
+"""Direct evaluation of a Program Hypergraph with clifford's own products: the reference the
+verifier's claims and (later) the kernels are compared against."""
+from __future__ import annotations
+
+import functools
+import itertools
+
+import clifford
+import numpy as np
+
+from phg import support as sup
+
+
+@functools.lru_cache(maxsize=None)
+def layout_of(signature: tuple[int, int, int]):
+    """clifford's layout for Cl(p, q, r) and, per clifford blade index, our blade mask."""
+    layout, _ = clifford.Cl(*signature)
+    first = min((i for t in layout.bladeTupList for i in t), default=1)
+    masks = [sum(1 << (k - first) for k in t) for t in layout.bladeTupList]
+    return layout, masks
+
+
+class Reference:
+    def __init__(self, graph):
+        self.g = graph
+        self.alg = graph.algebra
+        self.layout, self.masks = layout_of(self.alg.signature)
+        self.index = {m: i for i, m in enumerate(self.masks)}
+
+    def mv(self, coefs: dict[int, float]):
+        v = np.zeros(self.layout.gaDims)
+        for m, c in coefs.items():
+            v[self.index[m]] = c
+        return self.layout.MultiVector(v)
+
+    def coefficients(self, x) -> dict[int, float]:
+        return {self.masks[i]: float(x.value[i]) for i in range(self.layout.gaDims)}
+
+    def random_value(self, value, rng):
+        """An admissible value of a parameter or input, per its declared type."""
+        kind = value.declared.versor if value.declared is not None else None
+        out = {}
+        for ch in itertools.product(*(range(s) for s in value.shape)):
+            if kind in ("Rotor", "Motor"):
+                biv = self.mv({b: rng.normal() for b in sup.blades_of(sup.of_grades(self.alg, [2]))})
+                r = biv.exp()
+                out[ch] = r / np.sqrt(abs(float((r * ~r)(0))))
+            elif kind == "Versor":
+                r = self.layout.scalar * 1.0
+                for _ in range(rng.integers(1, 4)):
+                    r = r * self.mv({b: rng.normal() for b in sup.blades_of(sup.of_grades(self.alg, [1]))})
+                out[ch] = r
+            else:
+                out[ch] = self.mv({b: rng.normal() for b in sup.blades_of(value.support)})
+        return out
+
+    def evaluate(self, inputs: dict) -> dict:
+        values = {}
+        for vid, v in self.g.values.items():
+            if self.g.producer(vid) is None:
+                values[vid] = inputs[vid] if v.const is None else {(): self.mv(
+                    {b: float(v.const[b]) for b in range(self.alg.dim) if v.const[b]})}
+        for e in self.g.topological_edges():
+            values[e.target] = self.edge(e, [values[s] for s in e.sources])
+        return values
+
+    def edge(self, e, srcs):
+        k = e.kind
+        if k == "sum":
+            return {(): functools.reduce(lambda a, b: a + b, srcs[0].values())}
+        if k == "index":
+            n = len(e.attrs["index"])
+            return {ch[n:]: m for ch, m in srcs[0].items() if list(ch[:n]) == e.attrs["index"]}
+        if k == "mix":
+            w, x = srcs
+            rows = sorted({ch[0] for ch in w})
+            return {(i,): functools.reduce(lambda a, b: a + b, [w[(i, j)] * x[(j,)] for (ii, j) in w if ii == i])
+                    for i in rows}
+        shaped = [s for s in srcs if () not in s]
+        channels = sorted(shaped[0]) if shaped else [()]
+        return {ch: self.pointwise(e, [s[ch] if ch in s else s[()] for s in srcs]) for ch in channels}
+
+    def pointwise(self, e, a):
+        k, x = e.kind, a[0]
+        scalar = self.layout.scalar
+        if k == "add":
+            return x + a[1]
+        if k == "sub":
+            return x - a[1]
+        if k == "neg":
+            return -x
+        if k == "copy":
+            return x
+        if k == "gp":
+            return x * a[1]
+        if k == "op":
+            return x ^ a[1]
+        if k == "lc":
+            return x.lc(a[1])
+        if k == "regressive":
+            return x & a[1]
+        if k == "div":
+            return x * a[1].inv()
+        if k == "sandwich":
+            return x * a[1] * x.inv()
+        if k == "reverse":
+            return ~x
+        if k == "involute":
+            return x.gradeInvol()
+        if k == "dual":
+            return x.right_complement()
+        if k == "grade":
+            return x(e.attrs["grades"][0])
+        if k == "even":
+            return x.even
+        if k == "odd":
+            return x.odd
+        if k == "scalar":
+            return x(0)
+        if k == "inv":
+            return x.inv()
+        if k == "norm2":
+            return (x * ~x)(0)
+        if k == "norm":
+            return scalar * np.sqrt(abs(float((x * ~x)(0))))
+        if k == "normalize":
+            return x / np.sqrt(abs(float((x * ~x)(0))))
+        if k == "exp":
+            return x.exp()
+        if k == "gate":
+            return x * (1 / (1 + np.exp(-float(a[1](0)))))
+        if k == "component":
+            return scalar * (e.attrs["sign"] * float(x.value[self.index[e.attrs["blade"]]]))
+        s = float(x(0))
+        fn = {"sqrt": np.sqrt, "sin": np.sin, "cos": np.cos, "tanh": np.tanh, "abs": abs,
+              "sigmoid": lambda t: 1 / (1 + np.exp(-t)), "relu": lambda t: max(t, 0.0)}[k]
+        return scalar * float(fn(s))

@@ -1,0 +1,62 @@
+"""Random models with random claimed types, for testing that every proven claim is true."""
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+ALGEBRAS = {"G2": (2, 0, 0), "G3": (3, 0, 0), "PGA": (3, 0, 1), "STA": (1, 3, 0)}
+INPUT_TYPES = ["Scalar", "Vector", "Bivector", "Even", "Multivector"]
+
+
+def claim_types(n: int) -> list[str]:
+    types = ["Scalar", "Vector", "Bivector", "Pseudoscalar", "Even", "Odd", "Multivector", "Rotor", "Versor",
+             "Grades(0, 2)"]
+    return types + (["Trivector", "Grades(1, 3)"] if n >= 3 else [])
+
+
+@st.composite
+def expressions(draw, names: list[str], depth: int) -> str:
+    if depth == 0 or draw(st.integers(0, 5)) == 0:
+        return draw(st.sampled_from(names + ["2", "e1"]))
+    sub = lambda: draw(expressions(names, depth - 1))  # noqa: E731
+    form = draw(st.integers(0, 13))
+    if form <= 5:
+        op = ["*", "^", "|", "&", "+", "-"][form]
+        return f"({sub()} {op} {sub()})"
+    if form == 6:
+        return f"grade({sub()}, {draw(st.integers(0, 2))})"
+    if form == 7:
+        return f"{draw(st.sampled_from(['even', 'odd', 'dual', 'involute']))}({sub()})"
+    if form == 8:
+        return f"~({sub()})"
+    if form == 9:
+        return f"(R >> {sub()})"
+    if form == 10:
+        return f"(exp(grade({sub()}, 2) / 4) >> {sub()})"
+    if form == 11:
+        a = sub()
+        return f"({a} * ~({a}))"
+    if form == 12:
+        a = sub()
+        return f"({a} * {a})"
+    return f"(R * exp(grade({sub()}, 2) / 4))"
+
+
+@st.composite
+def models(draw) -> str:
+    name = draw(st.sampled_from(sorted(ALGEBRAS)))
+    p, q, r = ALGEBRAS[name]
+    n = p + q + r
+    lines = [f"algebra {name} = Cl({p}, {q}, {r})", f"model M on {name} {{", "    param R: Rotor",
+             "    input a: Vector", f"    input b: {draw(st.sampled_from(INPUT_TYPES))}"]
+    names = ["R", "a", "b"]
+    for i in range(draw(st.integers(1, 3))):
+        expr = draw(expressions(names, 3))
+        lines.append(f"    let l{i}: {draw(st.sampled_from(claim_types(n)))} = {expr}")
+        names.append(f"l{i}")
+        if draw(st.integers(0, 3)) == 0:
+            sets = ["0", "1", "2", "0, 2"] + (["1, 3"] if n >= 3 else [])
+            lines.append(f"    ensure grade(l{i}) in {{{draw(st.sampled_from(sets))}}}")
+        if draw(st.integers(0, 5)) == 0:
+            lines.append(f"    ensure versor(l{i})")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
