@@ -1,4 +1,4 @@
-"""Check a claim numerically with clifford on random admissible inputs."""
+"""Check claims numerically with clifford on random admissible inputs."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,33 +27,33 @@ def versor_holds(ref: Reference, x, normalised: bool) -> bool:
         return False
     inverse = ~x / s
     for i in range(ref.alg.n):
-        e = ref.mv({1 << i: 1.0})
-        image = x * e * inverse
-        if np.abs((image - image(1)).value).max() > REL * max(1.0, float(np.abs(image.value).max())):
+        image = x * ref.mv({1 << i: 1.0}) * inverse
+        if np.abs((image - image(1)).value).max() > REL * scale:
             return False
     return True
 
 
-def holds(graph, obligation, trials: int = 20, seed: int = 0) -> bool | None:
-    """Whether the obligation's claim held on every admissible input tried (None: no input gave
-    the value a finite definition)."""
+def holds(graph, obligations, trials: int = 20, seed: int = 0) -> dict:
+    """For each grade or versor obligation (by id): whether its claim held on every admissible input
+    tried, or None where no input gave the value a finite definition."""
     ref = Reference(graph)
     rng = np.random.default_rng(seed)
     leaves = [v for v in graph.values.values() if graph.producer(v.id) is None and v.const is None]
-    seen = False
-    for _ in range(trials):
+    verdict = {o.id: None for o in obligations}
+    for _ in range(trials if obligations else 0):
         inputs = {v.id: ref.random_value(v, rng) for v in leaves}
         with np.errstate(all="ignore"):
             try:
-                value = ref.evaluate(inputs)[obligation.value_id]
+                values = ref.evaluate(inputs, {o.value_id for o in obligations})
             except (ValueError, ZeroDivisionError, np.linalg.LinAlgError):
                 continue
-        for x in value.values():
-            if not _finite(x):
+        for o in obligations:
+            if verdict[o.id] is False:
                 continue
-            seen = True
-            ok = grade_holds(ref, x, obligation.mask) if obligation.kind == "grade" else \
-                versor_holds(ref, x, obligation.versor in ("Rotor", "Motor"))
-            if not ok:
-                return False
-    return True if seen else None
+            for x in values[o.value_id].values():
+                if not _finite(x):
+                    continue
+                ok = grade_holds(ref, x, o.mask) if o.kind == "grade" else \
+                    versor_holds(ref, x, o.versor in ("Rotor", "Motor"))
+                verdict[o.id] = ok and verdict[o.id] is not False
+    return verdict

@@ -42,9 +42,7 @@ class Reference:
         out = {}
         for ch in itertools.product(*(range(s) for s in value.shape)):
             if kind in ("Rotor", "Motor"):
-                biv = self.mv({b: rng.normal() for b in sup.blades_of(sup.of_grades(self.alg, [2]))})
-                r = biv.exp()
-                out[ch] = r / np.sqrt(abs(float((r * ~r)(0))))
+                out[ch] = self.random_rotor(rng)
             elif kind == "Versor":
                 r = self.layout.scalar * 1.0
                 for _ in range(rng.integers(1, 4)):
@@ -54,14 +52,38 @@ class Reference:
                 out[ch] = self.mv({b: rng.normal() for b in sup.blades_of(value.support)})
         return out
 
-    def evaluate(self, inputs: dict) -> dict:
+    def unit_vector(self, rng, sign: int | None = None):
+        """A random vector with v^2 = +1 or -1 (of the given sign, when asked)."""
+        while True:
+            v = self.mv({b: rng.normal() for b in sup.blades_of(sup.of_grades(self.alg, [1]))})
+            sq = float((v * v)(0))
+            if abs(sq) > 1e-3 and (sign is None or np.sign(sq) == sign):
+                return v / np.sqrt(abs(sq)), int(np.sign(sq))
+
+    def random_rotor(self, rng):
+        """A product of 2 or 4 unit vectors taken in pairs of equal square: R ~R = 1 to rounding
+        (a product of vectors is exact, where a series exp is not)."""
+        while True:
+            r = self.layout.scalar * 1.0
+            for _ in range(rng.choice([1, 2])):
+                a, sign = self.unit_vector(rng)
+                b, _ = self.unit_vector(rng, sign)
+                r = r * a * b
+            # Large boosts (in indefinite signatures) only measure floating-point cancellation.
+            if np.abs(r.value).max() < 3:
+                return r
+
+    def evaluate(self, inputs: dict, only: set[str] | None = None) -> dict:
+        """Every value (or those `only` needs) at the given parameter and input values."""
+        needed = None if only is None else {u for v in only for u in self.g.cone(v)}
         values = {}
         for vid, v in self.g.values.items():
-            if self.g.producer(vid) is None:
+            if self.g.producer(vid) is None and (needed is None or vid in needed):
                 values[vid] = inputs[vid] if v.const is None else {(): self.mv(
                     {b: float(v.const[b]) for b in range(self.alg.dim) if v.const[b]})}
         for e in self.g.topological_edges():
-            values[e.target] = self.edge(e, [values[s] for s in e.sources])
+            if needed is None or e.target in needed:
+                values[e.target] = self.edge(e, [values[s] for s in e.sources])
         return values
 
     def edge(self, e, srcs):
@@ -126,7 +148,13 @@ class Reference:
         if k == "normalize":
             return x / np.sqrt(abs(float((x * ~x)(0))))
         if k == "exp":
-            return x.exp()
+            # clifford's exp is a Taylor series of fixed order; scaling and squaring keeps it accurate.
+            size = float(np.abs(x.value).sum())
+            halvings = max(0, int(np.ceil(np.log2(size))) + 2) if size > 0 else 0
+            y = (x / 2 ** halvings).exp()
+            for _ in range(halvings):
+                y = y * y
+            return y
         if k == "gate":
             return x * (1 / (1 + np.exp(-float(a[1](0)))))
         if k == "component":

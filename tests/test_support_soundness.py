@@ -22,7 +22,7 @@ def model_source(ref, supports, expr_text):
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=2500, derandomize=True, deadline=None,
+@settings(max_examples=2000, derandomize=True, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.data())
 def test_inferred_support_contains_every_nonzero_blade(data):

@@ -8,6 +8,7 @@ and for the rest a counterexample is searched for and confirmed by exact evaluat
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from phg import support as sup
@@ -57,6 +58,7 @@ class ModelChecker:
         self.abstract: dict[str, int] = {}
         self.obligations: list[Obligation] = []
         self.narrowings: list[Narrowing] = []
+        self._symbolic: Symbolic | None = None
 
     # ---- helpers --------------------------------------------------------------------------------
     def blades(self, mask: int) -> list[str]:
@@ -140,7 +142,10 @@ class ModelChecker:
         zero = 0
         if len(self.g.cone(subject)) <= EXACT_CONE_LIMIT:
             try:
-                coefs = Symbolic(self.g, subject).coefficients(subject)
+                # One expansion serves every claim; supports narrowed since only meant wider fresh
+                # variables, which stays sound.
+                self._symbolic = self._symbolic or Symbolic(self.g)
+                coefs = self._symbolic.coefficients(subject)
                 zero = sup.from_blades(b for b in sup.blades_of(offending)
                                        if all(not m.get(b) for m in coefs.values()))
             except Undefined:
@@ -180,7 +185,8 @@ class ModelChecker:
         if not v.versor:
             return None
         if e is None:
-            if v.declared is not None and v.declared.versor in ("Rotor", "Motor"):
+            # Only a parameter's or input's type is an assumption; any other written type is a claim.
+            if v.role in ("param", "input") and v.declared is not None and v.declared.versor in ("Rotor", "Motor"):
                 return f"declared {v.declared.versor}"
             return "the constant 1" if v.const is not None and v.support == sup.SCALAR and v.const[0] == 1 else None
         src = [self.normalised(s) for s in e.sources]
@@ -217,24 +223,30 @@ class ModelChecker:
     # ---- manifold updates -----------------------------------------------------------------------
     def update(self, p: Value):
         """R <- R exp(B), B a bivector: R exp(B) lies in the declared support, is a versor, and is
-        normalised.  The support part is a query on a two-edge graph of its own."""
-        g = Hypergraph(f"{self.g.name}.update.{p.name}", self.alg)
-        g.add_value(Value("R", "param", p.support, versor="declared", declared=p.declared))
-        g.add_value(Value("B", "input", sup.of_grades(self.alg, [2])))
-        g.add_value(Value("E", "temp", sup.closure(self.alg, sup.of_grades(self.alg, [2])), versor="exp-bivector"))
-        g.add_edge("exp", ("B",), "E")
-        g.add_value(Value("next", "temp", sup.product(self.alg, "gp", p.support, g.values["E"].support),
-                          versor="product"))
-        g.add_edge("gp", ("R", "E"), "next")
-        ans = support_query(g, "next", p.declared.support)
+        normalised."""
+        ans, after = _update_query(self.alg, p.support, p.declared)
         self.add("update", p.id, p.span,
                  f"the update {p.name} <- {p.name} exp(B), B a bivector, keeps {p.name} a normalised "
                  f"{p.declared.text}", ans.status,
-                 {"support": self.blades(g.values["next"].support), "solver": ans.reason,
+                 {"support": self.blades(after), "solver": ans.reason,
                   "theorems": [THEOREMS["exp-bivector"], THEOREMS["product"],
                                "exp(B) ~exp(B) = 1 and R ~R = 1 give (R exp(B)) ~(R exp(B)) = 1; "
                                "the trainer renormalises against rounding"]},
                  ans.smt2)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_query(alg, support: int, declared) -> tuple[Answer, int]:
+    """The support part of an update obligation, on a two-edge graph of its own: the same for every
+    parameter of one type in one algebra, so asked once."""
+    g = Hypergraph("update", alg)
+    g.add_value(Value("R", "param", support, versor="declared", declared=declared))
+    g.add_value(Value("B", "input", sup.of_grades(alg, [2])))
+    g.add_value(Value("E", "temp", sup.closure(alg, sup.of_grades(alg, [2])), versor="exp-bivector"))
+    g.add_edge("exp", ("B",), "E")
+    g.add_value(Value("next", "temp", sup.product(alg, "gp", support, g.values["E"].support), versor="product"))
+    g.add_edge("gp", ("R", "E"), "next")
+    return support_query(g, "next", declared.support), g.values["next"].support
 
 
 def check_program(program: Program) -> list[Obligation]:

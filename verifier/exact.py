@@ -79,11 +79,12 @@ def mv_filter(a: dict, keep: int) -> dict:
 class Evaluator:
     """Evaluates values of one hypergraph in one mode; `leaf(value)` gives a source value."""
 
-    def __init__(self, graph: Hypergraph, leaf, opaque):
+    def __init__(self, graph: Hypergraph, leaf, opaque, budget=None):
         self.g = graph
         self.alg = graph.algebra
         self.leaf = leaf              # value -> {channel: mv}
         self.opaque = opaque          # (edge, channel, kind, argument mv) -> mv for non-polynomial operations
+        self.budget = budget          # called on each new value; may raise Undefined
         self.memo: dict[str, dict] = {}
 
     def value(self, value_id: str) -> dict:
@@ -91,6 +92,8 @@ class Evaluator:
             v = self.g.values[value_id]
             e = self.g.producer(value_id)
             self.memo[value_id] = self.leaf(v) if e is None else self.edge(e)
+            if self.budget is not None:
+                self.budget(self.memo[value_id])
         return self.memo[value_id]
 
     def edge(self, e) -> dict:
@@ -176,16 +179,17 @@ SCALING = ("normalize", "gate")          # operations that only rescale their ar
 
 class Symbolic:
     """Coefficients as polynomials over QQ in the inputs' coefficients and fresh variables, for the
-    cone of one value."""
+    values of one hypergraph (evaluated once each, on demand)."""
 
-    def __init__(self, graph: Hypergraph, value_id: str):
+    MAX_TERMS = 20_000        # beyond this a value's expansion is abandoned (no narrowing, no harm)
+
+    def __init__(self, graph: Hypergraph):
         self.g = graph
         self.alg = graph.algebra
         self.leaf_index: dict[tuple, int] = {}
         fresh = 0
-        for vid in graph.cone(value_id):
-            v = graph.values[vid]
-            e = graph.producer(vid)
+        for v in graph.values.values():
+            e = graph.producer(v.id)
             channels = list(itertools.product(*(range(s) for s in v.shape)))
             if e is None and v.const is None:
                 for ch in channels:
@@ -196,7 +200,11 @@ class Symbolic:
         total = len(self.leaf_index) + fresh
         self.ring, *self.gens = ring([f"g{i}" for i in range(max(total, 1))], QQ)
         self.next_fresh = len(self.leaf_index)
-        self.eval = Evaluator(graph, self.leaf, self.opaque)
+        self.eval = Evaluator(graph, self.leaf, self.opaque, self.within_budget)
+
+    def within_budget(self, value: dict):
+        if sum(len(c) for m in value.values() for c in m.values() if hasattr(c, "terms")) > self.MAX_TERMS:
+            raise Undefined("the exact expansion is too large")
 
     def fresh(self):
         g = self.gens[self.next_fresh]
@@ -241,6 +249,9 @@ class Floating:
         if v.const is not None:
             return {(): {b: float(v.const[b]) for b in sup.blades_of(v.support)}}
         return {ch: {b: float(c) for b, c in m.items()} for ch, m in self.inputs[v.id].items()}
+
+    def zero(self, x) -> bool:
+        return abs(x) <= 1e-9
 
     def dense(self, a: dict) -> np.ndarray:
         out = np.zeros(self.alg.dim)
@@ -315,6 +326,9 @@ class Concrete:
         if v.const is not None:
             return {(): {b: Rational(Fraction(float(v.const[b]))) for b in sup.blades_of(v.support)}}
         return self.inputs[v.id]
+
+    def zero(self, x) -> bool:
+        return not nonzero(x)
 
     def approximate(self, x) -> Float:
         self.exact = False

@@ -56,7 +56,7 @@ def bits_to_bv(alg: Algebra, conds):
     return parts[0] if len(parts) == 1 else z3.Concat(parts)
 
 
-def product_bv(alg: Algebra, kind: str, a, b, hint_a: int, hint_b: int):
+def product_bv(alg: Algebra, kind: str, a, b, hint_a: int, hint_b: int, bit=bit):
     sign, target = alg.tables[kind]
     conds: list = [False] * alg.dim
     for i in sup.blades_of(hint_a):
@@ -88,6 +88,17 @@ class Encoder:
         self.facts: list = []
         self.failures: list = []
         self.axioms: list[str] = []
+        self._bits: dict = {}
+
+    def bit(self, x, b: int):
+        """Bit b of x is set; cached, since products ask for the same bits many times."""
+        key = (x.get_id(), b)
+        if key not in self._bits:
+            self._bits[key] = bit(x, b)
+        return self._bits[key]
+
+    def product(self, kind: str, a, b, hint_a: int, hint_b: int):
+        return product_bv(self.alg, kind, a, b, hint_a, hint_b, self.bit)
 
     def var(self, value_id: str):
         if value_id not in self.vars:
@@ -125,7 +136,7 @@ class Encoder:
         if k in SAME_SUPPORT:
             return src[0]
         if k in PRODUCT_KINDS:
-            return product_bv(alg, PRODUCT_KINDS[k], src[0], src[1], hint[0], hint[1])
+            return self.product(PRODUCT_KINDS[k], src[0], src[1], hint[0], hint[1])
         if k in ("div", "inv", "sandwich"):
             v_pos = 0 if k == "sandwich" else len(src) - 1
             v, hv = src[v_pos], hint[v_pos]
@@ -134,9 +145,9 @@ class Encoder:
             if k == "inv":
                 return inverse
             if k == "div":
-                return product_bv(alg, "gp", src[0], inverse, hint[0], hi)
-            vx = product_bv(alg, "gp", v, src[1], hv, hint[1])
-            out = product_bv(alg, "gp", vx, inverse, sup.product(alg, "gp", hv, hint[1]), hi)
+                return self.product("gp", src[0], inverse, hint[0], hi)
+            vx = self.product("gp", v, src[1], hv, hint[1])
+            out = self.product("gp", vx, inverse, sup.product(alg, "gp", hv, hint[1]), hi)
             if versor:
                 self.axioms.append(f"{e.kind} {e.id}: {SANDWICH_THEOREM}")
                 out = out & grades_bv(alg, src[1])
@@ -150,7 +161,7 @@ class Encoder:
         if k == "dual":
             return bits_to_bv(alg, [bit(src[0], alg.full ^ c) for c in range(alg.dim)])
         if k in ("norm", "norm2"):
-            return product_bv(alg, "gp", src[0], src[0], hint[0], hint[0]) & mask(alg, sup.SCALAR)
+            return self.product("gp", src[0], src[0], hint[0], hint[0]) & mask(alg, sup.SCALAR)
         if k == "exp":
             return mask(alg, sup.SCALAR) if hint[0] & ~sup.SCALAR == 0 else self.closure(src[0], hint[0])
         if k == "log":
@@ -166,7 +177,7 @@ class Encoder:
         c = sup.closure(alg, hint)
         cv = mask(alg, c)
         self.failures.append(outside(alg, x, c))
-        self.failures.append(outside(alg, product_bv(alg, "gp", cv, x, c, hint), c))
+        self.failures.append(outside(alg, self.product("gp", cv, x, c, hint), c))
         return cv
 
     def solve(self) -> Answer:
