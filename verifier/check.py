@@ -59,6 +59,7 @@ class ModelChecker:
         self.obligations: list[Obligation] = []
         self.narrowings: list[Narrowing] = []
         self._symbolic: Symbolic | None = None
+        self.lemmas: set[str] = set()            # values proven within their current supports
 
     # ---- helpers --------------------------------------------------------------------------------
     def blades(self, mask: int) -> list[str]:
@@ -112,11 +113,17 @@ class ModelChecker:
                 self.update(p)
         return self.obligations
 
+    def query(self, subject: str, claim_mask: int) -> Answer:
+        ans = support_query(self.g, subject, claim_mask, self.identities, self.lemmas)
+        if ans.status == "proven":
+            self.lemmas |= ans.covered
+        return ans
+
     # ---- grades ---------------------------------------------------------------------------------
     def narrowed_by_sandwich(self, nr: Narrowing):
         edge = self.g.edges[nr.edge_id]
         versor_id = edge.sources[0]
-        ans = support_query(self.g, nr.value_id, nr.after, self.identities)
+        ans = self.query(nr.value_id, nr.after)
         self.add("grade", nr.value_id, edge.span,
                  f"{self.label(versor_id)} >> {self.label(edge.sources[1])} keeps the grades of "
                  f"{self.label(edge.sources[1])} ({', '.join(self.blades(nr.before))} -> {', '.join(self.blades(nr.after))})",
@@ -125,7 +132,7 @@ class ModelChecker:
                               "axioms": ans.axioms}, ans.smt2, mask=nr.after)
 
     def grade(self, subject: str, claim_mask: int, span: Span, claim: str):
-        ans = support_query(self.g, subject, claim_mask, self.identities)
+        ans = self.query(subject, claim_mask)
         evidence = {"claimed": self.blades(claim_mask),
                     "abstract": self.blades(self.abstract.get(subject, self.g.values[subject].support))}
         if ans.status == "refuted":
@@ -156,8 +163,9 @@ class ModelChecker:
             why = f"the coefficients of {names} expand to the zero polynomial in the inputs"
             self.identities[subject] = (value.support & ~zero, why)
             propagate(self.g, self.identities, self.abstract)
+            self.lemmas.clear()                 # supports changed: earlier lemmas are about the old ones
             evidence["identity"] = {"vanishing": self.blades(zero), "statement": why}
-            answer = support_query(self.g, subject, claim_mask, self.identities)
+            answer = self.query(subject, claim_mask)
         remaining = self.g.values[subject].support & ~claim_mask
         if remaining:
             cex = counterexample.find(self.g, subject, remaining)

@@ -13,7 +13,7 @@ deterministic resource limit: when it gives up, the answer is unknown, never pro
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import z3
 
@@ -34,6 +34,7 @@ class Answer:
     smt2: str
     reason: str                 # z3's words: unsat, sat, or why unknown
     axioms: list[str]           # theorems and identities the query relies on
+    covered: set = field(default_factory=set)   # values proven within their supports (unsat only)
 
 
 def bit(x, b: int):
@@ -80,8 +81,11 @@ def grades_bv(alg: Algebra, x):
 class Encoder:
     """Builds the query for one claim about one value of a hypergraph."""
 
-    def __init__(self, graph: Hypergraph, narrowings: dict[str, tuple[int, str]]):
+    def __init__(self, graph: Hypergraph, narrowings: dict[str, tuple[int, str]], lemmas: set[str] = frozenset()):
         self.g = graph
+        # Values an earlier query already proved to stay within their supports: the query stops there
+        # and assumes only that containment (the abstract rules are monotone, so that suffices).
+        self.lemmas = lemmas
         self.alg = graph.algebra
         self.narrowings = narrowings        # value id -> (mask, why): exact identities, as axioms
         self.vars: dict[str, z3.BitVecRef] = {}
@@ -107,12 +111,16 @@ class Encoder:
 
     def encode(self, value_id: str, claim_mask: int):
         alg = self.alg
-        for v in self.g.cone(value_id):
+        for v in self.cone(value_id):
             value = self.g.values[v]
             x = self.var(v)
             edge = self.g.producer(v)
             if edge is None:
                 self.facts.append(x == mask(alg, value.support))
+                continue
+            if v in self.lemmas and v != value_id:
+                self.facts.append(x & mask(alg, alg.every_blade & ~value.support) == mask(alg, 0))
+                self.axioms.append(f"{value.name or v}: within its support, by an earlier query")
                 continue
             # Each value is defined exactly once, so the facts are always satisfiable: a narrowing
             # restricts the definition, it is never asserted beside it.
@@ -124,6 +132,20 @@ class Encoder:
             self.facts.append(x == definition)
             self.failures.append(outside(alg, x, value.support))
         self.failures.append(outside(alg, self.var(value_id), claim_mask))
+
+    def cone(self, value_id: str) -> list[str]:
+        """The values the query needs: the subject's cone, cut at lemmas."""
+        order, seen, stack = [], set(), [value_id]
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            order.append(v)
+            e = self.g.producer(v)
+            if e is not None and (v == value_id or v not in self.lemmas):
+                stack.extend(e.sources)
+        return order
 
     def edge(self, e: Edge):
         """The support of e's target, as a bit-vector expression of its sources'."""
@@ -205,7 +227,11 @@ def _smt_name(value_id: str) -> str:
 
 
 def support_query(graph: Hypergraph, value_id: str, claim_mask: int,
-                  narrowings: dict[str, tuple[int, str]] | None = None) -> Answer:
-    enc = Encoder(graph, narrowings or {})
+                  narrowings: dict[str, tuple[int, str]] | None = None, lemmas: set[str] | None = None) -> Answer:
+    """Prove that value_id stays within claim_mask; on unsat, every value the query covered is
+    within its support too (answer.covered)."""
+    enc = Encoder(graph, narrowings or {}, lemmas or set())
     enc.encode(value_id, claim_mask)
-    return enc.solve()
+    answer = enc.solve()
+    answer.covered = set(enc.vars) if answer.status == "proven" else set()
+    return answer

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: `python -m bench soundness` and `python -m bench check`."""
