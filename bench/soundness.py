@@ -51,8 +51,8 @@ def run(n_models: int) -> dict:
 def main(argv: list[str]) -> int:
     n = int(argv[0]) if argv else 20_000
     r = run(n)
-    print(f"| models | claims proven / refuted / unknown | soundness violations | precision | seconds |")
-    print(f"|---|---|---|---|---|")
+    print("| models | claims proven / refuted / unknown | soundness violations | precision | seconds |")
+    print("|---|---|---|---|---|")
     print(f"| {r['models']} | {r['proven']} / {r['refuted']} / {r['unknown']} | {len(r['violations'])} | "
           f"{100 * r['precision']:.1f}% | {r['seconds']:.0f} |")
     for source, claim in r["violations"][:5]:

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import phg
-from phg import support as sup
 from phg.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

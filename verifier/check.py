@@ -122,11 +122,11 @@ class ModelChecker:
     # ---- grades ---------------------------------------------------------------------------------
     def narrowed_by_sandwich(self, nr: Narrowing):
         edge = self.g.edges[nr.edge_id]
-        versor_id = edge.sources[0]
+        versor_id, x = edge.sources[0], self.label(edge.sources[1])
         ans = self.query(nr.value_id, nr.after)
+        before, after = ", ".join(self.blades(nr.before)), ", ".join(self.blades(nr.after))
         self.add("grade", nr.value_id, edge.span,
-                 f"{self.label(versor_id)} >> {self.label(edge.sources[1])} keeps the grades of "
-                 f"{self.label(edge.sources[1])} ({', '.join(self.blades(nr.before))} -> {', '.join(self.blades(nr.after))})",
+                 f"{self.label(versor_id)} >> {x} keeps the grades of {x} ({before} -> {after})",
                  ans.status, {"narrowing": "sandwich", "theorem": SANDWICH_THEOREM,
                               "versor": self.derivation(versor_id), "solver": ans.reason,
                               "axioms": ans.axioms}, ans.smt2, mask=nr.after)
