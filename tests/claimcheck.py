@@ -12,9 +12,21 @@ def _finite(x) -> bool:
     return bool(np.isfinite(x.value).all()) and float(np.abs(x.value).max(initial=0)) < 1e8
 
 
-def grade_holds(ref: Reference, x, mask: int) -> bool:
-    scale = max(1.0, float(np.abs(x.value).max(initial=0)))
+def grade_holds(ref: Reference, x, mask: int, scale: float = 1.0) -> bool:
+    """No blade outside mask is non-zero beyond rounding; `scale` bounds the size of the terms
+    that were added up (a sandwich by a large versor cancels terms of |V|^2 |x|)."""
+    scale = max(scale, float(np.abs(x.value).max(initial=0)))
     return all(mask >> ref.masks[i] & 1 for i in np.flatnonzero(np.abs(x.value) > REL * scale))
+
+
+def cone_scale(graph, values: dict, value_id: str) -> float:
+    """The square of the largest coefficient among the values value_id was computed from."""
+    top = 1.0
+    for v in graph.cone(value_id):
+        for x in values.get(v, {}).values():
+            if np.isfinite(x.value).all():
+                top = max(top, float(np.abs(x.value).max(initial=0)))
+    return top * top
 
 
 def versor_holds(ref: Reference, x, normalised: bool) -> bool:
@@ -53,7 +65,7 @@ def holds(graph, obligations, trials: int = 20, seed: int = 0) -> dict:
             for x in values[o.value_id].values():
                 if not _finite(x):
                     continue
-                ok = grade_holds(ref, x, o.mask) if o.kind == "grade" else \
+                ok = grade_holds(ref, x, o.mask, cone_scale(graph, values, o.value_id)) if o.kind == "grade" else \
                     versor_holds(ref, x, o.versor in ("Rotor", "Motor"))
                 verdict[o.id] = ok and verdict[o.id] is not False
     return verdict
