@@ -122,12 +122,6 @@ class Algebra:
         """Every blade's name in canonical order."""
         return [self.blade_name(b) for b in self.blades]
 
-    def grade(self, mask: int) -> int:
-        return popcount(mask)
-
-    def blades_of_grade(self, k: int) -> list[int]:
-        return [b for b in self.blades if popcount(b) == k]
-
     @property
     def signature(self) -> tuple[int, int, int]:
         sq = [v.square for v in self.basis]

@@ -92,9 +92,5 @@ def exp(alg: Algebra, a: np.ndarray) -> np.ndarray:
     return total
 
 
-def scalar(a: np.ndarray) -> float:
-    return float(a[0])
-
-
 def norm2(alg: Algebra, a: np.ndarray) -> float:
     return float(product(alg, "gp", a, reverse(alg, a))[0])

@@ -57,7 +57,6 @@ class ModelChecker:
         self.identities: dict[str, tuple[int, str]] = {}
         self.abstract: dict[str, int] = {}
         self.obligations: list[Obligation] = []
-        self.narrowings: list[Narrowing] = []
         self._symbolic: Symbolic | None = None
         self.lemmas: set[str] = set()            # values proven within their current supports
 
