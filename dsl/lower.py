@@ -15,7 +15,7 @@ from phg.algebra import Algebra, AlgebraError
 from phg.diagnostics import Note, PhgError, Span, did_you_mean
 from phg.hypergraph import Claim, Hypergraph, Value
 from phg.operations import SCALAR_FUNCTIONS, Operand, UnitClash, evaluate, infer_support, unit_rule
-from phg.versors import versor_reason
+from phg.versors import constant_versor, versor_reason
 from phg.program import OPTIMIZERS, Program, TrainSpec
 from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
@@ -571,7 +571,7 @@ class _ModelBuilder:
         self.check_argument(kind, vals, spans)
         ops = [Operand(v.support, v.versor, v.unit) for v in vals]
         support = infer_support(self.alg, kind, ops, attrs)
-        versor = versor_reason(self.alg, kind, [v.versor for v in vals], [v.support for v in vals])
+        versor = versor_reason(self.alg, kind, [v.versor for v in vals], [v.support for v in vals], support)
         if all(v.const is not None for v in vals):
             return self.fold(kind, vals, ops, attrs, support, versor, span, spans)
         v = self.g.add_value(Value(self.g.fresh_id(), "temp", support, shape, span, versor=versor))
@@ -594,7 +594,8 @@ class _ModelBuilder:
             raise self.error("type", f"cannot evaluate this constant: {exc}", span, expected="a defined value") from None
         # Rounding may leave dust on blades the exact result cannot have.
         keep = np.array([support >> b & 1 for b in range(self.alg.dim)], dtype=bool)
-        return self.constant(np.where(keep, value, 0.0), unit, span, versor)
+        value = np.where(keep, value, 0.0)
+        return self.constant(value, unit, span, versor or constant_versor(self.alg, value))
 
     def combine_shapes(self, kind: str, vals: list[Value], span: Span, spans: list[Span]) -> tuple[int, ...]:
         if kind == "sum":

@@ -23,13 +23,20 @@ THEOREMS = {
     "low-dimension-even": "for n <= 3 and no null vector, x v ~x of an even x has no grade-3 part, so every "
                           "invertible even element is a versor",
     "channel": "each channel of a versor-valued channelled value is a versor",
+    "invertible-vector": "a vector v with v^2 != 0 is invertible, hence a versor (a product of one vector)",
+    "whole-grades": "a grade projection that keeps every blade of a versor's support is the versor itself",
+    "plus-zero": "adding or subtracting a value with empty blade support (identically zero) changes nothing "
+                 "but possibly the sign",
 }
+REVERSE_PRODUCT_THEOREM = ("for a versor V = v1...vk, V ~V = v1...vk vk...v1 = v1^2 ... vk^2, a scalar")
 SANDWICH_THEOREM = ("conjugation V x V^-1 by a versor V is an algebra automorphism mapping vectors to vectors, "
                     "so it preserves every grade")
 
 
-def versor_reason(alg: Algebra, kind: str, versors: list[str | None], supports: list[int]) -> str | None:
-    """The theorem making the result of `kind` a versor, given its sources' versor marks."""
+def versor_reason(alg: Algebra, kind: str, versors: list[str | None], supports: list[int],
+                  result: int | None = None) -> str | None:
+    """The theorem making the result of `kind` a versor, given its sources' versor marks (and the
+    result's support, for projections)."""
     if kind in ("neg", "reverse", "involute", "inv", "copy"):
         return "involution" if versors[0] else None
     if kind in ("gp", "div", "sandwich"):
@@ -51,4 +58,27 @@ def versor_reason(alg: Algebra, kind: str, versors: list[str | None], supports: 
         return None
     if kind == "gate":
         return "scaled" if versors[0] else None
+    if kind in ("grade", "even", "odd", "scalar"):
+        return "whole-grades" if versors[0] and result == supports[0] else None
+    if kind in ("add", "sub"):
+        if supports[1] == 0 and versors[0]:
+            return "plus-zero"
+        if supports[0] == 0 and versors[1]:
+            return "plus-zero"
+        return None
+    return None
+
+
+def constant_versor(alg: Algebra, value) -> str | None:
+    """Why a folded constant (dense coefficients by blade mask) is a versor, when one simple theorem
+    says so; None otherwise (it may still be one)."""
+    nonzero = [b for b in range(alg.dim) if value[b] != 0]
+    if len(nonzero) == 1:
+        b = nonzero[0]
+        if b == 0:
+            return "nonzero-scalar"
+        return None if b & alg.null_mask else "invertible-blade"
+    if nonzero and all(b.bit_count() == 1 for b in nonzero):
+        square = sum(value[b] * value[b] * alg.basis[b.bit_length() - 1].square for b in nonzero)
+        return "invertible-vector" if square != 0 else None
     return None

@@ -203,3 +203,30 @@ def test_update_obligation_holds_numerically():
             # clifford's series exp is accurate to about 1e-9 on STA bivectors
             assert np.abs((n * ~n - 1).value).max() < 1e-7
             assert np.abs(n.odd.value).max() == 0
+
+
+def test_versor_rules_for_constants_norms_and_special_inputs():
+    """Folded constants are versors when a simple theorem says so; V ~V of a proven versor is a
+    scalar; claims that fail only at special inputs (b - R is not normalised for R = e12, and is zero
+    for R = b = 1) are refuted there."""
+    src = G3 + """model M on G3 {
+    param R: Rotor
+    input b: Scalar
+    input x: Vector
+    let k: Versor = grade(2, 0) * e1 + e2
+    let w = (R >> e1) * exp(x ^ e2)
+    let n: Rotor = w * ~w
+    let d: Rotor = b - R
+    let z: Rotor = even(R) - (2 & 2)
+}
+"""
+    cert = phg.check(phg.loads(src))
+    by = {(o.kind, o.subject): o for o in cert.obligations}
+    assert by[("versor", "k")].status == "proven"
+    assert by[("versor", "k")].evidence["derivation"]["theorem"] == "invertible-vector"
+    norm = next(o for o in cert.obligations if o.evidence.get("narrowing") == "versor-norm")
+    assert norm.status == "proven" and "a scalar" in norm.evidence["theorem"]
+    assert by[("grade", "n")].status == "proven" and by[("versor", "n")].status == "proven"
+    assert by[("versor", "d")].status == "refuted"
+    assert by[("versor", "d")].evidence["counterexample"]["exact"]
+    assert by[("versor", "z")].status == "proven"

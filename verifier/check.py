@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from phg import multivector as mv
 from phg import support as sup
 from phg.diagnostics import Span
 from phg.hypergraph import Hypergraph, Value
 from phg.program import Program
-from phg.versors import SANDWICH_THEOREM, THEOREMS
+from phg.versors import REVERSE_PRODUCT_THEOREM, SANDWICH_THEOREM, THEOREMS
 
 from . import counterexample
 from .exact import Symbolic, Undefined
@@ -90,7 +91,8 @@ class ModelChecker:
     # ---- the run --------------------------------------------------------------------------------
     def run(self) -> list[Obligation]:
         for nr in propagate(self.g, self.identities, self.abstract):
-            self.narrowed_by_sandwich(nr)
+            if nr.versor is not None:
+                self.narrowed(nr)
         for claim in self.g.claims:
             if claim.kind == "type":
                 t = claim.type
@@ -119,16 +121,22 @@ class ModelChecker:
         return ans
 
     # ---- grades ---------------------------------------------------------------------------------
-    def narrowed_by_sandwich(self, nr: Narrowing):
+    def narrowed(self, nr: Narrowing):
+        """The obligation of a narrowing made by a versor theorem (sandwich, V ~V)."""
         edge = self.g.edges[nr.edge_id]
-        versor_id, x = edge.sources[0], self.label(edge.sources[1])
         ans = self.query(nr.value_id, nr.after)
         before, after = ", ".join(self.blades(nr.before)), ", ".join(self.blades(nr.after))
-        self.add("grade", nr.value_id, edge.span,
-                 f"{self.label(versor_id)} >> {x} keeps the grades of {x} ({before} -> {after})",
-                 ans.status, {"narrowing": "sandwich", "theorem": SANDWICH_THEOREM,
-                              "versor": self.derivation(versor_id), "solver": ans.reason,
-                              "axioms": ans.axioms}, ans.smt2, mask=nr.after)
+        versor_id = nr.versor
+        if nr.reason == "sandwich":
+            x = self.label(edge.sources[1])
+            claim = f"{self.label(versor_id)} >> {x} keeps the grades of {x} ({before} -> {after})"
+            theorem = SANDWICH_THEOREM
+        else:
+            claim = f"{self.label(nr.value_id)} is a scalar, V ~V of the versor {self.label(versor_id)} ({before} -> {after})"
+            theorem = REVERSE_PRODUCT_THEOREM
+        self.add("grade", nr.value_id, edge.span, claim, ans.status,
+                 {"narrowing": nr.reason, "theorem": theorem, "versor": self.derivation(versor_id),
+                  "solver": ans.reason, "axioms": ans.axioms}, ans.smt2, mask=nr.after)
 
     def grade(self, subject: str, claim_mask: int, span: Span, claim: str):
         ans = self.query(subject, claim_mask)
@@ -195,8 +203,13 @@ class ModelChecker:
             # Only a parameter's or input's type is an assumption; any other written type is a claim.
             if v.role in ("param", "input") and v.declared is not None and v.declared.versor in ("Rotor", "Motor"):
                 return f"declared {v.declared.versor}"
-            return "the constant 1" if v.const is not None and v.support == sup.SCALAR and v.const[0] == 1 else None
+            if v.const is not None and _unit_norm(self.alg, v.const):
+                return "the constant's V ~V is exactly 1"
+            return None
         src = [self.normalised(s) for s in e.sources]
+        if v.versor in ("whole-grades", "plus-zero"):
+            kept = [n for s, n in zip(e.sources, src) if self.g.values[s].support]
+            return kept[0] if kept and kept[0] else None
         if e.kind in ("neg", "reverse", "involute", "inv", "copy", "index") and src[0]:
             return "an involution or inverse of a normalised versor"
         if e.kind in ("gp", "div", "sandwich") and all(src):
@@ -254,6 +267,12 @@ def _update_query(alg, support: int, declared) -> tuple[Answer, int]:
     g.add_value(Value("next", "temp", sup.product(alg, "gp", support, g.values["E"].support), versor="product"))
     g.add_edge("gp", ("R", "E"), "next")
     return support_query(g, "next", declared.support), g.values["next"].support
+
+
+def _unit_norm(alg, value) -> bool:
+    """V ~V == 1 exactly, for a constant's coefficients (dense, by blade mask)."""
+    vv = mv.product(alg, "gp", value, mv.reverse(alg, value))
+    return vv[0] == 1 and not vv[1:].any()
 
 
 def check_program(program: Program) -> list[Obligation]:

@@ -59,31 +59,54 @@ def _leaves(graph: Hypergraph, value_id: str) -> list[Value]:
     return [v for v in cone if graph.producer(v.id) is None and v.const is None]
 
 
-def admissible(alg: Algebra, v: Value, rng: random.Random) -> dict:
-    """A value satisfying v's declared type, channel by channel."""
+def basis_rotor(alg: Algebra, rng: random.Random) -> dict:
+    """1 or a basis bivector e_ij of two basis vectors with one non-zero square (e_ij ~e_ij = 1):
+    rotations by pi, the rotors that put coefficients on the fewest blades."""
+    classes = [[i for i, v in enumerate(alg.basis) if v.square == s] for s in (1, -1)]
+    pairs = [(i, j) for c in classes for i in c for j in c if i < j]
+    if not pairs or rng.random() < 0.3:
+        return {0: Rational(1)}
+    i, j = rng.choice(pairs)
+    return {(1 << i) | (1 << j): Rational(rng.choice([-1, 1]))}
+
+
+def admissible(alg: Algebra, v: Value, rng: random.Random, special: bool = False) -> dict:
+    """A value satisfying v's declared type, channel by channel.  `special` draws from the few
+    values where identities between inputs tend to fail: coefficients in {-1, 0, 1}, basis rotors,
+    vectors that are null or cancel another input."""
     out = {}
     for ch in itertools.product(*(range(s) for s in v.shape)):
         kind = v.declared.versor if v.declared is not None else None
         if kind in ("Rotor", "Motor", "Versor"):
-            m = rotor(alg, rng, rng.choice([0, 1, 2, 3, 4] if kind == "Versor" else [0, 2, 2, 4]))
+            if special:
+                m = basis_rotor(alg, rng)
+            else:
+                m = rotor(alg, rng, rng.choice([0, 1, 2, 3, 4] if kind == "Versor" else [0, 2, 2, 4]))
             if kind == "Motor" and alg.degenerate:
                 m = mv_product(alg, "gp", translator(alg, rng), m)
             m = {b: c for b, c in m.items() if v.support >> b & 1}
+        elif special:
+            m = {b: Rational(c) for b in sup.blades_of(v.support) if (c := rng.choice([-1, 0, 0, 1]))}
         else:
             m = {b: small_rational(rng) for b in sup.blades_of(v.support) if rng.random() < 0.9}
         out[ch] = m
     return out
 
 
-def find(graph: Hypergraph, value_id: str, blades: int, tries: int = 24, seed: int = 0) -> dict | None:
+def candidates(alg: Algebra, leaves: list[Value], rng: random.Random, tries: int):
+    """Input assignments to try, alternating generic rational values and special ones."""
+    for attempt in range(tries):
+        yield {v.id: admissible(alg, v, rng, special=attempt % 2 == 1) for v in leaves}
+
+
+def find(graph: Hypergraph, value_id: str, blades: int, tries: int = 48, seed: int = 0) -> dict | None:
     """Inputs at which value_id has a non-zero coefficient on one of `blades` (a support mask),
     as {inputs, blade, channel, coefficient, exact}; None if none was found.  Candidates are found
     in floating point and then confirmed by exact evaluation."""
     rng = random.Random(seed)
     alg = graph.algebra
     leaves = _leaves(graph, value_id)
-    for _ in range(tries):
-        inputs = {v.id: admissible(alg, v, rng) for v in leaves}
+    for inputs in candidates(alg, leaves, rng, tries):
         try:
             approx = Floating(graph, inputs).coefficients(value_id)
         except (Undefined, ZeroDivisionError, ValueError, OverflowError):
@@ -140,15 +163,14 @@ def _versor_failure(ev, m: dict, normalised: bool) -> str | None:
     return None
 
 
-def find_non_versor(graph: Hypergraph, value_id: str, normalised: bool, tries: int = 24, seed: int = 0) -> dict | None:
+def find_non_versor(graph: Hypergraph, value_id: str, normalised: bool, tries: int = 48, seed: int = 0) -> dict | None:
     """Inputs at which value_id is not a versor (or not normalised), with the failed check: found in
     floating point, confirmed by exact evaluation.  The first inputs tried are zero wherever the
     type admits it, since 0 is never a versor."""
     rng = random.Random(seed)
     alg = graph.algebra
     leaves = _leaves(graph, value_id)
-    for attempt in range(tries):
-        inputs = {v.id: admissible(alg, v, rng) for v in leaves}
+    for attempt, inputs in enumerate(candidates(alg, leaves, rng, tries)):
         if attempt == 0:
             inputs = {k: ({ch: {} for ch in val} if not graph.values[k].versor else val) for k, val in inputs.items()}
         try:

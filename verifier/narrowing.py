@@ -1,6 +1,6 @@
 """Supports after narrowing: the abstract rules again, in dependency order, now allowed to use
-two kinds of reason -- the sandwich theorem for proven versors, and exact identities found by
-symbolic expansion.  Narrowed supports are written back to the hypergraph (kernels are laid out
+three kinds of reason -- the sandwich theorem and the scalar norm V ~V of proven versors, and
+exact identities found by symbolic expansion.  Narrowed supports are written back to the hypergraph (kernels are laid out
 from them); the abstract ones are kept beside them for the certificate."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from phg import support as sup
 from phg.hypergraph import Hypergraph
 from phg.operations import Operand, infer_support
-from phg.versors import versor_reason
+from phg.versors import REVERSE_PRODUCT_THEOREM, versor_reason
 
 
 @dataclass
@@ -18,8 +18,9 @@ class Narrowing:
     edge_id: str | None
     before: int
     after: int
-    reason: str                  # "sandwich" or "identity"
+    reason: str                  # "sandwich", "versor-norm" or "identity"
     detail: str
+    versor: str | None = None    # the versor whose theorem narrowed it
 
 
 def propagate(graph: Hypergraph, identities: dict[str, tuple[int, str]],
@@ -39,13 +40,32 @@ def propagate(graph: Hypergraph, identities: dict[str, tuple[int, str]],
             kept = s & sup.of_grades(alg, sup.grades_of(srcs[1].support))
             if kept != s:
                 found.append(Narrowing(target.id, e.id, s, kept, "sandwich",
-                                       f"{srcs[0].name or srcs[0].id} is a versor"))
+                                       f"{srcs[0].name or srcs[0].id} is a versor", srcs[0].id))
             s = kept
+        reversed_pair = _reversed_pair(graph, e)
+        if reversed_pair is not None and graph.values[reversed_pair].versor and s & ~sup.SCALAR:
+            found.append(Narrowing(target.id, e.id, s, s & sup.SCALAR, "versor-norm", REVERSE_PRODUCT_THEOREM,
+                                   reversed_pair))
+            s &= sup.SCALAR
+            # As an identity, so that the support queries restrict this definition too.
+            identities[target.id] = (sup.SCALAR, REVERSE_PRODUCT_THEOREM)
         if target.id in identities:
             m, why = identities[target.id]
             if s & ~m:
                 found.append(Narrowing(target.id, e.id, s, s & m, "identity", why))
             s &= m
         target.support = s
-        target.versor = versor_reason(alg, e.kind, [v.versor for v in srcs], [v.support for v in srcs])
+        target.versor = versor_reason(alg, e.kind, [v.versor for v in srcs], [v.support for v in srcs], s)
     return found
+
+
+def _reversed_pair(graph: Hypergraph, e) -> str | None:
+    """V when e is the product V ~V or ~V V, else None."""
+    if e.kind != "gp":
+        return None
+    a, b = e.sources
+    for x, y in ((a, b), (b, a)):
+        producer = graph.producer(y)
+        if producer is not None and producer.kind == "reverse" and producer.sources[0] == x:
+            return x
+    return None
