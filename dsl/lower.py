@@ -575,7 +575,7 @@ class _ModelBuilder:
         if all(v.const is not None for v in vals):
             return self.fold(kind, vals, ops, attrs, support, versor, span, spans)
         v = self.g.add_value(Value(self.g.fresh_id(), "temp", support, shape, span, versor=versor))
-        self.g.add_edge(kind, tuple(srcs), v.id, attrs, span)
+        self.g.add_edge(kind, tuple(srcs), v.id, attrs, span, tuple(spans))
         return v.id
 
     def fold(self, kind, vals, ops, attrs, support, versor, span, spans) -> str:
@@ -699,7 +699,7 @@ class _ModelBuilder:
             picks.append(k)
         v = self.g.add_value(Value(self.g.fresh_id(), "temp", base.support, base.shape[len(picks):], e.span,
                                    versor="channel" if base.versor else None))
-        self.g.add_edge("index", (base_id,), v.id, {"index": picks}, e.span)
+        self.g.add_edge("index", (base_id,), v.id, {"index": picks}, e.span, (e.base.span,))
         return v.id
 
     def component(self, e: ast.Component, env) -> str:

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from . import __version__, load
 from . import support as sup
-from .diagnostics import PhgError, Span
+from .diagnostics import Note, PhgError, Span
 from .program import Program
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
@@ -114,9 +114,12 @@ def _diagnostic(program: Program, o) -> str:
                      "; ".join(f"{k} = {_mv_text(v)}" for k, v in cex["inputs"].items())))
     elif "reason" in ev:
         notes.append(ev["reason"])
+    located = [Note(Span(program.path, n["line"], n["col"], n.get("end_line"), n.get("end_col")), n["note"])
+               for n in ev.get("spans", [])]
+    expected = "blades " + ", ".join(ev["claimed"]) if "claimed" in ev else ev.get("expected")
     err = PhgError(o.status, message, Span(program.path, o.span.line, o.span.col, o.span.end_line, o.span.end_col),
-                   expected="blades " + ", ".join(ev["claimed"]) if "claimed" in ev else None,
-                   hint="; ".join(notes) if notes else None, source=program.source)
+                   expected=expected, hint="; ".join(notes) if notes else None, notes=located,
+                   source=program.source)
     return err.render()
 
 
@@ -150,19 +153,32 @@ def _print_values(console: Console, program: Program):
     for model in program.models.values():
         alg = model.algebra
         table = Table(title=Text(f"{program.path}: model {model.name} on {alg.describe()}"), title_justify="left")
-        for col in ("value", "role", "blades", "grades", "shape", "declared", "versor"):
+        for col in ("value", "role", "blades", "grades", "unit", "shape", "declared", "versor"):
             table.add_column(col)
+        free = []
         for v in model.values.values():
             if v.role == "temp" or (v.role == "const" and v.name is None):
                 continue
             blades = ", ".join(alg.blade_name(b) for b in alg.blades if v.support >> b & 1) or "0"
-            cells = (v.name, v.role, blades, ", ".join(map(str, sup.grades_of(v.support))) or "-",
+            if v.unit is None:
+                free.append(v.name)
+            cells = (v.name, v.role, blades, ", ".join(map(str, sup.grades_of(v.support))) or "-", _unit_cell(v),
                      f"[{', '.join(map(str, v.shape))}]" if v.shape else "-",
                      v.declared.describe() if v.declared else "", "yes" if v.versor else "")
             table.add_row(*(Text(c) for c in cells))  # Text: no rich markup in [m] or [4]
         console.print(table)
+        if free:
+            console.print(Text(f"note: the model does not determine the unit of {', '.join(free)}; "
+                               "write it in the type to have it checked, e.g. Vector[m]"))
     if not program.models:
         console.print(Text(f"{program.path}: no models"))
+
+
+def _unit_cell(v) -> str:
+    if v.unit is None:
+        return "free"
+    written = v.declared is not None and v.declared.unit is not None or v.role == "const"
+    return str(v.unit) if written else f"{v.unit} (inferred)"
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class Edge:
     target: str
     attrs: dict = field(default_factory=dict)
     span: Span | None = None
+    operand_spans: tuple[Span | None, ...] = ()    # where each source was written, at this use
 
 
 @dataclass
@@ -85,8 +86,9 @@ class Hypergraph:
         return value
 
     def add_edge(self, kind: str, sources: tuple[str, ...], target: str, attrs: dict | None = None,
-                 span: Span | None = None) -> Edge:
-        edge = Edge(f"op{len(self.edges) + 1}", kind, tuple(sources), target, attrs or {}, span)
+                 span: Span | None = None, operand_spans: tuple[Span | None, ...] = ()) -> Edge:
+        edge = Edge(f"op{len(self.edges) + 1}", kind, tuple(sources), target, attrs or {}, span,
+                    tuple(operand_spans))
         self.edges[edge.id] = edge
         self.incidence.add_node(edge.id, bipartite="edge")
         for s in dict.fromkeys(sources):

@@ -83,52 +83,73 @@ def infer_support(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> i
     raise KeyError(kind)
 
 
-# ---- units (of constants; the unit checker owns the general case) ------------------------------
-def unit_rule(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> Unit | None:
-    units = [o.unit for o in ops]
-    if any(u is None for u in units):
-        return None
+# ---- units ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UnitRule:
+    """An operation's unit rule, linear in the exponent vectors: unit(target) = prod unit(source_i)
+    ** powers[i] * offset, provided the operands in `equal` have one unit and those in
+    `dimensionless` have none.  The unit checker solves these; constants evaluate them."""
+    powers: tuple[Fraction, ...]
+    offset: Unit = DIMENSIONLESS
+    equal: tuple[int, ...] = ()
+    dimensionless: tuple[int, ...] = ()
+
+
+_SAME = (Fraction(1),)
+NEEDS_DIMENSIONLESS = ("exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "gelu")
+
+
+def unit_rule_of(alg: Algebra, kind: str, attrs: dict) -> UnitRule:
+    one, two = Fraction(1), (Fraction(1), Fraction(1))
     if kind in ("add", "sub"):
-        if units[0] != units[1]:
-            raise UnitClash(f"cannot {'add' if kind == 'add' else 'subtract'} {units[1]} and {units[0]}", (0, 1))
-        return units[0]
+        return UnitRule((one, Fraction(0)), equal=(0, 1))
+    if kind in ("neg", "reverse", "involute", "grade", "even", "odd", "scalar", "sum", "index", "norm", "abs",
+                "copy"):
+        return UnitRule(_SAME)
     if kind in ("gp", "op", "lc", "mix"):
-        return units[0] * units[1]
+        return UnitRule(two)
     if kind == "div":
-        return units[0] / units[1]
+        return UnitRule((one, -one))
     if kind == "regressive":
         # The meet removes one copy of the pseudoscalar's basis vectors.
-        return units[0] * units[1] / alg.blade_unit(alg.full)
+        return UnitRule(two, alg.blade_unit(alg.full) ** -1)
     if kind == "sandwich":
-        return units[1]
-    if kind in ("neg", "reverse", "involute", "grade", "even", "odd", "scalar", "sum", "index", "norm"):
-        return units[0]
+        return UnitRule((Fraction(0), one))          # V x V^-1: V's unit cancels
     if kind == "gate":
-        _require_dimensionless(units[1], kind, 1)
-        return units[0]
+        return UnitRule((one, Fraction(0)), dimensionless=(1,))
     if kind == "norm2":
-        return units[0] ** 2
+        return UnitRule((Fraction(2),))
     if kind == "inv":
-        return units[0] ** -1
+        return UnitRule((-one,))
     if kind == "normalize":
-        return DIMENSIONLESS
+        return UnitRule((Fraction(0),))
     if kind == "sqrt":
-        return units[0] ** Fraction(1, 2)
-    if kind == "abs":
-        return units[0]
+        return UnitRule((Fraction(1, 2),))
     if kind == "dual":
-        return units[0] / alg.blade_unit(alg.full)
+        return UnitRule(_SAME, alg.blade_unit(alg.full) ** -1)
     if kind == "component":
-        return units[0] / alg.blade_unit(attrs["blade"])
-    if kind in ("exp", "log", *SCALAR_FUNCTIONS):
-        _require_dimensionless(units[0], kind, 0)
-        return DIMENSIONLESS
+        return UnitRule(_SAME, alg.blade_unit(attrs["blade"]) ** -1)
+    if kind in NEEDS_DIMENSIONLESS:
+        return UnitRule((Fraction(0),), dimensionless=(0,))
     raise KeyError(kind)
 
 
-def _require_dimensionless(unit: Unit, kind: str, position: int):
-    if not unit.dimensionless:
-        raise UnitClash(f"{kind} needs a dimensionless argument, not {unit}", (position,))
+def unit_rule(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> Unit | None:
+    """The unit of an operation on operands of known units (None if one is unknown)."""
+    units = [o.unit for o in ops]
+    if any(u is None for u in units):
+        return None
+    rule = unit_rule_of(alg, kind, attrs)
+    if rule.equal and len({units[i] for i in rule.equal}) > 1:
+        i, j = rule.equal
+        raise UnitClash(f"cannot {'add' if kind == 'add' else 'subtract'} {units[j]} and {units[i]}", rule.equal)
+    for i in rule.dimensionless:
+        if not units[i].dimensionless:
+            raise UnitClash(f"{kind} needs a dimensionless argument, not {units[i]}", (i,))
+    out = rule.offset
+    for u, k in zip(units, rule.powers):
+        out = out * u ** k
+    return out
 
 
 # ---- constants ---------------------------------------------------------------------------------

@@ -44,13 +44,15 @@ def test_rigid_registration_certificate():
     program = phg.load(ROOT / "examples" / "rigid_registration.phg")
     cert = phg.check(program)
     kinds = sorted((o.kind, o.subject) for o in cert.obligations)
-    assert kinds == [("grade", "R >> x"), ("grade", "loss"), ("grade", "p"), ("update", "R")]
+    assert kinds == [("grade", "R >> x"), ("grade", "loss"), ("grade", "p"), ("unit", "RigidRegistration"),
+                     ("update", "R")]
     narrowing = next(o for o in cert.obligations if o.subject == "R >> x")
     assert narrowing.evidence["narrowing"] == "sandwich" and "automorphism" in narrowing.evidence["theorem"]
     assert narrowing.evidence["versor"]["theorem"] == "declared"
     # The narrowed support is written back: p is 3 numbers, as kernels will lay it out.
     assert cert.to_dict()["values"]["p"]["blades"] == ["e1", "e2", "e3"]
     assert all(o.smt2 and "(check-sat)" in o.smt2 for o in cert.obligations)
+    assert cert.to_dict()["values"]["loss"]["unit"] == "m^2"
 
 
 def test_pga_motor_keeps_points_points_and_stays_a_motor():

@@ -16,7 +16,7 @@ from . import signing
 from .check import Obligation, check_program
 
 FORMAT = "phg-certificate/1"
-SCOPE = "grade, versor and update obligations; unit, memory and quire obligations come with their checkers"
+SCOPE = "grade, versor, update and unit obligations; memory and quire obligations come with the trainer"
 
 
 @dataclass
@@ -37,9 +37,14 @@ class Certificate:
                 if v.name is None or v.role == "const":
                     continue
                 key = v.name if single else f"{model.name}.{v.name}"
-                out[key] = {"blades": [alg.blade_name(b) for b in alg.blades if v.support >> b & 1],
+                blades = [b for b in alg.blades if v.support >> b & 1]
+                out[key] = {"blades": [alg.blade_name(b) for b in blades],
                             "grades": sup.grades_of(v.support), "unit": None if v.unit is None else str(v.unit),
+                            "unit_written": v.role == "const" or (v.declared is not None and v.declared.unit is not None),
                             "versor": v.versor is not None, "shape": list(v.shape), "role": v.role}
+                if v.unit is not None and any(not alg.blade_unit(b).dimensionless for b in blades):
+                    # LANGUAGE §4: the coefficient of blade b is in unit(value) / unit(b)
+                    out[key]["coefficient_units"] = {alg.blade_name(b): str(v.unit / alg.blade_unit(b)) for b in blades}
         return out
 
     def to_dict(self) -> dict:
@@ -111,7 +116,8 @@ def verify(cert_path: str | Path) -> list[Check]:
 
 
 def _requery(obligations: list) -> Check:
-    """Run every recorded SMT-LIB2 query again: proven needs unsat, refuted needs sat."""
+    """Run every recorded SMT-LIB2 query again.  A support query proves by unsat and refutes by sat;
+    a unit obligation records the answer its status rests on (evidence "z3")."""
     bad = []
     for o in obligations:
         if not o.get("smt2"):
@@ -124,7 +130,9 @@ def _requery(obligations: list) -> Check:
         except z3.Z3Exception as exc:
             bad.append(f"{o.get('id')}: the query does not parse ({exc})")
             continue
-        want = {"proven": z3.unsat, "refuted": z3.sat}.get(o.get("status"))
+        recorded = (o.get("evidence") or {}).get("z3") if o.get("kind") == "unit" else None
+        want = {"sat": z3.sat, "unsat": z3.unsat}[recorded] if recorded in ("sat", "unsat") else \
+            {"proven": z3.unsat, "refuted": z3.sat}.get(o.get("status"))
         if want is not None and result != want:
             bad.append(f"{o.get('id')}: status {o.get('status')} but z3 answers {result}")
     n = sum(1 for o in obligations if o.get("smt2"))

@@ -9,7 +9,6 @@ and for the rest a counterexample is searched for and confirmed by exact evaluat
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 
 from phg import multivector as mv
 from phg import support as sup
@@ -21,72 +20,22 @@ from phg.versors import REVERSE_PRODUCT_THEOREM, SANDWICH_THEOREM, THEOREMS
 from . import counterexample
 from .exact import Symbolic, Undefined
 from .narrowing import Narrowing, propagate
+from .obligations import Ledger, Obligation
 from .smt import Answer, support_query
+from .units import UnitChecker
 
 # Beyond this many values in a cone, exact expansion is not attempted (the claim stays unknown
 # unless a counterexample turns up).
 EXACT_CONE_LIMIT = 400
 
 
-@dataclass
-class Obligation:
-    id: str
-    kind: str                      # grade, versor, update (unit, memory, quire: later stages)
-    model: str
-    subject: str
-    span: Span
-    claim: str
-    status: str                    # proven, refuted, unknown
-    evidence: dict = field(default_factory=dict)
-    smt2: str | None = None
-    # What the claim is about, for tests and tools (not part of the certificate):
-    value_id: str | None = None
-    mask: int | None = None                  # grade obligations: the claimed support
-    versor: str | None = None                # versor obligations: Versor, Rotor or Motor
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "model": self.model, "subject": self.subject,
-                "span": self.span.to_dict(), "claim": self.claim, "status": self.status,
-                "evidence": self.evidence, "smt2": self.smt2}
-
-
-class ModelChecker:
+class ModelChecker(Ledger):
     def __init__(self, graph: Hypergraph, source: str | None = None):
-        self.g = graph
-        self.source_lines = source.splitlines() if source else []
-        self.alg = graph.algebra
+        super().__init__(graph, source)
         self.identities: dict[str, tuple[int, str]] = {}
         self.abstract: dict[str, int] = {}
-        self.obligations: list[Obligation] = []
         self._symbolic: Symbolic | None = None
         self.lemmas: set[str] = set()            # values proven within their current supports
-
-    # ---- helpers --------------------------------------------------------------------------------
-    def blades(self, mask: int) -> list[str]:
-        return [self.alg.blade_name(b) for b in self.alg.blades if mask >> b & 1]
-
-    def label(self, value_id: str) -> str:
-        """A value's name, or the source text it was written as."""
-        v = self.g.values[value_id]
-        if v.name:
-            return v.name
-        sp = v.span
-        if sp and sp.end_line == sp.line and 1 <= sp.line <= len(self.source_lines):
-            return self.source_lines[sp.line - 1][sp.col - 1:sp.end_col - 1]
-        return value_id
-
-    def add(self, kind: str, subject: str, span: Span, claim: str, status: str, evidence: dict,
-            smt2: str | None = None, **about) -> Obligation:
-        oid = f"{self.g.name}/{kind}/{self.g.values[subject].name or subject}@{span.line}:{span.col}"
-        taken = {o.id for o in self.obligations}
-        n = 2
-        base = oid
-        while oid in taken:
-            oid, n = f"{base}#{n}", n + 1
-        ob = Obligation(oid, kind, self.g.name, self.label(subject), span, claim, status, evidence, smt2,
-                        value_id=subject, **about)
-        self.obligations.append(ob)
-        return ob
 
     # ---- the run --------------------------------------------------------------------------------
     def run(self) -> list[Obligation]:
@@ -279,4 +228,5 @@ def check_program(program: Program) -> list[Obligation]:
     out = []
     for graph in program.models.values():
         out.extend(ModelChecker(graph, program.source).run())
+        out.extend(UnitChecker(graph, program.source).run())
     return out
