@@ -1,12 +1,12 @@
 import sys
 
-from . import checktime, soundness
+from . import buildtime, checktime, predict, soundness
 
-COMMANDS = {"soundness": soundness.main, "check": checktime.main}
+COMMANDS = {"soundness": soundness.main, "check": checktime.main, "predict": predict.main, "build": buildtime.main}
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if name not in COMMANDS:
-        print("usage: python -m bench soundness [N_MODELS] | check")
+        print("usage: python -m bench soundness [N_MODELS] | check | predict | build")
         sys.exit(2)
     sys.exit(COMMANDS[name](sys.argv[2:]))

@@ -3,6 +3,7 @@
     import phg
     program = phg.load("model.phg")      # parse and lower to the Program Hypergraph
     cert = phg.check(program)            # prove its obligations
+    kernels = phg.build(program)         # generate, compile and import the Numba kernels
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .diagnostics import PhgError, Span
 from .program import Program
 
 __version__ = "0.1.0"
-__all__ = ["load", "loads", "check", "Program", "PhgError", "Span", "__version__"]
+__all__ = ["load", "loads", "check", "build", "Program", "PhgError", "Span", "__version__"]
 
 
 def loads(text: str, filename: str = "<text>") -> Program:
@@ -47,3 +48,33 @@ def check(program: Program):
     are written back into the program's hypergraphs."""
     from verifier.certificate import certify
     return certify(program)
+
+
+def build(program: Program, directory: str | Path | None = None, unverified: bool = False):
+    """Check the program, write `<stem>.py` (Numba kernels, one class per model) and its
+    certificate into `directory` (default: a per-user cache keyed by the source's sha256), and
+    import it.  An unproven program is refused (PhgError) unless `unverified`.  When `directory`
+    already holds the module of this very source (same sha256), it is imported as it is: no
+    checking, no code generation, and Numba loads its compiled kernels from its cache."""
+    from codegen.build import cache_dir, cached, import_module, stem, write_module
+
+    target = Path(directory) if directory is not None else cache_dir() / program.sha256[:16]
+    hit = cached(program, target)
+    if hit is not None and (hit[1] == "all proven" or unverified):
+        return import_module(hit[0], program.sha256)      # the same source was built here before
+    from verifier.certificate import certify            # (the verifier's imports cost a cache hit time)
+
+    cert = certify(program)
+    if not cert.ok and not unverified:
+        bad = [o for o in cert.obligations if o.status != "proven"]
+        first = bad[0]
+        raise PhgError("build", f"{len(bad)} obligation{'s' * (len(bad) > 1)} not proven, so no kernels were "
+                       f"built; the first: {first.claim} ({first.status})",
+                       Span(program.path, first.span.line, first.span.col, first.span.end_line, first.span.end_col),
+                       expected="a program whose every obligation is proven",
+                       hint="fix the claims `phg check` reports, or build with unverified=True (--unverified)",
+                       source=program.source)
+    status = "all proven" if cert.ok else "NOT all proven (built with --unverified)"
+    path = write_module(program, target, status)
+    cert.write(target / f"{stem(program)}.cert.json")
+    return import_module(path, program.sha256)

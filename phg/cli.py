@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("--json", action="store_true", help="print the certificate instead of the tables")
     check.add_argument("-o", dest="output", metavar="CERT", help="where to write the certificate (one FILE only)")
+    build = sub.add_parser("build", help="check, then write DIR/<stem>.py (Numba kernels) beside its certificate")
+    build.add_argument("file", metavar="FILE")
+    build.add_argument("-o", dest="output", metavar="DIR", help="where to write (default: beside FILE)")
+    build.add_argument("--unverified", action="store_true", help="build even if some obligation is not proven")
     verify = sub.add_parser("verify", help="re-check a certificate against its source and its solver queries")
     verify.add_argument("cert", metavar="CERT")
     graph = sub.add_parser("graph", help="print the Program Hypergraph")
@@ -43,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args, out, err)
         if args.command == "verify":
             return _verify(args.cert, out)
+        if args.command == "build":
+            return _build(args, out, err)
         program = load(args.file)
         sys.stdout.write(program.to_json() + "\n" if args.format == "json" else program.to_dot())
         return EXIT_OK
@@ -76,6 +82,27 @@ def _check(args, out: Console, err: Console) -> int:
         if not cert.ok:
             status = EXIT_FAILED
     return status
+
+
+def _build(args, out: Console, err: Console) -> int:
+    import time
+
+    from . import build
+
+    program = load(args.file)
+    directory = Path(args.output) if args.output else Path(args.file).resolve().parent
+    start = time.perf_counter()
+    try:
+        module = build(program, directory, unverified=args.unverified)
+    except PhgError as exc:
+        if exc.kind != "build":
+            raise
+        err.print(Text(exc.render()))
+        return EXIT_FAILED
+    seconds = time.perf_counter() - start
+    out.print(Text(f"wrote {module.__file__} ({module.CERTIFICATE}; models "
+                   f"{', '.join(program.models)}) in {seconds:.1f} s"))
+    return EXIT_OK if module.CERTIFICATE == "all proven" else EXIT_FAILED
 
 
 def _print_certificate(out: Console, err: Console, program: Program, cert, target: Path):
