@@ -54,15 +54,14 @@ class Ledger:
 
     def add(self, kind: str, subject: str, span: Span, claim: str, status: str, evidence: dict,
             smt2: str | None = None, **about) -> Obligation:
-        name = self.g.values[subject].name or subject if subject in self.g.values else subject
-        oid = f"{self.g.name}/{kind}/{name}@{span.line}:{span.col}"
+        value = self.g.values.get(subject)          # None for a claim about the whole model
+        oid = f"{self.g.name}/{kind}/{value.name or subject if value else subject}@{span.line}:{span.col}"
         taken = {o.id for o in self.obligations}
         n = 2
         base = oid
         while oid in taken:
             oid, n = f"{base}#{n}", n + 1
-        label = self.label(subject) if subject in self.g.values else subject
-        ob = Obligation(oid, kind, self.g.name, label, span, claim, status, evidence, smt2,
-                        value_id=subject if subject in self.g.values else None, **about)
+        ob = Obligation(oid, kind, self.g.name, self.label(subject) if value else subject, span, claim, status,
+                        evidence, smt2, value_id=subject if value else None, **about)
         self.obligations.append(ob)
         return ob

@@ -295,8 +295,3 @@ def _merge(terms) -> list[tuple[str, Fraction]]:
 def _note(span: Span, message: str) -> dict:
     return {**span.to_dict(), "note": message}
 
-
-def check_units(graph: Hypergraph, source: str | None = None) -> tuple[list[Obligation], list[str]]:
-    """The unit obligations of one model, and the named values whose unit it leaves free."""
-    checker = UnitChecker(graph, source)
-    return checker.run(), checker.free
