@@ -1,12 +1,13 @@
 import sys
 
-from . import buildtime, checktime, predict, soundness
+from . import buildtime, checktime, predict, soundness, train
 
-COMMANDS = {"soundness": soundness.main, "check": checktime.main, "predict": predict.main, "build": buildtime.main}
+COMMANDS = {"soundness": soundness.main, "check": checktime.main, "predict": predict.main, "build": buildtime.main,
+            "train": train.main}
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if name not in COMMANDS:
-        print("usage: python -m bench soundness [N_MODELS] | check | predict | build")
+        print("usage: python -m bench soundness [N_MODELS] | check | predict | build | train")
         sys.exit(2)
     sys.exit(COMMANDS[name](sys.argv[2:]))

@@ -15,9 +15,12 @@ from phg import __version__
 from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Hypergraph
-from phg.program import Program
+from phg.program import Program, TrainSpec
 
-from .scalar import Helper, HelperCall, ScalarProgram, identifier, scalar_program
+from .manifold import exp_helper_spec, manifold_params
+from .manifold import source as manifold_source
+from .scalar import Helper, HelperCall, ScalarProgram, array_name, identifier, scalar_program
+from .training import train_kernel
 
 # Taylor terms after scaling the argument below 1/2: 0.5^18 / 18! is far below double rounding.
 EXP_TERMS = 18
@@ -32,6 +35,14 @@ class _Printer(PythonCodePrinter):
 
     def _print_Rational(self, expr):
         return repr(float(expr))
+
+    # The derivatives of relu and abs (codegen.adjoint): subgradients 0 at the kink.
+    def _print_Heaviside(self, expr):
+        return f"(1.0 if {self._print(expr.args[0])} > 0 else 0.0)"
+
+    def _print_sign(self, expr):
+        x = self._print(expr.args[0])
+        return f"(0.0 if {x} == 0 else math.copysign(1.0, {x}))"
 
 
 _PRINTER = _Printer()
@@ -61,40 +72,95 @@ def _product_lines(alg: Algebra, a: list[int], an: str, b: list[int], bn: str, o
     return lines
 
 
+def _scaling(n: int) -> list[str]:
+    """x = a / 2^k with |x|_1 <= 1/2, for exp by scaling and squaring."""
+    lines = ["size = " + " + ".join(f"abs(a{i})" for i in range(n))]
+    # An infinite argument has no exp to scale towards: let it propagate as NaN.
+    lines += ["if size == math.inf:", "    size = math.nan"]
+    lines += ["k = 0", "while size > 0.5:", "    size *= 0.5", "    k += 1", "scale = math.ldexp(1.0, -k)"]
+    return lines + [f"x{i} = a{i} * scale" for i in range(n)]
+
+
+def _exp_lines(alg: Algebra, src: list[int], res: list[int], direction: int | None) -> list[str]:
+    """y = exp(x) by Taylor terms and squarings; with a direction i, also dy = d exp(x) / d a_i
+    (forward mode: each term and square carries its derivative)."""
+    one = res.index(0)
+    lines = [f"t{k} = {1.0 if k == one else 0.0}" for k in range(len(res))]
+    lines += [f"y{k} = {1.0 if k == one else 0.0}" for k in range(len(res))]
+    if direction is not None:
+        lines += [f"dt{k} = 0.0" for k in range(len(res))] + [f"dy{k} = 0.0" for k in range(len(res))]
+        lines.append("dx0 = scale")
+    lines.append(f"for n in range(1, {EXP_TERMS + 1}):")
+    step = _product_lines(alg, res, "t", src, "x", res, "u", " / n")
+    if direction is not None:                          # d(t x) = dt x + t dx, before t changes
+        step += _product_lines(alg, res, "dt", src, "x", res, "v")
+        step += _product_lines(alg, res, "t", [src[direction]], "dx", res, "w")
+        step += [f"dt{k} = (v{k} + w{k}) / n" for k in range(len(res))] + [f"dy{k} += dt{k}" for k in range(len(res))]
+    lines += ["    " + ln for ln in step + [f"t{k} = u{k}" for k in range(len(res))] +
+              [f"y{k} += t{k}" for k in range(len(res))]]
+    lines.append("for _ in range(k):")
+    square = _product_lines(alg, res, "y", res, "y", res, "u")
+    if direction is not None:                          # d(y y) = dy y + y dy
+        square += _product_lines(alg, res, "dy", res, "y", res, "v")
+        square += _product_lines(alg, res, "y", res, "dy", res, "w")
+        square += [f"dy{k} = v{k} + w{k}" for k in range(len(res))]
+    lines += ["    " + ln for ln in square + [f"y{k} = u{k}" for k in range(len(res))]]
+    return lines
+
+
+def _inverse_lines(alg: Algebra, src: list[int], res: list[int]) -> list[str]:
+    """y = a^-1 on the closure, solving a y = 1."""
+    index = {m: k for k, m in enumerate(res)}
+    lines = [f"m = np.zeros(({len(res)}, {len(res)}))"]
+    for i, x in enumerate(src):
+        for j, y in enumerate(res):
+            s, m = alg.product("gp", x, y)
+            if s and m in index:
+                lines.append(f"m[{index[m]}, {j}] += {'-' if s < 0 else ''}a{i}")
+    lines += [f"rhs = np.zeros({len(res)})", f"rhs[{res.index(0)}] = 1.0", "sol = np.linalg.solve(m, rhs)"]
+    return lines + [f"y{k} = sol[{k}]" for k in range(len(res))]
+
+
 def helper_source(alg: Algebra, h: Helper) -> str:
+    """exp and inv on one support, and their adjoints (kind exp_grad, inv_grad: the arguments
+    followed by the result's adjoint g, returning the arguments' adjoints)."""
     src, res = sup.blades_of(h.source), sup.blades_of(h.result)
-    args = ", ".join(f"a{i}" for i in range(len(src)))
-    doc = f"{h.kind} of a multivector on {', '.join(alg.blade_name(b) for b in src)}"
-    lines = ["@numba.njit(cache=True)", f"def {h.name}({args}):", f'    """{doc}"""']
+    args = [f"a{i}" for i in range(len(src))]
+    if h.kind.endswith("_grad"):
+        args += [f"g{k}" for k in range(len(res))]
+    doc = f"{h.kind.replace('_grad', '')} of a multivector on {', '.join(alg.blade_name(b) for b in src)}"
+    if h.kind.endswith("_grad"):
+        doc = f"adjoint of {doc}: the arguments' adjoints for the result's adjoint g"
+    lines = ["@numba.njit(cache=True)", f"def {h.name}({', '.join(args)}):", f'    """{doc}"""']
     body: list[str] = []
     if h.kind == "exp":
-        body.append("size = " + " + ".join(f"abs(a{i})" for i in range(len(src))))
-        # An infinite argument has no exp to scale towards: let it propagate as NaN.
-        body += ["if size == math.inf:", "    size = math.nan"]
-        body += ["k = 0", "while size > 0.5:", "    size *= 0.5", "    k += 1", "scale = math.ldexp(1.0, -k)"]
-        body += [f"x{i} = a{i} * scale" for i in range(len(src))]
-        one = res.index(0)
-        body += [f"t{k} = {1.0 if k == one else 0.0}" for k in range(len(res))]
-        body += [f"y{k} = {1.0 if k == one else 0.0}" for k in range(len(res))]
-        body.append(f"for n in range(1, {EXP_TERMS + 1}):")
-        body += ["    " + ln for ln in _product_lines(alg, res, "t", src, "x", res, "u", " / n")]
-        body += [f"    t{k} = u{k}" for k in range(len(res))]
-        body += [f"    y{k} += t{k}" for k in range(len(res))]
-        body.append("for _ in range(k):")
-        body += ["    " + ln for ln in _product_lines(alg, res, "y", res, "y", res, "u")]
-        body += [f"    y{k} = u{k}" for k in range(len(res))]
-    else:                                              # inv: solve a y = 1 on the closure
-        index = {m: k for k, m in enumerate(res)}
-        body.append(f"m = np.zeros(({len(res)}, {len(res)}))")
-        for i, x in enumerate(src):
-            for j, y in enumerate(res):
-                s, m = alg.product("gp", x, y)
-                if s and m in index:
-                    body.append(f"m[{index[m]}, {j}] += {'-' if s < 0 else ''}a{i}")
-        body += [f"rhs = np.zeros({len(res)})", f"rhs[{res.index(0)}] = 1.0", "sol = np.linalg.solve(m, rhs)"]
-        body += [f"y{k} = sol[{k}]" for k in range(len(res))]
-    body.append("return (" + "".join(f"y{k}, " for k in range(len(res))) + ")")
+        body += _scaling(len(src)) + _exp_lines(alg, src, res, None)
+        outs = [f"y{k}" for k in range(len(res))]
+    elif h.kind == "inv":
+        body += _inverse_lines(alg, src, res)
+        outs = [f"y{k}" for k in range(len(res))]
+    elif h.kind == "exp_grad":
+        body += _scaling(len(src))
+        for i in range(len(src)):
+            body += _exp_lines(alg, src, res, i)
+            body.append(f"r{i} = " + " + ".join(f"g{k} * dy{k}" for k in range(len(res))))
+        outs = [f"r{i}" for i in range(len(src))]
+    else:                                              # inv_grad: d(a^-1) = -y da y
+        body += _inverse_lines(alg, src, res) + ["e0 = 1.0"]
+        for i in range(len(src)):
+            body += _product_lines(alg, res, "y", [src[i]], "e", res, "v")
+            body += _product_lines(alg, res, "v", res, "y", res, "w")
+            body.append(f"r{i} = -(" + " + ".join(f"g{k} * w{k}" for k in range(len(res))) + ")")
+        outs = [f"r{i}" for i in range(len(src))]
+    body.append("return (" + "".join(f"{o}, " for o in outs) + ")")
     return "\n".join(lines + ["    " + ln for ln in body])
+
+
+def statement(sym, expr) -> str:
+    if isinstance(expr, HelperCall):
+        targets = ", ".join(str(t) for t in expr.targets) + ("," if len(expr.targets) == 1 else "")
+        return f"{targets} = {expr.helper.name}({', '.join(code(a) for a in expr.args)})"
+    return f"{sym} = {code(expr)}"
 
 
 # ---- kernels --------------------------------------------------------------------------------------
@@ -104,7 +170,7 @@ def _channels(shape) -> list[tuple]:
 
 def _loads(g: Hypergraph, sp: ScalarProgram, vid: str, sample: str | None) -> list[str]:
     v = g.values[vid]
-    arr = identifier(v.name)
+    arr = array_name(v)
     lines = []
     for ch, comp in sp.values[vid].items():
         for k, (b, sym) in enumerate(sorted(comp.items(), key=lambda t: g.algebra.position[t[0]])):
@@ -116,30 +182,27 @@ def _loads(g: Hypergraph, sp: ScalarProgram, vid: str, sample: str | None) -> li
 def kernel_source(g: Hypergraph, sp: ScalarProgram, name: str, inputs: list[str], params: list[str],
                   outputs: list[str]) -> str:
     alg = g.algebra
-    args = [identifier(g.values[v].name) for v in inputs + params] + [f"out_{identifier(o)}" for o in outputs]
+    args = [array_name(g.values[v]) for v in inputs + params] + [f"_out_{identifier(o)}" for o in outputs]
     lines = ["@numba.njit(cache=True, parallel=True)", f"def {name}({', '.join(args)}):",
              f'    """Inference of {g.name} for every sample: per-sample scalar code over blade supports."""']
     for p in params:
         lines += ["    " + ln for ln in _loads(g, sp, p, None)]
     body = []
     for sym, expr in sp.assignments:
-        if isinstance(expr, HelperCall):
-            targets = ", ".join(str(t) for t in expr.targets) + ("," if len(expr.targets) == 1 else "")
-            body.append(f"{targets} = {expr.helper.name}({', '.join(code(a) for a in expr.args)})")
-        elif sym in sp.invariant:
-            lines.append(f"    {sym} = {code(expr)}")        # once per batch
+        if sym in sp.invariant:
+            lines.append(f"    {statement(sym, expr)}")        # once per batch
         else:
-            body.append(f"{sym} = {code(expr)}")
-    first = identifier(g.values[inputs[0]].name) if inputs else f"out_{identifier(outputs[0])}"
-    lines.append(f"    for i in numba.prange({first}.shape[0]):")
-    body = [ln for vid in inputs for ln in _loads(g, sp, vid, "i")] + body
+            body.append(statement(sym, expr))
+    first = array_name(g.values[inputs[0]]) if inputs else f"_out_{identifier(outputs[0])}"
+    lines.append(f"    for _i in numba.prange({first}.shape[0]):")
+    body = [ln for vid in inputs for ln in _loads(g, sp, vid, "_i")] + body
     for o in outputs:
         v = g.values[g.outputs[o]]
         blades = sup.blades_of(v.support)
         for ch, comp in sp.values[v.id].items():
             for k, b in enumerate(sorted(blades, key=lambda m: alg.position[m])):
-                idx = ", ".join(["i"] + [str(c) for c in ch] + [str(k)])
-                body.append(f"out_{identifier(o)}[{idx}] = {code(comp.get(b, sympy.Integer(0)))}")
+                idx = ", ".join(["_i"] + [str(c) for c in ch] + [str(k)])
+                body.append(f"_out_{identifier(o)}[{idx}] = {code(comp.get(b, sympy.Integer(0)))}")
     lines += ["        " + ln for ln in body or ["pass"]]
     return "\n".join(lines)
 
@@ -150,46 +213,71 @@ def _layout(g: Hypergraph, vid: str) -> list[str]:
     return [alg.blade_name(b) for b in alg.blades if g.values[vid].support >> b & 1]
 
 
-def model_source(g: Hypergraph, helpers: dict) -> tuple[str, str]:
-    """The kernel and the class of one model; helpers are shared across the module."""
+def _share(helpers: dict, alg: Algebra, h: Helper) -> str:
+    """The module-wide name of a helper: one per (algebra, kind, support)."""
+    key = (alg.name, h.kind, h.source)
+    if key not in helpers:
+        h.name = f"_{h.kind}_{identifier(alg.name)}_{len(helpers)}"
+        helpers[key] = h
+    return helpers[key].name
+
+
+def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -> tuple[str, str]:
+    """The kernels and the class of one model; helpers are shared across the module."""
     wanted = [g.outputs[o] for o in sorted(g.outputs)]
     sp = scalar_program(g, wanted)
-    for key, h in sp.helpers.items():
-        key = (g.algebra.name, *key)
-        if key not in helpers:
-            h.name = f"_{h.kind}_{identifier(g.algebra.name)}_{len(helpers)}"
-            helpers[key] = h
-        else:
-            h.name = helpers[key].name
+    for h in sp.helpers.values():
+        h.name = _share(helpers, g.algebra, h)
     cone = {u for w in wanted for u in g.cone(w)}
     inputs = [v for v in g.inputs if v in cone]
     params = [v for v in g.params if v in cone]
     outputs = sorted(g.outputs)
-    kname = f"{identifier(g.name).lower()}_predict"
-    kernel = kernel_source(g, sp, kname, inputs, params, outputs)
+    prefix = identifier(g.name).lower()
+    kname = f"{prefix}_predict"
+    kernels = [kernel_source(g, sp, kname, inputs, params, outputs)]
+    name = lambda vid: g.values[vid].name  # noqa: E731
     spec = {
         "name": g.name,
         "algebra": g.algebra.name,
-        "params": {g.values[p].name: {"shape": list(g.values[p].shape), "layout": _layout(g, p),
-                                      "init": g.values[p].init} for p in g.params},
-        "inputs": {g.values[v].name: {"shape": list(g.values[v].shape), "layout": _layout(g, v)} for v in g.inputs},
+        "params": {name(p): {"shape": list(g.values[p].shape), "layout": _layout(g, p),
+                             "init": g.values[p].init} for p in g.params},
+        "inputs": {name(v): {"shape": list(g.values[v].shape), "layout": _layout(g, v)} for v in g.inputs},
         "outputs": {o: {"shape": list(g.values[g.outputs[o]].shape), "layout": _layout(g, g.outputs[o])}
                     for o in outputs},
-        "predict": {"inputs": [g.values[v].name for v in inputs], "params": [g.values[p].name for p in params],
-                    "outputs": outputs},
+        "predict": {"inputs": [name(v) for v in inputs], "params": [name(p) for p in params], "outputs": outputs},
+        "train": None,
     }
+    attrs = [f"    _predict_kernel = staticmethod({kname})"]
+    if g.loss is not None:
+        train = train or TrainSpec(g.name)
+        tk = train_kernel(g, f"{prefix}_train", train.accumulate, code, statement, _loads,
+                          lambda h: _share(helpers, g.algebra, h))
+        kernels.append(tk.source)
+        manifold = {}
+        for v in manifold_params(g):
+            text, mp = manifold_source(g.algebra, v, prefix, code,
+                                       lambda support: _share(helpers, g.algebra, exp_helper_spec(g.algebra, support)))
+            kernels.append(text)
+            manifold[v.name] = {"tangent": [g.algebra.blade_name(b) for b in mp.tangent],
+                                "functions": (mp.tangent_fn, mp.retract_fn)}
+        spec["train"] = {"inputs": [name(v) for v in tk.inputs], "params": [name(p) for p in tk.params],
+                         "quantities": tk.quantities, "stack_symbols": tk.stack_symbols, "manifold": manifold,
+                         "settings": train.to_dict()}
+        attrs.append(f"    _train_kernel = staticmethod({tk.name})")
+        attrs.append("    _manifold = {" + ", ".join(f"{k!r}: ({a}, {b})" for k, m in manifold.items()
+                                                  for a, b in [m["functions"]]) + "}")
     cls = "\n".join([
         f"class {identifier(g.name)}(ModelBase):",
-        f'    """{g.name} on {g.algebra.describe()}: parameters, inference (LANGUAGE §8)."""',
+        f'    """{g.name} on {g.algebra.describe()}: parameters, inference and training (LANGUAGE §8)."""',
         f"    SPEC = {spec!r}",
-        f"    _predict_kernel = staticmethod({kname})",
+        *attrs,
     ])
-    return kernel, cls
+    return "\n\n\n".join(kernels), cls
 
 
 def module_source(program: Program, status: str) -> str:
     helpers: dict = {}
-    parts = [model_source(g, helpers) for g in program.models.values()]
+    parts = [model_source(g, helpers, program.trains.get(g.name)) for g in program.models.values()]
     helper_text = [helper_source(h.alg, h) for h in helpers.values()]
     head = [
         f"# Generated by phg {__version__} from {program.path}; do not edit.",
@@ -201,6 +289,8 @@ def module_source(program: Program, status: str) -> str:
         "import numba",
         "import numpy as np",
         "",
+        "from codegen.accumulate import exact_add, exact_total",
+        "from codegen.lie import exp_factors",
         "from codegen.runtime import ModelBase",
         "",
         "SOURCE_SHA256 = " + repr(program.sha256),

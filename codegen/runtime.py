@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .accumulate import CAPACITY, DIGITS, SLOTS
+from .optimizers import KINDS, STATE, direction
+
 
 class ModelBase:
     SPEC: dict = {}
@@ -78,3 +81,132 @@ class ModelBase:
                 for o in plan["outputs"]}
         self._predict_kernel(*arrays, *self._params(plan["params"]), *outs.values())
         return outs
+
+    # ---- training -------------------------------------------------------------------------------
+    def _training(self) -> dict:
+        spec = self.SPEC.get("train")
+        if spec is None:
+            raise ValueError(f"{self.SPEC['name']} has no loss, so it cannot be trained; add `loss EXPR` to the model")
+        return spec
+
+    def _plan(self) -> dict:
+        """Every buffer a step touches, allocated once (the static memory plan of the certificate)."""
+        if getattr(self, "_buffers", None) is None:
+            spec = self._training()
+            settings = spec["settings"]
+            # One accumulator row per parameter coefficient and the loss (the memory plan's size).
+            q = 1 + sum(int(np.prod(p["shape"], dtype=np.int64)) * len(p["layout"]) for p in self.SPEC["params"].values())
+            exact = settings["accumulate"] == "exact"
+            kind = settings["optimizer"]
+            coords = {}
+            for name, p in self.SPEC["params"].items():
+                channels = int(np.prod(p["shape"], dtype=np.int64))
+                if name in spec["manifold"]:
+                    coords[name] = (channels, len(spec["manifold"][name]["tangent"]))
+                else:
+                    coords[name] = (channels * len(p["layout"]),)
+            self._buffers = {
+                "acc": np.zeros((SLOTS, q, DIGITS), np.int64) if exact else np.zeros((SLOTS, q)),
+                "terms": np.zeros((SLOTS, q) if exact else (1, 1)),
+                "work": np.zeros(DIGITS if exact else 1, np.int64),
+                "sums": np.zeros(q),
+                "loss": np.zeros(1),
+                "grads": {n: np.zeros((*p["shape"], len(p["layout"]))) for n, p in self.SPEC["params"].items()},
+                "tangent": {n: np.zeros(coords[n]) for n in spec["manifold"]},
+                "direction": {n: np.zeros(c) for n, c in coords.items()},
+                "state": {n: np.zeros((STATE[kind], int(np.prod(c)))) for n, c in coords.items()},
+                "t": 0,
+            }
+        return self._buffers
+
+    def _run_train_kernel(self, inputs: dict) -> float:
+        spec = self._training()
+        arrays, n = self._inputs(inputs, spec["inputs"])
+        if n == 0:
+            raise ValueError("an empty batch has no mean loss; pass at least one sample")
+        if n > SLOTS * CAPACITY:
+            raise ValueError(f"a batch of {n} samples exceeds the exact accumulator's capacity "
+                             f"({SLOTS * CAPACITY} samples); split it")
+        b = self._plan()
+        params = self._params(spec["params"])
+        self._train_kernel(*arrays, *params, n, b["acc"], b["terms"], b["work"], b["sums"], b["loss"],
+                           *(b["grads"][p] for p in spec["params"]))
+        return float(b["loss"][0])
+
+    def loss(self, **inputs) -> float:
+        """The batch-mean loss."""
+        return self._run_train_kernel(inputs)
+
+    def grad(self, **inputs) -> dict[str, np.ndarray]:
+        """Gradients of the batch-mean loss with respect to every parameter's stored coefficients,
+        keyed like params (Euclidean: a Rotor's manifold step uses its tangent, see step)."""
+        self._run_train_kernel(inputs)
+        return {n: g.copy() for n, g in self._buffers["grads"].items()}
+
+    def step(self, **inputs) -> float:
+        """One optimizer step on this batch (the train block's optimizer); returns the batch loss
+        before the step.  Rotor and Motor parameters move by the exponential map."""
+        spec = self._training()
+        settings = spec["settings"]
+        loss = self._run_train_kernel(inputs)
+        b = self._buffers
+        b["t"] += 1
+        h = settings["hyper"]
+        kind = KINDS[settings["optimizer"]]
+        for name, p in self.SPEC["params"].items():
+            value = self._array(name, self.params[name], p, False)
+            d = b["direction"][name]
+            if name in spec["manifold"]:
+                tangent_fn, retract_fn = self._manifold[name]
+                r = value.reshape(-1, len(p["layout"]))
+                tangent_fn(r, b["grads"][name].reshape(r.shape), b["tangent"][name])
+                direction(kind, b["tangent"][name].reshape(-1), b["state"][name], b["t"], h["lr"],
+                          h.get("beta1", 0.9), h.get("beta2", 0.999), h.get("eps", 1e-8), h.get("softness", 1.0),
+                          d.reshape(-1))
+                retract_fn(r, d, -1.0, r)
+            else:
+                flat = value.reshape(-1)
+                direction(kind, b["grads"][name].reshape(-1), b["state"][name], b["t"], h["lr"],
+                          h.get("beta1", 0.9), h.get("beta2", 0.999), h.get("eps", 1e-8), h.get("softness", 1.0), d)
+                flat -= d
+            self.params[name] = value
+        return loss
+
+    def fit(self, data: dict, steps: int | None = None, epochs: int | None = None, batch: int | None = None,
+            callback=None) -> np.ndarray:
+        """Train on a data set {input name: array [N, ...]} with the train block's settings
+        (steps, epochs and batch override them).  Each epoch visits the samples in a fresh
+        random order (seeded by the train block's seed); returns the loss of every step."""
+        settings = self._training()["settings"]
+        arrays, n = self._inputs(data, self._training()["inputs"])
+        names = self._training()["inputs"]
+        batch = min(batch or settings["batch"] or n, n)
+        per_epoch = -(-n // batch)
+        if steps is None and epochs is None:
+            steps, epochs = settings["steps"], settings["epochs"]
+        total = steps if steps is not None else (epochs or 1) * per_epoch
+        if total < 0:
+            raise ValueError(f"steps must be >= 0, got {total}")
+        rng = np.random.default_rng(settings["seed"])
+        # The batch buffers are allocated once, before the first step.
+        buffers = [np.empty((batch, *a.shape[1:])) for a in arrays] if batch < n else []
+        history = np.empty(total)
+        order = rng.permutation(n)
+        whole = dict(zip(names, arrays))
+        for k in range(total):
+            start = (k % per_epoch) * batch
+            if k and start == 0:
+                order = rng.permutation(n)
+            idx = order[start:start + batch]
+            if batch == n:                             # full batch: the mean needs no shuffling
+                chunk = whole
+            elif len(idx) < batch:                     # the epoch's last, short batch
+                chunk = {nm: a[idx] for nm, a in zip(names, arrays)}
+            else:
+                for buf, a in zip(buffers, arrays):
+                    np.take(a, idx, axis=0, out=buf)
+                chunk = dict(zip(names, buffers))
+            history[k] = self.step(**chunk)
+            if callback is not None:
+                callback(k, history[k])
+        return history

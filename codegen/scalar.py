@@ -62,6 +62,16 @@ def blade_key(alg: Algebra, mask: int) -> str:
     return "s" if mask == 0 else alg.blade_name(mask)
 
 
+def array_name(v: Value) -> str:
+    """A parameter's or input's argument name in a kernel: its own, but never one starting with
+    an underscore, which the kernels keep for their own names (_i, _acc, _out_p ...)."""
+    name = identifier(v.name)
+    return "u" + name if name.startswith("_") else name
+
+
+INTERNAL = ("_n", "_i", "_q", "_a", "_t", "_acc", "_terms", "_work", "_sums", "_loss", "_slot", "_slots")
+
+
 class ScalarBuilder:
     def __init__(self, graph: Hypergraph, wanted: list[str]):
         self.g = graph
@@ -71,7 +81,11 @@ class ScalarBuilder:
         self.cone = set()
         for w in wanted:
             self.cone.update(graph.cone(w))
-        self._names: set[str] = set()
+        # Scalars never take the name of an array or of the kernels' own variables.
+        self._names: set[str] = {array_name(graph.values[v]) for v in graph.inputs + graph.params}
+        self._names.update(INTERNAL)
+        self._names.update(f"_{kind}_{identifier(graph.values[v].name)}" for kind in ("out", "grad")
+                           for v in [*graph.outputs.values(), *graph.params])
         self._coefficients: dict[str, sympy.Symbol] = {}
 
     # ---- naming ---------------------------------------------------------------------------------

@@ -30,6 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("file", metavar="FILE")
     build.add_argument("-o", dest="output", metavar="DIR", help="where to write (default: beside FILE)")
     build.add_argument("--unverified", action="store_true", help="build even if some obligation is not proven")
+    train = sub.add_parser("train", help="run a model's train block on arrays named after its inputs")
+    train.add_argument("file", metavar="FILE")
+    train.add_argument("--data", required=True, metavar="DATA.npz", help="arrays [N, ...] named after the inputs")
+    train.add_argument("-o", dest="output", metavar="PARAMS.npz", help="where to save the parameters "
+                       "(default: FILE's stem + .params.npz, beside FILE)")
+    train.add_argument("--model", help="which model to train, when the file trains several")
+    train.add_argument("--steps", type=int, help="override the train block's steps")
+    train.add_argument("--plot", metavar="LOSS.png", help="draw the loss curve (needs matplotlib: pip install phg[plot])")
+    train.add_argument("--unverified", action="store_true", help="train even if some obligation is not proven")
     verify = sub.add_parser("verify", help="re-check a certificate against its source and its solver queries")
     verify.add_argument("cert", metavar="CERT")
     graph = sub.add_parser("graph", help="print the Program Hypergraph")
@@ -49,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(args.cert, out)
         if args.command == "build":
             return _build(args, out, err)
+        if args.command == "train":
+            from .train import train_command
+            return train_command(args, out, err)
         program = load(args.file)
         sys.stdout.write(program.to_json() + "\n" if args.format == "json" else program.to_dot())
         return EXIT_OK

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from claimcheck import cone_scale
+from cliffeval import Reference
 from hypothesis import HealthCheck, given, settings
+from interpreted import interpreted
+from modelgen import models
 
 import phg
-from cliffeval import Reference
-from claimcheck import cone_scale
-from modelgen import models
 from phg.cli import main
 from phg.diagnostics import PhgError
 
@@ -28,12 +29,9 @@ def compare(program, module, rng, compiled: bool = True):
     worst = 0.0
     for graph in program.models.values():
         ref = Reference(graph)
-        cls = getattr(module, re.sub(r"\W", "_", graph.name))
-        model = cls(seed=1)
-        if not compiled:                         # the same source, run by Python: no compile per model
-            model._predict_kernel = cls._predict_kernel.py_func
-            for helper in [n for n in vars(module) if n.startswith(("_exp_", "_inv_"))]:
-                setattr(module, helper, getattr(getattr(module, helper), "py_func", getattr(module, helper)))
+        # not compiled: the same source, run by Python (no compile per model)
+        model = interpreted(module, graph.name) if not compiled else \
+            getattr(module, re.sub(r"\W", "_", graph.name))(seed=1)
         params = {p: ref.random_value(graph.values[p], rng) for p in graph.params}
         for p, value in params.items():
             model.params[p] = _array(ref, graph.values[p], [value])[0]
@@ -61,17 +59,7 @@ def _array(ref, value, per_sample):
     return out
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kernels")
-    out = {}
-    for p in EXAMPLES:
-        program = phg.load(p)                  # build() checks it, narrowing its supports
-        out[p.name] = (program, phg.build(program, root / p.stem))
-    return out
-
-
-@pytest.mark.parametrize("name", [p.name for p in EXAMPLES])
+@pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])
 def test_examples_match_clifford(built, name):
     program, module = built[name]
     assert compare(program, module, np.random.default_rng(3)) < REL
@@ -102,7 +90,7 @@ def test_module_is_deterministic_and_says_what_it_was_built_from(tmp_path):
 
 
 def test_layouts_params_and_input_errors(built):
-    _, module = built["rigid_registration.phg"]
+    _, module = built["rigid_registration"]
     m = module.RigidRegistration(seed=0)
     assert m.layout("R") == ["1", "e12", "e13", "e23"] and m.layout("p") == ["e1", "e2", "e3"]
     assert m.params["R"].tolist() == [1.0, 0.0, 0.0, 0.0] and m.params["t"].shape == (3,)
@@ -122,7 +110,7 @@ def test_layouts_params_and_input_errors(built):
 
 
 def test_channels_and_seeded_initialisation(built):
-    _, module = built["signed_volume.phg"]
+    _, module = built["signed_volume"]
     a, b = module.SignedVolume(seed=0), module.SignedVolume(seed=0)
     assert a.params["W1"].shape == (8, 3, 1) and np.array_equal(a.params["W1"], b.params["W1"])
     assert not np.array_equal(a.params["W1"], module.SignedVolume(seed=1).params["W1"])

@@ -44,8 +44,8 @@ def test_rigid_registration_certificate():
     program = phg.load(ROOT / "examples" / "rigid_registration.phg")
     cert = phg.check(program)
     kinds = sorted((o.kind, o.subject) for o in cert.obligations)
-    assert kinds == [("grade", "R >> x"), ("grade", "loss"), ("grade", "p"), ("unit", "RigidRegistration"),
-                     ("update", "R")]
+    assert kinds == [("grade", "R >> x"), ("grade", "loss"), ("grade", "p"), ("memory", "RigidRegistration"),
+                     ("quire", "RigidRegistration"), ("unit", "RigidRegistration"), ("update", "R")]
     narrowing = next(o for o in cert.obligations if o.subject == "R >> x")
     assert narrowing.evidence["narrowing"] == "sandwich" and "automorphism" in narrowing.evidence["theorem"]
     assert narrowing.evidence["versor"]["theorem"] == "declared"

@@ -14,9 +14,10 @@ from phg.program import Program
 
 from . import signing
 from .check import Obligation, check_program
+from .memory import plan
 
 FORMAT = "phg-certificate/1"
-SCOPE = "grade, versor, update and unit obligations; memory and quire obligations come with the trainer"
+SCOPE = "grade, versor, update, unit, memory and quire obligations"
 
 
 @dataclass
@@ -55,7 +56,15 @@ class Certificate:
                 "scope": SCOPE,
                 "obligations": [o.to_dict() for o in self.obligations],
                 "values": self.values(),
-                "memory": None}
+                "memory": self.memory()}
+
+    def memory(self) -> dict | None:
+        """The static memory plan of every model with a loss (flat when there is one)."""
+        plans = {m.name: plan(m, self.program.trains.get(m.name)).to_dict()
+                 for m in self.program.models.values() if m.loss is not None}
+        if not plans:
+            return None
+        return next(iter(plans.values())) if len(plans) == 1 else plans
 
     def signed(self) -> dict:
         return signing.sign(self.to_dict())

@@ -22,6 +22,7 @@ from .exact import Symbolic, Undefined
 from .narrowing import Narrowing, propagate
 from .obligations import Ledger, Obligation
 from .smt import Answer, support_query
+from .memory import MemoryChecker
 from .units import UnitChecker
 
 # Beyond this many values in a cone, exact expansion is not attempted (the claim stays unknown
@@ -229,4 +230,6 @@ def check_program(program: Program) -> list[Obligation]:
     for graph in program.models.values():
         out.extend(ModelChecker(graph, program.source).run())
         out.extend(UnitChecker(graph, program.source).run())
+        if graph.name in program.trains and graph.loss is not None:
+            out.extend(MemoryChecker(graph, program.trains[graph.name], program.source).run())
     return out

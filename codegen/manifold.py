@@ -1,0 +1,158 @@
+"""Updates of Rotor and Motor parameters on their manifold, as generated Numba functions.
+
+A parameter R moves along R -> R exp(B) with B a bivector (the Lie algebra of the rotor group,
+in body coordinates), so:
+
+- the tangent of the loss at R in bivector coordinates is b_i = <G, R e_i>, where G is the
+  Euclidean gradient on R's stored coefficients and e_i the basis bivectors;
+- an optimizer step d (in those coordinates) is applied as R <- R exp(-d), with the closed form
+  of codegen.lie where the algebra has one (G2, G3, 2D/3D PGA), else by scaling and squaring;
+- the result is renormalised against rounding drift: R ~R = s + p I (p only with a null
+  pseudoscalar I) is mapped back to 1 by R <- R (s^-1/2 - p s^-3/2 I / 2), which restores the
+  study condition of a motor as well as the norm.
+
+Odd coefficients are not stored (a Rotor's layout is its even support), so they stay zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from phg import support as sup
+from phg.algebra import Algebra
+from phg.hypergraph import Hypergraph, Value
+
+from .scalar import Helper, blade_key, identifier
+
+
+@dataclass
+class ManifoldParam:
+    name: str
+    layout: list[int]            # stored blades
+    tangent: list[int]           # bivector blades, the coordinates of a step
+    tangent_fn: str
+    retract_fn: str
+
+
+def manifold_params(g: Hypergraph) -> list[Value]:
+    return [g.values[p] for p in g.params
+            if g.values[p].declared is not None and g.values[p].declared.versor in ("Rotor", "Motor")]
+
+
+def bivectors(alg: Algebra) -> list[int]:
+    return [b for b in alg.blades if bin(b).count("1") == 2]
+
+
+def _symbols(prefix: str, alg: Algebra, blades: list[int]) -> dict[int, sympy.Symbol]:
+    return {b: sympy.Symbol(f"{prefix}_{blade_key(alg, b)}", real=True) for b in blades}
+
+
+def _gp(alg: Algebra, a: dict, b: dict) -> dict:
+    out: dict = {}
+    for i, x in a.items():
+        for j, y in b.items():
+            s, m = alg.product("gp", i, j)
+            if s:
+                out[m] = out.get(m, 0) + s * x * y
+    return {m: sympy.expand(x) for m, x in out.items()}
+
+
+def _reverse(alg: Algebra, a: dict) -> dict:
+    return {m: alg.reverse_sign(m) * x for m, x in a.items()}
+
+
+def null_pseudoscalar(alg: Algebra) -> int | None:
+    """The pseudoscalar I when I^2 = 0 and I commutes with even elements (even n), else None."""
+    full = (1 << alg.n) - 1
+    sign, _ = alg.product("gp", full, full)
+    return full if sign == 0 and alg.n % 2 == 0 else None
+
+
+def closed_form(alg: Algebra) -> bool:
+    """Whether every bivector B has B^2 = -l + 2 mu I as codegen.lie needs: each basis
+    bivector squares to -1 or 0, the scalar part is minus the sum of squares of the non-null
+    coefficients, and any other part is on a null, central pseudoscalar."""
+    biv = bivectors(alg)
+    b = _symbols("b", alg, biv)
+    square = _gp(alg, b, b)
+    signs = {m: alg.product("gp", m, m)[0] for m in biv}
+    if any(s not in (-1, 0) for s in signs.values()):
+        return False
+    l = sum(b[m] ** 2 for m in biv if signs[m] == -1)
+    if sympy.expand(square.get(0, 0) + l) != 0:
+        return False
+    rest = {m for m, x in square.items() if m != 0 and x != 0}
+    return not rest or (null_pseudoscalar(alg) is not None and rest == {null_pseudoscalar(alg)})
+
+
+def source(alg: Algebra, v: Value, prefix: str, code, exp_helper) -> tuple[str, ManifoldParam]:
+    """The tangent and retraction functions of one Rotor/Motor parameter.  `code` prints a sympy
+    expression; `exp_helper(support)` names the general exp helper for a bivector support."""
+    layout = [b for b in alg.blades if v.support >> b & 1]          # canonical order, as stored
+    biv = bivectors(alg)
+    name = identifier(v.name)
+    r = _symbols("r", alg, layout)
+    tangent_fn, retract_fn = f"_tangent_{prefix}_{name}", f"_retract_{prefix}_{name}"
+    loads = [f"    {r[m]} = r[c, {k}]" for k, m in enumerate(layout)]
+    names = ", ".join(alg.blade_name(m) for m in layout)
+    bnames = ", ".join(alg.blade_name(m) for m in biv)
+
+    # tangent: b_i = <G, R e_i> over the stored blades
+    lines = ["@numba.njit(cache=True)", f"def {tangent_fn}(r, grad, out):",
+             f'    """Bivector coordinates ({bnames}) of the gradient of {v.name} ({names}), per channel."""',
+             "    for c in range(r.shape[0]):"]
+    lines += ["    " + ln for ln in loads]
+    index = {m: k for k, m in enumerate(layout)}
+    for i, e in enumerate(biv):
+        re = _gp(alg, r, {e: sympy.Integer(1)})
+        terms = [sympy.Symbol(f"grad[c, {index[m]}]") * x for m, x in re.items() if m in index]
+        lines.append(f"        out[c, {i}] = {code(sympy.Add(*terms))}")
+    tangent = "\n".join(lines)
+
+    # retraction: R exp(scale B), renormalised
+    b = _symbols("b", alg, biv)
+    lines = ["@numba.njit(cache=True)", f"def {retract_fn}(r, b, scale, out):",
+             f'    """{v.name} exp(scale B) per channel, renormalised; B on ({bnames}).  out may be r."""',
+             "    for c in range(r.shape[0]):"]
+    lines += ["    " + ln for ln in loads]
+    lines += [f"        {b[m]} = scale * b[c, {k}]" for k, m in enumerate(biv)]
+    if closed_form(alg):
+        signs = {m: alg.product("gp", m, m)[0] for m in biv}
+        l = sympy.Add(*(b[m] ** 2 for m in biv if signs[m] == -1))
+        cos, f, gg, mu = sympy.symbols("cos_a f_a g_a mu", real=True)
+        lines.append(f"        cos_a, f_a, g_a = exp_factors({code(l)})")
+        e = {0: cos}
+        for m in biv:
+            e[m] = f * b[m]
+        pseudo = null_pseudoscalar(alg)
+        if pseudo is not None:
+            lines.append(f"        mu = {code(_gp(alg, b, b).get(pseudo, 0) / 2)}")
+            e[pseudo] = mu * f
+            for m, x in _gp(alg, b, {pseudo: sympy.Integer(1)}).items():
+                e[m] = e.get(m, 0) - mu * gg * x
+        ex = {m: sympy.Symbol(f"x_{blade_key(alg, m)}", real=True) for m in e}
+        lines += [f"        {ex[m]} = {code(x)}" for m, x in e.items()]
+    else:
+        helper = exp_helper(sum(1 << m for m in biv))
+        res = sup.blades_of(sup.closure(alg, sum(1 << m for m in biv)))
+        ex = {m: sympy.Symbol(f"x_{blade_key(alg, m)}", real=True) for m in res}
+        lines.append(f"        {', '.join(str(ex[m]) for m in res)}, = {helper}({', '.join(str(b[m]) for m in biv)})")
+    y = {m: x for m, x in _gp(alg, r, ex).items() if v.support >> m & 1}
+    ys = {m: sympy.Symbol(f"y_{blade_key(alg, m)}", real=True) for m in layout}
+    lines += [f"        {ys[m]} = {code(y.get(m, 0))}" for m in layout]
+    norm = _gp(alg, ys, _reverse(alg, ys))
+    pseudo = null_pseudoscalar(alg)
+    lines.append(f"        u = 1.0 / math.sqrt({code(norm.get(0, 0))})")
+    if pseudo is not None and norm.get(pseudo, 0) != 0:
+        lines.append(f"        w = -0.5 * ({code(norm[pseudo])}) * u * u * u")
+        scaled = _gp(alg, ys, {0: sympy.Symbol("u"), pseudo: sympy.Symbol("w")})
+    else:
+        scaled = {m: ys[m] * sympy.Symbol("u") for m in layout}
+    lines += [f"        out[c, {k}] = {code(scaled.get(m, 0))}" for k, m in enumerate(layout)]
+    retract = "\n".join(lines)
+    return tangent + "\n\n\n" + retract, ManifoldParam(v.name, layout, biv, tangent_fn, retract_fn)
+
+
+def exp_helper_spec(alg: Algebra, support: int) -> Helper:
+    return Helper("", "exp", support, sup.closure(alg, support), alg)

@@ -1,0 +1,385 @@
+"""Training kernels: gradients against finite differences, exact accumulation, manifold updates,
+optimizers, and rigid registration against the Kabsch/Horn closed form."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cliffeval import Reference
+from hypothesis import HealthCheck, given, settings
+from interpreted import interpreted
+from modelgen import models
+
+import phg
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.phg"))
+REL = 1e-6
+
+
+def finite_difference(model, inputs: dict, name: str, index: tuple) -> float:
+    """d loss / d params[name][index] by a fourth-order central difference."""
+    base = model.params[name].copy()
+    h = 1e-3 * max(1.0, abs(float(base[index])))
+
+    def at(dx):
+        p = base.copy()
+        p[index] += dx
+        model.params[name] = p
+        return model.loss(**inputs)
+
+    value = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
+    model.params[name] = base
+    return value
+
+
+def gradient_error(model, inputs: dict) -> float:
+    """The largest |grad - finite difference| relative to the larger of the two (or 1e-3)."""
+    grad = model.grad(**inputs)
+    worst = 0.0
+    for name, g in grad.items():
+        for index in np.ndindex(g.shape):
+            fd = finite_difference(model, inputs, name, index)
+            worst = max(worst, abs(g[index] - fd) / max(abs(fd), abs(g[index]), 1e-3))
+    return worst
+
+
+def random_inputs(ref: Reference, graph, rng, n: int) -> dict:
+    out = {}
+    for v in graph.inputs:
+        value = graph.values[v]
+        blades = [b for b in ref.alg.blades if value.support >> b & 1]
+        out[value.name] = rng.uniform(-1, 1, size=(n, *value.shape, len(blades)))
+    return out
+
+
+@pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])
+def test_example_gradients_match_finite_differences(built, name):
+    program, module = built[name]
+    rng = np.random.default_rng(7)
+    for graph in program.models.values():
+        model = getattr(module, graph.name)(seed=2)
+        for p, value in model.params.items():           # away from the initial point, where it is special
+            model.params[p] = value + rng.normal(0, 0.3, size=value.shape)
+        inputs = random_inputs(Reference(graph), graph, rng, 64)
+        assert gradient_error(model, inputs) < REL
+
+
+def with_loss(source: str) -> str:
+    """A random verifier model with its lets made outputs and a loss over all of them, plus a
+    Euclidean parameter W, so both kinds of parameter get a gradient."""
+    source = re.sub(r"    let (l\d): [^=]+= ", r"    output \1 = ", source)
+    lets = re.findall(r"output (l\d) =", source)
+    terms = " + ".join(f"norm2(l{i}) / 8 + scalar(W * l{i})" for i in range(len(lets)))
+    source = source.replace("    input a: Vector", "    param W: Multivector = normal(0.5)\n    input a: Vector")
+    return source.replace("\n}\n", f"\n    loss {terms}\n}}\n")
+
+
+@settings(max_examples=100, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(models())
+def test_random_model_gradients_match_finite_differences(tmp_path_factory, source):
+    program = phg.loads(with_loss(source), filename="random.phg")
+    module = phg.build(program, tmp_path_factory.mktemp("random"), unverified=True)
+    graph = program.models["M"]
+    model = interpreted(module, graph.name)
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=model.params["R"].shape)
+    model.params["R"] = r / np.linalg.norm(r)
+    inputs = random_inputs(Reference(graph), graph, rng, 3)
+    assert gradient_error(model, inputs) < REL, source
+
+
+# ---- exact accumulation ---------------------------------------------------------------------------
+def test_exact_sums_are_the_correctly_rounded_exact_sum(built):
+    """The accumulator against Fractions: random doubles over the whole exponent range."""
+    from fractions import Fraction
+
+    import numba
+
+    from codegen.accumulate import DIGITS, exact_add, exact_total
+
+    @numba.njit
+    def fill(acc, xs):
+        for i in range(xs.shape[0]):
+            exact_add(acc[i % acc.shape[0], 0], xs[i])
+
+    rng = np.random.default_rng(1)
+    work = np.zeros(DIGITS, np.int64)
+    for trial in range(200):
+        n = int(rng.integers(1, 300))
+        xs = rng.normal(size=n) * np.exp2(rng.integers(-1074, 1000, size=n)) if trial % 2 else rng.normal(size=n)
+        if trial % 5 == 0:
+            xs = np.concatenate([xs, -xs[:-1], [5e-324, -1e308, 1e308]])
+        acc = np.zeros((16, 1, DIGITS), np.int64)
+        fill(acc, xs)
+        assert exact_total(acc, 0, work) == float(sum(Fraction(float(v)) for v in xs))
+
+
+def test_exact_gradients_are_the_exact_mean_of_per_sample_gradients(built):
+    _, module = built["rigid_registration"]
+    from fractions import Fraction
+    model = module.RigidRegistration(seed=0)
+    rng = np.random.default_rng(3)
+    model.params["R"] = np.array([0.5, 0.5, -0.5, 0.5])
+    x, y = rng.normal(size=(50, 3)), rng.normal(size=(50, 3)) * 1e3
+    per_sample = [model.grad(x=x[i:i + 1], y=y[i:i + 1]) for i in range(50)]
+    grad = model.grad(x=x, y=y)
+    for name, g in grad.items():
+        for k in range(g.size):
+            exact = sum(Fraction(float(s[name].flat[k])) for s in per_sample)
+            assert g.flat[k] == float(exact) / 50
+
+
+def test_exact_gradients_do_not_depend_on_order_or_threads(built, tmp_path):
+    _, module = built["signed_volume"]
+    model = module.SignedVolume(seed=0)
+    rng = np.random.default_rng(4)
+    v = rng.normal(size=(5000, 3, 3))
+    target = np.linalg.det(v)[:, None] / 10 + rng.normal(0, 0.1, size=(5000, 1))
+    grad = model.grad(v=v, target=target)
+    perm = rng.permutation(5000)
+    shuffled = model.grad(v=v[perm], target=target[perm])
+    for name in grad:
+        assert np.array_equal(grad[name], shuffled[name]), name
+    # The same in fresh processes with one and with two threads.
+    np.savez(tmp_path / "data.npz", v=v, target=target)
+    script = (f"import sys, numpy as np, phg; sys.path.insert(0, {str(ROOT)!r})\n"
+              # the directory the fixture built in: its compiled kernels are in Numba's cache
+              f"k = phg.build(phg.load({str(ROOT / 'examples' / 'signed_volume.phg')!r}), "
+              f"{str(Path(module.__file__).parent)!r})\n"
+              f"d = np.load({str(tmp_path / 'data.npz')!r})\n"
+              "g = k.SignedVolume(seed=0).grad(v=d['v'], target=d['target'])\n"
+              "print(''.join(a.tobytes().hex() for _, a in sorted(g.items())))\n")
+    import os
+    import subprocess
+    import sys
+    outs = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        outs.append(run.stdout.strip())
+    expected = "".join(a.tobytes().hex() for _, a in sorted(grad.items()))
+    assert outs[0] == outs[1] == expected
+
+
+# ---- manifold updates -----------------------------------------------------------------------------
+def test_rotor_stays_a_rotor_after_10000_adam_steps(built):
+    _, module = built["rigid_registration"]
+    model = module.RigidRegistration(seed=0)
+    assert model.layout("R") == ["1", "e12", "e13", "e23"]          # odd coefficients are not stored
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(256, 3))
+    y = x[:, ::-1] * 3 + rng.normal(size=(256, 3))                   # no rotation fits: the rotor keeps moving
+    history = model.fit({"x": x, "y": y}, steps=10_000, batch=32)
+    assert np.isfinite(history).all()
+    s, a, b, c = model.params["R"]
+    assert abs(s * s + a * a + b * b + c * c - 1) < 1e-12             # R ~R = 1 (its only part is scalar)
+
+
+def _pga_reference():
+    import clifford
+    layout, blades = clifford.Cl(3, 0, 1, firstIdx=0)
+    return layout, blades
+
+
+def test_motor_stays_a_motor_after_10000_adam_steps(built):
+    _, module = built["pga_pose"]
+    model = module.PgaPose(seed=0)
+    layout_names = model.layout("M")
+    assert layout_names == ["1", "e01", "e02", "e03", "e12", "e13", "e23", "e0123"]
+    rng = np.random.default_rng(9)
+    a = rng.normal(size=(256, 3, 1))
+    b = (a * 2)[:, ::-1] + rng.normal(size=(256, 3, 1))
+    history = model.fit({"a": a, "b": b}, steps=10_000, batch=32)
+    assert np.isfinite(history).all()
+    layout, blades = _pga_reference()
+    motor = sum(c * (blades[n] if n != "1" else 1) for c, n in zip(model.params["M"], layout_names))
+    norm = motor * ~motor
+    assert abs(norm.value[0] - 1) < 1e-12                              # normalised
+    assert abs(norm.value[layout.bladeTupList.index((0, 1, 2, 3))]) < 1e-12   # the study condition
+    assert np.abs(norm.value[1:]).max() < 1e-12
+
+
+@pytest.mark.parametrize("name,model_name,param", [("rigid_registration", "RigidRegistration", "R"),
+                                                   ("pga_pose", "PgaPose", "M")])
+def test_retraction_is_the_product_with_the_exponential(built, name, model_name, param):
+    """R exp(B) by the generated closed form against clifford's Taylor exponential, for rotors and
+    motors R = exp(A) and bivectors B of sizes 1e-8 to 3."""
+    import clifford
+    from clifford import taylor_expansions
+    _, module = built[name]
+    model = getattr(module, model_name)(seed=0)
+    layout, blades = clifford.Cl(3, 0, 1, firstIdx=0) if name == "pga_pose" else clifford.Cl(3)
+    names = model.layout(param)
+    bnames = model.SPEC["train"]["manifold"][param]["tangent"]
+    retract = model._manifold[param][1]
+    rng = np.random.default_rng(10)
+
+    def bivector(scale):
+        return sum(c * blades[n] for c, n in zip(rng.normal(size=len(bnames)) * scale, bnames))
+
+    for trial in range(60):
+        R = taylor_expansions.exp(bivector(1.0), max_order=60)
+        size = 10.0 ** rng.uniform(-8, 0.5)
+        B = bivector(size)
+        r0 = np.array([(R.value[0] if n == "1" else R[blades[n]]) for n in names])
+        b = np.array([B[blades[n]] for n in bnames])
+        out = np.empty((1, len(names)))
+        retract(r0[None], b[None], 1.0, out)
+        expected = R * taylor_expansions.exp(B, max_order=60)
+        want = np.array([(expected.value[0] if n == "1" else expected[blades[n]]) for n in names])
+        assert np.abs(out[0] - want).max() < 1e-12 * max(1.0, np.abs(want).max()), (trial, size)
+
+
+# ---- closed forms ---------------------------------------------------------------------------------
+def rotor_matrix(r) -> np.ndarray:
+    s, a, b, c = r
+    return np.array([[s * s - a * a - b * b + c * c, 2 * (s * a - b * c), 2 * (s * b + a * c)],
+                     [-2 * (s * a + b * c), s * s - a * a + b * b - c * c, 2 * (s * c - a * b)],
+                     [2 * (a * c - s * b), -2 * (s * c + a * b), s * s + a * a - b * b - c * c]])
+
+
+def kabsch(x, y):
+    """The least-squares rigid motion y ~ Q x + t (Kabsch/Horn, by SVD)."""
+    mx, my = x.mean(0), y.mean(0)
+    u, _, vt = np.linalg.svd((y - my).T @ (x - mx))
+    d = np.sign(np.linalg.det(u @ vt))
+    q = u @ np.diag([1, 1, d]) @ vt
+    return q, my - q @ mx
+
+
+def full_batch(steps: int) -> str:
+    src = (ROOT / "examples" / "rigid_registration.phg").read_text()
+    return re.sub(r"steps \d+", f"steps {steps}", re.sub(r"batch \d+", "batch 10000", src))
+
+
+@pytest.fixture(scope="module")
+def registration(tmp_path_factory):
+    program = phg.loads(full_batch(800), "registration.phg")
+    return phg.build(program, tmp_path_factory.mktemp("registration"))
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.05])
+def test_rigid_registration_reaches_the_kabsch_optimum(registration, noise):
+    rng = np.random.default_rng(11)
+    q = rng.normal(size=4)
+    truth_q = rotor_matrix(q / np.linalg.norm(q))
+    truth_t = rng.normal(size=3)
+    x = rng.normal(size=(10_000, 3))
+    y = x @ truth_q.T + truth_t + rng.normal(0, noise, size=x.shape)
+    model = registration.RigidRegistration()
+    model.fit({"x": x, "y": y})
+    q_fit, t_fit = rotor_matrix(model.params["R"]), model.params["t"]
+    q_opt, t_opt = kabsch(x, y)
+    angle = np.arccos(np.clip((np.trace(q_fit.T @ q_opt) - 1) / 2, -1, 1))
+    if noise == 0:
+        assert np.abs(q_fit - truth_q).max() < 1e-9 and np.abs(t_fit - truth_t).max() < 1e-9
+    assert angle < 1e-6 and np.abs(t_fit - t_opt).max() < 1e-6
+
+
+# ---- memory ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["rigid_registration", "pga_pose", "signed_volume"])
+def test_a_step_allocates_no_more_than_the_certificate_says(built, name):
+    import tracemalloc
+    program, module = built[name]
+    cert = phg.check(program)
+    bound = int(cert.to_dict()["memory"]["training_bytes"])
+    graph = next(iter(program.models.values()))
+    cls = getattr(module, graph.name)
+    rng = np.random.default_rng(12)
+    warm = cls(seed=0)
+    warm.grad(**random_inputs(Reference(graph), graph, rng, 8))      # compile outside the measurement
+    for n in (1, 100, 10_000):
+        model = cls(seed=0)
+        inputs = random_inputs(Reference(graph), graph, rng, n)
+        tracemalloc.start()
+        model.step(**inputs)
+        model.step(**inputs)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak <= bound, (n, peak, bound)
+
+
+# ---- phg train ------------------------------------------------------------------------------------
+def test_phg_train_runs_the_train_block_and_saves_parameters(tmp_path, monkeypatch, capsys):
+    from phg.cli import main
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(4096, 3))
+    np.savez(tmp_path / "data.npz", x=x, y=x + [0.5, -1.0, 2.0])
+    model = ROOT / "examples" / "rigid_registration.phg"
+    assert main(["train", str(model), "--data", str(tmp_path / "data.npz"), "-o", str(tmp_path / "p.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "RigidRegistration: trained" in out and "300 (batch 4096 of 4096, adam, accumulate exact)" in out
+    params = np.load(tmp_path / "p.npz")
+    assert np.allclose(params["t"], [0.5, -1.0, 2.0], atol=1e-4) and np.isclose(np.linalg.norm(params["R"]), 1)
+
+    np.savez(tmp_path / "wrong.npz", x=x)
+    assert main(["train", str(model), "--data", str(tmp_path / "wrong.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "has no array 'y'" in err and "components e1, e2, e3" in err
+    np.savez(tmp_path / "shape.npz", x=x, y=x[:, :2])
+    assert main(["train", str(model), "--data", str(tmp_path / "shape.npz")]) == 2
+    assert "input 'y' has shape [4096, 2]; expected [N, 3]" in capsys.readouterr().err
+    assert main(["train", str(model), "--data", str(tmp_path / "missing.npz")]) == 2
+    assert "cannot read the data" in capsys.readouterr().err
+
+
+def test_a_model_without_a_loss_cannot_be_trained(tmp_path):
+    program = phg.loads("algebra G3 = Cl(3, 0, 0)\nmodel M on G3 {\n    input x: Vector\n    output y = x\n}\n")
+    model = phg.build(program, tmp_path).M()
+    with pytest.raises(ValueError, match="has no loss"):
+        model.grad(x=np.zeros((3, 3)))
+
+
+def test_the_main_job_example_reaches_the_kabsch_optimum(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("rigid_example", ROOT / "examples" / "rigid_registration.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--out", str(tmp_path)]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fitted vs Kabsch optimum")][0]
+    rotation, translation = (float(v) for v in re.findall(r"([0-9.e+-]+) (?:rad|m)", line))
+    assert rotation < 1e-5 and translation < 1e-5
+
+
+# ---- the memory plan and the accumulator's capacity in the certificate ----------------------------
+def _train_block(**items) -> str:
+    src = (ROOT / "examples" / "rigid_registration.phg").read_text()
+    block = "\n".join(f"    {k} {v}" for k, v in items.items())
+    return re.sub(r"train RigidRegistration \{.*\}", f"train RigidRegistration {{\n{block}\n}}", src, flags=re.S)
+
+
+def test_memory_claims_are_decided_at_the_batch_size(tmp_path):
+    from phg.cli import main
+    proven = phg.check(phg.loads(_train_block(batch=4096, memory="<= 2 * inference"), "m.phg"))
+    memory = next(o for o in proven.obligations if o.kind == "memory")
+    assert memory.status == "proven"
+    plan = proven.to_dict()["memory"]
+    assert plan["inference_bytes"] == "24 * N + 256" and int(plan["training_bytes"]) < 2 * (24 * 4096 + 256)
+    # adam on a batch of 16 needs far more than twice what inference on 16 samples allocates
+    tiny = phg.check(phg.loads(_train_block(batch=16, memory="<= 2 * inference"), "m.phg"))
+    memory = next(o for o in tiny.obligations if o.kind == "memory")
+    assert memory.status == "refuted" and memory.evidence["at"]["N"] == 16
+    assert not tiny.ok
+    # without a batch the claim is for every N >= 1, and N = 1 refutes it
+    anyn = next(o for o in phg.check(phg.loads(_train_block(memory="<= 2 * inference"), "m.phg")).obligations
+                if o.kind == "memory")
+    assert anyn.status == "refuted" and anyn.evidence["at"]["N"] == 1
+    # float accumulation needs no quire, and a tiny accumulator
+    plain = phg.check(phg.loads(_train_block(batch=16, accumulate="float"), "m.phg"))
+    assert not [o for o in plain.obligations if o.kind == "quire"]
+    assert int(plain.to_dict()["memory"]["training_bytes"]) < int(proven.to_dict()["memory"]["training_bytes"]) / 4
+    # an exact accumulator cannot take a batch beyond 16 (2^31 - 1) samples
+    huge = phg.check(phg.loads(_train_block(batch=40_000_000_000), "m.phg"))
+    quire = next(o for o in huge.obligations if o.kind == "quire")
+    assert quire.status == "refuted" and quire.evidence["capacity_samples"] == 16 * (2**31 - 1)
+    # phg verify re-runs the memory and quire queries
+    path = tmp_path / "m.phg"
+    path.write_text(_train_block(batch=16, memory="<= 2 * inference"))
+    assert main(["check", str(path)]) == 1
+    assert main(["verify", str(path) + ".cert.json"]) == 0

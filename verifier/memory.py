@@ -1,0 +1,172 @@
+"""The static memory plan of training, its `memory` obligation, and the exact accumulator's
+`quire` obligation.
+
+Every buffer a training step touches is sized here, from the hypergraph and the train block,
+before any step runs; the generated runtime allocates exactly these (codegen.runtime._plan).
+A step reads the caller's batch in place and computes each sample in registers, so its buffers
+do not grow with the batch; inference allocates its outputs, which do.  Sizes are in bytes:
+
+- accumulators: SLOTS rows (a fixed share of the batch each, whatever the thread count) of
+  1 + P sums (the loss and one per parameter coefficient, P of them), DIGITS int64 digits each
+  for `accumulate exact`, one float64 for `float`; with `exact`, as many float64 for the terms of
+  the sample a slot is adding;
+- the exact total's work digits, the sums, the loss, the gradients (P);
+- per optimizer coordinate (a Euclidean coefficient, or a tangent-bivector coordinate of a
+  Rotor/Motor channel): the step direction and the optimizer's moments (adam 2, prm 3, sgd 0),
+  plus the tangent of each Rotor/Motor parameter;
+- a fixed allowance per array for NumPy's array headers, and one for the interpreter's
+  bookkeeping during a step (both measured with tracemalloc, see tests/test_training.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import z3
+
+from phg import support as sup
+from phg.hypergraph import Hypergraph
+from phg.program import TrainSpec
+
+from .obligations import Ledger
+
+SLOTS = 16                      # accumulator rows per step
+DIGITS = 68                     # 32-bit digits of one exact sum (codegen.accumulate)
+CAPACITY = 2**31 - 1            # additions a digit takes before it could overflow
+ARRAY_HEADER = 256              # bytes NumPy allocates per array beside its data
+STEP_ALLOWANCE = 8192           # the interpreter's transient objects during one step
+MOMENTS = {"sgd": 0, "adam": 2, "prm": 3}
+
+
+def _coefficients(g: Hypergraph, vid: str) -> int:
+    v = g.values[vid]
+    return math.prod(v.shape) * bin(v.support).count("1")
+
+
+def _bivectors(g: Hypergraph) -> int:
+    return bin(sup.of_grades(g.algebra, [2])).count("1")
+
+
+@dataclass
+class MemoryPlan:
+    model: str
+    buffers: dict[str, int]             # training buffers, bytes each
+    output_bytes_per_sample: int        # what inference allocates per sample
+    stack_bytes_per_sample: int         # scalars live in one sample's forward and adjoint (bound)
+    accumulate: str
+
+    @property
+    def training_bytes(self) -> int:
+        return sum(self.buffers.values())
+
+    def inference_bytes(self, n: int) -> int:
+        return self.output_bytes_per_sample * n + self.inference_fixed
+
+    @property
+    def inference_fixed(self) -> int:
+        return ARRAY_HEADER                  # the output arrays' headers (one per output, at least)
+
+    def to_dict(self) -> dict:
+        return {"inference_bytes": f"{self.output_bytes_per_sample} * N + {self.inference_fixed}",
+                "training_bytes": f"{self.training_bytes}",
+                "per_sample_stack_bytes": self.stack_bytes_per_sample,
+                "training_buffers": self.buffers, "slots": SLOTS, "accumulate": self.accumulate,
+                "note": "N is the batch size; a training step does not copy its batch, so its bytes do not "
+                        "grow with N"}
+
+
+def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
+    train = train or TrainSpec(g.name)
+    p = sum(_coefficients(g, v) for v in g.params)
+    manifold = [v for v in g.params
+                if g.values[v].declared is not None and g.values[v].declared.versor in ("Rotor", "Motor")]
+    tangent = sum(math.prod(g.values[v].shape) * _bivectors(g) for v in manifold)
+    coords = tangent + sum(_coefficients(g, v) for v in g.params if v not in manifold)
+    exact = train.accumulate == "exact"
+    buffers = {
+        "accumulators": SLOTS * (1 + p) * (DIGITS if exact else 1) * 8,
+        "per-sample terms": (SLOTS * (1 + p) if exact else 1) * 8,
+        "work digits": (DIGITS if exact else 1) * 8,
+        "sums": (1 + p) * 8,
+        "loss": 8,
+        "gradients": p * 8,
+        "tangents": tangent * 8,
+        "directions": coords * 8,
+        "optimizer moments": MOMENTS[train.optimizer] * coords * 8,
+    }
+    arrays = 5 + 4 * len(g.params) + len(manifold)
+    buffers["array headers"] = arrays * ARRAY_HEADER
+    buffers["interpreter"] = STEP_ALLOWANCE
+    outputs = sum(_coefficients(g, v) for v in g.outputs.values()) * 8
+    cone = set(g.cone(g.loss)) if g.loss else set()
+    stack = 2 * 8 * sum(_coefficients(g, v) for v in cone if g.values[v].role != "param")
+    return MemoryPlan(g.name, buffers, outputs, stack, train.accumulate)
+
+
+def _status(result) -> str:
+    """Both claims are refuted by a model of their negation: unsat proves, sat refutes."""
+    if result == z3.unsat:
+        return "proven"
+    return "refuted" if result == z3.sat else "unknown"
+
+
+class MemoryChecker(Ledger):
+    """The `memory <= K * inference` claim of a train block, and the accumulator's capacity."""
+
+    def __init__(self, graph: Hypergraph, train: TrainSpec, source: str | None = None):
+        super().__init__(graph, source)
+        self.train = train
+        self.plan = plan(graph, train)
+
+    def run(self):
+        if self.train.memory_factor is not None:
+            self.memory()
+        if self.train.accumulate == "exact":
+            self.quire()
+        return self.obligations
+
+    def memory(self):
+        k = self.train.memory_factor
+        n = z3.Int("N")
+        s = z3.Solver()
+        s.set("rlimit", 1_000_000)
+        s.add(n >= 1)
+        if self.train.batch is not None:
+            s.add(n == self.train.batch)
+        inference = self.plan.output_bytes_per_sample * n + self.plan.inference_fixed
+        # training > K * inference, over the rationals: K may be fractional
+        s.add(z3.ToReal(z3.IntVal(self.plan.training_bytes)) > z3.RealVal(str(k)) * z3.ToReal(inference))
+        result = s.check()
+        batch = "the batch of the train block" if self.train.batch is not None else "every batch size N >= 1"
+        claim = f"a training step needs at most {k:g} times the memory of inference on {batch}"
+        evidence = {"training_bytes": self.plan.training_bytes,
+                    "inference_bytes": self.plan.to_dict()["inference_bytes"], "z3": str(result)}
+        evidence["expected"] = f"memory <= {k:g} * inference"
+        if result == z3.sat:
+            nv = s.model()[n].as_long()
+            inf = self.plan.inference_bytes(nv)
+            evidence["at"] = {"N": nv, "training_bytes": self.plan.training_bytes, "inference_bytes": inf}
+            evidence["reason"] = (f"at N = {nv} a training step needs {self.plan.training_bytes:,} bytes and "
+                                  f"inference {inf:,}: {self.plan.training_bytes / inf:.3g} times")
+        self.add("memory", self.g.name, self.train.span, claim, _status(result), evidence, s.to_smt2())
+
+    def quire(self):
+        n, per_slot = z3.Ints("N per_slot")
+        s = z3.Solver()
+        s.set("rlimit", 1_000_000)
+        batch = self.train.batch
+        # the largest slot takes ceil(N / SLOTS) samples, one addition per digit each
+        s.add(n >= 1, per_slot * SLOTS >= n, (per_slot - 1) * SLOTS < n, per_slot > CAPACITY)
+        if batch is not None:
+            s.add(n == batch)
+        else:
+            s.add(n <= SLOTS * CAPACITY)       # larger batches are refused before the kernel runs
+        result = s.check()
+        claim = (f"the exact accumulator ({DIGITS} digits of 32 bits in int64, {SLOTS} slots) sums "
+                 f"{'a batch of ' + str(batch) if batch is not None else 'any accepted batch'} without overflow")
+        evidence = {"capacity_per_slot": CAPACITY, "capacity_samples": SLOTS * CAPACITY, "z3": str(result),
+                    "expected": f"at most {SLOTS * CAPACITY:,} samples per batch"}
+        if result == z3.sat:
+            evidence["reason"] = (f"a slot takes {s.model()[per_slot].as_long():,} additions per digit; a digit "
+                                  f"holds {CAPACITY:,}: split the batch or use `accumulate float`")
+        self.add("quire", self.g.name, self.train.span, claim, _status(result), evidence, s.to_smt2())
