@@ -5,7 +5,9 @@
   sums, the same thread count) and PyTorch eager on CPU (float64, the same model written
   componentwise, forward and backward);
 - peak memory of one training step against inference on the same batch, for phg and for
-  PyTorch, each measured in a fresh process as the growth of its peak resident set.
+  PyTorch, each measured in a fresh process as the growth of its resident set while it runs
+  (sampled, and read again after it returns); phg's step is a fresh model's first, so its
+  static buffers are counted.
 """
 from __future__ import annotations
 
@@ -122,7 +124,7 @@ def speed(tmp: Path) -> dict:
              "hand-fused Numba": best(lambda: hand_loss_grad(x, y, r, t, out))}
     try:
         step = torch_step(x, y, r, t)
-        loss, gr, gt = step()
+        _, gr, _ = step()
         assert np.allclose(gr.numpy(), g["R"], rtol=1e-7)
         times["PyTorch eager"] = best(step)
     except ImportError:
@@ -132,7 +134,7 @@ def speed(tmp: Path) -> dict:
 
 # ---- memory, each measurement in a fresh process --------------------------------------------------
 MEMORY_SCRIPT = r"""
-import json, resource, sys
+import json, os, sys, threading, time
 import numpy as np
 sys.path.insert(0, {root!r})
 from bench.train import data, torch_step, model_source
@@ -140,11 +142,16 @@ which, what, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rng = np.random.default_rng(0)
 r, t, x, y = data(rng)
 x, y = x[:n].copy(), y[:n].copy()
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
 if which == "phg":
     import phg
-    m = phg.build(phg.loads(model_source("exact"), "rigid_exact.phg"), {cache!r}).RigidRegistration()
-    m.params.update(R=r, t=t)
-    m.predict(x=x[:2]); m.step(x=x[:2], y=y[:2])            # compile / load, and the step's plan
+    k = phg.build(phg.loads(model_source("exact"), "rigid_exact.phg"), {cache!r})
+    warm = k.RigidRegistration(); warm.params.update(R=r, t=t)
+    warm.predict(x=x[:2]); warm.step(x=x[:2], y=y[:2])       # compile or load the kernels
+    m = k.RigidRegistration(); m.params.update(R=r, t=t)      # a fresh model: its first step allocates its plan
     run = (lambda: m.predict(x=x)) if what == "inference" else (lambda: m.step(x=x, y=y))
 else:
     import torch
@@ -160,10 +167,18 @@ else:
                         2 * (a * c - s * b) * xs[0] - 2 * (s * c + a * b) * xs[1] + (s * s + a * a - b * b - c * c) * xs[2] + t[2]]
     else:
         run = torch_step(x, y, r, t)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# the peak while it runs (sampled; kernels that hold the GIL keep what they allocate until after)
+peak, done = [0], []
+def sample():
+    while not done:
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.0002)
+before = rss()
+sampler = threading.Thread(target=sample); sampler.start()
 keep = run()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"kib": after - before}}))
+after = rss()
+done.append(1); sampler.join()
+print(json.dumps({{"kib": (max(peak[0], after) - before) // 1024}}))
 """
 
 

@@ -261,7 +261,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
             manifold[v.name] = {"tangent": [g.algebra.blade_name(b) for b in mp.tangent],
                                 "functions": (mp.tangent_fn, mp.retract_fn)}
         spec["train"] = {"inputs": [name(v) for v in tk.inputs], "params": [name(p) for p in tk.params],
-                         "quantities": tk.quantities, "stack_symbols": tk.stack_symbols, "manifold": manifold,
+                         "quantities": tk.quantities, "rows": tk.rows, "stack_symbols": tk.stack_symbols, "manifold": manifold,
                          "settings": train.to_dict()}
         attrs.append(f"    _train_kernel = staticmethod({tk.name})")
         attrs.append("    _manifold = {" + ", ".join(f"{k!r}: ({a}, {b})" for k, m in manifold.items()
@@ -289,7 +289,7 @@ def module_source(program: Program, status: str) -> str:
         "import numba",
         "import numpy as np",
         "",
-        "from codegen.accumulate import exact_add, exact_total",
+        "from codegen.accumulate import block_add, exact_total, normalise",
         "from codegen.lie import exp_factors",
         "from codegen.runtime import ModelBase",
         "",

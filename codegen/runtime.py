@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .accumulate import CAPACITY, DIGITS, SLOTS
+from .accumulate import BLOCK, DIGITS, SLOTS
 from .optimizers import KINDS, STATE, direction
 
 
@@ -94,8 +94,7 @@ class ModelBase:
         if getattr(self, "_buffers", None) is None:
             spec = self._training()
             settings = spec["settings"]
-            # One accumulator row per parameter coefficient and the loss (the memory plan's size).
-            q = 1 + sum(int(np.prod(p["shape"], dtype=np.int64)) * len(p["layout"]) for p in self.SPEC["params"].values())
+            q = spec["rows"]                         # the memory plan's accumulator rows
             exact = settings["accumulate"] == "exact"
             kind = settings["optimizer"]
             coords = {}
@@ -107,7 +106,7 @@ class ModelBase:
                     coords[name] = (channels * len(p["layout"]),)
             self._buffers = {
                 "acc": np.zeros((SLOTS, q, DIGITS), np.int64) if exact else np.zeros((SLOTS, q)),
-                "terms": np.zeros((SLOTS, q) if exact else (1, 1)),
+                "terms": np.zeros((SLOTS, q, BLOCK) if exact else (1, 1, 1)),
                 "work": np.zeros(DIGITS if exact else 1, np.int64),
                 "sums": np.zeros(q),
                 "loss": np.zeros(1),
@@ -124,9 +123,6 @@ class ModelBase:
         arrays, n = self._inputs(inputs, spec["inputs"])
         if n == 0:
             raise ValueError("an empty batch has no mean loss; pass at least one sample")
-        if n > SLOTS * CAPACITY:
-            raise ValueError(f"a batch of {n} samples exceeds the exact accumulator's capacity "
-                             f"({SLOTS * CAPACITY} samples); split it")
         b = self._plan()
         params = self._params(spec["params"])
         self._train_kernel(*arrays, *params, n, b["acc"], b["terms"], b["work"], b["sums"], b["loss"],

@@ -69,7 +69,7 @@ def array_name(v: Value) -> str:
     return "u" + name if name.startswith("_") else name
 
 
-INTERNAL = ("_n", "_i", "_q", "_a", "_t", "_acc", "_terms", "_work", "_sums", "_loss", "_slot", "_slots")
+INTERNAL = ("_n", "_i", "_q", "_c", "_f", "_a", "_t", "_acc", "_terms", "_work", "_sums", "_loss", "_slot", "_slots")
 
 
 class ScalarBuilder:

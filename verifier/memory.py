@@ -6,10 +6,12 @@ before any step runs; the generated runtime allocates exactly these (codegen.run
 A step reads the caller's batch in place and computes each sample in registers, so its buffers
 do not grow with the batch; inference allocates its outputs, which do.  Sizes are in bytes:
 
-- accumulators: SLOTS rows (a fixed share of the batch each, whatever the thread count) of
-  1 + P sums (the loss and one per parameter coefficient, P of them), DIGITS int64 digits each
-  for `accumulate exact`, one float64 for `float`; with `exact`, as many float64 for the terms of
-  the sample a slot is adding;
+- accumulators: SLOTS slots (a fixed share of the batch each, whatever the thread count) of
+  S sums, DIGITS int64 digits each for `accumulate exact`, one float64 for `float`; with `exact`,
+  a block buffer of BLOCK float64 terms per sum.  S counts the loss and either
+  the batch-invariant coefficients the per-sample code reads (when hoisted) or the parameter
+  coefficients: codegen.training.sums decides, from the model's scalar program, the analysis
+  the kernels are emitted from;
 - the exact total's work digits, the sums, the loss, the gradients (P);
 - per optimizer coordinate (a Euclidean coefficient, or a tangent-bivector coordinate of a
   Rotor/Motor channel): the step direction and the optimizer's moments (adam 2, prm 3, sgd 0),
@@ -32,7 +34,14 @@ from .obligations import Ledger
 
 SLOTS = 16                      # accumulator rows per step
 DIGITS = 68                     # 32-bit digits of one exact sum (codegen.accumulate)
-CAPACITY = 2**31 - 1            # additions a digit takes before it could overflow
+BLOCK = 32                      # terms per quantity pre-rounded together (codegen.accumulate)
+NORMALISE_EVERY = 2**20         # blocks between carry propagations (also after a block with tiny terms)
+# a normalised digit is below 2^32; a block adds below 2^33 to a digit, and a block with tiny
+# terms below BLOCK * 2^32 more, after which the kernel normalises
+DIGIT_BOUND = 2**32 + NORMALISE_EVERY * 2**33 + BLOCK * 2**32
+# the top digit (weight 2^(32 (DIGITS - 1)) of 2^-1074) holds the sign and up to 2^62: sums below
+# 2^1132, so any count below 2^108 of doubles (each below 2^1024)
+CAPACITY = 2**(32 * (DIGITS - 1) + 62 - 1074 - 1024)
 ARRAY_HEADER = 256              # bytes NumPy allocates per array beside its data
 STEP_ALLOWANCE = 8192           # the interpreter's transient objects during one step
 MOMENTS = {"sgd": 0, "adam": 2, "prm": 3}
@@ -83,11 +92,13 @@ def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
     tangent = sum(math.prod(g.values[v].shape) * _bivectors(g) for v in manifold)
     coords = tangent + sum(_coefficients(g, v) for v in g.params if v not in manifold)
     exact = train.accumulate == "exact"
+    from codegen.training import sums  # (imports sympy and the scalar program)
+    rows = sums(g).rows
     buffers = {
-        "accumulators": SLOTS * (1 + p) * (DIGITS if exact else 1) * 8,
-        "per-sample terms": (SLOTS * (1 + p) if exact else 1) * 8,
+        "accumulators": SLOTS * rows * (DIGITS if exact else 1) * 8,
+        "block buffers": (SLOTS * rows * BLOCK if exact else 1) * 8,
         "work digits": (DIGITS if exact else 1) * 8,
-        "sums": (1 + p) * 8,
+        "sums": rows * 8,
         "loss": 8,
         "gradients": p * 8,
         "tangents": tangent * 8,
@@ -151,22 +162,25 @@ class MemoryChecker(Ledger):
         self.add("memory", self.g.name, self.train.span, claim, _status(result), evidence, s.to_smt2())
 
     def quire(self):
-        n, per_slot = z3.Ints("N per_slot")
+        n = z3.Int("N")
         s = z3.Solver()
         s.set("rlimit", 1_000_000)
         batch = self.train.batch
-        # the largest slot takes ceil(N / SLOTS) samples, one addition per digit each
-        s.add(n >= 1, per_slot * SLOTS >= n, (per_slot - 1) * SLOTS < n, per_slot > CAPACITY)
+        s.add(n >= 1)
         if batch is not None:
             s.add(n == batch)
         else:
-            s.add(n <= SLOTS * CAPACITY)       # larger batches are refused before the kernel runs
+            s.add(n <= 2**63 - 1)                 # a batch's length is an int64
+        # a digit overflows between normalisations, or the sum of N doubles outgrows the top digit
+        s.add(z3.Or(z3.IntVal(DIGIT_BOUND) >= 2**63, n >= CAPACITY))
         result = s.check()
-        claim = (f"the exact accumulator ({DIGITS} digits of 32 bits in int64, {SLOTS} slots) sums "
-                 f"{'a batch of ' + str(batch) if batch is not None else 'any accepted batch'} without overflow")
-        evidence = {"capacity_per_slot": CAPACITY, "capacity_samples": SLOTS * CAPACITY, "z3": str(result),
-                    "expected": f"at most {SLOTS * CAPACITY:,} samples per batch"}
+        claim = (f"the exact accumulator ({DIGITS} digits of 32 bits in int64, normalised every "
+                 f"{NORMALISE_EVERY} blocks of {BLOCK}) sums "
+                 f"{'a batch of ' + str(batch) if batch is not None else 'any batch'} without overflow")
+        evidence = {"digit_bound": DIGIT_BOUND, "normalise_every_blocks": NORMALISE_EVERY, "block": BLOCK,
+                    "capacity_samples": CAPACITY, "z3": str(result),
+                    "expected": "every digit below 2^63 and fewer than 2^108 samples"}
         if result == z3.sat:
-            evidence["reason"] = (f"a slot takes {s.model()[per_slot].as_long():,} additions per digit; a digit "
-                                  f"holds {CAPACITY:,}: split the batch or use `accumulate float`")
+            evidence["reason"] = (f"a batch of {s.model()[n].as_long():,} samples may outgrow the top digit; "
+                                  "split it or use `accumulate float`")
         self.add("quire", self.g.name, self.train.span, claim, _status(result), evidence, s.to_smt2())
