@@ -75,8 +75,10 @@ def hand_loss_grad(x, y, r, t, out):
 
 
 def torch_step(x, y, r0, t0):
-    """One forward + backward of the same model in PyTorch eager (float64, componentwise)."""
+    """One forward + backward of the same model in PyTorch eager (float64, componentwise), on
+    as many threads as Numba uses."""
     import torch
+    torch.set_num_threads(numba.get_num_threads())
     xs = [torch.from_numpy(np.ascontiguousarray(x[:, k])) for k in range(3)]
     ys = [torch.from_numpy(np.ascontiguousarray(y[:, k])) for k in range(3)]
     r = torch.tensor(r0, dtype=torch.float64, requires_grad=True)

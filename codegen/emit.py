@@ -36,6 +36,13 @@ class _Printer(PythonCodePrinter):
     def _print_Rational(self, expr):
         return repr(float(expr))
 
+    def _print_Pow(self, expr, rational=False):
+        # Small integer powers of a name as products: one multiplication, no call to pow.
+        base, exp = expr.args
+        if exp.is_Integer and 2 <= exp <= 4 and base.is_Symbol:
+            return "(" + "*".join([self._print(base)] * int(exp)) + ")"
+        return super()._print_Pow(expr, rational)
+
     # The derivatives of relu and abs (codegen.adjoint): subgradients 0 at the kink.
     def _print_Heaviside(self, expr):
         return f"(1.0 if {self._print(expr.args[0])} > 0 else 0.0)"

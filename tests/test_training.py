@@ -256,7 +256,7 @@ def test_retraction_is_the_product_with_the_exponential(built, name, model_name,
     from clifford import taylor_expansions
     _, module = built[name]
     model = getattr(module, model_name)(seed=0)
-    layout, blades = clifford.Cl(3, 0, 1, firstIdx=0) if name == "pga_pose" else clifford.Cl(3)
+    _, blades = clifford.Cl(3, 0, 1, firstIdx=0) if name == "pga_pose" else clifford.Cl(3)
     names = model.layout(param)
     bnames = model.SPEC["train"]["manifold"][param]["tangent"]
     retract = model._manifold[param][1]
