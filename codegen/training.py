@@ -126,10 +126,16 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
                  f"    if block_add(_t, _c, _a) or _f == {NORMALISE_EVERY}:", "        normalise(_a)",
                  "        _f = 0", "    _c = 0"]
     else:
-        body += [f"_a[{q}] += {code(expr)}" for q, expr in enumerate(quantities) if expr != 0]
+        # Local sums: the slot's row is an argument, which the compiler cannot keep in registers.
+        live = [q for q, expr in enumerate(quantities) if expr != 0]
+        loop = lines.pop()
+        lines += [f"        _sum{q} = 0.0" for q in live] + [loop]
+        body += [f"_sum{q} += {code(quantities[q])}" for q in live]
     lines += ["            " + ln for ln in body]
     if exact:
         lines += ["        block_add(_t, _c, _a)", "        normalise(_a)"]
+    else:
+        lines += [f"        _a[{q}] = _sum{q}" for q in live]
     if exact:
         lines.append(f"    for _q in range({len(quantities)}):")
         lines.append("        _sums[_q] = exact_total(_acc, _q, _work)")

@@ -89,6 +89,19 @@ def test_module_is_deterministic_and_says_what_it_was_built_from(tmp_path):
     assert "def pgapose_predict(" in a and "@numba.njit(cache=True, parallel=True)" in a
 
 
+def test_a_module_from_another_generator_is_rebuilt(tmp_path):
+    """The cache is keyed by the source and by the code generator that wrote the module."""
+    from codegen.build import cached, generator
+    program = phg.load(ROOT / "examples" / "rigid_registration.phg")
+    path = Path(phg.build(program, tmp_path).__file__)
+    assert f"(generator {generator()})" in path.read_text().splitlines()[0]
+    assert cached(program, tmp_path) is not None
+    path.write_text(path.read_text().replace(f"(generator {generator()})", "(generator 0000000000000000)", 1))
+    assert cached(program, tmp_path) is None
+    phg.build(phg.load(ROOT / "examples" / "rigid_registration.phg"), tmp_path)
+    assert f"(generator {generator()})" in path.read_text().splitlines()[0]
+
+
 def test_layouts_params_and_input_errors(built):
     _, module = built["rigid_registration"]
     m = module.RigidRegistration(seed=0)

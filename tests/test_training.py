@@ -428,3 +428,18 @@ def test_memory_claims_are_decided_at_the_batch_size(tmp_path):
     path.write_text(_train_block(batch=16, memory="<= 2 * inference"))
     assert main(["check", str(path)]) == 1
     assert main(["verify", str(path) + ".cert.json"]) == 0
+
+
+def test_float_accumulation_agrees_with_exact(tmp_path):
+    src = (ROOT / "examples" / "rigid_registration.phg").read_text()
+    exact = phg.build(phg.loads(src, "exact.phg"), tmp_path / "exact").RigidRegistration()
+    plain = phg.build(phg.loads(src.replace("accumulate exact", "accumulate float"), "plain.phg"),
+                      tmp_path / "float").RigidRegistration()
+    assert plain.SPEC["train"]["settings"]["accumulate"] == "float"
+    rng = np.random.default_rng(14)
+    x, y = rng.normal(size=(30_000, 3)), rng.normal(size=(30_000, 3))
+    for m in (exact, plain):
+        m.params["R"] = np.array([0.5, 0.5, -0.5, 0.5])
+    assert np.isclose(plain.loss(x=x, y=y), exact.loss(x=x, y=y), rtol=1e-12)
+    for name, g in exact.grad(x=x, y=y).items():
+        assert np.allclose(plain.grad(x=x, y=y)[name], g, rtol=1e-10, atol=1e-14)
