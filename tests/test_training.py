@@ -443,3 +443,67 @@ def test_float_accumulation_agrees_with_exact(tmp_path):
     assert np.isclose(plain.loss(x=x, y=y), exact.loss(x=x, y=y), rtol=1e-12)
     for name, g in exact.grad(x=x, y=y).items():
         assert np.allclose(plain.grad(x=x, y=y)[name], g, rtol=1e-10, atol=1e-14)
+
+
+# ---- optimizers -----------------------------------------------------------------------------------
+def reference_steps(kind: str, grads: list[np.ndarray], lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, softness=1.0):
+    """LANGUAGE §6 written out with numpy: the step (to subtract) for each gradient in turn."""
+    m = v = s = np.zeros_like(grads[0])
+    out = []
+    for t, g in enumerate(grads, start=1):
+        if kind == "sgd":
+            out.append(lr * g)
+            continue
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        mh, vh = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+        step = lr * mh / (np.sqrt(vh) + eps)
+        if kind == "prm":
+            s = beta2 * s + (1 - beta2) * (g - m) ** 2
+            sh = s / (1 - beta2 ** t)
+            step = step * mh * mh / (mh * mh + softness * sh + eps)
+        out.append(step)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "prm"])
+def test_optimizer_steps_follow_the_language_contract(kind):
+    from codegen.optimizers import KINDS, STATE, direction
+    rng = np.random.default_rng(15)
+    grads = [rng.normal(size=7) * 10.0 ** rng.integers(-3, 3) for _ in range(20)]
+    state = np.zeros((STATE[kind], 7))
+    out = np.empty(7)
+    for t, (g, want) in enumerate(zip(grads, reference_steps(kind, grads, softness=0.5)), start=1):
+        direction(KINDS[kind], g, state, t, 0.01, 0.9, 0.999, 1e-8, 0.5, out)
+        assert np.allclose(out, want, rtol=1e-13, atol=0), (kind, t)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd(lr = 0.1)", "prm(lr = 0.05, softness = 0.5)"])
+def test_every_optimizer_trains_and_keeps_the_rotor(optimizer, tmp_path):
+    source = _train_block(optimizer=optimizer, batch=256, steps=400)
+    model = phg.build(phg.loads(source, "opt.phg"), tmp_path).RigidRegistration()
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(256, 3))
+    q = rng.normal(size=4)
+    y = x @ rotor_matrix(q / np.linalg.norm(q)).T + [1.0, 2.0, 3.0]
+    history = model.fit({"x": x, "y": y})
+    assert history[-1] < 1e-3 * history[0]
+    assert abs(np.linalg.norm(model.params["R"]) - 1) < 1e-12
+
+
+def test_phg_train_plots_the_loss_curve(tmp_path, monkeypatch, capsys):
+    from phg.cli import main
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=(512, 3))
+    np.savez(tmp_path / "data.npz", x=x, y=x + 1)
+    args = ["train", str(ROOT / "examples" / "rigid_registration.phg"), "--data", str(tmp_path / "data.npz"),
+            "-o", str(tmp_path / "p.npz"), "--steps", "20", "--plot", str(tmp_path / "loss.png")]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert main(args) == 2
+        assert "--plot needs matplotlib" in capsys.readouterr().err
+    else:
+        assert main(args) == 0
+        assert (tmp_path / "loss.png").stat().st_size > 0
