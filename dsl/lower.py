@@ -255,6 +255,7 @@ class _Lowerer:
                 raise self.error("type", f"the memory factor must be positive, got {item.value:g}", item.span,
                                  expected="memory <= K * inference with K > 0")
             spec.memory_factor = item.value
+            spec.memory_span = item.span
 
 
 class _ModelBuilder:

@@ -30,6 +30,7 @@ class TrainSpec:
     seed: int = 0
     memory_factor: float | None = None
     span: Span | None = None
+    memory_span: Span | None = None            # where `memory <= K * inference` is written
 
     def to_dict(self) -> dict:
         return {"model": self.model, "optimizer": self.optimizer, "hyper": self.hyper, "batch": self.batch,

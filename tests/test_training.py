@@ -410,6 +410,8 @@ def test_memory_claims_are_decided_at_the_batch_size(tmp_path):
     memory = next(o for o in tiny.obligations if o.kind == "memory")
     assert memory.status == "refuted" and memory.evidence["at"]["N"] == 16
     assert not tiny.ok
+    source_lines = _train_block(batch=16, memory="<= 2 * inference").splitlines()
+    assert source_lines[memory.span.line - 1].strip() == "memory <= 2 * inference"
     # without a batch the claim is for every N >= 1, and N = 1 refutes it
     anyn = next(o for o in phg.check(phg.loads(_train_block(memory="<= 2 * inference"), "m.phg")).obligations
                 if o.kind == "memory")

@@ -159,7 +159,7 @@ class MemoryChecker(Ledger):
             evidence["at"] = {"N": nv, "training_bytes": self.plan.training_bytes, "inference_bytes": inf}
             evidence["reason"] = (f"at N = {nv} a training step needs {self.plan.training_bytes:,} bytes and "
                                   f"inference {inf:,}: {self.plan.training_bytes / inf:.3g} times")
-        self.add("memory", self.g.name, self.train.span, claim, _status(result), evidence, s.to_smt2())
+        self.add("memory", self.g.name, self.train.memory_span or self.train.span, claim, _status(result), evidence, s.to_smt2())
 
     def quire(self):
         n = z3.Int("N")
