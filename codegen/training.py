@@ -114,7 +114,10 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
             lines += ["    " + ln for ln in loads(g, sp, p, None)]
     lines += [f"    {statement(s, e)}" for s, e in invariant]
     lines += ["    _slots = _acc.shape[0]", "    for _slot in numba.prange(_slots):", "        _a = _acc[_slot]",
-              "        _t = _terms[_slot]", "        _a[:] = 0", "        _c = 0", "        _f = 0", "        for _i in range(_slot * _n // _slots, (_slot + 1) * _n // _slots):"]
+              "        _a[:] = 0"]
+    if exact:                                     # the slot's block buffer
+        lines += ["        _t = _terms[_slot]", "        _c = 0", "        _f = 0"]
+    lines += ["        for _i in range(_slot * _n // _slots, (_slot + 1) * _n // _slots):"]
     body = [ln for v in inputs for ln in loads(g, sp, v, "_i")]
     body += [statement(s, e) for s, e in per_sample]
     body += [statement(s, e) for s, e in backward]

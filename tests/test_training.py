@@ -125,7 +125,6 @@ def test_exact_sums_are_the_correctly_rounded_exact_sum(built):
             if block_add(terms, len(chunk), acc[start // 32 % 2]):
                 normalise(acc[start // 32 % 2])
         assert exact_total(acc, 0, work) == float(sum(Fraction(float(v)) for v in xs))
-    acc = np.zeros((1, 1, DIGITS), np.int64)
     for bad in (np.inf, -np.inf, np.nan):
         acc = np.zeros((1, 1, DIGITS), np.int64)
         block_add(np.array([[1.0, bad, 2.0]]), 3, acc[0])
@@ -335,7 +334,7 @@ def test_a_step_allocates_no_more_than_the_certificate_says(built, name):
     cls = getattr(module, graph.name)
     rng = np.random.default_rng(12)
     warm = cls(seed=0)
-    warm.grad(**random_inputs(Reference(graph), graph, rng, 8))      # compile outside the measurement
+    warm.step(**random_inputs(Reference(graph), graph, rng, 8))      # compile outside the measurement
     for n in (1, 100, 10_000):
         model = cls(seed=0)
         inputs = random_inputs(Reference(graph), graph, rng, n)
