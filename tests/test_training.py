@@ -165,9 +165,9 @@ def test_exact_gradients_are_the_exact_mean_of_per_sample_gradients(built):
         assert grad["t"][k] == exact_mean(per_sample, lambda s: s["t"][k])
 
 
-def test_long_batches_are_normalised_before_a_digit_overflows(built):
-    """64,000 identical samples of loss 3.8125 (the larger piece of each addition is close to
-    2^52): without carries every 1023 additions, a slot's 4,000 would take a digit past 2^63."""
+def test_long_batches_sum_exactly(built):
+    """64,000 identical samples of loss 3.8125: 4,000 per slot, 125 blocks each, whose mean must
+    come back exactly."""
     _, module = built["rigid_registration"]
     model = module.RigidRegistration(seed=0)
     x = np.zeros((64_000, 3))
