@@ -8,6 +8,6 @@ COMMANDS = {"soundness": soundness.main, "check": checktime.main, "predict": pre
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if name not in COMMANDS:
-        print("usage: python -m bench soundness [N_MODELS] | check | predict | build | train")
+        print("usage: python -m bench soundness [N_MODELS] [--jobs J] | check | predict | build | train")
         sys.exit(2)
     sys.exit(COMMANDS[name](sys.argv[2:]))

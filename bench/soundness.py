@@ -5,24 +5,29 @@ exactly confirmed counterexample."""
 from __future__ import annotations
 
 import collections
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
 
 import phg  # noqa: E402
 from claimcheck import holds  # noqa: E402
 from modelgen import models  # noqa: E402
 
 
-def run(n_models: int) -> dict:
+def run(n_models: int, shard: int | None = None) -> dict:
+    """n_models random models; one process draws them derandomised, shard k of a parallel run
+    draws its own reproducible stream (hypothesis seed k)."""
     tally = collections.Counter()
     violations = []
 
-    @settings(max_examples=n_models, derandomize=True, deadline=None, database=None,
+    @settings(max_examples=n_models, derandomize=shard is None, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(models())
     def one(source):
@@ -36,21 +41,40 @@ def run(n_models: int) -> dict:
                 violations.append((source, o.claim))
         tally["models"] += 1
 
+    if shard is not None:
+        one = seed(shard)(one)
     start = time.perf_counter()
     one()
     seconds = time.perf_counter() - start
     held = sum(v for k, v in tally.items() if isinstance(k, tuple) and k[1] is True and k[0] != "refuted")
     proven = tally[("proven", True)]
-    return {"models": tally["models"], "seconds": seconds, "violations": violations,
+    return {"models": tally["models"], "seconds": seconds, "violations": violations, "held": held,
+            "held_proven": proven,
             "proven": sum(v for k, v in tally.items() if isinstance(k, tuple) and k[0] == "proven"),
             "refuted": sum(v for k, v in tally.items() if isinstance(k, tuple) and k[0] == "refuted"),
             "unknown": sum(v for k, v in tally.items() if isinstance(k, tuple) and k[0] == "unknown"),
             "precision": proven / held if held else float("nan")}
 
 
+def parallel(n: int, jobs: int) -> dict:
+    """The models split over `jobs` processes (shards 0 .. jobs-1), their tallies added."""
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.soundness", "--shard", str(k), str(-(-n // jobs))],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True) for k in range(jobs)]
+    start = time.perf_counter()
+    parts = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    total = {k: sum(part[k] for part in parts) for k in ("models", "proven", "refuted", "unknown", "held", "held_proven")}
+    total["violations"] = [v for part in parts for v in part["violations"]]
+    total["seconds"] = time.perf_counter() - start
+    total["precision"] = total["held_proven"] / total["held"] if total["held"] else float("nan")
+    return total
+
+
 def main(argv: list[str]) -> int:
-    n = int(argv[0]) if argv else 20_000
-    r = run(n)
+    """python -m bench soundness [N_MODELS] [--jobs J]"""
+    jobs = int(argv[argv.index("--jobs") + 1]) if "--jobs" in argv else 1
+    rest = [a for i, a in enumerate(argv) if a != "--jobs" and (i == 0 or argv[i - 1] != "--jobs")]
+    n = int(rest[0]) if rest else 20_000
+    r = run(n) if jobs == 1 else parallel(n, jobs)
     print("| models | claims proven / refuted / unknown | soundness violations | precision | seconds |")
     print("|---|---|---|---|---|")
     print(f"| {r['models']} | {r['proven']} / {r['refuted']} / {r['unknown']} | {len(r['violations'])} | "
@@ -58,3 +82,9 @@ def main(argv: list[str]) -> int:
     for source, claim in r["violations"][:5]:
         print(f"\nVIOLATION: {claim}\n{source}")
     return 1 if r["violations"] else 0
+
+
+if __name__ == "__main__":                 # one shard of a parallel run: prints its tally as JSON
+    k = int(sys.argv[sys.argv.index("--shard") + 1])
+    result = run(int(sys.argv[-1]), shard=k)
+    print(json.dumps({**result, "violations": [list(v) for v in result["violations"]]}))
