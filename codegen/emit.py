@@ -18,7 +18,7 @@ from phg.hypergraph import Hypergraph
 from phg.program import Program, TrainSpec
 
 from .build import generator
-from .manifold import exp_helper_spec, manifold_params
+from .manifold import exp_helper_spec
 from .manifold import source as manifold_source
 from .scalar import (
     Helper,
@@ -269,7 +269,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
                           lambda h: _share(helpers, g.algebra, h))
         kernels.append(tk.source)
         manifold = {}
-        for v in manifold_params(g):
+        for v in (g.values[p] for p in g.manifold_params()):
             text, mp = manifold_source(g.algebra, v, prefix, code,
                                        lambda support: _share(helpers, g.algebra, exp_helper_spec(g.algebra, support)))
             kernels.append(text)

@@ -21,9 +21,9 @@ import sympy
 
 from phg import support as sup
 from phg.algebra import Algebra
-from phg.hypergraph import Hypergraph, Value
+from phg.hypergraph import Value
 
-from .scalar import Helper, blade_key, identifier
+from .scalar import Helper, blade_key, identifier, product, reverse
 
 
 @dataclass
@@ -35,11 +35,6 @@ class ManifoldParam:
     retract_fn: str
 
 
-def manifold_params(g: Hypergraph) -> list[Value]:
-    return [g.values[p] for p in g.params
-            if g.values[p].declared is not None and g.values[p].declared.versor in ("Rotor", "Motor")]
-
-
 def bivectors(alg: Algebra) -> list[int]:
     return [b for b in alg.blades if bin(b).count("1") == 2]
 
@@ -49,17 +44,7 @@ def _symbols(prefix: str, alg: Algebra, blades: list[int]) -> dict[int, sympy.Sy
 
 
 def _gp(alg: Algebra, a: dict, b: dict) -> dict:
-    out: dict = {}
-    for i, x in a.items():
-        for j, y in b.items():
-            s, m = alg.product("gp", i, j)
-            if s:
-                out[m] = out.get(m, 0) + s * x * y
-    return {m: sympy.expand(x) for m, x in out.items()}
-
-
-def _reverse(alg: Algebra, a: dict) -> dict:
-    return {m: alg.reverse_sign(m) * x for m, x in a.items()}
+    return {m: sympy.expand(x) for m, x in product(alg, "gp", a, b).items()}
 
 
 def null_pseudoscalar(alg: Algebra) -> int | None:
@@ -141,7 +126,7 @@ def source(alg: Algebra, v: Value, prefix: str, code, exp_helper) -> tuple[str, 
     y = {m: x for m, x in _gp(alg, r, ex).items() if v.support >> m & 1}
     ys = {m: sympy.Symbol(f"y_{blade_key(alg, m)}", real=True) for m in layout}
     lines += [f"        {ys[m]} = {code(y.get(m, 0))}" for m in layout]
-    norm = _gp(alg, ys, _reverse(alg, ys))
+    norm = _gp(alg, ys, reverse(alg, ys))
     pseudo = null_pseudoscalar(alg)
     lines.append(f"        u = 1.0 / math.sqrt({code(norm.get(0, 0))})")
     if pseudo is not None and norm.get(pseudo, 0) != 0:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .accumulate import BLOCK, DIGITS, SLOTS
+from phg.program import OPTIMIZERS
+
 from .optimizers import KINDS, STATE, direction
 
 
@@ -115,6 +117,9 @@ class ModelBase:
                 "direction": {n: np.zeros(c) for n, c in coords.items()},
                 "state": {n: np.zeros((STATE[kind], int(np.prod(c)))) for n, c in coords.items()},
                 "t": 0,
+                # the optimizer's hyper-parameters in direction()'s order; unused ones at prm's defaults
+                "hyper": tuple(float({**OPTIMIZERS["prm"], **settings["hyper"]}[k])
+                               for k in ("lr", "beta1", "beta2", "eps", "softness")),
             }
         return self._buffers
 
@@ -147,7 +152,6 @@ class ModelBase:
         loss = self._run_train_kernel(inputs)
         b = self._buffers
         b["t"] += 1
-        h = settings["hyper"]
         kind = KINDS[settings["optimizer"]]
         for name, p in self.SPEC["params"].items():
             value = self._array(name, self.params[name], p, False)
@@ -156,17 +160,24 @@ class ModelBase:
                 tangent_fn, retract_fn = self._manifold[name]
                 r = value.reshape(-1, len(p["layout"]))
                 tangent_fn(r, b["grads"][name].reshape(r.shape), b["tangent"][name])
-                direction(kind, b["tangent"][name].reshape(-1), b["state"][name], b["t"], h["lr"],
-                          h.get("beta1", 0.9), h.get("beta2", 0.999), h.get("eps", 1e-8), h.get("softness", 1.0),
-                          d.reshape(-1))
+                direction(kind, b["tangent"][name].reshape(-1), b["state"][name], b["t"], *b["hyper"], d.reshape(-1))
                 retract_fn(r, d, -1.0, r)
             else:
                 flat = value.reshape(-1)
-                direction(kind, b["grads"][name].reshape(-1), b["state"][name], b["t"], h["lr"],
-                          h.get("beta1", 0.9), h.get("beta2", 0.999), h.get("eps", 1e-8), h.get("softness", 1.0), d)
+                direction(kind, b["grads"][name].reshape(-1), b["state"][name], b["t"], *b["hyper"], d)
                 flat -= d
             self.params[name] = value
         return loss
+
+    def schedule(self, n: int, steps: int | None = None, epochs: int | None = None,
+                 batch: int | None = None) -> tuple[int, int]:
+        """(batch size, number of steps) fit() uses on n samples: the arguments where given, else
+        the train block's; without steps or epochs, one epoch."""
+        settings = self._training()["settings"]
+        batch = min(batch or settings["batch"] or n, n)
+        if steps is None and epochs is None:
+            steps, epochs = settings["steps"], settings["epochs"]
+        return batch, steps if steps is not None else (epochs or 1) * -(-n // batch)
 
     def fit(self, data: dict, steps: int | None = None, epochs: int | None = None, batch: int | None = None,
             callback=None) -> np.ndarray:
@@ -174,13 +185,10 @@ class ModelBase:
         (steps, epochs and batch override them).  Each epoch visits the samples in a fresh
         random order (seeded by the train block's seed); returns the loss of every step."""
         settings = self._training()["settings"]
-        arrays, n = self._inputs(data, self._training()["inputs"])
         names = self._training()["inputs"]
-        batch = min(batch or settings["batch"] or n, n)
+        arrays, n = self._inputs(data, names)
+        batch, total = self.schedule(n, steps, epochs, batch)
         per_epoch = -(-n // batch)
-        if steps is None and epochs is None:
-            steps, epochs = settings["steps"], settings["epochs"]
-        total = steps if steps is not None else (epochs or 1) * per_epoch
         if total < 0:
             raise ValueError(f"steps must be >= 0, got {total}")
         rng = np.random.default_rng(settings["seed"])

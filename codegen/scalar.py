@@ -210,16 +210,10 @@ class ScalarBuilder:
 
     # ---- operations -----------------------------------------------------------------------------
     def product(self, kind: str, a: Component, b: Component) -> Component:
-        out: Component = {}
-        for i, x in a.items():
-            for j, y in b.items():
-                s, m = self.alg.product(kind, i, j)
-                if s:
-                    out[m] = out.get(m, 0) + s * x * y
-        return out
+        return product(self.alg, kind, a, b)
 
     def reverse(self, a: Component) -> Component:
-        return {b: self.alg.reverse_sign(b) * x for b, x in a.items()}
+        return reverse(self.alg, a)
 
     def inverse(self, v: Value, a: Component, support: int) -> Component:
         """a^-1: a declared Rotor's or Motor's reverse; ~a / (a ~a) where a ~a is a scalar
@@ -296,6 +290,21 @@ class ScalarBuilder:
               "sigmoid": sigmoid, "relu": lambda t: sympy.Max(t, 0),
               "gelu": lambda t: t * (1 + sympy.erf(t / sympy.sqrt(2))) / 2}[k]
         return {0: fn(s)}
+
+
+def product(alg: Algebra, kind: str, a: Component, b: Component) -> Component:
+    """The product of two multivectors of symbolic coefficients, blade by blade."""
+    out: Component = {}
+    for i, x in a.items():
+        for j, y in b.items():
+            s, m = alg.product(kind, i, j)
+            if s:
+                out[m] = out.get(m, 0) + s * x * y
+    return out
+
+
+def reverse(alg: Algebra, a: Component) -> Component:
+    return {b: alg.reverse_sign(b) * x for b, x in a.items()}
 
 
 def sigmoid(t):

@@ -118,6 +118,11 @@ class Hypergraph:
         preds = list(self.incidence.predecessors(value_id))
         return self.edges[preds[0]] if preds else None
 
+    def manifold_params(self) -> list[str]:
+        """The parameters declared Rotor or Motor: trained on their manifold, R <- R exp(B)."""
+        return [p for p in self.params
+                if self.values[p].declared is not None and self.values[p].declared.versor in ("Rotor", "Motor")]
+
     def cone(self, value_id: str) -> list[str]:
         """value_id and every value it depends on."""
         return [value_id] + [n for n in nx.ancestors(self.incidence, value_id) if n in self.values]

@@ -17,6 +17,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from codegen.scalar import identifier          # the generated classes' names
+
 from . import build, load
 from .diagnostics import PhgError
 
@@ -62,7 +64,7 @@ def train_command(args, out: Console, err: Console) -> int:
             raise
         err.print(Text(exc.render()))
         return EXIT_FAILED
-    cls = getattr(module, "".join(c if c.isalnum() or c == "_" else "_" for c in name))
+    cls = getattr(module, identifier(name))
     settings = cls.SPEC["train"]["settings"]
     model = cls(seed=settings["seed"])
     try:
@@ -75,10 +77,7 @@ def train_command(args, out: Console, err: Console) -> int:
                               f"{len(layout[missing[0]])}] with components {', '.join(layout[missing[0]])}); "
                               f"it has {', '.join(sorted(data)) or 'no arrays'}")
         n = len(next(iter(arrays.values())))
-        steps = args.steps if args.steps is not None else settings["steps"]
-        batch = min(settings["batch"] or n, n)
-        if steps is None:
-            steps = (settings["epochs"] or 1) * -(-n // batch)
+        batch, steps = model.schedule(n, steps=args.steps)
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]:.6g}"), TextColumn("{task.fields[rate]:.0f} steps/s"),
                             TimeRemainingColumn(), console=out, transient=False)

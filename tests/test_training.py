@@ -278,20 +278,17 @@ def test_retraction_is_the_product_with_the_exponential(built, name, model_name,
 
 
 # ---- closed forms ---------------------------------------------------------------------------------
-def rotor_matrix(r) -> np.ndarray:
-    s, a, b, c = r
-    return np.array([[s * s - a * a - b * b + c * c, 2 * (s * a - b * c), 2 * (s * b + a * c)],
-                     [-2 * (s * a + b * c), s * s - a * a + b * b - c * c, 2 * (s * c - a * b)],
-                     [2 * (a * c - s * b), -2 * (s * c + a * b), s * s + a * a - b * b - c * c]])
+def _rigid_example():
+    """examples/rigid_registration.py, whose rotor_matrix and kabsch (numpy SVD) the tests share."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("rigid_example", ROOT / "examples" / "rigid_registration.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return example
 
 
-def kabsch(x, y):
-    """The least-squares rigid motion y ~ Q x + t (Kabsch/Horn, by SVD)."""
-    mx, my = x.mean(0), y.mean(0)
-    u, _, vt = np.linalg.svd((y - my).T @ (x - mx))
-    d = np.sign(np.linalg.det(u @ vt))
-    q = u @ np.diag([1, 1, d]) @ vt
-    return q, my - q @ mx
+EXAMPLE = _rigid_example()
+rotor_matrix, kabsch = EXAMPLE.rotor_matrix, EXAMPLE.kabsch
 
 
 def full_batch(steps: int) -> str:
@@ -379,12 +376,8 @@ def test_a_model_without_a_loss_cannot_be_trained(tmp_path):
 
 
 def test_the_main_job_example_reaches_the_kabsch_optimum(tmp_path, monkeypatch, capsys):
-    import importlib.util
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    spec = importlib.util.spec_from_file_location("rigid_example", ROOT / "examples" / "rigid_registration.py")
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    assert example.main(["--out", str(tmp_path)]) == 0
+    assert EXAMPLE.main(["--out", str(tmp_path)]) == 0
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fitted vs Kabsch optimum")][0]
     rotation, translation = (float(v) for v in re.findall(r"([0-9.e+-]+) (?:rad|m)", line))
     assert rotation < 1e-5 and translation < 1e-5

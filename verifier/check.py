@@ -58,10 +58,8 @@ class ModelChecker(Ledger):
             elif claim.kind == "versor":
                 self.versor(claim.subject, claim.span, "Versor")
             # unit claims are discharged by the unit checker
-        for pid in self.g.params:
-            p = self.g.values[pid]
-            if p.declared is not None and p.declared.versor in ("Rotor", "Motor"):
-                self.update(p)
+        for pid in self.g.manifold_params():
+            self.update(self.g.values[pid])
         return self.obligations
 
     def query(self, subject: str, claim_mask: int) -> Answer:

@@ -87,8 +87,7 @@ class MemoryPlan:
 def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
     train = train or TrainSpec(g.name)
     p = sum(_coefficients(g, v) for v in g.params)
-    manifold = [v for v in g.params
-                if g.values[v].declared is not None and g.values[v].declared.versor in ("Rotor", "Motor")]
+    manifold = g.manifold_params()
     tangent = sum(math.prod(g.values[v].shape) * _bivectors(g) for v in manifold)
     coords = tangent + sum(_coefficients(g, v) for v in g.params if v not in manifold)
     exact = train.accumulate == "exact"
