@@ -77,6 +77,36 @@ def test_identities_narrow_and_claims_are_refuted_with_counterexamples():
     assert not cert.ok
 
 
+EXPENSIVE = """algebra PGA = Cl(3, 0, 1)
+model M on PGA {
+    input a: Multivector
+    input b: Multivector
+    let l0: Vector = ((a * b) * (b * a)) * ((a * a) * (b * b))
+}
+"""
+
+
+def test_exact_expansion_is_refused_before_a_product_too_large_is_formed(monkeypatch):
+    """A deep product of general multivectors would take sympy minutes to expand: the budget refuses
+    the product before multiplying (counted in pairs of terms), and the claim is still refuted by a
+    confirmed counterexample rather than left to the expansion."""
+    from verifier import exact
+    from verifier.exact import Symbolic, Undefined
+    formed = []
+    product = exact.mv_product
+    monkeypatch.setattr(exact, "mv_product", lambda alg, kind, a, b: formed.append(
+        exact._terms(a) * exact._terms(b)) or product(alg, kind, a, b))
+    program = phg.loads(EXPENSIVE)
+    graph = program.models["M"]
+    symbolic = Symbolic(graph)
+    l0 = next(v.id for v in graph.values.values() if v.name == "l0")
+    with pytest.raises(Undefined, match="too large"):
+        symbolic.coefficients(l0)
+    assert formed and max(formed) <= Symbolic.MAX_PRODUCT_PAIRS
+    [grade] = [o for o in phg.check(program).obligations if o.kind == "grade"]
+    assert grade.status == "refuted" and grade.evidence["counterexample"]["exact"]
+
+
 def _inputs_from_counterexample(ref, graph, cex):
     inputs = {}
     for v in graph.values.values():

@@ -79,13 +79,19 @@ def mv_filter(a: dict, keep: int) -> dict:
 class Evaluator:
     """Evaluates values of one hypergraph in one mode; `leaf(value)` gives a source value."""
 
-    def __init__(self, graph: Hypergraph, leaf, opaque, budget=None):
+    def __init__(self, graph: Hypergraph, leaf, opaque, budget=None, before_product=None):
         self.g = graph
         self.alg = graph.algebra
         self.leaf = leaf              # value -> {channel: mv}
         self.opaque = opaque          # (edge, channel, kind, argument mv) -> mv for non-polynomial operations
         self.budget = budget          # called on each new value; may raise Undefined
+        self.before_product = before_product    # called with both factors of a product; may raise Undefined
         self.memo: dict[str, dict] = {}
+
+    def product(self, kind: str, a: dict, b: dict) -> dict:
+        if self.before_product is not None:
+            self.before_product(a, b)
+        return mv_product(self.alg, kind, a, b)
 
     def value(self, value_id: str) -> dict:
         if value_id not in self.memo:
@@ -116,7 +122,7 @@ class Evaluator:
                 acc: dict = {}
                 for (ii, j), wm in w.items():
                     if ii == i:
-                        acc = mv_add(acc, mv_product(alg, "gp", wm, x[(j,)]))
+                        acc = mv_add(acc, self.product("gp", wm, x[(j,)]))
                 out[(i,)] = acc
             return out
         return {ch: self.pointwise(e, ch, [s[ch] if ch in s else s[()] for s in srcs])
@@ -134,7 +140,7 @@ class Evaluator:
         if k == "copy":
             return a
         if k in ("gp", "op", "lc", "regressive"):
-            return mv_product(alg, k, a, args[1])
+            return self.product(k, a, args[1])
         if k == "reverse":
             return mv_map(alg, a, lambda m: (alg.reverse_sign(m), m))
         if k == "involute":
@@ -150,7 +156,7 @@ class Evaluator:
         if k == "scalar":
             return mv_filter(a, sup.SCALAR)
         if k == "norm2":
-            return mv_filter(mv_product(alg, "gp", a, mv_map(alg, a, lambda m: (alg.reverse_sign(m), m))), sup.SCALAR)
+            return mv_filter(self.product("gp", a, mv_map(alg, a, lambda m: (alg.reverse_sign(m), m))), sup.SCALAR)
         if k == "component":
             c = a.get(e.attrs["blade"], 0)
             return {0: c if e.attrs["sign"] > 0 else -c}
@@ -158,8 +164,8 @@ class Evaluator:
             versor = self.g.values[e.sources[0 if k == "sandwich" else 1]].versor
             v, x = (args[1], a) if k == "div" else (a, args[1])
             inverse = self.opaque(e, ch, "inv", v, versor)
-            return mv_product(alg, "gp", x, inverse) if k == "div" else \
-                mv_product(alg, "gp", mv_product(alg, "gp", v, x), inverse)
+            return self.product("gp", x, inverse) if k == "div" else \
+                self.product("gp", self.product("gp", v, x), inverse)
         return self.opaque(e, ch, k, a, self.g.values[e.sources[0]].versor, *args[1:])
 
 
@@ -181,7 +187,11 @@ class Symbolic:
     """Coefficients as polynomials over QQ in the inputs' coefficients and fresh variables, for the
     values of one hypergraph (evaluated once each, on demand)."""
 
-    MAX_TERMS = 20_000        # beyond this a value's expansion is abandoned (no narrowing, no harm)
+    # Beyond these the expansion is abandoned (no narrowing, no harm): terms of one value, and pairs
+    # of terms multiplied, per product and in all (sympy takes some microseconds a pair).
+    MAX_TERMS = 20_000
+    MAX_PRODUCT_PAIRS = 100_000
+    MAX_PAIRS = 500_000
 
     def __init__(self, graph: Hypergraph):
         self.g = graph
@@ -200,10 +210,18 @@ class Symbolic:
         total = len(self.leaf_index) + fresh
         self.ring, *self.gens = ring([f"g{i}" for i in range(max(total, 1))], QQ)
         self.next_fresh = len(self.leaf_index)
-        self.eval = Evaluator(graph, self.leaf, self.opaque, self.within_budget)
+        self.pairs = 0
+        self.eval = Evaluator(graph, self.leaf, self.opaque, self.within_budget, self.product_within_budget)
 
     def within_budget(self, value: dict):
-        if sum(len(c) for m in value.values() for c in m.values() if hasattr(c, "terms")) > self.MAX_TERMS:
+        if sum(_terms(m) for m in value.values()) > self.MAX_TERMS:
+            raise Undefined("the exact expansion is too large")
+
+    def product_within_budget(self, a: dict, b: dict):
+        """Refuses a product before it is formed: its cost is the pairs of terms it multiplies."""
+        pairs = _terms(a) * _terms(b)
+        self.pairs += pairs
+        if pairs > self.MAX_PRODUCT_PAIRS or self.pairs > self.MAX_PAIRS:
             raise Undefined("the exact expansion is too large")
 
     def fresh(self):
@@ -233,6 +251,11 @@ class Symbolic:
 
     def coefficients(self, value_id: str) -> dict:
         return self.eval.value(value_id)
+
+
+def _terms(m: dict) -> int:
+    """Terms of a multivector's polynomial coefficients (a number counts as one)."""
+    return sum(len(c) if hasattr(c, "terms") else 1 for c in m.values())
 
 
 # ---- floating-point mode (a fast first look before an exact confirmation) -------------------------
