@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     print("|---|---|---|---|---|")
     print(f"| {r['models']} | {r['proven']} / {r['refuted']} / {r['unknown']} | {len(r['violations'])} | "
           f"{100 * r['precision']:.1f}% | {r['seconds']:.0f} |")
-    for source, claim in r["violations"][:5]:
+    for source, claim in r["violations"]:
         print(f"\nVIOLATION: {claim}\n{source}")
     return 1 if r["violations"] else 0
 

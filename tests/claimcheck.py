@@ -29,12 +29,22 @@ def cone_scale(graph, values: dict, value_id: str) -> float:
     return top * top
 
 
-def versor_holds(ref: Reference, x, normalised: bool) -> bool:
+# Where x ~x is below this share of |x|^2, rounding (about eps * dim of it) leaves it undecided
+# whether x is invertible: a true versor may have x ~x = 1 with |x|^2 huge (a boost in an indefinite
+# signature), a null element has x ~x = 0 at any size.  Such a trial decides nothing.
+SINGULAR = 1e-12
+
+
+def versor_holds(ref: Reference, x, normalised: bool) -> bool | None:
+    """Whether x is a versor (normalised: x ~x = 1) to rounding; None where x ~x cannot be told
+    from zero."""
     scale = max(1.0, float(np.abs(x.value).max(initial=0))) ** 2
     vv = x * ~x
     s = float(vv(0))
-    if np.abs((vv - s).value).max() > REL * scale or abs(s) < REL * scale:
+    if np.abs((vv - s).value).max() > REL * scale:
         return False
+    if abs(s) <= SINGULAR * scale:
+        return None
     if normalised and abs(s - 1) > REL * scale:
         return False
     inverse = ~x / s
@@ -47,7 +57,7 @@ def versor_holds(ref: Reference, x, normalised: bool) -> bool:
 
 def holds(graph, obligations, trials: int = 20, seed: int = 0) -> dict:
     """For each grade or versor obligation (by id): whether its claim held on every admissible input
-    tried, or None where no input gave the value a finite definition."""
+    tried, or None where no input gave the value a finite definition or decided the claim."""
     ref = Reference(graph)
     rng = np.random.default_rng(seed)
     leaves = [v for v in graph.values.values() if graph.producer(v.id) is None and v.const is None]
@@ -67,5 +77,6 @@ def holds(graph, obligations, trials: int = 20, seed: int = 0) -> dict:
                     continue
                 ok = grade_holds(ref, x, o.mask, cone_scale(graph, values, o.value_id)) if o.kind == "grade" else \
                     versor_holds(ref, x, o.versor in ("Rotor", "Motor"))
-                verdict[o.id] = ok and verdict[o.id] is not False
+                if ok is not None:
+                    verdict[o.id] = ok
     return verdict
