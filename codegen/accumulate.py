@@ -4,17 +4,20 @@ A long accumulator: the value sum(x) * 2^1074 is an integer, kept as DIGITS sign
 digits of weight 2^(32 d).  Integer addition is associative, so the digits, and the double they
 round to, do not depend on the order of the terms or on how they were split across slots.
 
-Terms reach it in blocks of BLOCK (per slot and quantity): a block is pre-rounded onto a fixed
-exponent grid 2^g, g from the block's largest magnitude, by the float trick t = y + 1.5 * 2^52
-(which rounds y = x 2^-g to an integer whose bits are t's low bits, read without frexp): two such
-levels give every term's bits down to 2^(g - 52) as two int64s, summed in registers (and
-vectorisable), and added to the digits once per block.  A term with bits below the grid (more
-than 2^52 times smaller than the block's largest) adds its remainder exactly, from its own bits.
-Carries are propagated (normalise) after a block that needed that, and every NORMALISE_EVERY
-blocks; the quire obligation (verifier.memory) checks that no digit can overflow in between.
+Terms reach it in chunks of CHUNK samples (per slot and quantity), deposited in registers
+onto a fixed exponent grid 2^g per quantity, kept from chunk to chunk and step to step: y = x 2^(51 - g)
+is split by the float trick t = y + 1.5 * 2^52 (which rounds y to an integer whose bits are t's
+low bits, read without frexp) into an integer and a remainder in units of 2^-52, two int64 sums
+that the compiler vectorises, added to the digits once per chunk (settle).  The pass is exact when
+every term lies in [2^(g - 51), 2^g) or is zero (`fits` and the pass's low check; the largest
+magnitude is tracked as bits).  Otherwise the chunk is summed again on a grid from its largest
+term, and if its terms span more than 51 binades, sample by sample, each on a grid of its own
+terms, which is always exact.  A NaN or an infinity marks the sum NaN.  Carries are propagated
+(normalise) every NORMALISE_EVERY passes; the quire obligation (verifier.memory) checks that no
+digit can overflow in between.
 
 The training kernels give every slot (a fixed share of the batch, run by whichever thread) its
-own accumulator row and block buffer, and read the total once per step.
+own accumulator row and grid, and read the total once per step.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import numba
 import numpy as np
 
 # The sizes are the memory plan's and the quire obligation's (verifier.memory).
-from verifier.memory import BLOCK, DIGITS, NORMALISE_EVERY, SLOTS  # noqa: F401
+from verifier.memory import CHUNK, DIGITS, NORMALISE_EVERY, SLOTS  # noqa: F401
 
 _MASK32 = 0xFFFFFFFF
 _MAGIC = 6755399441055744.0                        # 1.5 * 2^52: y + _MAGIC rounds y to an integer
@@ -47,16 +50,6 @@ def _add_bits(digits, m, q, sign):
 
 
 @numba.njit(cache=True, inline="always")
-def exact_add(digits, x):
-    """digits += x, exactly (x finite)."""
-    b = np.float64(x).view(np.int64)
-    e = (b >> 52) & 0x7FF
-    normal = np.int64(e != 0)
-    m = (b & 0xFFFFFFFFFFFFF) | (normal << 52)      # x = +-m * 2^(e - normal - 1074)
-    _add_bits(digits, m, e - normal, b >> 63)
-
-
-@numba.njit(cache=True, inline="always")
 def _add_int(digits, v, g):
     """digits += v 2^g, exactly, for |v| < 2^62 and g >= -1074."""
     sign = v >> 63
@@ -65,56 +58,55 @@ def _add_int(digits, v, g):
 
 # The top digit only ever takes carries (far below 2^61); a non-finite term marks it with 2^62.
 NONFINITE = 1 << 62
+_ABS = 0x7FFFFFFFFFFFFFFF
+_INF_BITS = 0x7FF0000000000000
+_LOWEST = -971                                     # the finest grid: its 2^(g - 103) is 2^-1074
+_HEADROOM = 3                                      # binades above a regridded chunk's largest term
+
+
+@numba.njit(cache=True, inline="always")
+def _grid_of(scale):
+    """g of a grid scale 2^(51 - g)."""
+    return 51 - (((np.float64(scale).view(np.int64) >> 52) & 0x7FF) - 1023)
 
 
 @numba.njit(cache=True)
-def block_add(terms, count, rows):
-    """rows[q] += the first `count` terms of terms[q], exactly, for every quantity q; returns
-    whether some term had bits below its block's grid (then the rows must be normalised)."""
-    below = False
-    for q in range(terms.shape[0]):
-        block = terms[q]
-        b0 = b1 = b2 = b3 = 0.0                    # four running maxima: no chain of dependent max
-        for j in range(0, count - 3, 4):
-            b0 = max(b0, abs(block[j]))
-            b1 = max(b1, abs(block[j + 1]))
-            b2 = max(b2, abs(block[j + 2]))
-            b3 = max(b3, abs(block[j + 3]))
-        for j in range(count - count % 4, count):
-            b0 = max(b0, abs(block[j]))
-        big = max(max(b0, b1), max(b2, b3))
-        if big == 0.0:
-            continue
-        if not math.isfinite(big):                 # an inf or a NaN: the sum is NaN
-            rows[q, DIGITS - 1] = NONFINITE
-            continue
-        e = ((np.float64(big).view(np.int64) >> 52) & 0x7FF) - 1022    # big < 2^e
-        g = max(e - 50, -1022)                     # |x| 2^-g < 2^50; the grid's 2^(g-52) >= 2^-1074
-        scale = math.ldexp(1.0, -g)
-        tiny = math.ldexp(1.0, g - 52)             # below the grid's unit x 2^-g may not be exact
-        s1 = np.int64(0)
-        s2 = np.int64(0)
-        inexact = False
-        for j in range(count):                     # (straight-line: vectorised by LLVM)
-            x = block[j]
-            y = x * scale                          # exact (a power of two) unless |x| < tiny
-            t = y + _MAGIC
-            r = (y - (t - _MAGIC)) * _TWO52        # exact: the part below 1, scaled to 2^52
-            t2 = r + _MAGIC
-            s1 += np.float64(t).view(np.int64) - _MAGIC_BITS
-            s2 += np.float64(t2).view(np.int64) - _MAGIC_BITS
-            inexact |= (r != t2 - _MAGIC) | (abs(x) < tiny)
-        if not inexact:
-            _add_int(rows[q], s1, g)
-            _add_int(rows[q], s2, g - 52)
-        else:                                      # bits below 2^(g - 52), or a NaN: term by term
-            below = True
-            for j in range(count):
-                if not math.isfinite(block[j]):
-                    rows[q, DIGITS - 1] = NONFINITE
-                    break
-                exact_add(rows[q], block[j])
-    return below
+def regrid(top):
+    """The grid scale 2^(51 - g) for terms whose largest magnitude has the bits `top`: all of
+    them below 2^(g - _HEADROOM), so that the next chunk's rarely outgrow it; NaN when one is not
+    finite."""
+    if top >= _INF_BITS:
+        return math.nan
+    e = ((top >> 52) & 0x7FF) - 1022 + _HEADROOM   # |x| < 2^(e - headroom)
+    return math.ldexp(1.0, 51 - min(max(e, _LOWEST), 1024))
+
+
+@numba.njit(cache=True)
+def low_bits(scale):
+    """The bits of the smallest magnitude the grid keeps exactly, 2^(g - 51) (0 on the finest
+    grid, which keeps every double; anything for an unknown grid, which `fits` refuses)."""
+    if not math.isfinite(scale):
+        return np.int64(0)
+    g = _grid_of(scale)
+    return np.int64(0) if g == _LOWEST else np.float64(math.ldexp(1.0, g - 51)).view(np.int64)
+
+
+@numba.njit(cache=True)
+def fits(scale, top):
+    """Whether terms of largest magnitude `top` (bits) were below the grid's 2^g."""
+    return math.isfinite(scale) and top < np.float64(math.ldexp(1.0, _grid_of(scale))).view(np.int64)
+
+
+@numba.njit(cache=True)
+def settle(digits, high, low, scale, top):
+    """digits += the two level sums of a pass (units 2^(g - 51) and 2^(g - 103)), or the mark of
+    a non-finite term."""
+    if top >= _INF_BITS:
+        digits[DIGITS - 1] = NONFINITE
+    elif top != 0:
+        g = _grid_of(scale)
+        _add_int(digits, high, g - 51)
+        _add_int(digits, low, g - 103)
 
 
 @numba.njit(cache=True)

@@ -208,6 +208,8 @@ def kernel_source(g: Hypergraph, sp: ScalarProgram, name: str, inputs: list[str]
             lines.append(f"    {statement(sym, expr)}")        # once per batch
         else:
             body.append(statement(sym, expr))
+    if not outputs:                                   # a model with a loss only: nothing to infer
+        return "\n".join(lines + ["    return"])
     first = array_name(g.values[inputs[0]]) if inputs else f"_out_{identifier(outputs[0])}"
     lines.append(f"    for _i in numba.prange({first}.shape[0]):")
     body = [ln for vid in inputs for ln in _loads(g, sp, vid, "_i")] + body
@@ -304,7 +306,7 @@ def module_source(program: Program, status: str) -> str:
         "import numba",
         "import numpy as np",
         "",
-        "from codegen.accumulate import block_add, exact_total, normalise",
+        "from codegen.accumulate import exact_total, fits, low_bits, normalise, regrid, settle",
         "from codegen.lie import exp_factors",
         "from codegen.runtime import ModelBase",
         "",

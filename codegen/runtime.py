@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .accumulate import BLOCK, DIGITS, SLOTS
+from .accumulate import DIGITS, SLOTS
 from phg.program import OPTIMIZERS
 
 from .optimizers import KINDS, STATE, direction
@@ -108,7 +108,7 @@ class ModelBase:
                     coords[name] = (channels * len(p["layout"]),)
             self._buffers = {
                 "acc": np.zeros((SLOTS, q, DIGITS), np.int64) if exact else np.zeros((SLOTS, q)),
-                "terms": np.zeros((SLOTS, q, BLOCK) if exact else (1, 1, 1)),
+                "grid": np.full((SLOTS, q) if exact else (1, 1), np.nan),    # unknown until a first pass
                 "work": np.zeros(DIGITS if exact else 1, np.int64),
                 "sums": np.zeros(q),
                 "loss": np.zeros(1),
@@ -130,7 +130,7 @@ class ModelBase:
             raise ValueError("an empty batch has no mean loss; pass at least one sample")
         b = self._plan()
         params = self._params(spec["params"])
-        self._train_kernel(*arrays, *params, n, b["acc"], b["terms"], b["work"], b["sums"], b["loss"],
+        self._train_kernel(*arrays, *params, n, b["acc"], b["grid"], b["work"], b["sums"], b["loss"],
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])
 

@@ -18,7 +18,7 @@ import sympy
 
 from phg import support as sup
 from phg.hypergraph import Hypergraph
-from verifier.memory import BLOCK, NORMALISE_EVERY
+from verifier.memory import CHUNK, NORMALISE_EVERY
 
 from .adjoint import reverse
 from .scalar import HelperCall, ScalarBuilder, array_name, identifier
@@ -105,7 +105,7 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
     inputs = [v for v in g.inputs if v in builder.cone]
     params = list(g.params)
     args = ([array_name(g.values[v]) for v in inputs + params] +
-            ["_n", "_acc", "_terms", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params])
+            ["_n", "_acc", "_grid", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params])
     exact = accumulate == "exact"
     lines = ["@numba.njit(cache=True, parallel=True)", f"def {name}({', '.join(args)}):",
              f'    """Loss and gradient sums of {g.name} over n samples ({accumulate} accumulation)."""']
@@ -115,29 +115,17 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
     lines += [f"    {statement(s, e)}" for s, e in invariant]
     lines += ["    _slots = _acc.shape[0]", "    for _slot in numba.prange(_slots):", "        _a = _acc[_slot]",
               "        _a[:] = 0"]
-    if exact:                                     # the slot's block buffer
-        lines += ["        _t = _terms[_slot]", "        _c = 0", "        _f = 0"]
-    lines += ["        for _i in range(_slot * _n // _slots, (_slot + 1) * _n // _slots):"]
+    live = [q for q, expr in enumerate(quantities) if expr != 0]
     body = [ln for v in inputs for ln in loads(g, sp, v, "_i")]
     body += [statement(s, e) for s, e in per_sample]
     body += [statement(s, e) for s, e in backward]
     if exact:
-        # One call site for the exact additions keeps the kernel small (and quick to compile).
-        # Terms go to the slot's block buffer; a full block is added exactly, all at once.
-        body += [f"_t[{q}, _c] = {code(expr)}" for q, expr in enumerate(quantities)]
-        body += ["_c += 1", f"if _c == {BLOCK}:", "    _f += 1",
-                 f"    if block_add(_t, _c, _a) or _f == {NORMALISE_EVERY}:", "        normalise(_a)",
-                 "        _f = 0", "    _c = 0"]
+        lines += ["        " + ln for ln in _exact_slot(live, body, [code(quantities[q]) for q in live])]
     else:
         # Local sums: the slot's row is an argument, which the compiler cannot keep in registers.
-        live = [q for q, expr in enumerate(quantities) if expr != 0]
-        loop = lines.pop()
-        lines += [f"        _sum{q} = 0.0" for q in live] + [loop]
-        body += [f"_sum{q} += {code(quantities[q])}" for q in live]
-    lines += ["            " + ln for ln in body]
-    if exact:
-        lines += ["        block_add(_t, _c, _a)", "        normalise(_a)"]
-    else:
+        lines += [f"        _sum{q} = 0.0" for q in live]
+        lines += ["        for _i in range(_slot * _n // _slots, (_slot + 1) * _n // _slots):"]
+        lines += ["            " + ln for ln in body + [f"_sum{q} += {code(quantities[q])}" for q in live] or ["pass"]]
         lines += [f"        _a[{q}] = _sum{q}" for q in live]
     if exact:
         lines.append(f"    for _q in range({len(quantities)}):")
@@ -159,3 +147,43 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
                 lines.append(f"    {arr}[{idx}] = ({code(param_bars.get(comp[b], 0))}) / _n")
     stack = len(per_sample) + len(backward) + sum(len(sup.blades_of(g.values[v].support)) for v in inputs)
     return TrainKernel("\n".join(lines), name, inputs, params, len(quantities), plan.rows, stack)
+
+
+_MAGIC = "6755399441055744.0"                       # 1.5 * 2^52 (codegen.accumulate)
+_MAGIC_BITS = "0x4338000000000000"
+_TWO52 = "4503599627370496.0"
+
+
+def _exact_slot(live: list[int], body: list[str], terms: list[str]) -> list[str]:
+    """One slot's samples in passes over chunks (codegen.accumulate): the per-sample code once, in
+    a branch-free loop that deposits each quantity's term on its grid in two int64 sums, tracks
+    the largest magnitude as bits and flags terms below the grid; after the pass, the sums are
+    settled, or the chunk is summed again on a grid from its largest terms, or sample by sample."""
+    out = ["_G = _grid[_slot]", "_f = 0", "_end = (_slot + 1) * _n // _slots",
+           f"for _start in range(_slot * _n // _slots, _end, {CHUNK}):",
+           f"    _stop = min(_start + {CHUNK}, _end)",
+           "    _i0 = _start", "    _i1 = _stop", "    _step = _stop - _start", "    _retry = False",
+           "    while _i0 < _stop:"]
+    pre = ["_bad = 0"]
+    for q in live:
+        pre += [f"_sc{q} = _G[{q}]", f"_lo{q} = low_bits(_sc{q})", f"_h{q} = 0", f"_w{q} = 0", f"_m{q} = 0"]
+    loop = ["for _i in range(_i0, _i1):"] + ["    " + ln for ln in body]
+    for q, term in zip(live, terms):
+        loop += [f"    _e{q} = {term}",
+                 f"    _b{q} = np.float64(_e{q}).view(np.int64) & 0x7FFFFFFFFFFFFFFF",
+                 f"    _m{q} = max(_m{q}, _b{q})",
+                 f"    _bad |= (_b{q} < _lo{q}) & (_b{q} != 0)",
+                 f"    _y{q} = _e{q} * _sc{q}",
+                 f"    _t{q} = _y{q} + {_MAGIC}",
+                 f"    _h{q} += np.float64(_t{q}).view(np.int64) - {_MAGIC_BITS}",
+                 f"    _w{q} += np.float64((_y{q} - (_t{q} - {_MAGIC})) * {_TWO52} + {_MAGIC}).view(np.int64) - {_MAGIC_BITS}"]
+    loop += ["    pass"] if len(loop) == 1 else []
+    fit = " and ".join([f"fits(_sc{q}, _m{q})" for q in live] or ["True"])
+    after = [f"if (_bad == 0 and {fit}) or (_retry and _i1 - _i0 == 1):"]
+    after += [f"    settle(_a[{q}], _h{q}, _w{q}, _sc{q}, _m{q})" for q in live]
+    after += ["    _f += 1", f"    if _f == {NORMALISE_EVERY}:", "        normalise(_a)", "        _f = 0",
+              "    _i0 = _i1", "    _i1 = min(_i0 + _step, _stop)", "    _retry = False",
+              "elif not _retry:"] + [f"    _G[{q}] = regrid(_m{q})" for q in live] + ["    _retry = True",
+              "else:", "    _step = 1", "    _i1 = _i0 + 1", "    _retry = False"]
+    out += ["        " + ln for ln in pre + loop + after]
+    return out + ["normalise(_a)"]

@@ -93,44 +93,39 @@ def test_random_model_gradients_match_finite_differences(tmp_path_factory, sourc
 
 
 # ---- exact accumulation ---------------------------------------------------------------------------
-def test_exact_sums_are_the_correctly_rounded_exact_sum(built):
-    """The accumulator against Fractions: random doubles over the whole exponent range."""
+SUM_MODEL = """algebra G1 = Cl(1, 0, 0)
+model Sum on G1 {
+    input s: Scalar
+    param w: Scalar = 1
+    loss s * w
+}
+"""
+
+
+def test_exact_sums_are_the_correctly_rounded_exact_sum(tmp_path):
+    """A step's sum against Fractions, through a generated kernel (loss = mean of s * 1): random
+    doubles over the whole exponent range, so that chunks fail their grid and are summed again on
+    a grid of their own, or sample by sample; zeros, subnormals, cancellation; and NaN or an
+    infinity anywhere makes the sum NaN."""
     from fractions import Fraction
 
-    import numba
-
-    from codegen.accumulate import DIGITS, block_add, exact_add, exact_total, normalise
-
-    @numba.njit
-    def fill(acc, xs):
-        for i in range(xs.shape[0]):
-            exact_add(acc[i % acc.shape[0], 0], xs[i])
-
+    model = phg.build(phg.loads(SUM_MODEL, "sum.phg"), tmp_path).Sum()
     rng = np.random.default_rng(1)
-    work = np.zeros(DIGITS, np.int64)
-    for trial in range(200):
-        n = int(rng.integers(1, 300))
-        xs = rng.normal(size=n) * np.exp2(rng.integers(-1074, 1000, size=n)) if trial % 2 else rng.normal(size=n)
+    for trial in range(60):
+        n = int(rng.integers(1, 5000))
+        xs = rng.normal(size=n) * (np.exp2(rng.integers(-1074, 1000, size=n)) if trial % 2 else 1.0)
+        if trial % 3 == 0:                 # a few huge or tiny terms in otherwise ordinary chunks
+            xs[rng.integers(0, n, size=3)] = [1e300, 5e-324, -2.5e-310]
         if trial % 5 == 0:
-            xs = np.concatenate([xs, -xs[:-1], [5e-324, -1e308, 1e308]])
-        acc = np.zeros((16, 1, DIGITS), np.int64)
-        fill(acc, xs)
-        assert exact_total(acc, 0, work) == float(sum(Fraction(float(v)) for v in xs))
-        # the same terms in pre-rounded blocks of 32, with tiny and huge terms mixed in a block
-        acc = np.zeros((2, 1, DIGITS), np.int64)
-        for start in range(0, len(xs), 32):
-            chunk = xs[start:start + 32]
-            terms = np.zeros((1, 32))
-            terms[0, :len(chunk)] = chunk
-            if block_add(terms, len(chunk), acc[start // 32 % 2]):
-                normalise(acc[start // 32 % 2])
-        assert exact_total(acc, 0, work) == float(sum(Fraction(float(v)) for v in xs))
+            xs = np.concatenate([xs, -xs[:-1], [0.0, -1e308, 1e308]])
+        exact = sum(Fraction(float(v)) for v in xs)
+        assert model.loss(s=xs[:, None]) == float(exact) / len(xs), trial
+        assert model.grad(s=xs[:, None])["w"][0] == float(exact) / len(xs), trial
     for bad in (np.inf, -np.inf, np.nan):
-        acc = np.zeros((1, 1, DIGITS), np.int64)
-        block_add(np.array([[1.0, bad, 2.0]]), 3, acc[0])
-        block_add(np.array([[1e300, 1.0, -1e300]]), 3, acc[0])
-        normalise(acc[0])
-        assert np.isnan(exact_total(acc, 0, work))
+        xs = rng.normal(size=3000)
+        xs[1500] = bad
+        assert np.isnan(model.loss(s=xs[:, None]))
+        assert model.loss(s=xs[:1500, None]) == float(sum(Fraction(float(v)) for v in xs[:1500])) / 1500
 
 
 def test_exact_gradients_are_the_exact_mean_of_per_sample_gradients(built):

@@ -8,7 +8,7 @@ do not grow with the batch; inference allocates its outputs, which do.  Sizes ar
 
 - accumulators: SLOTS slots (a fixed share of the batch each, whatever the thread count) of
   S sums, DIGITS int64 digits each for `accumulate exact`, one float64 for `float`; with `exact`,
-  a block buffer of BLOCK float64 terms per sum.  S counts the loss and either
+  a grid scale (one float64) per sum, kept between steps.  S counts the loss and either
   the batch-invariant coefficients the per-sample code reads (when hoisted) or the parameter
   coefficients: codegen.training.sums decides, from the model's scalar program, the analysis
   the kernels are emitted from;
@@ -34,11 +34,11 @@ from .obligations import Ledger
 
 SLOTS = 16                      # accumulator rows per step
 DIGITS = 68                     # 32-bit digits of one exact sum (codegen.accumulate)
-BLOCK = 32                      # terms per quantity pre-rounded together (codegen.accumulate)
-NORMALISE_EVERY = 2**20         # blocks between carry propagations (also after a block with tiny terms)
-# a normalised digit is below 2^32; a block adds below 2^33 to a digit, and a block with tiny
-# terms below BLOCK * 2^32 more, after which the kernel normalises
-DIGIT_BOUND = 2**32 + NORMALISE_EVERY * 2**33 + BLOCK * 2**32
+CHUNK = 1024                    # samples per pass: a level sum stays below 1024 * 2^51 = 2^61
+NORMALISE_EVERY = 2**20         # passes between carry propagations
+# a normalised digit is below 2^32; a pass adds below 2^33 to a digit (two level sums, each split
+# into pieces below 2^32 over three digits)
+DIGIT_BOUND = 2**32 + NORMALISE_EVERY * 2**33
 # the top digit (weight 2^(32 (DIGITS - 1)) of 2^-1074) holds the sign and up to 2^62: sums below
 # 2^1132, so any count below 2^108 of doubles (each below 2^1024)
 CAPACITY = 2**(32 * (DIGITS - 1) + 62 - 1074 - 1024)
@@ -95,7 +95,7 @@ def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
     rows = sums(g).rows
     buffers = {
         "accumulators": SLOTS * rows * (DIGITS if exact else 1) * 8,
-        "block buffers": (SLOTS * rows * BLOCK if exact else 1) * 8,
+        "grids": (SLOTS * rows if exact else 1) * 8,
         "work digits": (DIGITS if exact else 1) * 8,
         "sums": rows * 8,
         "loss": 8,
@@ -174,9 +174,9 @@ class MemoryChecker(Ledger):
         s.add(z3.Or(z3.IntVal(DIGIT_BOUND) >= 2**63, n >= CAPACITY))
         result = s.check()
         claim = (f"the exact accumulator ({DIGITS} digits of 32 bits in int64, normalised every "
-                 f"{NORMALISE_EVERY} blocks of {BLOCK}) sums "
+                 f"{NORMALISE_EVERY} passes of up to {CHUNK} samples) sums "
                  f"{'a batch of ' + str(batch) if batch is not None else 'any batch'} without overflow")
-        evidence = {"digit_bound": DIGIT_BOUND, "normalise_every_blocks": NORMALISE_EVERY, "block": BLOCK,
+        evidence = {"digit_bound": DIGIT_BOUND, "normalise_every_passes": NORMALISE_EVERY, "chunk": CHUNK,
                     "capacity_samples": CAPACITY, "z3": str(result),
                     "expected": "every digit below 2^63 and fewer than 2^108 samples"}
         if result == z3.sat:
