@@ -30,9 +30,11 @@ import numpy as np
 from verifier.memory import CHUNK, DIGITS, NORMALISE_EVERY, SLOTS  # noqa: F401
 
 _MASK32 = 0xFFFFFFFF
-_MAGIC = 6755399441055744.0                        # 1.5 * 2^52: y + _MAGIC rounds y to an integer
-_MAGIC_BITS = 0x4338000000000000                   # its bits; (t's bits - these) is that integer
-_TWO52 = 4503599627370496.0
+# The deposit's constants, printed into the training kernels (codegen.training).
+MAGIC = 6755399441055744.0                         # 1.5 * 2^52: y + MAGIC rounds y to an integer
+MAGIC_BITS = 0x4338000000000000                    # its bits; (t's bits - these) is that integer
+TWO52 = 4503599627370496.0
+ABS = 0x7FFFFFFFFFFFFFFF                           # a double's bits without the sign
 
 
 @numba.njit(cache=True, inline="always")
@@ -58,7 +60,6 @@ def _add_int(digits, v, g):
 
 # The top digit only ever takes carries (far below 2^61); a non-finite term marks it with 2^62.
 NONFINITE = 1 << 62
-_ABS = 0x7FFFFFFFFFFFFFFF
 _INF_BITS = 0x7FF0000000000000
 _LOWEST = -971                                     # the finest grid: its 2^(g - 103) is 2^-1074
 _HEADROOM = 3                                      # binades above a regridded chunk's largest term

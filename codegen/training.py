@@ -20,6 +20,7 @@ from phg import support as sup
 from phg.hypergraph import Hypergraph
 from verifier.memory import CHUNK, NORMALISE_EVERY
 
+from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
 from .adjoint import reverse
 from .scalar import HelperCall, ScalarBuilder, array_name, identifier
 
@@ -149,9 +150,7 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
     return TrainKernel("\n".join(lines), name, inputs, params, len(quantities), plan.rows, stack)
 
 
-_MAGIC = "6755399441055744.0"                       # 1.5 * 2^52 (codegen.accumulate)
-_MAGIC_BITS = "0x4338000000000000"
-_TWO52 = "4503599627370496.0"
+_MAGIC, _MAGIC_BITS, _TWO52, _ABS = repr(MAGIC), hex(MAGIC_BITS), repr(TWO52), hex(ABS)
 
 
 def _exact_slot(live: list[int], body: list[str], terms: list[str]) -> list[str]:
@@ -170,7 +169,7 @@ def _exact_slot(live: list[int], body: list[str], terms: list[str]) -> list[str]
     loop = ["for _i in range(_i0, _i1):"] + ["    " + ln for ln in body]
     for q, term in zip(live, terms):
         loop += [f"    _e{q} = {term}",
-                 f"    _b{q} = np.float64(_e{q}).view(np.int64) & 0x7FFFFFFFFFFFFFFF",
+                 f"    _b{q} = np.float64(_e{q}).view(np.int64) & {_ABS}",
                  f"    _m{q} = max(_m{q}, _b{q})",
                  f"    _bad |= (_b{q} < _lo{q}) & (_b{q} != 0)",
                  f"    _y{q} = _e{q} * _sc{q}",
