@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 # The sizes are the memory plan's and the quire obligation's (verifier.memory).
-from verifier.memory import CHUNK, DIGITS, NORMALISE_EVERY, SLOTS  # noqa: F401
+from verifier.memory import CHUNK, DIGITS, NORMALISE_EVERY, REGISTER_SUMS, SLOTS  # noqa: F401
 
 _MASK32 = 0xFFFFFFFF
 # The deposit's constants, printed into the training kernels (codegen.training).
@@ -108,6 +108,51 @@ def settle(digits, high, low, scale, top):
         g = _grid_of(scale)
         _add_int(digits, high, g - 51)
         _add_int(digits, low, g - 103)
+
+
+# A model with many sums keeps each pass's state in an array, [rows, 4] int64 per slot (the two
+# level sums, the largest magnitude and the grid's lowest magnitude, as bits): one call per term
+# in the per-sample code instead of a dozen statements and three loop-carried scalars, which
+# Numba's compiler passes handle in time that grows faster than linearly (see codegen.training).
+@numba.njit(cache=True)
+def begin_pass(state, grid):
+    for q in range(state.shape[0]):
+        state[q, 0] = 0
+        state[q, 1] = 0
+        state[q, 2] = 0
+        state[q, 3] = low_bits(grid[q])
+
+
+@numba.njit(cache=True)
+def deposit(state, q, x, scale):
+    """Term x of sum q deposited on its grid; whether it lies below the grid (nonzero)."""
+    b = np.float64(x).view(np.int64) & ABS
+    y = x * scale
+    t = y + MAGIC
+    state[q, 0] += np.float64(t).view(np.int64) - MAGIC_BITS
+    state[q, 1] += np.float64((y - (t - MAGIC)) * TWO52 + MAGIC).view(np.int64) - MAGIC_BITS
+    state[q, 2] = max(state[q, 2], b)
+    return (b < state[q, 3]) & (b != 0)
+
+
+@numba.njit(cache=True)
+def pass_fits(state, grid):
+    for q in range(state.shape[0]):
+        if not fits(grid[q], state[q, 2]):
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def settle_pass(rows, state, grid):
+    for q in range(state.shape[0]):
+        settle(rows[q], state[q, 0], state[q, 1], grid[q], state[q, 2])
+
+
+@numba.njit(cache=True)
+def regrid_pass(state, grid):
+    for q in range(state.shape[0]):
+        grid[q] = regrid(state[q, 2])
 
 
 @numba.njit(cache=True)

@@ -18,7 +18,7 @@ import sympy
 
 from phg import support as sup
 from phg.hypergraph import Hypergraph
-from verifier.memory import CHUNK, NORMALISE_EVERY
+from verifier.memory import CHUNK, NORMALISE_EVERY, REGISTER_SUMS
 
 from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
 from .adjoint import reverse
@@ -108,26 +108,37 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
     args = ([array_name(g.values[v]) for v in inputs + params] +
             ["_n", "_acc", "_grid", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params])
     exact = accumulate == "exact"
-    lines = ["@numba.njit(cache=True, parallel=True)", f"def {name}({', '.join(args)}):",
-             f'    """Loss and gradient sums of {g.name} over n samples ({accumulate} accumulation)."""']
-    for p in params:
-        if p in sp.values:
-            lines += ["    " + ln for ln in loads(g, sp, p, None)]
-    lines += [f"    {statement(s, e)}" for s, e in invariant]
-    lines += ["    _slots = _acc.shape[0]", "    for _slot in numba.prange(_slots):", "        _a = _acc[_slot]",
-              "        _a[:] = 0"]
+    data = [array_name(g.values[v]) for v in inputs + params]
+    preamble = [ln for p in params if p in sp.values for ln in loads(g, sp, p, None)]
+    preamble += [statement(s, e) for s, e in invariant]
+    # A slot's work is a function of its own: Numba's parallel passes grow faster than linearly
+    # in the size of a prange body, so the body is one call (a model of 128 parameters and 129
+    # sums compiled in 5 minutes with it inlined, in seconds like this).
+    slot = f"{name}_slot"
+    lines = ["@numba.njit(cache=True)", f"def {slot}({', '.join(data + ['_n', '_slot', '_slots', '_a', '_G', '_D'])}):",
+             f'    """One slot of the samples of {g.name}: their loss and adjoint sums into the row _a (on the grids _G)."""']
+    lines += ["    " + ln for ln in preamble]
+    lines += ["    _a[:] = 0"]
     live = [q for q, expr in enumerate(quantities) if expr != 0]
     body = [ln for v in inputs for ln in loads(g, sp, v, "_i")]
     body += [statement(s, e) for s, e in per_sample]
     body += [statement(s, e) for s, e in backward]
+    in_array = exact and plan.rows > REGISTER_SUMS
+    own = "_slot" if exact else "0"
     if exact:
-        lines += ["        " + ln for ln in _exact_slot(live, body, [code(quantities[q]) for q in live])]
+        lines += ["    " + ln for ln in _exact_slot(live, body, [code(quantities[q]) for q in live], in_array)]
     else:
-        # Local sums: the slot's row is an argument, which the compiler cannot keep in registers.
-        lines += [f"        _sum{q} = 0.0" for q in live]
-        lines += ["        for _i in range(_slot * _n // _slots, (_slot + 1) * _n // _slots):"]
-        lines += ["            " + ln for ln in body + [f"_sum{q} += {code(quantities[q])}" for q in live] or ["pass"]]
-        lines += [f"        _a[{q}] = _sum{q}" for q in live]
+        # Local sums: the row is an argument, which the compiler cannot keep in registers.
+        lines += [f"    _sum{q} = 0.0" for q in live]
+        lines += ["    for _i in range(_slot * _n // _slots, (_slot + 1) * _n // _slots):"]
+        lines += ["        " + ln for ln in body + [f"_sum{q} += {code(quantities[q])}" for q in live] or ["pass"]]
+        lines += [f"    _a[{q}] = _sum{q}" for q in live]
+    args = data + ["_n", "_acc", "_grid", "_dep", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params]
+    lines += ["", "", "@numba.njit(cache=True, parallel=True)", f"def {name}({', '.join(args)}):",
+              f'    """Loss and gradient sums of {g.name} over n samples ({accumulate} accumulation)."""']
+    lines += ["    _slots = _acc.shape[0]", "    for _slot in numba.prange(_slots):",
+              f"        {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], _dep[{own if in_array else 0}])"]
+    lines += ["    " + ln for ln in preamble]
     if exact:
         lines.append(f"    for _q in range({len(quantities)}):")
         lines.append("        _sums[_q] = exact_total(_acc, _q, _work)")
@@ -153,36 +164,43 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
 _MAGIC, _MAGIC_BITS, _TWO52, _ABS = repr(MAGIC), hex(MAGIC_BITS), repr(TWO52), hex(ABS)
 
 
-def _exact_slot(live: list[int], body: list[str], terms: list[str]) -> list[str]:
+def _exact_slot(live: list[int], body: list[str], terms: list[str], in_array: bool) -> list[str]:
     """One slot's samples in passes over chunks (codegen.accumulate): the per-sample code once, in
     a branch-free loop that deposits each quantity's term on its grid in two int64 sums, tracks
     the largest magnitude as bits and flags terms below the grid; after the pass, the sums are
-    settled, or the chunk is summed again on a grid from its largest terms, or sample by sample."""
-    out = ["_G = _grid[_slot]", "_f = 0", "_end = (_slot + 1) * _n // _slots",
+    settled, or the chunk is summed again on a grid from its largest terms, or sample by sample.
+    The pass's state is in registers, or with many sums in the slot's array _D (codegen.accumulate)."""
+    out = ["_f = 0", "_end = (_slot + 1) * _n // _slots",
            f"for _start in range(_slot * _n // _slots, _end, {CHUNK}):",
            f"    _stop = min(_start + {CHUNK}, _end)",
            "    _i0 = _start", "    _i1 = _stop", "    _step = _stop - _start", "    _retry = False",
            "    while _i0 < _stop:"]
     pre = ["_bad = 0"]
-    for q in live:
-        pre += [f"_sc{q} = _G[{q}]", f"_lo{q} = low_bits(_sc{q})", f"_h{q} = 0", f"_w{q} = 0", f"_m{q} = 0"]
     loop = ["for _i in range(_i0, _i1):"] + ["    " + ln for ln in body]
-    for q, term in zip(live, terms):
-        loop += [f"    _e{q} = {term}",
-                 f"    _b{q} = np.float64(_e{q}).view(np.int64) & {_ABS}",
-                 f"    _m{q} = max(_m{q}, _b{q})",
-                 f"    _bad |= (_b{q} < _lo{q}) & (_b{q} != 0)",
-                 f"    _y{q} = _e{q} * _sc{q}",
-                 f"    _t{q} = _y{q} + {_MAGIC}",
-                 f"    _h{q} += np.float64(_t{q}).view(np.int64) - {_MAGIC_BITS}",
-                 f"    _w{q} += np.float64((_y{q} - (_t{q} - {_MAGIC})) * {_TWO52} + {_MAGIC}).view(np.int64) - {_MAGIC_BITS}"]
+    if in_array:
+        pre += ["begin_pass(_D, _G)"]
+        loop += [f"    _bad |= deposit(_D, {q}, {term}, _G[{q}])" for q, term in zip(live, terms)]
+        fit, settled, regridded = "pass_fits(_D, _G)", ["    settle_pass(_a, _D, _G)"], ["    regrid_pass(_D, _G)"]
+    else:
+        for q in live:
+            pre += [f"_sc{q} = _G[{q}]", f"_lo{q} = low_bits(_sc{q})", f"_h{q} = 0", f"_w{q} = 0", f"_m{q} = 0"]
+        for q, term in zip(live, terms):
+            loop += [f"    _e{q} = {term}",
+                     f"    _b{q} = np.float64(_e{q}).view(np.int64) & {_ABS}",
+                     f"    _m{q} = max(_m{q}, _b{q})",
+                     f"    _bad |= (_b{q} < _lo{q}) & (_b{q} != 0)",
+                     f"    _y{q} = _e{q} * _sc{q}",
+                     f"    _t{q} = _y{q} + {_MAGIC}",
+                     f"    _h{q} += np.float64(_t{q}).view(np.int64) - {_MAGIC_BITS}",
+                     f"    _w{q} += np.float64((_y{q} - (_t{q} - {_MAGIC})) * {_TWO52} + {_MAGIC}).view(np.int64) - {_MAGIC_BITS}"]
+        fit = " and ".join([f"fits(_sc{q}, _m{q})" for q in live] or ["True"])
+        settled = [f"    settle(_a[{q}], _h{q}, _w{q}, _sc{q}, _m{q})" for q in live]
+        regridded = [f"    _G[{q}] = regrid(_m{q})" for q in live]
     loop += ["    pass"] if len(loop) == 1 else []
-    fit = " and ".join([f"fits(_sc{q}, _m{q})" for q in live] or ["True"])
-    after = [f"if (_bad == 0 and {fit}) or (_retry and _i1 - _i0 == 1):"]
-    after += [f"    settle(_a[{q}], _h{q}, _w{q}, _sc{q}, _m{q})" for q in live]
+    after = [f"if (_bad == 0 and {fit}) or (_retry and _i1 - _i0 == 1):"] + settled
     after += ["    _f += 1", f"    if _f == {NORMALISE_EVERY}:", "        normalise(_a)", "        _f = 0",
               "    _i0 = _i1", "    _i1 = min(_i0 + _step, _stop)", "    _retry = False",
-              "elif not _retry:"] + [f"    _G[{q}] = regrid(_m{q})" for q in live] + ["    _retry = True",
+              "elif not _retry:"] + regridded + ["    _retry = True",
               "else:", "    _step = 1", "    _i1 = _i0 + 1", "    _retry = False"]
     out += ["        " + ln for ln in pre + loop + after]
     return out + ["normalise(_a)"]

@@ -107,6 +107,9 @@ class Hypergraph:
             e.sources = tuple(new if s == old else s for s in e.sources)
             if e.target == old:
                 e.target = new
+        for c in self.claims:                      # a def's argument or result claim made before the name
+            if c.subject == old:
+                c.subject = new
 
     def discard(self, value_id: str):
         """Drop a value nothing uses or produces (a literal consumed at compile time)."""
@@ -124,8 +127,10 @@ class Hypergraph:
                 if self.values[p].declared is not None and self.values[p].declared.versor in ("Rotor", "Motor")]
 
     def cone(self, value_id: str) -> list[str]:
-        """value_id and every value it depends on."""
-        return [value_id] + [n for n in nx.ancestors(self.incidence, value_id) if n in self.values]
+        """value_id and every value it depends on, in the order they were made (not a set's order,
+        which varies between runs: counterexamples and certificates must not)."""
+        above = nx.ancestors(self.incidence, value_id)
+        return [value_id] + [n for n in self.values if n in above and n != value_id]
 
     def topological_edges(self) -> list[Edge]:
         return [self.edges[n] for n in nx.topological_sort(self.incidence) if n in self.edges]

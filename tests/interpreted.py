@@ -13,6 +13,7 @@ def interpreted(module, model_name: str, seed: int = 1):
     for kernel in ("_predict_kernel", "_train_kernel"):
         if hasattr(cls, kernel):
             setattr(model, kernel, getattr(cls, kernel).py_func)
-    for name in [n for n in vars(module) if n.startswith(("_exp_", "_inv_"))]:
+    # helpers, and the per-slot functions the training kernels call
+    for name in [n for n in vars(module) if n.startswith(("_exp_", "_inv_")) or n.endswith("_train_slot")]:
         setattr(module, name, getattr(getattr(module, name), "py_func", getattr(module, name)))
     return model

@@ -150,3 +150,18 @@ def test_a_named_const_used_twice_keeps_its_node():
     src = G3 + "const F = 2 * e1\nmodel M on G3 {\n    output z = F\n    output w = F + F\n}\n"
     g = phg.loads(src).models["M"]
     assert g.values["z"].const[1] == 2.0 and g.values["w"].const[1] == 4.0
+
+
+def test_a_def_result_named_by_a_statement_keeps_its_claims():
+    """`output y: Vector = reflect(n, x)`: the def's result value takes the statement's name, and
+    its `-> Vector` claim follows it (it used to point at the old id: a KeyError in phg check)."""
+    program = phg.loads("algebra G3 = Cl(3, 0, 0)\n"
+                        "def reflect(n: Vector, x: Vector) -> Vector = -n * x * n\n"
+                        "def wrong(n: Vector) -> Bivector = n * n\n"
+                        "model Mirror on G3 {\n    input n: Vector\n    input x: Vector\n"
+                        "    output y: Vector = reflect(n, x)\n    let z = wrong(n)\n    output z\n}\n")
+    graph = program.models["Mirror"]
+    assert all(c.subject in graph.values for c in graph.claims)
+    statuses = {o.claim: o.status for o in phg.check(program).obligations}
+    assert statuses["y : Vector"] == "proven"
+    assert statuses["z : Bivector"] == "refuted"

@@ -102,13 +102,21 @@ model Sum on G1 {
 """
 
 
-def test_exact_sums_are_the_correctly_rounded_exact_sum(tmp_path):
+@pytest.mark.parametrize("state", ["registers", "array"])
+def test_exact_sums_are_the_correctly_rounded_exact_sum(tmp_path, monkeypatch, state):
     """A step's sum against Fractions, through a generated kernel (loss = mean of s * 1): random
     doubles over the whole exponent range, so that chunks fail their grid and are summed again on
     a grid of their own, or sample by sample; zeros, subnormals, cancellation; and NaN or an
-    infinity anywhere makes the sum NaN."""
+    infinity anywhere makes the sum NaN.  Both ways of holding a pass's state: in registers (few
+    sums) and in an array (many sums; forced here by lowering the threshold everywhere it is read)."""
     from fractions import Fraction
 
+    import codegen.runtime
+    import codegen.training
+    import verifier.memory
+    if state == "array":
+        for module in (codegen.runtime, codegen.training, verifier.memory):
+            monkeypatch.setattr(module, "REGISTER_SUMS", 0)
     model = phg.build(phg.loads(SUM_MODEL, "sum.phg"), tmp_path).Sum()
     rng = np.random.default_rng(1)
     for trial in range(60):

@@ -8,7 +8,8 @@ do not grow with the batch; inference allocates its outputs, which do.  Sizes ar
 
 - accumulators: SLOTS slots (a fixed share of the batch each, whatever the thread count) of
   S sums, DIGITS int64 digits each for `accumulate exact`, one float64 for `float`; with `exact`,
-  a grid scale (one float64) per sum, kept between steps.  S counts the loss and either
+  a grid scale (one float64) per sum, kept between steps, and beyond REGISTER_SUMS sums a pass's
+  deposit state (4 int64) per sum and slot.  S counts the loss and either
   the batch-invariant coefficients the per-sample code reads (when hoisted) or the parameter
   coefficients: codegen.training.sums decides, from the model's scalar program, the analysis
   the kernels are emitted from;
@@ -36,6 +37,7 @@ SLOTS = 16                      # accumulator rows per step
 DIGITS = 68                     # 32-bit digits of one exact sum (codegen.accumulate)
 CHUNK = 1024                    # samples per pass: a level sum stays below 1024 * 2^51 = 2^61
 NORMALISE_EVERY = 2**20         # passes between carry propagations
+REGISTER_SUMS = 32              # exact sums a pass keeps in registers; more keep it in an array
 # a normalised digit is below 2^32; a pass adds below 2^33 to a digit (two level sums, each split
 # into pieces below 2^32 over three digits)
 DIGIT_BOUND = 2**32 + NORMALISE_EVERY * 2**33
@@ -96,6 +98,7 @@ def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
     buffers = {
         "accumulators": SLOTS * rows * (DIGITS if exact else 1) * 8,
         "grids": (SLOTS * rows if exact else 1) * 8,
+        "deposit states": (SLOTS * rows * 4 if exact and rows > REGISTER_SUMS else 4) * 8,
         "work digits": (DIGITS if exact else 1) * 8,
         "sums": rows * 8,
         "loss": 8,
@@ -104,7 +107,7 @@ def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
         "directions": coords * 8,
         "optimizer moments": MOMENTS[train.optimizer] * coords * 8,
     }
-    arrays = 5 + 4 * len(g.params) + len(manifold)
+    arrays = 6 + 4 * len(g.params) + len(manifold)
     buffers["array headers"] = arrays * ARRAY_HEADER
     buffers["interpreter"] = STEP_ALLOWANCE
     outputs = sum(_coefficients(g, v) for v in g.outputs.values()) * 8
