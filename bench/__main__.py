@@ -1,13 +1,16 @@
 import sys
 
-from . import buildtime, checktime, predict, soundness, train
+from . import buildtime, checktime, predict, report, soundness, train
 
 COMMANDS = {"soundness": soundness.main, "check": checktime.main, "predict": predict.main, "build": buildtime.main,
             "train": train.main}
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
+    if name == "" or name.startswith("--"):          # every benchmark, one table
+        sys.exit(report.main(sys.argv[1:]))
     if name not in COMMANDS:
-        print("usage: python -m bench soundness [N_MODELS] [--jobs J] | check | predict | build | train")
+        print("usage: python -m bench [--soundness N] [--jobs J]   (every benchmark, one table)\n"
+              "       python -m bench soundness [N_MODELS] [--jobs J] | check | predict | build | train")
         sys.exit(2)
     sys.exit(COMMANDS[name](sys.argv[2:]))

@@ -150,7 +150,9 @@ def run() -> list[dict]:
         t_king = best(king) if king else None
         t_cliff = best(cliff, 1) * N / CLIFFORD_SLICE
         rows.append({"case": name, "phg_ms": 1e3 * t_ours, "vs_hand": t_hand / t_ours,
-                     "vs_kingdon": t_king / t_ours if t_king else None, "vs_clifford": t_cliff / t_ours})
+                     "vs_kingdon": t_king / t_ours if t_king else None, "vs_clifford": t_cliff / t_ours,
+                     "hand_ms": 1e3 * t_hand, "kingdon_ms": 1e3 * t_king if t_king else None,
+                     "clifford_ms": 1e3 * t_cliff})
     return rows
 
 

@@ -38,16 +38,32 @@ def kabsch(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def angle_between(p: np.ndarray, q: np.ndarray) -> float:
-    return float(np.arccos(np.clip((np.trace(p.T @ q) - 1) / 2, -1.0, 1.0)))
+    """The angle of the rotation p^T q, from |p - q|_F = 2 sqrt(2) sin(angle / 2) (accurate near 0,
+    where the arccos of the trace is not)."""
+    return float(2 * np.arcsin(min(1.0, np.linalg.norm(p - q) / (2 * np.sqrt(2)))))
+
+
+def report(fit_r, fit_t, x, y, truth_r, truth_t, noise: float) -> None:
+    """The fitted motion's distance to the least-squares optimum and to the true motion."""
+    opt_r, opt_t = kabsch(x, y)
+    print(f"fitted vs Kabsch optimum: rotation {angle_between(fit_r, opt_r):.3g} rad, "
+          f"translation {np.abs(fit_t - opt_t).max():.3g} m")
+    print(f"fitted vs the true motion: rotation {angle_between(fit_r, truth_r):.3g} rad, "
+          f"translation {np.abs(fit_t - truth_t).max():.3g} m (noise {noise:g} m on {len(x)} samples)")
+
+
+def arguments(doc: str, samples: int, target: str) -> argparse.ArgumentParser:
+    """The options of the correspondence examples (this one and pga_pose)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=samples)
+    ap.add_argument("--noise", type=float, default=0.01, help=f"standard deviation of the noise on {target}, in m")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="build", help="directory for the data and the fitted parameters")
+    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=4096)
-    ap.add_argument("--noise", type=float, default=0.01, help="standard deviation of the noise on y, in m")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="build", help="directory for the data and the fitted parameters")
-    args = ap.parse_args(argv)
+    args = arguments(__doc__, 4096, "y").parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
     q = rng.normal(size=4)
@@ -65,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     fitted = dict(np.load(params))
     fit_r, fit_t = rotor_matrix(fitted["R"]), fitted["t"]
-    opt_r, opt_t = kabsch(x, y)
-    print(f"fitted vs Kabsch optimum: rotation {angle_between(fit_r, opt_r):.3g} rad, "
-          f"translation {np.abs(fit_t - opt_t).max():.3g} m")
-    print(f"fitted vs the true motion: rotation {angle_between(fit_r, truth_r):.3g} rad, "
-          f"translation {np.abs(fit_t - truth_t).max():.3g} m (noise {args.noise:g} m on {args.samples} samples)")
+    report(fit_r, fit_t, x, y, truth_r, truth_t, args.noise)
     return 0
 
 
