@@ -111,11 +111,14 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
     data = [array_name(g.values[v]) for v in inputs + params]
     preamble = [ln for p in params if p in sp.values for ln in loads(g, sp, p, None)]
     preamble += [statement(s, e) for s, e in invariant]
-    # A slot's work is a function of its own: Numba's parallel passes grow faster than linearly
-    # in the size of a prange body, so the body is one call (a model of 128 parameters and 129
-    # sums compiled in 5 minutes with it inlined, in seconds like this).
+    # A slot's work is a function of its own.  With many sums it stays one (Numba's parallel
+    # passes grow faster than linearly in the size of a prange body: the 129 sums of
+    # examples/signed_volume.phg took 290 s to compile inlined, 81 s with this and the array
+    # deposits); with few it is inlined into the prange body, where the compiler makes the
+    # per-sample loop faster (rigid registration's exact gradient: 10 ms against 12).
     slot = f"{name}_slot"
-    lines = ["@numba.njit(cache=True)", f"def {slot}({', '.join(data + ['_n', '_slot', '_slots', '_a', '_G', '_D'])}):",
+    inline = "always" if plan.rows <= REGISTER_SUMS else "never"
+    lines = [f"@numba.njit(cache=True, inline={inline!r})", f"def {slot}({', '.join(data + ['_n', '_slot', '_slots', '_a', '_G', '_D'])}):",
              f'    """One slot of the samples of {g.name}: their loss and adjoint sums into the row _a (on the grids _G)."""']
     lines += ["    " + ln for ln in preamble]
     lines += ["    _a[:] = 0"]
