@@ -81,12 +81,17 @@ def parallel(n: int, jobs: int) -> dict:
     return total
 
 
+def tally(n: int, jobs: int) -> dict:
+    """n models in this process, or in shards over `jobs` processes."""
+    return run(n) if jobs == 1 and n <= SHARD else parallel(n, jobs)
+
+
 def main(argv: list[str]) -> int:
     """python -m bench soundness [N_MODELS] [--jobs J]"""
     jobs = int(argv[argv.index("--jobs") + 1]) if "--jobs" in argv else 1
     rest = [a for i, a in enumerate(argv) if a != "--jobs" and (i == 0 or argv[i - 1] != "--jobs")]
     n = int(rest[0]) if rest else 20_000
-    r = run(n) if jobs == 1 and n <= SHARD else parallel(n, jobs)
+    r = tally(n, jobs)
     print("| models | claims proven / refuted / unknown | soundness violations | precision | seconds |")
     print("|---|---|---|---|---|")
     print(f"| {r['models']} | {r['proven']} / {r['refuted']} / {r['unknown']} | {len(r['violations'])} | "

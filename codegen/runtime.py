@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .accumulate import DIGITS, REGISTER_SUMS, SLOTS
+from .accumulate import DIGITS, SLOTS, many_sums
 from phg.program import OPTIMIZERS
 
 from .optimizers import KINDS, STATE, direction
@@ -109,7 +109,7 @@ class ModelBase:
             self._buffers = {
                 "acc": np.zeros((SLOTS, q, DIGITS), np.int64) if exact else np.zeros((SLOTS, q)),
                 "grid": np.full((SLOTS, q) if exact else (1, 1), np.nan),    # unknown until a first pass
-                "deposits": np.zeros((SLOTS, q, 4) if exact and q > REGISTER_SUMS else (1, 1, 4), np.int64),
+                "deposits": np.zeros((SLOTS, q, 4) if exact and many_sums(q) else (1, 1, 4), np.int64),
                 "work": np.zeros(DIGITS if exact else 1, np.int64),
                 "sums": np.zeros(q),
                 "loss": np.zeros(1),

@@ -18,7 +18,7 @@ import sympy
 
 from phg import support as sup
 from phg.hypergraph import Hypergraph
-from verifier.memory import CHUNK, NORMALISE_EVERY, REGISTER_SUMS
+from verifier.memory import CHUNK, NORMALISE_EVERY, many_sums
 
 from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
 from .adjoint import reverse
@@ -105,8 +105,6 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
 
     inputs = [v for v in g.inputs if v in builder.cone]
     params = list(g.params)
-    args = ([array_name(g.values[v]) for v in inputs + params] +
-            ["_n", "_acc", "_grid", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params])
     exact = accumulate == "exact"
     data = [array_name(g.values[v]) for v in inputs + params]
     preamble = [ln for p in params if p in sp.values for ln in loads(g, sp, p, None)]
@@ -117,7 +115,7 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
     # deposits); with few it is inlined into the prange body, where the compiler makes the
     # per-sample loop faster (rigid registration's exact gradient: 10 ms against 12).
     slot = f"{name}_slot"
-    inline = "always" if plan.rows <= REGISTER_SUMS else "never"
+    inline = "never" if many_sums(plan.rows) else "always"
     lines = [f"@numba.njit(cache=True, inline={inline!r})", f"def {slot}({', '.join(data + ['_n', '_slot', '_slots', '_a', '_G', '_D'])}):",
              f'    """One slot of the samples of {g.name}: their loss and adjoint sums into the row _a (on the grids _G)."""']
     lines += ["    " + ln for ln in preamble]
@@ -126,7 +124,7 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
     body = [ln for v in inputs for ln in loads(g, sp, v, "_i")]
     body += [statement(s, e) for s, e in per_sample]
     body += [statement(s, e) for s, e in backward]
-    in_array = exact and plan.rows > REGISTER_SUMS
+    in_array = exact and many_sums(plan.rows)
     own = "_slot" if exact else "0"
     if exact:
         lines += ["    " + ln for ln in _exact_slot(live, body, [code(quantities[q]) for q in live], in_array)]

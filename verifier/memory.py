@@ -49,6 +49,12 @@ STEP_ALLOWANCE = 8192           # the interpreter's transient objects during one
 MOMENTS = {"sgd": 0, "adam": 2, "prm": 3}
 
 
+def many_sums(rows: int) -> bool:
+    """Whether a step's sums are too many for registers: its exact passes then keep their state in
+    an array, and its slot function is compiled on its own (codegen.training)."""
+    return rows > REGISTER_SUMS
+
+
 def _coefficients(g: Hypergraph, vid: str) -> int:
     v = g.values[vid]
     return math.prod(v.shape) * bin(v.support).count("1")
@@ -98,7 +104,7 @@ def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
     buffers = {
         "accumulators": SLOTS * rows * (DIGITS if exact else 1) * 8,
         "grids": (SLOTS * rows if exact else 1) * 8,
-        "deposit states": (SLOTS * rows * 4 if exact and rows > REGISTER_SUMS else 4) * 8,
+        "deposit states": (SLOTS * rows * 4 if exact and many_sums(rows) else 4) * 8,
         "work digits": (DIGITS if exact else 1) * 8,
         "sums": rows * 8,
         "loss": 8,
