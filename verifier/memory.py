@@ -146,15 +146,16 @@ class MemoryChecker(Ledger):
 
     def memory(self):
         k = self.train.memory_factor
-        n = z3.Int("N")
-        s = z3.Solver()
+        ctx = z3.Context()          # a context of its own: the recorded query is the same in every process
+        n = z3.Int("N", ctx)
+        s = z3.Solver(ctx=ctx)
         s.set("rlimit", 1_000_000)
         s.add(n >= 1)
         if self.train.batch is not None:
             s.add(n == self.train.batch)
         inference = self.plan.output_bytes_per_sample * n + self.plan.inference_fixed
         # training > K * inference, over the rationals: K may be fractional
-        s.add(z3.ToReal(z3.IntVal(self.plan.training_bytes)) > z3.RealVal(str(k)) * z3.ToReal(inference))
+        s.add(z3.ToReal(z3.IntVal(self.plan.training_bytes, ctx)) > z3.RealVal(str(k), ctx) * z3.ToReal(inference))
         result = s.check()
         batch = "the batch of the train block" if self.train.batch is not None else "every batch size N >= 1"
         claim = f"a training step needs at most {k:g} times the memory of inference on {batch}"
@@ -170,8 +171,9 @@ class MemoryChecker(Ledger):
         self.add("memory", self.g.name, self.train.memory_span or self.train.span, claim, _status(result), evidence, s.to_smt2())
 
     def quire(self):
-        n = z3.Int("N")
-        s = z3.Solver()
+        ctx = z3.Context()
+        n = z3.Int("N", ctx)
+        s = z3.Solver(ctx=ctx)
         s.set("rlimit", 1_000_000)
         batch = self.train.batch
         s.add(n >= 1)
@@ -180,7 +182,7 @@ class MemoryChecker(Ledger):
         else:
             s.add(n <= 2**63 - 1)                 # a batch's length is an int64
         # a digit overflows between normalisations, or the sum of N doubles outgrows the top digit
-        s.add(z3.Or(z3.IntVal(DIGIT_BOUND) >= 2**63, n >= CAPACITY))
+        s.add(z3.Or(z3.IntVal(DIGIT_BOUND, ctx) >= 2**63, n >= CAPACITY))
         result = s.check()
         claim = (f"the exact accumulator ({DIGITS} digits of 32 bits in int64, normalised every "
                  f"{NORMALISE_EVERY} passes of up to {CHUNK} samples) sums "

@@ -9,7 +9,8 @@ query (by induction along the edges, the first escape would be a model).  Closur
 non-versors, exp, log) are bounded by a constant set that the query checks to be closed.
 
 The query is satisfiable exactly when the claim can fail; unsat proves it.  Z3 runs under a
-deterministic resource limit: when it gives up, the answer is unknown, never proven.
+deterministic resource limit, in a context of its own: when it gives up, the answer is unknown,
+never proven, and the same in every process.
 """
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ from phg.hypergraph import Edge, Hypergraph
 from phg.versors import SANDWICH_THEOREM
 
 RLIMIT = 5_000_000
+# Z3's heuristics follow its terms' internal ids, which depend on every term the context ever
+# made: in a shared context, one claim's verdict (and the recorded query's text) would depend on
+# what the process checked before.  Each query gets a context of its own and a fixed seed.
+SEED = 0
+
+
+def solver(ctx: z3.Context) -> z3.Solver:
+    """A solver under the deterministic resource limit and seed every query uses."""
+    s = z3.Solver(ctx=ctx)
+    s.set("rlimit", RLIMIT)
+    s.set("random_seed", SEED)
+    return s
 
 PRODUCT_KINDS = {"gp": "gp", "op": "op", "lc": "lc", "regressive": "regressive", "mix": "gp"}
 SAME_SUPPORT = {"neg", "reverse", "involute", "normalize", "sum", "gate", "index", "copy"}
@@ -41,19 +54,19 @@ def bit(x, b: int):
     return z3.Extract(b, b, x) == 1
 
 
-def mask(alg: Algebra, m: int):
-    return z3.BitVecVal(m, alg.dim)
+def mask(alg: Algebra, m: int, ctx: z3.Context | None = None):
+    return z3.BitVecVal(m, alg.dim, ctx)
 
 
 def outside(alg: Algebra, x, m: int):
     """x has a blade outside mask m."""
-    return (x & mask(alg, alg.every_blade & ~m)) != mask(alg, 0)
+    return (x & mask(alg, alg.every_blade & ~m, x.ctx)) != mask(alg, 0, x.ctx)
 
 
-def bits_to_bv(alg: Algebra, conds):
+def bits_to_bv(alg: Algebra, conds, ctx: z3.Context | None = None):
     """The bit-vector whose bit c is conds[c] (a z3 Bool or a Python bool)."""
-    parts = [z3.If(c, z3.BitVecVal(1, 1), z3.BitVecVal(0, 1)) if not isinstance(c, bool)
-             else z3.BitVecVal(int(c), 1) for c in reversed(conds)]
+    parts = [z3.If(c, z3.BitVecVal(1, 1, ctx), z3.BitVecVal(0, 1, ctx)) if not isinstance(c, bool)
+             else z3.BitVecVal(int(c), 1, ctx) for c in reversed(conds)]
     return parts[0] if len(parts) == 1 else z3.Concat(parts)
 
 
@@ -66,15 +79,16 @@ def product_bv(alg: Algebra, kind: str, a, b, hint_a: int, hint_b: int, bit=bit)
                 c = int(target[i, j])
                 term = z3.And(bit(a, i), bit(b, j))
                 conds[c] = term if conds[c] is False else z3.Or(conds[c], term)
-    return bits_to_bv(alg, conds)
+    return bits_to_bv(alg, conds, a.ctx)
 
 
 def grades_bv(alg: Algebra, x):
     """All blades of every grade x has a blade of."""
-    out = mask(alg, 0)
+    ctx = x.ctx
+    out = mask(alg, 0, ctx)
     for k in range(alg.n + 1):
         g = sup.of_grades(alg, [k])
-        out = out | z3.If((x & mask(alg, g)) != mask(alg, 0), mask(alg, g), mask(alg, 0))
+        out = out | z3.If((x & mask(alg, g, ctx)) != mask(alg, 0, ctx), mask(alg, g, ctx), mask(alg, 0, ctx))
     return out
 
 
@@ -87,6 +101,7 @@ class Encoder:
         # and assumes only that containment (the abstract rules are monotone, so that suffices).
         self.lemmas = lemmas
         self.alg = graph.algebra
+        self.ctx = z3.Context()
         self.narrowings = narrowings        # value id -> (mask, why): exact identities, as axioms
         self.vars: dict[str, z3.BitVecRef] = {}
         self.facts: list = []
@@ -106,7 +121,7 @@ class Encoder:
 
     def var(self, value_id: str):
         if value_id not in self.vars:
-            self.vars[value_id] = z3.BitVec(f"s_{_smt_name(value_id)}", self.alg.dim)
+            self.vars[value_id] = z3.BitVec(f"s_{_smt_name(value_id)}", self.alg.dim, self.ctx)
         return self.vars[value_id]
 
     def encode(self, value_id: str, claim_mask: int):
@@ -116,10 +131,10 @@ class Encoder:
             x = self.var(v)
             edge = self.g.producer(v)
             if edge is None:
-                self.facts.append(x == mask(alg, value.support))
+                self.facts.append(x == mask(alg, value.support, self.ctx))
                 continue
             if v in self.lemmas and v != value_id:
-                self.facts.append(x & mask(alg, alg.every_blade & ~value.support) == mask(alg, 0))
+                self.facts.append(x & mask(alg, alg.every_blade & ~value.support, self.ctx) == mask(alg, 0, self.ctx))
                 self.axioms.append(f"{value.name or v}: within its support, by an earlier query")
                 continue
             # Each value is defined exactly once, so the facts are always satisfiable: a narrowing
@@ -127,7 +142,7 @@ class Encoder:
             definition = self.edge(edge)
             if v in self.narrowings:
                 m, why = self.narrowings[v]
-                definition = definition & mask(alg, m)
+                definition = definition & mask(alg, m, self.ctx)
                 self.axioms.append(f"{value.name or v}: {why}")
             self.facts.append(x == definition)
             self.failures.append(outside(alg, x, value.support))
@@ -179,38 +194,36 @@ class Encoder:
                     "even": lambda: sup.of_grades(alg, range(0, alg.n + 1, 2)),
                     "odd": lambda: sup.of_grades(alg, range(1, alg.n + 1, 2)),
                     "scalar": lambda: sup.SCALAR}[k]()
-            return src[0] & mask(alg, keep)
+            return src[0] & mask(alg, keep, self.ctx)
         if k == "dual":
-            return bits_to_bv(alg, [bit(src[0], alg.full ^ c) for c in range(alg.dim)])
+            return bits_to_bv(alg, [bit(src[0], alg.full ^ c) for c in range(alg.dim)], self.ctx)
         if k in ("norm", "norm2"):
-            return self.product("gp", src[0], src[0], hint[0], hint[0]) & mask(alg, sup.SCALAR)
+            return self.product("gp", src[0], src[0], hint[0], hint[0]) & mask(alg, sup.SCALAR, self.ctx)
         if k == "exp":
-            return mask(alg, sup.SCALAR) if hint[0] & ~sup.SCALAR == 0 else self.closure(src[0], hint[0])
+            return mask(alg, sup.SCALAR, self.ctx) if hint[0] & ~sup.SCALAR == 0 else self.closure(src[0], hint[0])
         if k == "log":
-            return self.closure(src[0], hint[0]) & mask(alg, sup.of_grades(alg, [2]))
+            return self.closure(src[0], hint[0]) & mask(alg, sup.of_grades(alg, [2]), self.ctx)
         if k == "component":
-            return z3.If(bit(src[0], e.attrs["blade"]), mask(alg, sup.SCALAR), mask(alg, 0))
-        return mask(alg, sup.SCALAR)            # scalar functions
+            return z3.If(bit(src[0], e.attrs["blade"]), mask(alg, sup.SCALAR, self.ctx), mask(alg, 0, self.ctx))
+        return mask(alg, sup.SCALAR, self.ctx)            # scalar functions
 
     def closure(self, x, hint: int):
         """A constant set C bounding the subalgebra generated by x; the query checks C contains 1
         and x and is closed under products with x, so C contains that subalgebra."""
         alg = self.alg
         c = sup.closure(alg, hint)
-        cv = mask(alg, c)
+        cv = mask(alg, c, self.ctx)
         self.failures.append(outside(alg, x, c))
         self.failures.append(outside(alg, self.product("gp", cv, x, c, hint), c))
         return cv
 
     def solve(self) -> Answer:
-        definitions = z3.Solver()
-        definitions.set("rlimit", RLIMIT)
+        definitions = solver(self.ctx)
         definitions.add(*self.facts)
         if definitions.check() != z3.sat:
             # Cannot happen for definitional facts; never let a vacuous query prove anything.
             return Answer("unknown", definitions.to_smt2(), "the definitions are not satisfiable", self.axioms)
-        s = z3.Solver()
-        s.set("rlimit", RLIMIT)
+        s = solver(self.ctx)
         s.add(*self.facts)
         s.add(z3.Or(*self.failures) if len(self.failures) > 1 else self.failures[0])
         smt2 = s.to_smt2()

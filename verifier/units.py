@@ -27,7 +27,8 @@ from phg.operations import unit_rule_of
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit
 
 from .obligations import Ledger, Obligation
-from .smt import RLIMIT, _smt_name
+from . import smt
+from .smt import _smt_name
 
 # After this many conflicts the rest are not looked for (each costs a solve).
 MAX_CONFLICTS = 10
@@ -55,6 +56,8 @@ class Requirement:
 class UnitChecker(Ledger):
     def __init__(self, graph: Hypergraph, source: str | None = None):
         super().__init__(graph, source)
+        # The checker's own context: its verdicts and queries do not depend on what ran before.
+        self.ctx = z3.Context()
         self.u: dict[str, list[z3.ArithRef]] = {}
         self.definitions: list = []
         self.requirements: list[Requirement] = []
@@ -77,7 +80,7 @@ class UnitChecker(Ledger):
 
     def var(self, value_id: str) -> list[z3.ArithRef]:
         if value_id not in self.u:
-            self.u[value_id] = [z3.Real(f"u_{_smt_name(value_id)}_{b}") for b in self.dims]
+            self.u[value_id] = [z3.Real(f"u_{_smt_name(value_id)}_{b}", self.ctx) for b in self.dims]
         return self.u[value_id]
 
     def linear(self, terms, unit: Unit) -> list:
@@ -85,10 +88,10 @@ class UnitChecker(Ledger):
         exponents = unit.as_dict()
         eqs = []
         for k, base in enumerate(self.dims):
-            parts = [self.var(v)[k] if p == 1 else -self.var(v)[k] if p == -1 else z3.RealVal(p) * self.var(v)[k]
+            parts = [self.var(v)[k] if p == 1 else -self.var(v)[k] if p == -1 else z3.RealVal(p, self.ctx) * self.var(v)[k]
                      for v, p in terms if p]
-            lhs = parts[0] if len(parts) == 1 else z3.Sum(parts) if parts else z3.RealVal(0)
-            eqs.append(lhs == z3.RealVal(exponents.get(base, 0)))
+            lhs = parts[0] if len(parts) == 1 else z3.Sum(parts) if parts else z3.RealVal(0, self.ctx)
+            eqs.append(lhs == z3.RealVal(exponents.get(base, 0), self.ctx))
         return eqs
 
     def require(self, kind: str, subject: str, span: Span, text: str, terms, unit: Unit = DIMENSIONLESS,
@@ -145,8 +148,7 @@ class UnitChecker(Ledger):
                      sides=[(value_id, value_span, "the value"), (None, type_span, f"declared a {kind}")])
 
     def solver(self, requirements, extra=()) -> z3.Solver:
-        s = z3.Solver()
-        s.set("rlimit", RLIMIT)
+        s = smt.solver(self.ctx)
         s.add(*self.definitions)
         for r in requirements:
             s.add(*r.equations)
@@ -169,8 +171,7 @@ class UnitChecker(Ledger):
         active = list(self.requirements)
         conflicts = 0
         while True:
-            s = z3.Solver()
-            s.set("rlimit", RLIMIT)
+            s = smt.solver(self.ctx)
             s.set("core.minimize", True)
             s.add(*self.definitions)
             keyed = {r.key: r for r in active}
