@@ -23,7 +23,7 @@ from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Value
 
-from .scalar import Helper, blade_key, identifier, product, reverse
+from .scalar import Helper, blade_key, global_name, product, reverse
 
 
 @dataclass
@@ -71,21 +71,21 @@ def closed_form(alg: Algebra) -> bool:
     return not rest or (null_pseudoscalar(alg) is not None and rest == {null_pseudoscalar(alg)})
 
 
-def source(alg: Algebra, v: Value, prefix: str, code, exp_helper) -> tuple[str, ManifoldParam]:
-    """The tangent and retraction functions of one Rotor/Motor parameter.  `code` prints a sympy
-    expression; `exp_helper(support)` names the general exp helper for a bivector support."""
+def source(alg: Algebra, v: Value, model: str, code, exp_helper) -> tuple[str, ManifoldParam]:
+    """The tangent and retraction functions of one Rotor/Motor parameter of the model named
+    `model`.  `code` prints a sympy expression; `exp_helper(support)` names the general exp helper
+    for a bivector support."""
     layout = [b for b in alg.blades if v.support >> b & 1]          # canonical order, as stored
     biv = bivectors(alg)
-    name = identifier(v.name)
     r = _symbols("r", alg, layout)
-    tangent_fn, retract_fn = f"_tangent_{prefix}_{name}", f"_retract_{prefix}_{name}"
+    tangent_fn, retract_fn = global_name("tangent", model, v.name), global_name("retract", model, v.name)
     loads = [f"    {r[m]} = r[c, {k}]" for k, m in enumerate(layout)]
     names = ", ".join(alg.blade_name(m) for m in layout)
     bnames = ", ".join(alg.blade_name(m) for m in biv)
 
     # tangent: b_i = <G, R e_i> over the stored blades
-    lines = ["@numba.njit(cache=True)", f"def {tangent_fn}(r, grad, out):",
-             f'    """Bivector coordinates ({bnames}) of the gradient of {v.name} ({names}), per channel."""',
+    doc = f"Bivector coordinates ({bnames}) of the gradient of {v.name} ({names}), per channel."
+    lines = ["@_phg_numba.njit(cache=True)", f"def {tangent_fn}(r, grad, out):", f"    {ascii(doc)}",
              "    for c in range(r.shape[0]):"]
     lines += ["    " + ln for ln in loads]
     index = {m: k for k, m in enumerate(layout)}
@@ -97,8 +97,8 @@ def source(alg: Algebra, v: Value, prefix: str, code, exp_helper) -> tuple[str, 
 
     # retraction: R exp(scale B), renormalised
     b = _symbols("b", alg, biv)
-    lines = ["@numba.njit(cache=True)", f"def {retract_fn}(r, b, scale, out):",
-             f'    """{v.name} exp(scale B) per channel, renormalised; B on ({bnames}).  out may be r."""',
+    doc = f"{v.name} exp(scale B) per channel, renormalised; B on ({bnames}).  out may be r."
+    lines = ["@_phg_numba.njit(cache=True)", f"def {retract_fn}(r, b, scale, out):", f"    {ascii(doc)}",
              "    for c in range(r.shape[0]):"]
     lines += ["    " + ln for ln in loads]
     lines += [f"        {b[m]} = scale * b[c, {k}]" for k, m in enumerate(biv)]
@@ -106,7 +106,7 @@ def source(alg: Algebra, v: Value, prefix: str, code, exp_helper) -> tuple[str, 
         signs = {m: alg.product("gp", m, m)[0] for m in biv}
         l = sympy.Add(*(b[m] ** 2 for m in biv if signs[m] == -1))
         cos, f, gg, mu = sympy.symbols("cos_a f_a g_a mu", real=True)
-        lines.append(f"        cos_a, f_a, g_a = exp_factors({code(l)})")
+        lines.append(f"        cos_a, f_a, g_a = _phg_exp_factors({code(l)})")
         e = {0: cos}
         for m in biv:
             e[m] = f * b[m]
@@ -128,7 +128,7 @@ def source(alg: Algebra, v: Value, prefix: str, code, exp_helper) -> tuple[str, 
     lines += [f"        {ys[m]} = {code(y.get(m, 0))}" for m in layout]
     norm = _gp(alg, ys, reverse(alg, ys))
     pseudo = null_pseudoscalar(alg)
-    lines.append(f"        u = 1.0 / math.sqrt({code(norm.get(0, 0))})")
+    lines.append(f"        u = 1.0 / _phg_math.sqrt({code(norm.get(0, 0))})")
     if pseudo is not None and norm.get(pseudo, 0) != 0:
         lines.append(f"        w = -0.5 * ({code(norm[pseudo])}) * u * u * u")
         scaled = _gp(alg, ys, {0: sympy.Symbol("u"), pseudo: sympy.Symbol("w")})

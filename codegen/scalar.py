@@ -9,8 +9,9 @@ the emitter prints.
 """
 from __future__ import annotations
 
+import builtins
 import itertools
-import re
+import keyword
 from dataclasses import dataclass, field
 
 import sympy
@@ -54,19 +55,51 @@ class HelperCall:
     targets: list[sympy.Symbol]
 
 
+# ---- names ------------------------------------------------------------------------------------
+# Every name the generated code gives to something of the user's (a model, a value, an algebra, a
+# blade) passes through `identifier`, an escape that is injective and ASCII: letters and digits stay,
+# "_" is doubled, any other character c (the grammar has none today) becomes "_x" and the six hex
+# digits of ord(c).  Read left to right, a "_" is followed by "_" (an underscore) or "x" (a code),
+# never by anything else, so "_0" can separate the parts of a name (`global_name`) and the parts
+# are read back unambiguously: `A` and `a`, or `b_R` in `A` and `R` in `A_b`, never share a name.
+# Python would fold distinct unicode letters together (NFKC), hence ASCII only.
+#
+# Module-level names are `_phg_<kind>_<part>_0<part>...`: the module's own imports are bound under
+# `_phg_` too, so no user name ever shadows or replaces them; kernel arguments are `a_`, `_out_`,
+# `_grad_` + the escaped name, and per-sample scalars are never one of RESERVED (codegen.emit
+# attaches the model classes by their own names last, where that takes no name the module has).
 def identifier(text: str) -> str:
-    return re.sub(r"\W", "_", text.replace("%", "t"))
+    out = []
+    for c in text:
+        if c.isascii() and c.isalnum():
+            out.append(c)
+        elif c == "_":
+            out.append("__")
+        else:
+            out.append(f"_x{ord(c):06x}")
+    return "".join(out)
+
+
+def global_name(kind: str, *parts: str) -> str:
+    """The module-level name of one thing of a kind (predict, train, slot, tangent, retract,
+    model, exp, inv, expgrad, invgrad: lowercase letters only) of the given parts."""
+    assert kind.isalpha() and kind.islower(), kind
+    return f"_phg_{kind}_" + "_0".join(identifier(p) for p in parts)
+
+
+# What a kernel's own names may never be: Python's keywords and builtins, the module's globals and
+# the kernels' internal variables.
+RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 
 
 def blade_key(alg: Algebra, mask: int) -> str:
-    return "s" if mask == 0 else alg.blade_name(mask)
+    return "s" if mask == 0 else identifier(alg.blade_name(mask))
 
 
 def array_name(v: Value) -> str:
-    """A parameter's or input's argument name in a kernel: its own, but never one starting with
-    an underscore, which the kernels keep for their own names (_i, _acc, _out_p ...)."""
-    name = identifier(v.name)
-    return "u" + name if name.startswith("_") else name
+    """A parameter's or input's argument name in a kernel: `a_` and its escaped name, which is no
+    keyword, builtin, module global or kernel variable (those never start with `a_`)."""
+    return "a_" + identifier(v.name)
 
 
 INTERNAL = ("_n", "_i", "_q", "_c", "_f", "_a", "_t", "_acc", "_terms", "_work", "_sums", "_loss", "_slot", "_slots")
@@ -84,6 +117,7 @@ class ScalarBuilder:
         # Scalars never take the name of an array or of the kernels' own variables.
         self._names: set[str] = {array_name(graph.values[v]) for v in graph.inputs + graph.params}
         self._names.update(INTERNAL)
+        self._names.update(RESERVED)
         self._names.update(f"_{kind}_{identifier(graph.values[v].name)}" for kind in ("out", "grad")
                            for v in [*graph.outputs.values(), *graph.params])
         self._coefficients: dict[str, sympy.Symbol] = {}
@@ -100,7 +134,7 @@ class ScalarBuilder:
         if v.name:
             return identifier(v.name)
         e = self.g.producer(v.id)
-        return f"{e.kind}{identifier(v.id)[1:]}" if e is not None else identifier(v.id)
+        return identifier(f"{e.kind}{v.id.lstrip('%')}" if e is not None else v.id)
 
     def channels(self, v: Value):
         return list(itertools.product(*(range(s) for s in v.shape)))

@@ -22,7 +22,7 @@ from verifier.memory import CHUNK, NORMALISE_EVERY, many_sums
 
 from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
 from .adjoint import reverse
-from .scalar import HelperCall, ScalarBuilder, array_name, identifier
+from .scalar import HelperCall, ScalarBuilder, array_name, global_name, identifier
 
 
 @dataclass
@@ -114,10 +114,11 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
     # examples/signed_volume.phg took 290 s to compile inlined, 81 s with this and the array
     # deposits); with few it is inlined into the prange body, where the compiler makes the
     # per-sample loop faster (rigid registration's exact gradient: 10 ms against 12).
-    slot = f"{name}_slot"
+    slot = global_name("slot", g.name)
     inline = "never" if many_sums(plan.rows) else "always"
-    lines = [f"@numba.njit(cache=True, inline={inline!r})", f"def {slot}({', '.join(data + ['_n', '_slot', '_slots', '_a', '_G', '_D'])}):",
-             f'    """One slot of the samples of {g.name}: their loss and adjoint sums into the row _a (on the grids _G)."""']
+    doc = f"One slot of the samples of {g.name}: their loss and adjoint sums into the row _a (on the grids _G)."
+    lines = [f"@_phg_numba.njit(cache=True, inline={inline!r})",
+             f"def {slot}({', '.join(data + ['_n', '_slot', '_slots', '_a', '_G', '_D'])}):", f"    {ascii(doc)}"]
     lines += ["    " + ln for ln in preamble]
     lines += ["    _a[:] = 0"]
     live = [q for q, expr in enumerate(quantities) if expr != 0]
@@ -135,14 +136,14 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
         lines += ["        " + ln for ln in body + [f"_sum{q} += {code(quantities[q])}" for q in live] or ["pass"]]
         lines += [f"    _a[{q}] = _sum{q}" for q in live]
     args = data + ["_n", "_acc", "_grid", "_dep", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params]
-    lines += ["", "", "@numba.njit(cache=True, parallel=True)", f"def {name}({', '.join(args)}):",
-              f'    """Loss and gradient sums of {g.name} over n samples ({accumulate} accumulation)."""']
-    lines += ["    _slots = _acc.shape[0]", "    for _slot in numba.prange(_slots):",
+    doc = f"Loss and gradient sums of {g.name} over n samples ({accumulate} accumulation)."
+    lines += ["", "", "@_phg_numba.njit(cache=True, parallel=True)", f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
+    lines += ["    _slots = _acc.shape[0]", "    for _slot in _phg_numba.prange(_slots):",
               f"        {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], _dep[{own if in_array else 0}])"]
     lines += ["    " + ln for ln in preamble]
     if exact:
         lines.append(f"    for _q in range({len(quantities)}):")
-        lines.append("        _sums[_q] = exact_total(_acc, _q, _work)")
+        lines.append("        _sums[_q] = _phg_exact_total(_acc, _q, _work)")
     else:                                         # a fixed order over the slots: reproducible too
         lines += ["    _sums[:] = 0", "    for _slot in range(_slots):", "        _sums += _acc[_slot]"]
     lines.append("    _loss[0] = _sums[0] / _n")
@@ -179,29 +180,29 @@ def _exact_slot(live: list[int], body: list[str], terms: list[str], in_array: bo
     pre = ["_bad = 0"]
     loop = ["for _i in range(_i0, _i1):"] + ["    " + ln for ln in body]
     if in_array:
-        pre += ["begin_pass(_D, _G)"]
-        loop += [f"    _bad |= deposit(_D, {q}, {term}, _G[{q}])" for q, term in zip(live, terms)]
-        fit, settled, regridded = "pass_fits(_D, _G)", ["    settle_pass(_a, _D, _G)"], ["    regrid_pass(_D, _G)"]
+        pre += ["_phg_begin_pass(_D, _G)"]
+        loop += [f"    _bad |= _phg_deposit(_D, {q}, {term}, _G[{q}])" for q, term in zip(live, terms)]
+        fit, settled, regridded = "_phg_pass_fits(_D, _G)", ["    _phg_settle_pass(_a, _D, _G)"], ["    _phg_regrid_pass(_D, _G)"]
     else:
         for q in live:
-            pre += [f"_sc{q} = _G[{q}]", f"_lo{q} = low_bits(_sc{q})", f"_h{q} = 0", f"_w{q} = 0", f"_m{q} = 0"]
+            pre += [f"_sc{q} = _G[{q}]", f"_lo{q} = _phg_low_bits(_sc{q})", f"_h{q} = 0", f"_w{q} = 0", f"_m{q} = 0"]
         for q, term in zip(live, terms):
             loop += [f"    _e{q} = {term}",
-                     f"    _b{q} = np.float64(_e{q}).view(np.int64) & {_ABS}",
+                     f"    _b{q} = _phg_np.float64(_e{q}).view(_phg_np.int64) & {_ABS}",
                      f"    _m{q} = max(_m{q}, _b{q})",
                      f"    _bad |= (_b{q} < _lo{q}) & (_b{q} != 0)",
                      f"    _y{q} = _e{q} * _sc{q}",
                      f"    _t{q} = _y{q} + {_MAGIC}",
-                     f"    _h{q} += np.float64(_t{q}).view(np.int64) - {_MAGIC_BITS}",
-                     f"    _w{q} += np.float64((_y{q} - (_t{q} - {_MAGIC})) * {_TWO52} + {_MAGIC}).view(np.int64) - {_MAGIC_BITS}"]
-        fit = " and ".join([f"fits(_sc{q}, _m{q})" for q in live] or ["True"])
-        settled = [f"    settle(_a[{q}], _h{q}, _w{q}, _sc{q}, _m{q})" for q in live]
-        regridded = [f"    _G[{q}] = regrid(_m{q})" for q in live]
+                     f"    _h{q} += _phg_np.float64(_t{q}).view(_phg_np.int64) - {_MAGIC_BITS}",
+                     f"    _w{q} += _phg_np.float64((_y{q} - (_t{q} - {_MAGIC})) * {_TWO52} + {_MAGIC}).view(_phg_np.int64) - {_MAGIC_BITS}"]
+        fit = " and ".join([f"_phg_fits(_sc{q}, _m{q})" for q in live] or ["True"])
+        settled = [f"    _phg_settle(_a[{q}], _h{q}, _w{q}, _sc{q}, _m{q})" for q in live]
+        regridded = [f"    _G[{q}] = _phg_regrid(_m{q})" for q in live]
     loop += ["    pass"] if len(loop) == 1 else []
     after = [f"if (_bad == 0 and {fit}) or (_retry and _i1 - _i0 == 1):"] + settled
-    after += ["    _f += 1", f"    if _f == {NORMALISE_EVERY}:", "        normalise(_a)", "        _f = 0",
+    after += ["    _f += 1", f"    if _f == {NORMALISE_EVERY}:", "        _phg_normalise(_a)", "        _f = 0",
               "    _i0 = _i1", "    _i1 = min(_i0 + _step, _stop)", "    _retry = False",
               "elif not _retry:"] + regridded + ["    _retry = True",
               "else:", "    _step = 1", "    _i1 = _i0 + 1", "    _retry = False"]
     out += ["        " + ln for ln in pre + loop + after]
-    return out + ["normalise(_a)"]
+    return out + ["_phg_normalise(_a)"]

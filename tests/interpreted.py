@@ -2,18 +2,18 @@
 random models can be tested without compiling each one."""
 from __future__ import annotations
 
-import re
-
 
 def interpreted(module, model_name: str, seed: int = 1):
     """An instance of the model class whose kernels and helpers are the Python functions Numba
     would have compiled."""
-    cls = getattr(module, re.sub(r"\W", "_", model_name))
+    cls = module.MODELS[model_name]
     model = cls(seed=seed)
     for kernel in ("_predict_kernel", "_train_kernel"):
         if hasattr(cls, kernel):
             setattr(model, kernel, getattr(cls, kernel).py_func)
     # helpers, and the per-slot functions the training kernels call
-    for name in [n for n in vars(module) if n.startswith(("_exp_", "_inv_")) or n.endswith("_train_slot")]:
+    # (the module's own functions: codegen.lie's exp_factors, imported as _phg_exp_factors, stays)
+    for name in [n for n, f in vars(module).items() if n.startswith(("_phg_exp", "_phg_inv", "_phg_slot_"))
+                 and getattr(f, "__module__", None) == module.__name__]:
         setattr(module, name, getattr(getattr(module, name), "py_func", getattr(module, name)))
     return model
