@@ -25,6 +25,7 @@ from .scalar import (
     HelperCall,
     ScalarProgram,
     array_name,
+    global_name,
     identifier,
     scalar_program,
 )
@@ -37,6 +38,10 @@ EXP_TERMS = 18
 class _Printer(PythonCodePrinter):
     def __init__(self):
         super().__init__({"fully_qualified_modules": True, "standard": "python3"})
+
+    def _module_format(self, fqn, register=True):
+        # The module imports math as _phg_math (codegen.scalar, names).
+        return super()._module_format("_phg_" + fqn if fqn.startswith("math.") else fqn, register)
 
     def _print_Float(self, expr):
         return repr(float(expr))
@@ -57,7 +62,7 @@ class _Printer(PythonCodePrinter):
 
     def _print_sign(self, expr):
         x = self._print(expr.args[0])
-        return f"(0.0 if {x} == 0 else math.copysign(1.0, {x}))"
+        return f"(0.0 if {x} == 0 else _phg_math.copysign(1.0, {x}))"
 
 
 _PRINTER = _Printer()
@@ -91,8 +96,8 @@ def _scaling(n: int) -> list[str]:
     """x = a / 2^k with |x|_1 <= 1/2, for exp by scaling and squaring."""
     lines = ["size = " + " + ".join(f"abs(a{i})" for i in range(n))]
     # An infinite argument has no exp to scale towards: let it propagate as NaN.
-    lines += ["if size == math.inf:", "    size = math.nan"]
-    lines += ["k = 0", "while size > 0.5:", "    size *= 0.5", "    k += 1", "scale = math.ldexp(1.0, -k)"]
+    lines += ["if size == _phg_math.inf:", "    size = _phg_math.nan"]
+    lines += ["k = 0", "while size > 0.5:", "    size *= 0.5", "    k += 1", "scale = _phg_math.ldexp(1.0, -k)"]
     return lines + [f"x{i} = a{i} * scale" for i in range(n)]
 
 
@@ -126,13 +131,13 @@ def _exp_lines(alg: Algebra, src: list[int], res: list[int], direction: int | No
 def _inverse_lines(alg: Algebra, src: list[int], res: list[int]) -> list[str]:
     """y = a^-1 on the closure, solving a y = 1."""
     index = {m: k for k, m in enumerate(res)}
-    lines = [f"m = np.zeros(({len(res)}, {len(res)}))"]
+    lines = [f"m = _phg_np.zeros(({len(res)}, {len(res)}))"]
     for i, x in enumerate(src):
         for j, y in enumerate(res):
             s, m = alg.product("gp", x, y)
             if s and m in index:
                 lines.append(f"m[{index[m]}, {j}] += {'-' if s < 0 else ''}a{i}")
-    lines += [f"rhs = np.zeros({len(res)})", f"rhs[{res.index(0)}] = 1.0", "sol = np.linalg.solve(m, rhs)"]
+    lines += [f"rhs = _phg_np.zeros({len(res)})", f"rhs[{res.index(0)}] = 1.0", "sol = _phg_np.linalg.solve(m, rhs)"]
     return lines + [f"y{k} = sol[{k}]" for k in range(len(res))]
 
 
@@ -146,7 +151,7 @@ def helper_source(alg: Algebra, h: Helper) -> str:
     doc = f"{h.kind.replace('_grad', '')} of a multivector on {', '.join(alg.blade_name(b) for b in src)}"
     if h.kind.endswith("_grad"):
         doc = f"adjoint of {doc}: the arguments' adjoints for the result's adjoint g"
-    lines = ["@numba.njit(cache=True)", f"def {h.name}({', '.join(args)}):", f'    """{doc}"""']
+    lines = ["@_phg_numba.njit(cache=True)", f"def {h.name}({', '.join(args)}):", f"    {ascii(doc)}"]
     body: list[str] = []
     if h.kind == "exp":
         body += _scaling(len(src)) + _exp_lines(alg, src, res, None)
@@ -198,8 +203,8 @@ def kernel_source(g: Hypergraph, sp: ScalarProgram, name: str, inputs: list[str]
                   outputs: list[str]) -> str:
     alg = g.algebra
     args = [array_name(g.values[v]) for v in inputs + params] + [f"_out_{identifier(o)}" for o in outputs]
-    lines = ["@numba.njit(cache=True, parallel=True)", f"def {name}({', '.join(args)}):",
-             f'    """Inference of {g.name} for every sample: per-sample scalar code over blade supports."""']
+    doc = f"Inference of {g.name} for every sample: per-sample scalar code over blade supports."
+    lines = ["@_phg_numba.njit(cache=True, parallel=True)", f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
     for p in params:
         lines += ["    " + ln for ln in _loads(g, sp, p, None)]
     body = []
@@ -211,7 +216,7 @@ def kernel_source(g: Hypergraph, sp: ScalarProgram, name: str, inputs: list[str]
     if not outputs:                                   # a model with a loss only: nothing to infer
         return "\n".join(lines + ["    return"])
     first = array_name(g.values[inputs[0]]) if inputs else f"_out_{identifier(outputs[0])}"
-    lines.append(f"    for _i in numba.prange({first}.shape[0]):")
+    lines.append(f"    for _i in _phg_numba.prange({first}.shape[0]):")
     body = [ln for vid in inputs for ln in _loads(g, sp, vid, "_i")] + body
     for o in outputs:
         v = g.values[g.outputs[o]]
@@ -234,7 +239,7 @@ def _share(helpers: dict, alg: Algebra, h: Helper) -> str:
     """The module-wide name of a helper: one per (algebra, kind, support)."""
     key = (alg.name, h.kind, h.source)
     if key not in helpers:
-        h.name = f"_{h.kind}_{identifier(alg.name)}_{len(helpers)}"
+        h.name = global_name(h.kind.replace("_", ""), alg.name, str(len(helpers)))
         helpers[key] = h
     return helpers[key].name
 
@@ -249,8 +254,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
     inputs = [v for v in g.inputs if v in cone]
     params = [v for v in g.params if v in cone]
     outputs = sorted(g.outputs)
-    prefix = identifier(g.name).lower()
-    kname = f"{prefix}_predict"
+    kname = global_name("predict", g.name)
     kernels = [kernel_source(g, sp, kname, inputs, params, outputs)]
     name = lambda vid: g.values[vid].name  # noqa: E731
     spec = {
@@ -267,12 +271,12 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
     attrs = [f"    _predict_kernel = staticmethod({kname})"]
     if g.loss is not None:
         train = train or TrainSpec(g.name)
-        tk = train_kernel(g, f"{prefix}_train", train.accumulate, code, statement, _loads,
+        tk = train_kernel(g, global_name("train", g.name), train.accumulate, code, statement, _loads,
                           lambda h: _share(helpers, g.algebra, h))
         kernels.append(tk.source)
         manifold = {}
         for v in (g.values[p] for p in g.manifold_params()):
-            text, mp = manifold_source(g.algebra, v, prefix, code,
+            text, mp = manifold_source(g.algebra, v, g.name, code,
                                        lambda support: _share(helpers, g.algebra, exp_helper_spec(g.algebra, support)))
             kernels.append(text)
             manifold[v.name] = {"tangent": [g.algebra.blade_name(b) for b in mp.tangent],
@@ -281,12 +285,13 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
                          "quantities": tk.quantities, "rows": tk.rows, "stack_symbols": tk.stack_symbols, "manifold": manifold,
                          "settings": train.to_dict()}
         attrs.append(f"    _train_kernel = staticmethod({tk.name})")
-        attrs.append("    _manifold = {" + ", ".join(f"{k!r}: ({a}, {b})" for k, m in manifold.items()
+        attrs.append("    _manifold = {" + ", ".join(f"{ascii(k)}: ({a}, {b})" for k, m in manifold.items()
                                                   for a, b in [m["functions"]]) + "}")
+    doc = f"{g.name} on {g.algebra.describe()}: parameters, inference and training (LANGUAGE §8)."
     cls = "\n".join([
-        f"class {identifier(g.name)}(ModelBase):",
-        f'    """{g.name} on {g.algebra.describe()}: parameters, inference and training (LANGUAGE §8)."""',
-        f"    SPEC = {spec!r}",
+        f"class {global_name('model', g.name)}(_phg_ModelBase):",
+        f"    {ascii(doc)}",
+        f"    SPEC = {ascii(spec)}",
         *attrs,
     ])
     return "\n\n\n".join(kernels), cls
@@ -296,23 +301,47 @@ def module_source(program: Program, status: str) -> str:
     helpers: dict = {}
     parts = [model_source(g, helpers, program.trains.get(g.name)) for g in program.models.values()]
     helper_text = [helper_source(h.alg, h) for h in helpers.values()]
+    # The source's path is the only text of the user's outside names: written as an ASCII literal,
+    # a newline or quote in it stays inside the comment.
     head = [
-        f"# Generated by phg {__version__} (generator {generator()}) from {program.path}; do not edit.",
+        f"# Generated by phg {__version__} (generator {generator()}) from {ascii(str(program.path))}; do not edit.",
         f"# source sha256: {program.sha256}",
         f"# certificate: {status}",
         '"""Numba kernels and model classes generated by phg (see LANGUAGE §8 for the API)."""',
-        "import math",
+        "import math as _phg_math",
         "",
-        "import numba",
-        "import numpy as np",
+        "import numba as _phg_numba",
+        "import numpy as _phg_np",
         "",
-        "from codegen.accumulate import (begin_pass, deposit, exact_total, fits, low_bits, normalise, pass_fits,",
-        "                                regrid, regrid_pass, settle, settle_pass)",
-        "from codegen.lie import exp_factors",
-        "from codegen.runtime import ModelBase",
+        "from codegen.accumulate import " + ", ".join(f"{f} as _phg_{f}" for f in _ACCUMULATE),
+        "from codegen.lie import exp_factors as _phg_exp_factors",
+        "from codegen.runtime import ModelBase as _phg_ModelBase",
         "",
         "SOURCE_SHA256 = " + repr(program.sha256),
-        "CERTIFICATE = " + repr(status),
+        "CERTIFICATE = " + ascii(status),
     ]
-    body = helper_text + [k for k, _ in parts] + [c for _, c in parts]
+    models = "MODELS = {" + ", ".join(f"{ascii(g.name)}: {global_name('model', g.name)}"
+                                      for g in program.models.values()) + "}"
+    body = helper_text + [k for k, _ in parts] + [c for _, c in parts] + [models + "\n" + _PUBLIC]
     return "\n".join(head) + "\n\n\n" + "\n\n\n".join(body) + "\n"
+
+
+# The functions of codegen.accumulate the training kernels call, imported as _phg_<name>.
+_ACCUMULATE = ("begin_pass", "deposit", "exact_total", "fits", "low_bits", "normalise", "pass_fits",
+               "regrid", "regrid_pass", "settle", "settle_pass")
+
+# A model class is an attribute of the module by its own name (kernels.RigidRegistration) without
+# being bound in the module's globals, which the kernels read when Numba compiles them: a model
+# named np, range or CERTIFICATE changes nothing the kernels see.  The module's own attributes
+# (CERTIFICATE, SOURCE_SHA256, MODELS) come first; MODELS has every model by its name.
+_PUBLIC = '''
+
+def __getattr__(name):
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}; its models are {', '.join(MODELS)}") from None
+
+
+def __dir__():
+    return sorted({*globals(), *MODELS})'''

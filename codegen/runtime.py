@@ -74,9 +74,10 @@ class ModelBase:
         return [self._array(n, self.params[n], self.SPEC["params"][n], False) for n in names]
 
     # ---- inference ------------------------------------------------------------------------------
-    def predict(self, **inputs) -> dict[str, np.ndarray]:
+    def predict(self, /, **inputs) -> dict[str, np.ndarray]:
         """Every output for a batch: {'name': array [N, *channels, components]}.  Inputs no output
-        depends on may be passed (a whole data set) and are ignored."""
+        depends on may be passed (a whole data set) and are ignored.  (self is positional-only in
+        predict, loss, grad and step, so that an input may be named self.)"""
         plan = self.SPEC["predict"]
         arrays, n = self._inputs(inputs, plan["inputs"])
         outs = {o: np.empty((n, *self.SPEC["outputs"][o]["shape"], len(self.SPEC["outputs"][o]["layout"])))
@@ -135,17 +136,17 @@ class ModelBase:
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])
 
-    def loss(self, **inputs) -> float:
+    def loss(self, /, **inputs) -> float:
         """The batch-mean loss."""
         return self._run_train_kernel(inputs)
 
-    def grad(self, **inputs) -> dict[str, np.ndarray]:
+    def grad(self, /, **inputs) -> dict[str, np.ndarray]:
         """Gradients of the batch-mean loss with respect to every parameter's stored coefficients,
         keyed like params (Euclidean: a Rotor's manifold step uses its tangent, see step)."""
         self._run_train_kernel(inputs)
         return {n: g.copy() for n, g in self._buffers["grads"].items()}
 
-    def step(self, **inputs) -> float:
+    def step(self, /, **inputs) -> float:
         """One optimizer step on this batch (the train block's optimizer); returns the batch loss
         before the step.  Rotor and Motor parameters move by the exponential map."""
         spec = self._training()

@@ -17,8 +17,6 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from codegen.scalar import identifier          # the generated classes' names
-
 from . import build, load
 from .diagnostics import PhgError
 
@@ -64,7 +62,7 @@ def train_command(args, out: Console, err: Console) -> int:
             raise
         err.print(Text(exc.render()))
         return EXIT_FAILED
-    cls = getattr(module, identifier(name))
+    cls = module.MODELS[name]
     settings = cls.SPEC["train"]["settings"]
     model = cls(seed=settings["seed"])
     try:
