@@ -39,8 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help="override the train block's steps")
     train.add_argument("--plot", metavar="LOSS.png", help="draw the loss curve (needs matplotlib: pip install phg[plot])")
     train.add_argument("--unverified", action="store_true", help="train even if some obligation is not proven")
-    verify = sub.add_parser("verify", help="re-check a certificate against its source and its solver queries")
+    verify = sub.add_parser("verify", help="re-derive a certificate from its source; its signer must be trusted")
     verify.add_argument("cert", metavar="CERT")
+    verify.add_argument("--trust", action="append", metavar="KEY",
+                        help="trust only this public key (64 hex digits or a PEM file); repeatable "
+                             "(default: the trusted-keys file and your own key)")
+    keys = sub.add_parser("keys", help="list, add or remove the keys phg verify trusts")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys_sub.add_parser("list", help="the trusted keys, and your own")
+    add = keys_sub.add_parser("add", help="trust a public key (64 hex digits or a PEM file)")
+    add.add_argument("key", metavar="KEY")
+    add.add_argument("--name", help="who the key belongs to, shown by phg verify")
+    remove = keys_sub.add_parser("remove", help="stop trusting a key (its hex digits, key id or PEM file)")
+    remove.add_argument("key", metavar="KEY_OR_ID")
+    keys_sub.add_parser("own", help="print your own public key, for others to trust")
     graph = sub.add_parser("graph", help="print the Program Hypergraph")
     graph.add_argument("file", metavar="FILE")
     graph.add_argument("--format", choices=("dot", "json"), default="dot")
@@ -55,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return _check(args, out, err)
         if args.command == "verify":
-            return _verify(args.cert, out)
+            return _verify(args.cert, args.trust, out, err)
+        if args.command == "keys":
+            return _keys(args, out, err)
         if args.command == "build":
             return _build(args, out, err)
         if args.command == "train":
@@ -172,20 +186,64 @@ def _mv_text(value: dict) -> str:
     return text or "0"
 
 
-def _verify(cert: str, out: Console) -> int:
+def _verify(cert: str, trusted: list[str] | None, out: Console, err: Console) -> int:
     from verifier.certificate import verify
+    from verifier.document import DocumentError
+    from verifier.trust import TrustError
 
-    checks = verify(cert)
+    try:
+        verdict = verify(cert, trusted)
+    except (DocumentError, TrustError) as exc:
+        err.print(Text(f"phg verify: {exc}"))
+        return EXIT_INPUT
     table = Table(title=Text(f"phg verify {cert}"), title_justify="left")
     for col in ("check", "result", "detail"):
         table.add_column(col)
-    for c in checks:
+    for c in verdict.checks:
         table.add_row(Text(c.name), Text("ok" if c.ok else "FAILED", style="green" if c.ok else "bold red"),
                       Text(c.detail))
     out.print(table)
-    failed = [c.name for c in checks if not c.ok]
-    out.print(Text("valid" if not failed else f"invalid: {', '.join(failed)} failed"))
-    return EXIT_OK if not failed else EXIT_FAILED
+    failed = [c.name for c in verdict.checks if not c.ok]
+    if failed:
+        first = f"; first difference: {verdict.first_difference}" if verdict.first_difference else ""
+        out.print(Text(f"invalid: {', '.join(failed)} failed{first}"))
+        return EXIT_FAILED
+    counts = ", ".join(f"{n} {s}" for s, n in verdict.counts.items())
+    signer = f"signed by {verdict.signer.describe()}"
+    if not verdict.proven:
+        out.print(Text(f"authentic, NOT all proven: {counts}; {signer}"))
+        return EXIT_FAILED
+    out.print(Text(f"valid: all proven ({counts}), every field re-derived from the source; {signer}"))
+    return EXIT_OK
+
+
+def _keys(args, out: Console, err: Console) -> int:
+    from verifier import signing, trust
+
+    try:
+        if args.keys_command == "add":
+            key = trust.add(args.key, args.name)
+            out.print(Text(f"trusting {key.describe()}: {key.public.hex()}"))
+        elif args.keys_command == "remove":
+            key = trust.remove(args.key)
+            out.print(Text(f"no longer trusting key {key.key_id}{f' ({key.name})' if key.name else ''}"))
+        elif args.keys_command == "own":
+            own = signing.load_key()            # made now if there is none, so it can be handed out
+            out.print(Text(f"{signing.public_hex(own)}  key {signing.key_id(signing.raw_public(own))}"))
+        else:
+            listed = trust.read_file()
+            own = trust.own_key()
+            for k in listed:
+                out.print(Text(f"{k.public.hex()}  key {k.key_id}{f'  {k.name}' if k.name else ''}"))
+            if own is not None and all(k.public != own.public for k in listed):
+                out.print(Text(f"{own.public.hex()}  key {own.key_id}  (your own signing key, trusted by default)"))
+            if not listed and own is None:
+                out.print(Text(f"no trusted keys ({trust.trusted_keys_path()} does not list any, and you have no "
+                               "signing key yet)"))
+    except (trust.TrustError, signing.SigningKeyError, OSError) as exc:
+        err.print(Text(f"phg keys {args.keys_command}: {exc}"))
+        return EXIT_INPUT
+    return EXIT_OK
 
 
 def _print_values(console: Console, program: Program):

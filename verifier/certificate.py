@@ -1,9 +1,17 @@
-"""The certificate (LANGUAGE §9): what was proven about a source file, and how to re-check it."""
+"""The certificate (LANGUAGE §9): what was proven about a source file, and how to re-check it.
+
+`phg verify` believes nothing a certificate says: it reads the source the certificate names,
+checks it again, and compares the whole document it would write with the one it was given.  The
+recorded SMT-LIB2 queries are compared as text, never parsed or run, and the signature must be
+by a trusted key (verifier.trust).
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import z3
@@ -12,11 +20,11 @@ from phg import __version__
 from phg import support as sup
 from phg.program import Program
 
-from . import signing
+from . import document, signing, trust
 from .check import Obligation, check_program
+from .document import FORMAT
 from .memory import plan
 
-FORMAT = "phg-certificate/1"
 SCOPE = "grade, versor, update, unit, memory and quire obligations"
 
 
@@ -48,15 +56,18 @@ class Certificate:
                     out[key]["coefficient_units"] = {alg.blade_name(b): str(v.unit / alg.blade_unit(b)) for b in blades}
         return out
 
-    def to_dict(self) -> dict:
-        return {"format": FORMAT,
-                "source": {"path": self.program.path, "sha256": self.program.sha256},
+    def to_dict(self, source_path: str | None = None) -> dict:
+        """The document; `source_path` is the source as recorded (by default as it was loaded)."""
+        return _interchangeable({
+                "format": FORMAT,
+                "source": {"path": self.program.path if source_path is None else source_path,
+                           "sha256": self.program.sha256},
                 "tool": {"phg": __version__, "z3": z3.get_version_string()},
                 "ok": self.ok,
                 "scope": SCOPE,
                 "obligations": [o.to_dict() for o in self.obligations],
                 "values": self.values(),
-                "memory": self.memory()}
+                "memory": self.memory()})
 
     def memory(self) -> dict | None:
         """The static memory plan of every model with a loss (flat when there is one)."""
@@ -66,20 +77,57 @@ class Certificate:
             return None
         return next(iter(plans.values())) if len(plans) == 1 else plans
 
-    def signed(self) -> dict:
-        return signing.sign(self.to_dict())
+    def signed(self, source_path: str | None = None) -> dict:
+        return signing.sign(self.to_dict(source_path))
 
     def write(self, path: str | Path) -> dict:
-        document = self.signed()
-        Path(path).write_text(json.dumps(document, indent=2) + "\n")
-        return document
+        """Sign and write the certificate; it records the source relative to its own folder, which
+        is where `phg verify` looks for it."""
+        path = Path(path)
+        signed = self.signed(recorded_path(self.program.path, path))
+        path.write_text(json.dumps(signed, indent=2) + "\n")
+        return signed
 
 
 def certify(program: Program) -> Certificate:
     return Certificate(program, check_program(program))
 
 
+# Integers beyond this lose digits as RFC 8785 numbers (IEEE doubles); the certificate writes them
+# as decimal strings (the accumulator's capacity, 2^108 samples, is one).
+EXACT_INTEGER = 2**53 - 1
+
+
+def _interchangeable(value):
+    if isinstance(value, dict):
+        return {k: _interchangeable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_interchangeable(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > EXACT_INTEGER:
+        return str(value)
+    return value
+
+
+def recorded_path(source: str, certificate: Path) -> str:
+    """The source's path relative to the certificate's folder (absolute on another drive)."""
+    src = Path(source)
+    if not src.is_file():
+        return source                                   # text that was never a file, e.g. <text>
+    try:
+        return Path(os.path.relpath(src.resolve(), certificate.resolve().parent)).as_posix()
+    except ValueError:
+        return src.resolve().as_posix()
+
+
+
+
 # ---- phg verify -------------------------------------------------------------------------------
+# The largest source `phg verify` reads; a model is a few kilobytes.
+MAX_SOURCE_BYTES = 4 * 2**20
+# The sections of the document, in the order they are compared and reported.
+SECTIONS = ("document", "obligations", "queries", "values", "memory")
+
+
 @dataclass
 class Check:
     name: str
@@ -87,73 +135,154 @@ class Check:
     detail: str
 
 
-def _source_path(cert_path: Path, recorded: str) -> Path:
+@dataclass
+class Verdict:
+    """Everything `phg verify` found; `valid` when every check passed."""
+    checks: list[Check]
+    signer: trust.TrustedKey | None = None
+    proven: bool = False                     # the certificate says (and the source confirms) all proven
+    counts: dict = field(default_factory=dict)
+    first_difference: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def source_of(cert_path: Path, recorded: str) -> Path:
+    """Where a certificate's source is: relative to the certificate's folder, never the working
+    directory (an absolute path stands as written)."""
     p = Path(recorded)
-    if p.is_absolute() or p.exists():
-        return p
-    beside = cert_path.parent / p.name
-    return beside if beside.exists() else p
+    return p if p.is_absolute() else cert_path.resolve().parent / p
 
 
-def verify(cert_path: str | Path) -> list[Check]:
-    """Every check `phg verify` makes; the certificate is valid when all pass."""
+def read_source(path: Path) -> bytes:
+    """The source's bytes: a regular file of at most MAX_SOURCE_BYTES (a FIFO or a device named by
+    a certificate must not block or flood the verifier)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(0, "not a regular file")
+        data = f.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise OSError(0, f"larger than {MAX_SOURCE_BYTES // 2**20} MiB")
+    return data
+
+
+def verify(cert_path: str | Path, trusted: list[str] | None = None) -> Verdict:
+    """Every check `phg verify` makes.  Raises document.DocumentError for a certificate that cannot
+    be read as one and trust.TrustError for a key that cannot be; otherwise the verdict."""
     import phg
+    from phg.diagnostics import PhgError
 
     cert_path = Path(cert_path)
+    doc = document.read(cert_path)
+    keys = trust.trusted(trusted)
+    verdict = Verdict([Check("format", True, FORMAT)])
+
+    sig = signing.check_signature(doc)
+    signer = trust.find(keys, sig.public) if sig.valid else None
+    if signer is not None:
+        verdict.checks.append(Check("signature", True, f"signed by {signer.describe()}"))
+        verdict.signer = signer
+    elif sig.valid:
+        verdict.checks.append(Check("signature", False, f"signed by key {signing.key_id(sig.public)}, which is not "
+                                                        "trusted (phg keys list shows the trusted keys)"))
+    else:
+        verdict.checks.append(Check("signature", False, sig.detail))
+
+    source = source_of(cert_path, doc["source"]["path"])
     try:
-        doc = json.loads(cert_path.read_text())
-    except (OSError, ValueError) as exc:
-        return [Check("readable", False, f"cannot read {cert_path}: {exc}")]
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        return [Check("format", False, f"not a {FORMAT} document")]
-    checks = [Check("format", True, FORMAT)]
-    ok, detail = signing.check_signature(doc)
-    checks.append(Check("signature", ok, detail))
-    source = _source_path(cert_path, doc.get("source", {}).get("path", ""))
-    try:
-        data = source.read_bytes()
+        data = read_source(source)
     except OSError as exc:
-        checks.append(Check("source", False, f"cannot read the source {source}: {exc.strerror}"))
-        return checks
-    digest = hashlib.sha256(data).hexdigest()
-    same = digest == doc.get("source", {}).get("sha256")
-    checks.append(Check("source", same, f"{source} sha256 {'matches' if same else 'differs: the source was edited'}"))
-    checks.append(_requery(doc.get("obligations", [])))
-    if same:
-        checks.append(_recheck(phg.loads(data.decode("utf-8"), filename=str(source)), doc))
-    return checks
+        verdict.checks.append(Check("source", False, f"cannot read the source {source}: {exc.strerror or exc}"))
+        return verdict
+    if hashlib.sha256(data).hexdigest() != doc["source"]["sha256"]:
+        # Not the model that was certified: say nothing about what the file holds.
+        verdict.checks.append(Check("source", False, f"{source} sha256 differs: the source was edited"))
+        return verdict
+    try:
+        program = phg.loads(data.decode("utf-8"), filename=str(source))
+    except (UnicodeDecodeError, PhgError):
+        verdict.checks.append(Check("source", False, f"{source} has the recorded sha256 but is not a model this "
+                                                     "phg reads (phg check it to see why)"))
+        return verdict
+    verdict.checks.append(Check("source", True, f"{source} sha256 matches"))
+
+    cert = certify(program)
+    derived = json.loads(json.dumps(cert.to_dict(doc["source"]["path"])))
+    recorded = {k: v for k, v in doc.items() if k != "signature"}
+    for section in SECTIONS:
+        diff = _section_difference(section, recorded, derived)
+        verdict.checks.append(Check(section, diff is None, diff or _agreement(section, derived)))
+    first = _difference(recorded, derived, "")
+    verdict.first_difference = first and _describe(*first)
+    verdict.proven = derived["ok"] and recorded["ok"] is True
+    verdict.counts = {s: sum(1 for o in derived["obligations"] if o["status"] == s)
+                      for s in ("proven", "refuted", "unknown")}
+    return verdict
 
 
-def _requery(obligations: list) -> Check:
-    """Run every recorded SMT-LIB2 query again.  A support query proves by unsat and refutes by sat;
-    a unit obligation records the answer its status rests on (evidence "z3")."""
-    bad = []
-    for o in obligations:
-        if not o.get("smt2"):
-            continue
-        s = z3.Solver()
-        s.set("rlimit", 4 * 5_000_000)
-        try:
-            s.from_string(o["smt2"])
-            result = s.check()
-        except z3.Z3Exception as exc:
-            bad.append(f"{o.get('id')}: the query does not parse ({exc})")
-            continue
-        recorded = (o.get("evidence") or {}).get("z3") if o.get("kind") == "unit" else None
-        want = {"sat": z3.sat, "unsat": z3.unsat}[recorded] if recorded in ("sat", "unsat") else \
-            {"proven": z3.unsat, "refuted": z3.sat}.get(o.get("status"))
-        if want is not None and result != want:
-            bad.append(f"{o.get('id')}: status {o.get('status')} but z3 answers {result}")
-    n = sum(1 for o in obligations if o.get("smt2"))
-    return Check("queries", not bad, "; ".join(bad) if bad else f"{n} recorded queries give the recorded answers")
+def _section_difference(section: str, recorded: dict, derived: dict) -> str | None:
+    """The first difference within one section of the document, in words; None if it agrees."""
+    def part(doc: dict) -> dict:
+        if section == "document":
+            return {k: v for k, v in doc.items() if k not in ("obligations", "values", "memory")}
+        if section in ("obligations", "queries"):
+            obligations = doc.get("obligations", [])
+            keep = (lambda o: {"smt2": o.get("smt2")}) if section == "queries" else \
+                (lambda o: {k: v for k, v in o.items() if k != "smt2"})
+            return {"obligations": [keep(o) for o in obligations] if isinstance(obligations, list) else obligations}
+        return {section: doc.get(section)}
+    found = _difference(part(recorded), part(derived), "")
+    return found and _describe(*found)
 
 
-def _recheck(program: Program, doc: dict) -> Check:
-    """Check the source again: the same obligations with the same statuses."""
-    fresh = {o.id: o.status for o in certify(program).obligations}
-    recorded = {o.get("id"): o.get("status") for o in doc.get("obligations", [])}
-    diffs = [f"{oid}: recorded {recorded.get(oid)}, found {fresh.get(oid)}"
-             for oid in sorted(set(fresh) | set(recorded)) if fresh.get(oid) != recorded.get(oid)]
-    if doc.get("ok") != all(s == "proven" for s in fresh.values()):
-        diffs.append("the ok flag does not match the obligations")
-    return Check("obligations", not diffs, "; ".join(diffs[:5]) if diffs else f"{len(fresh)} obligations re-derived")
+def _agreement(section: str, derived: dict) -> str:
+    n = len(derived["obligations"])
+    return {"document": "format, source, tool versions, scope and ok re-derived",
+            "obligations": f"{n} obligations re-derived: ids, claims, statuses, evidence",
+            "queries": f"{sum(1 for o in derived['obligations'] if o['smt2'])} SMT-LIB2 queries are the ones the "
+                       "source gives (compared as text, not run)",
+            "values": f"{len(derived['values'])} values re-derived: blades, grades, units, versor flags, shapes",
+            "memory": "the memory plan re-derived" if derived["memory"] is not None else "no memory plan (no loss)",
+            }[section]
+
+
+_MISSING = object()
+
+
+def _difference(recorded, derived, path: str):
+    """(JSON path, recorded, re-derived) of the first place the two differ, or None."""
+    if type(recorded) is not type(derived):
+        return path, recorded, derived
+    if isinstance(derived, dict):
+        for key, value in derived.items():
+            where = document.join(path, key)
+            found = _difference(recorded[key], value, where) if key in recorded else (where, _MISSING, value)
+            if found:
+                return found
+        extra = next((k for k in recorded if k not in derived), None)
+        return None if extra is None else (document.join(path, extra), recorded[extra], _MISSING)
+    if isinstance(derived, list):
+        for i, (a, b) in enumerate(zip(recorded, derived)):
+            found = _difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        if len(recorded) != len(derived):
+            i = min(len(recorded), len(derived))
+            return (f"{path}[{i}]", recorded[i] if i < len(recorded) else _MISSING,
+                    derived[i] if i < len(derived) else _MISSING)
+        return None
+    return None if recorded == derived else (path, recorded, derived)
+
+
+def _describe(path: str, recorded, derived) -> str:
+    return f"{path or 'the document'}: recorded {_shown(recorded)}, re-derived {_shown(derived)}"
+
+
+def _shown(value) -> str:
+    if value is _MISSING:
+        return "nothing"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
