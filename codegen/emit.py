@@ -19,6 +19,7 @@ from phg.program import Program, TrainSpec
 
 from .build import generator
 from .manifold import exp_helper_spec
+from .parameters import norm_table
 from .manifold import source as manifold_source
 from .scalar import (
     Helper,
@@ -235,6 +236,15 @@ def _layout(g: Hypergraph, vid: str) -> list[str]:
     return [alg.blade_name(b) for b in alg.blades if g.values[vid].support >> b & 1]
 
 
+def _versor_spec(g: Hypergraph, vid: str) -> dict:
+    """What the runtime checks a Rotor or Motor parameter against when one is assigned."""
+    if vid not in g.manifold_params():
+        return {}
+    alg = g.algebra
+    return {"versor": g.values[vid].declared.versor,
+            "norm": norm_table(alg, [b for b in alg.blades if g.values[vid].support >> b & 1])}
+
+
 def _share(helpers: dict, alg: Algebra, h: Helper) -> str:
     """The module-wide name of a helper: one per (algebra, kind, support)."""
     key = (alg.name, h.kind, h.source)
@@ -261,7 +271,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
         "name": g.name,
         "algebra": g.algebra.name,
         "params": {name(p): {"shape": list(g.values[p].shape), "layout": _layout(g, p),
-                             "init": g.values[p].init} for p in g.params},
+                             "init": g.values[p].init, **_versor_spec(g, p)} for p in g.params},
         "inputs": {name(v): {"shape": list(g.values[v].shape), "layout": _layout(g, v)} for v in g.inputs},
         "outputs": {o: {"shape": list(g.values[g.outputs[o]].shape), "layout": _layout(g, g.outputs[o])}
                     for o in outputs},

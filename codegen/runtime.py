@@ -2,12 +2,37 @@
 that turn a wrong array into a clear ValueError before any kernel sees it."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from numbers import Integral
+
 import numpy as np
 
 from .accumulate import DIGITS, SLOTS, many_sums
-from phg.program import OPTIMIZERS
+from phg.program import MAX_STEPS, OPTIMIZERS
 
 from .optimizers import KINDS, STATE, direction
+from .parameters import Parameters, array, finite, require_finite_samples
+
+
+class TrainingDiverged(ArithmeticError):
+    """A step whose loss, gradient or update is not finite (a learning rate too large, a loss that
+    overflows).  The parameters are left as they were before that step; `history` holds the
+    losses of the steps fit() completed."""
+
+    def __init__(self, message: str, history: np.ndarray | None = None):
+        super().__init__(message)
+        self.history = history if history is not None else np.empty(0)
+
+
+def _count(name: str, value, default):
+    """A positive integer setting of fit(), or None where not given (bool is not a count)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ValueError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
 
 
 class ModelBase:
@@ -15,7 +40,7 @@ class ModelBase:
 
     def __init__(self, seed: int = 0):
         rng = np.random.default_rng(seed)
-        self.params: dict[str, np.ndarray] = {}
+        values = {}
         for name, p in self.SPEC["params"].items():
             shape = (*p["shape"], len(p["layout"]))
             init = p["init"] or {"kind": "const", "value": {}}
@@ -27,7 +52,21 @@ class ModelBase:
                 value = np.zeros(shape)
                 for blade, c in init["value"].items():
                     value[..., p["layout"].index(blade)] = c
-            self.params[name] = value
+            values[name] = value
+        self._parameters = Parameters(self.SPEC["name"], self.SPEC["params"], values)
+
+    @property
+    def params(self) -> Parameters:
+        """name -> float64 array [*channels, components], checked when assigned (see codegen.parameters)."""
+        return self._parameters
+
+    @params.setter
+    def params(self, values: Mapping):
+        missing = [n for n in self.SPEC["params"] if n not in values]
+        if missing:
+            raise ValueError(f"assigning params replaces every parameter, and {missing[0]!r} is missing; "
+                             f"to set some, use params.update(...)")
+        self._parameters.update(values)
 
     def __repr__(self) -> str:
         return f"<{self.SPEC['name']} model: params {', '.join(self.params)}>"
@@ -41,20 +80,10 @@ class ModelBase:
         raise KeyError(f"{self.SPEC['name']} has no value {name!r}; it has {', '.join(known)}")
 
     # ---- checking arrays ------------------------------------------------------------------------
-    def _array(self, name: str, value, spec: dict, batched: bool) -> np.ndarray:
-        expected = (*spec["shape"], len(spec["layout"]))
-        where = f"{'input' if batched else 'parameter'} {name!r}"
-        layout = f"[{'N, ' if batched else ''}{', '.join(map(str, expected))}] (components {', '.join(spec['layout'])})"
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "fiu":
-            raise ValueError(f"{where} has dtype {arr.dtype}; expected real numbers (float64) laid out as {layout}")
-        want = (arr.shape[0], *expected) if batched and arr.ndim >= 1 else expected
-        if arr.shape != tuple(want):
-            raise ValueError(f"{where} has shape {list(arr.shape)}; expected {layout}")
-        # float32 and integers are widened, strided views copied: the kernels read float64 rows.
-        return np.ascontiguousarray(arr, dtype=np.float64)
-
-    def _inputs(self, given: dict, needed: list[str]) -> tuple[list[np.ndarray], int]:
+    def _inputs(self, given: dict, needed: list[str], training: bool = False) -> tuple[list[np.ndarray], int]:
+        """The needed inputs checked and as float64; for training also finite (one non-finite sample
+        makes the mean loss, and after one step every parameter, non-finite).  Inference is per
+        sample, so it keeps a NaN where it was given one."""
         unknown = sorted(set(given) - set(self.SPEC["inputs"]))
         if unknown:
             raise ValueError(f"{self.SPEC['name']} has no input {unknown[0]!r}; its inputs are "
@@ -62,7 +91,10 @@ class ModelBase:
         missing = [n for n in needed if n not in given]
         if missing:
             raise ValueError(f"missing input {missing[0]!r} (needed: {', '.join(needed)})")
-        checked = {n: self._array(n, a, self.SPEC["inputs"][n], True) for n, a in given.items()}
+        checked = {n: array(f"input {n!r}", a, self.SPEC["inputs"][n], True) for n, a in given.items()}
+        if training:
+            for n in needed:
+                require_finite_samples(n, checked[n])
         sizes = {n: a.shape[0] for n, a in checked.items()}
         if len(set(sizes.values())) > 1:
             raise ValueError("inputs disagree on the number of samples: " +
@@ -71,7 +103,14 @@ class ModelBase:
         return [checked[n] for n in needed], next(iter(sizes.values()), 1)
 
     def _params(self, names: list[str]) -> list[np.ndarray]:
-        return [self._array(n, self.params[n], self.SPEC["params"][n], False) for n in names]
+        """The stored arrays, checked again: they may have been edited in place since assigned."""
+        for n in names:
+            stored = self._parameters[n]
+            array(f"parameter {n!r}", stored, self.SPEC["params"][n], False)
+            if stored.dtype != np.float64 or not stored.flags.c_contiguous or not stored.flags.writeable:
+                self._parameters[n] = stored        # a copy the kernels can read and steps can update
+            self._parameters.require_valid(n, self._parameters[n])
+        return [self._parameters[n] for n in names]
 
     # ---- inference ------------------------------------------------------------------------------
     def predict(self, /, **inputs) -> dict[str, np.ndarray]:
@@ -118,6 +157,8 @@ class ModelBase:
                 "tangent": {n: np.zeros(coords[n]) for n in spec["manifold"]},
                 "direction": {n: np.zeros(c) for n, c in coords.items()},
                 "state": {n: np.zeros((STATE[kind], int(np.prod(c)))) for n, c in coords.items()},
+                # what a step whose update overflows puts back
+                "before": {n: np.zeros((*p["shape"], len(p["layout"]))) for n, p in self.SPEC["params"].items()},
                 "t": 0,
                 # the optimizer's hyper-parameters in direction()'s order; unused ones at prm's defaults
                 "hyper": tuple(float({**OPTIMIZERS["prm"], **settings["hyper"]}[k])
@@ -127,9 +168,13 @@ class ModelBase:
 
     def _run_train_kernel(self, inputs: dict) -> float:
         spec = self._training()
-        arrays, n = self._inputs(inputs, spec["inputs"])
+        arrays, n = self._inputs(inputs, spec["inputs"], training=True)
         if n == 0:
             raise ValueError("an empty batch has no mean loss; pass at least one sample")
+        return self._train_pass(arrays, n)
+
+    def _train_pass(self, arrays: list[np.ndarray], n: int) -> float:
+        spec = self._training()
         b = self._plan()
         params = self._params(spec["params"])
         self._train_kernel(*arrays, *params, n, b["acc"], b["grid"], b["deposits"], b["work"], b["sums"], b["loss"],
@@ -149,14 +194,24 @@ class ModelBase:
     def step(self, /, **inputs) -> float:
         """One optimizer step on this batch (the train block's optimizer); returns the batch loss
         before the step.  Rotor and Motor parameters move by the exponential map."""
+        return self._step(self._run_train_kernel(inputs))
+
+    def _step(self, loss: float) -> float:
+        """The optimizer's update from the gradients of the pass just run."""
         spec = self._training()
         settings = spec["settings"]
-        loss = self._run_train_kernel(inputs)
         b = self._buffers
+        grads = b["grads"]
+        bad = next((n for n in self.SPEC["params"] if not finite(grads[n])), None)
+        if not np.isfinite(loss) or bad is not None:
+            what = f"the gradient of {bad!r}" if np.isfinite(loss) else "the loss"
+            raise TrainingDiverged(f"{what} is not finite (batch loss {loss:.6g}); no update was made")
+        for name in self.SPEC["params"]:
+            np.copyto(b["before"][name], self._parameters[name])
         b["t"] += 1
         kind = KINDS[settings["optimizer"]]
         for name, p in self.SPEC["params"].items():
-            value = self._array(name, self.params[name], p, False)
+            value = self._parameters[name]             # a float64 array this model owns: updated in place
             d = b["direction"][name]
             if name in spec["manifold"]:
                 tangent_fn, retract_fn = self._manifold[name]
@@ -168,51 +223,85 @@ class ModelBase:
                 flat = value.reshape(-1)
                 direction(kind, b["grads"][name].reshape(-1), b["state"][name], b["t"], *b["hyper"], d)
                 flat -= d
-            self.params[name] = value
+        bad = next((n for n in self.SPEC["params"] if not finite(self._parameters[n])), None)
+        if bad is not None:
+            for name in self.SPEC["params"]:
+                np.copyto(self._parameters[name], b["before"][name])
+            raise TrainingDiverged(f"the update of parameter {bad!r} overflows (batch loss {loss:.6g}); the "
+                                   "parameters are left as they were before that step (a smaller learning rate "
+                                   "may help)")
         return loss
 
     def schedule(self, n: int, steps: int | None = None, epochs: int | None = None,
                  batch: int | None = None) -> tuple[int, int]:
         """(batch size, number of steps) fit() uses on n samples: the arguments where given, else
-        the train block's; without steps or epochs, one epoch."""
+        the train block's, else the defaults of LANGUAGE §6 (the whole data set as one batch, one
+        epoch).  A batch larger than the data set is the whole data set."""
         settings = self._training()["settings"]
-        batch = min(batch or settings["batch"] or n, n)
+        if n < 1:
+            raise ValueError("the data set is empty (0 samples); training needs at least one")
+        steps, epochs = _count("steps", steps, None), _count("epochs", epochs, None)
+        if steps is not None and epochs is not None:
+            raise ValueError(f"give steps or epochs, not both (got steps={steps}, epochs={epochs})")
+        batch = min(_count("batch", batch, settings["batch"] or n), n)
         if steps is None and epochs is None:
             steps, epochs = settings["steps"], settings["epochs"]
-        return batch, steps if steps is not None else (epochs or 1) * -(-n // batch)
+        total = steps if steps is not None else (epochs or 1) * -(-n // batch)
+        if total > MAX_STEPS:
+            what = f"steps={steps}" if steps is not None else f"{epochs or 1} epochs of {-(-n // batch)} steps"
+            raise ValueError(f"{what} is more than the {MAX_STEPS:,} steps one fit() may take; "
+                             "call fit() again to train further")
+        return batch, total
 
-    def fit(self, data: dict, steps: int | None = None, epochs: int | None = None, batch: int | None = None,
+    def samples(self, data: Mapping) -> int:
+        """The number of samples in a training data set, checked as fit() checks it."""
+        names = self._training()["inputs"]
+        _, n = self._inputs(data, names, training=True)
+        return n if names else 1
+
+    def fit(self, data: Mapping, steps: int | None = None, epochs: int | None = None, batch: int | None = None,
             callback=None) -> np.ndarray:
         """Train on a data set {input name: array [N, ...]} with the train block's settings
         (steps, epochs and batch override them).  Each epoch visits the samples in a fresh
-        random order (seeded by the train block's seed); returns the loss of every step."""
+        random order (seeded by the train block's seed); returns the loss of every step.  Data
+        with a non-finite sample is refused before any step; a step whose update is not finite
+        raises TrainingDiverged, with the parameters as they were before it."""
         settings = self._training()["settings"]
         names = self._training()["inputs"]
-        arrays, n = self._inputs(data, names)
+        if not isinstance(data, Mapping):
+            raise TypeError(f"fit takes the data as a mapping {{input name: array}}, got {type(data).__name__}")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable as callback(step, loss), got {type(callback).__name__}")
+        arrays, n = self._inputs(data, names, training=True)
+        if not names:
+            n = 1                                      # a loss of the parameters alone: one "sample"
+        elif n == 0:
+            raise ValueError(f"the data set is empty: input {names[0]!r} has 0 samples; training needs at least one")
         batch, total = self.schedule(n, steps, epochs, batch)
         per_epoch = -(-n // batch)
-        if total < 0:
-            raise ValueError(f"steps must be >= 0, got {total}")
         rng = np.random.default_rng(settings["seed"])
         # The batch buffers are allocated once, before the first step.
         buffers = [np.empty((batch, *a.shape[1:])) for a in arrays] if batch < n else []
         history = np.empty(total)
         order = rng.permutation(n)
-        whole = dict(zip(names, arrays))
         for k in range(total):
             start = (k % per_epoch) * batch
             if k and start == 0:
                 order = rng.permutation(n)
             idx = order[start:start + batch]
             if batch == n:                             # full batch: the mean needs no shuffling
-                chunk = whole
+                chunk = arrays
             elif len(idx) < batch:                     # the epoch's last, short batch
-                chunk = {nm: a[idx] for nm, a in zip(names, arrays)}
+                chunk = [a[idx] for a in arrays]
             else:
                 for buf, a in zip(buffers, arrays):
                     np.take(a, idx, axis=0, out=buf)
-                chunk = dict(zip(names, buffers))
-            history[k] = self.step(**chunk)
+                chunk = buffers
+            try:                                       # the whole data set was checked above
+                history[k] = self._step(self._train_pass(chunk, len(idx) if names else 1))
+            except TrainingDiverged as exc:
+                raise TrainingDiverged(f"training diverged at step {k + 1} of {total}: {exc}", history[:k].copy()) \
+                    from None
             if callback is not None:
                 callback(k, history[k])
         return history

@@ -217,6 +217,7 @@ class _Lowerer:
                                  notes=[Note(seen[item.key], "first set here")])
             seen[item.key] = item.span
             self._train_item(spec, item)
+        spec.written = tuple(seen)
         if spec.steps is not None and spec.epochs is not None:
             raise self.error("syntax", "give either steps or epochs, not both", d.span, expected="steps N or epochs N")
         return spec
@@ -355,7 +356,7 @@ class _ModelBuilder:
             if t.versor:
                 raise self.error("type", f"a {t.text} parameter cannot start at random", e.span,
                                  expected=f"a constant {t.text}, such as 1")
-            args = self.constant_args(e, INITIALISERS[e.func])
+            args = self.constant_args(e, INITIALISERS[e.func], t.unit, f"param {stmt.name}")
             if e.func == "normal" and args[0] < 0:
                 raise self.error("type", f"normal() needs a standard deviation >= 0, got {args[0]:g}", e.args[0].span,
                                  expected="a non-negative number")
@@ -372,6 +373,7 @@ class _ModelBuilder:
                 raise self.error("type", f"the initial value of {stmt.name} is not a constant", e.span,
                                  expected="a constant expression, normal(std) or uniform(a, b)")
             value, span = node.const, e.span
+            self.require_unit(node, t, span, f"param {stmt.name}", "its initial value")
             self.consumed(node.id)
         self.require_within(value, t, span, f"the initial value of {stmt.name}")
         if t.versor in ("Rotor", "Motor"):
@@ -382,16 +384,28 @@ class _ModelBuilder:
         return {"kind": "const", "value": {self.alg.blade_name(b): float(value[b])
                                            for b in self.alg.blades if value[b] != 0}}
 
-    def constant_args(self, call: ast.Call, arity: int) -> list[float]:
+    def constant_args(self, call: ast.Call, arity: int, unit: Unit | None = None, owner: str = "") -> list[float]:
+        """The numbers of normal(std) or uniform(a, b): bare, or in the parameter's unit where it has one."""
         self.check_arity(call, arity)
         out = []
         for a in call.args:
             node = self.g.values[self.expr(a, {})]
             if node.const is None or node.support & ~sup.SCALAR:
                 raise self.error("type", f"{call.func}() needs constant numbers", a.span, expected="a number")
+            if unit is not None and node.unit not in (unit, DIMENSIONLESS) and np.any(node.const):
+                raise self.error("unit", f"{owner} is declared in {unit} but this argument of "
+                                 f"{call.func}() is in {node.unit}", a.span,
+                                 expected=f"a number in {unit}, or a bare number")
             out.append(float(node.const[0]))
             self.consumed(node.id)
         return out
+
+    def require_unit(self, node: Value, t: ValueType, span: Span, what: str, whose: str):
+        """A constant given for a declared unit must be in it: a const's value and a param's initial
+        value alike (zero is in every unit)."""
+        if t.unit is not None and node.unit != t.unit and np.any(node.const):
+            raise self.error("unit", f"{what} is declared in {t.unit} but {whose} is in {node.unit}",
+                             span, expected=f"a value in {t.unit}")
 
     def require_within(self, value: np.ndarray, t: ValueType, span: Span, what: str):
         outside = [b for b in self.alg.blades if value[b] != 0 and not t.support >> b & 1]
@@ -496,9 +510,7 @@ class _ModelBuilder:
         if d.type is not None:
             t = self.value_type(d.type)
             self.require_within(node.const, t, d.value.span, f"const {name}")
-            if t.unit is not None and node.unit != t.unit and np.any(node.const):
-                raise self.error("unit", f"const {name} is declared in {t.unit} but its value is in {node.unit}",
-                                 d.value.span, expected=f"a value in {t.unit}")
+            self.require_unit(node, t, d.value.span, f"const {name}", "its value")
         self.low.evaluated_consts.add(name)
         self.const_ids[name] = node.id
         return node.id

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .diagnostics import Note, PhgError, Span
 from .program import Program
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+WIDE = 100_000                  # columns of output that is not a terminal
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,8 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out, err = _console(sys.stdout), _console(sys.stderr)
     try:
         if args.command == "check":
             return _check(args, out, err)
@@ -81,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     except PhgError as exc:
         err.print(Text(exc.render()))
         return EXIT_INPUT
+
+
+def _console(stream) -> Console:
+    """Rich draws for an 80-column terminal when it cannot ask one; a pipe or a file has no width,
+    so there a table is as wide as its cells (COLUMNS, where set, still decides)."""
+    wide = stream.isatty() or os.environ.get("COLUMNS")
+    return Console(file=stream, highlight=False, soft_wrap=True, width=None if wide else WIDE)
 
 
 def _check(args, out: Console, err: Console) -> int:

@@ -16,6 +16,8 @@ OPTIMIZERS = {
     "adam": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
     "prm": {"lr": 1e-3, "softness": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
 }
+# One fit() call takes at most this many steps (its loss history alone is 8 bytes a step).
+MAX_STEPS = 10**8
 
 
 @dataclass
@@ -31,6 +33,25 @@ class TrainSpec:
     memory_factor: float | None = None
     span: Span | None = None
     memory_span: Span | None = None            # where `memory <= K * inference` is written
+    written: tuple[str, ...] | None = None     # the settings the train block gives; None: no block
+
+    def defaults(self, also_given: tuple[str, ...] = ()) -> list[str]:
+        """The settings training takes from the documented defaults rather than from the train
+        block (or from also_given, set elsewhere), in words: phg train prints them, so that
+        nothing is chosen silently."""
+        given = (*(self.written or ()), *also_given)
+        out = []
+        if "optimizer" not in given:
+            out.append("optimizer adam(" + ", ".join(f"{k} = {v:g}" for k, v in OPTIMIZERS["adam"].items()) + ")")
+        if "batch" not in given:
+            out.append("batch: the whole data set")
+        if "steps" not in given and "epochs" not in given:
+            out.append("epochs 1")
+        if "accumulate" not in given:
+            out.append("accumulate exact")
+        if "seed" not in given:
+            out.append("seed 0")
+        return out
 
     def to_dict(self) -> dict:
         return {"model": self.model, "optimizer": self.optimizer, "hyper": self.hyper, "batch": self.batch,

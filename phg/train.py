@@ -2,7 +2,10 @@
 save the parameters, optionally plot the loss."""
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from codegen.runtime import TrainingDiverged
+
 from . import build, load
 from .diagnostics import PhgError
+from .program import TrainSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 
@@ -28,22 +34,64 @@ def _fail(err: Console, message: str, code: int = EXIT_INPUT) -> int:
     return code
 
 
+def _read_data(path: str) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz archive (never unpickled: object arrays are refused)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot read the data {path}: {exc}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"cannot read the data {path}: it is a single array, not an .npz archive of arrays "
+                         "named after the model's inputs (write it with np.savez(path, x=..., y=...))")
+    try:
+        with archive:
+            return {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot read the data {path}: {exc}") from None
+
+
+def _choose(program, requested: str | None) -> str:
+    """The model to train: the one named, the one with a train block, or the only one with a loss."""
+    trained = [m.name for m in program.models.values() if m.loss is not None]
+    if requested:
+        if requested not in program.models:
+            raise ValueError(f"{program.path} has no model {requested!r}; it has {', '.join(program.models) or 'none'}")
+        if program.models[requested].loss is None:
+            raise ValueError(f"model {requested} has no loss; nothing to train (add `loss EXPR` to it)")
+        return requested
+    if not trained:
+        if len(program.models) == 1:
+            raise ValueError(f"model {next(iter(program.models))} has no loss; nothing to train "
+                             "(add `loss EXPR` to it)")
+        models = f"its models: {', '.join(program.models)}" if program.models else "it has no models"
+        raise ValueError(f"{program.path} has no model with a loss ({models}); nothing to train")
+    if len(program.trains) == 1:
+        return next(iter(program.trains))
+    if len(trained) == 1:
+        return trained[0]
+    raise ValueError(f"{program.path} has {len(trained)} models with a loss; name one with --model "
+                     f"({', '.join(trained)})")
+
+
+def _save(target: Path, params) -> None:
+    """Write exactly target (np.savez would add .npz to another name), all or nothing: a failed
+    write leaves an earlier file as it was."""
+    fd, scratch = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **params)
+        os.replace(scratch, target)
+    except BaseException:
+        os.unlink(scratch)
+        raise
+
+
 def train_command(args, out: Console, err: Console) -> int:
     program = load(args.file)
-    trained = [m for m in program.models.values() if m.loss is not None]
-    if args.model:
-        if args.model not in program.models:
-            return _fail(err, f"{args.file} has no model {args.model!r}; it has {', '.join(program.models)}")
-        name = args.model
-    elif len(program.trains) == 1:
-        name = next(iter(program.trains))
-    elif len(trained) == 1:
-        name = trained[0].name
-    else:
-        return _fail(err, f"{args.file} trains {len(program.trains) or len(trained)} models; "
-                          f"name one with --model ({', '.join(m.name for m in trained)})")
-    if program.models[name].loss is None:
-        return _fail(err, f"model {name} has no loss to train; add `loss EXPR` to it")
+    try:
+        name = _choose(program, args.model)
+    except ValueError as exc:
+        return _fail(err, str(exc))
     if args.plot:
         try:
             import matplotlib
@@ -51,10 +99,13 @@ def train_command(args, out: Console, err: Console) -> int:
             import matplotlib.pyplot as plt
         except ImportError:
             return _fail(err, "--plot needs matplotlib: pip install 'phg[plot]'")
+    target = Path(args.output) if args.output else Path(args.file).with_suffix("").with_suffix(".params.npz")
+    if not target.parent.is_dir():
+        return _fail(err, f"cannot write the parameters to {target}: the folder {target.parent} does not exist")
     try:
-        data = dict(np.load(args.data))
-    except (OSError, ValueError) as exc:
-        return _fail(err, f"cannot read the data {args.data}: {exc}")
+        data = _read_data(args.data)
+    except ValueError as exc:
+        return _fail(err, str(exc))
     try:
         module = build(program, unverified=args.unverified)
     except PhgError as exc:
@@ -65,6 +116,12 @@ def train_command(args, out: Console, err: Console) -> int:
     cls = module.MODELS[name]
     settings = cls.SPEC["train"]["settings"]
     model = cls(seed=settings["seed"])
+    spec = program.trains.get(name)
+    defaults = (spec or TrainSpec(name)).defaults(also_given=("steps",) if args.steps is not None else ())
+    if defaults:
+        whence = f"the train block of {name} leaves these at their defaults" if spec is not None else \
+            f"{name} has no train block, so it trains with the defaults"
+        out.print(Text(f"{whence}: {'; '.join(defaults)}"))
     try:
         arrays = {k: v for k, v in data.items() if k in cls.SPEC["train"]["inputs"]}
         missing = [k for k in cls.SPEC["train"]["inputs"] if k not in data]
@@ -74,7 +131,7 @@ def train_command(args, out: Console, err: Console) -> int:
                               f"{', '.join(cls.SPEC['train']['inputs'])}; {missing[0]} is [N, ..., "
                               f"{len(layout[missing[0]])}] with components {', '.join(layout[missing[0]])}); "
                               f"it has {', '.join(sorted(data)) or 'no arrays'}")
-        n = len(next(iter(arrays.values())))
+        n = model.samples(arrays)
         batch, steps = model.schedule(n, steps=args.steps)
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]:.6g}"), TextColumn("{task.fields[rate]:.0f} steps/s"),
@@ -91,10 +148,17 @@ def train_command(args, out: Console, err: Console) -> int:
             history = model.fit(arrays, steps=steps, callback=report)
     except ValueError as exc:
         return _fail(err, str(exc))
+    except TrainingDiverged as exc:
+        return _fail(err, f"{exc}; nothing written to {target}", EXIT_FAILED)
     seconds = time.perf_counter() - start
-    target = Path(args.output) if args.output else Path(args.file).with_suffix("").with_suffix(".params.npz")
-    np.savez(target, **model.params)
     final = model.loss(**arrays)
+    if not np.isfinite(final):
+        return _fail(err, f"the loss on the whole data set is {final}: training diverged; nothing written to {target}",
+                     EXIT_FAILED)
+    try:
+        _save(target, model.params)
+    except OSError as exc:
+        return _fail(err, f"cannot write the parameters to {target}: {exc}")
     table = Table(title=Text(f"{name}: trained"), title_justify="left", show_header=False)
     table.add_row("steps", f"{len(history)} (batch {batch} of {n}, {settings['optimizer']}, "
                            f"accumulate {settings['accumulate']})")
@@ -113,4 +177,4 @@ def train_command(args, out: Console, err: Console) -> int:
         plt.close(fig)
         table.add_row("loss curve", args.plot)
     out.print(table)
-    return EXIT_OK if np.isfinite(final) else _fail(err, "the loss is not finite: training diverged", EXIT_FAILED)
+    return EXIT_OK

@@ -1,0 +1,161 @@
+"""A model's parameters and the checks every array passes before a kernel reads it.
+
+`M.params` is a mapping that refuses, when a value is assigned or loaded, what would make a kernel
+compute nonsense without failing: a wrong shape or dtype, a NaN or infinity, a Rotor or Motor that
+is not a normalised versor (V ~V = 1, which for a PGA motor includes the study condition).  Values
+are copied in, so a read-only array (np.load with mmap_mode, a view of someone else's data) can be
+assigned and the model still owns, and updates, its own."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+
+import numpy as np
+
+# |(V ~V)_k - [k is the scalar]| may be this many roundings of the products summed into
+# component k: a versor normalised in float64 passes, one off by 1e-9 does not.
+VERSOR_TOLERANCE = 1e-12
+
+
+def norm_table(alg, layout: list[int]) -> dict:
+    """The terms of V ~V for a versor stored on `layout` (blade masks): (V ~V)[k] is the sum over
+    terms [i, j, k, sign] of sign * V[i] * V[j].  Computed at build time, where the algebra is
+    known; the runtime needs only these numbers."""
+    terms, blades = [], []
+    for i, a in enumerate(layout):
+        for j, b in enumerate(layout):
+            sign, target = alg.gp(a, b)
+            sign *= alg.reverse_sign(b)
+            if sign:
+                if target not in blades:
+                    blades.append(target)
+                terms.append([i, j, blades.index(target), sign])
+    return {"blades": [alg.blade_name(b) for b in blades], "terms": terms}
+
+
+def array(where: str, value, spec: dict, batched: bool) -> np.ndarray:
+    """value as float64 [N?, *channels, components], or a ValueError naming where and the layout."""
+    expected = (*spec["shape"], len(spec["layout"]))
+    layout = f"[{'N, ' if batched else ''}{', '.join(map(str, expected))}] (components {', '.join(spec['layout'])})"
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{where} has dtype {arr.dtype}; expected real numbers (float64) laid out as {layout}")
+    want = (arr.shape[0], *expected) if batched and arr.ndim >= 1 else expected
+    if arr.shape != tuple(want):
+        raise ValueError(f"{where} has shape {list(arr.shape)}; expected {layout}")
+    # float32 and integers are widened, strided views copied: the kernels read float64 rows.
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def finite(a: np.ndarray) -> bool:
+    # min and max propagate NaN and see infinities without the temporary array isfinite makes
+    # (a training step's allocations are bounded by the certificate's memory plan).
+    return a.size == 0 or bool(np.isfinite(a.min()) and np.isfinite(a.max()))
+
+
+def first_non_finite(a: np.ndarray) -> tuple[tuple[int, ...], float]:
+    index = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+    return index, float(a[index])
+
+
+def require_finite_samples(name: str, a: np.ndarray):
+    """A NaN or infinity in one sample would turn the batch-mean loss, every gradient and so every
+    parameter non-finite; name the sample instead."""
+    if not finite(a):
+        index, bad = first_non_finite(a)
+        where = f"component {index[-1]}" if len(index) == 2 else f"channel {list(index[1:-1])}, component {index[-1]}"
+        raise ValueError(f"input {name!r}: sample {index[0]} is not finite ({bad}, at {where}); "
+                         "training needs finite data (drop or repair that sample)")
+
+
+class UnknownParameter(KeyError):
+    def __str__(self) -> str:                 # KeyError would quote the whole sentence
+        return str(self.args[0])
+
+
+class Parameters(MutableMapping):
+    """name -> float64 array [*channels, components]; see the module's docstring."""
+
+    def __init__(self, model: str, specs: dict, values: Mapping):
+        self._model, self._specs = model, specs
+        self._values: dict[str, np.ndarray] = {}
+        self.update(values)
+
+    # ---- the mapping ----------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._specs:
+            raise self._unknown(name)
+        return self._values[name]
+
+    def __setitem__(self, name: str, value):
+        self._values[name] = self.checked(name, value)
+
+    def __delitem__(self, name: str):
+        raise TypeError(f"parameter {name!r} of {self._model} cannot be deleted; every kernel needs it "
+                        f"(assign a new value instead, e.g. params[{name!r}] = ...)")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return repr(dict(self._values))
+
+    def update(self, other=(), /, **kwargs):
+        """Every value is checked before any is stored: a bad one leaves all parameters as they were."""
+        if isinstance(other, Mapping):
+            items = list(other.items())
+        elif hasattr(other, "keys"):
+            items = [(k, other[k]) for k in other.keys()]
+        else:
+            items = list(other)
+        items += kwargs.items()
+        checked = {name: self.checked(name, value) for name, value in items}
+        self._values.update(checked)
+
+    # ---- the checks -----------------------------------------------------------------------------
+    def checked(self, name: str, value) -> np.ndarray:
+        """A fresh float64 copy of value, or a ValueError naming the parameter and what is wrong."""
+        if name not in self._specs:
+            raise self._unknown(name)
+        spec = self._specs[name]
+        arr = np.array(array(f"parameter {name!r}", value, spec, False), dtype=np.float64, copy=True)
+        self.require_valid(name, arr)
+        return arr
+
+    def require_valid(self, name: str, arr: np.ndarray):
+        """Finite, and a normalised versor where declared one.  Also run before each kernel, since
+        the stored arrays can be edited in place."""
+        spec = self._specs[name]
+        if not finite(arr):
+            index, bad = first_non_finite(arr)
+            raise ValueError(f"parameter {name!r} is not finite: {bad} at {list(index)} "
+                             f"(component {spec['layout'][index[-1]]})")
+        norm = spec.get("norm")
+        if norm is None:
+            return
+        flat = arr.reshape(-1, arr.shape[-1])
+        t = np.array(norm["terms"], dtype=np.int64).reshape(-1, 4)
+        products = flat[:, t[:, 0]] * flat[:, t[:, 1]]
+        value = np.zeros((flat.shape[0], len(norm["blades"])))
+        scale = np.zeros_like(value)
+        for col in range(len(norm["blades"])):
+            mine = t[:, 2] == col
+            value[:, col] = products[:, mine] @ t[mine, 3]
+            scale[:, col] = np.abs(products[:, mine]).sum(axis=1)
+        target = np.array([1.0 if b == "1" else 0.0 for b in norm["blades"]])
+        off = np.abs(value - target) > VERSOR_TOLERANCE * np.maximum(1.0, scale)
+        if off.any():
+            channel, col = (int(i) for i in np.argwhere(off)[0])
+            what, blade = spec["versor"], norm["blades"][col]
+            inside = f" in channel {[int(i) for i in np.unravel_index(channel, arr.shape[:-1])]}" if arr.ndim > 1 else ""
+            part = "its scalar part" if blade == "1" else f"its {blade} part"
+            should = "1" if blade == "1" else "0" + (" (the study condition)" if what == "Motor" else "")
+            raise ValueError(f"parameter {name!r} is not a {what}{inside}: {name} ~{name} has {part} = "
+                             f"{float(value[channel, col])!r}, which should be {should}; a {what} is a normalised "
+                             f"versor (V ~V = 1), e.g. the identity {', '.join(['1'] + ['0'] * (arr.shape[-1] - 1))}")
+
+    def _unknown(self, name) -> UnknownParameter:
+        return UnknownParameter(f"{self._model} has no parameter {name!r}; its parameters are "
+                                f"{', '.join(self._specs) or 'none'}")
