@@ -265,6 +265,8 @@ def _difference(recorded, derived, path: str):
         extra = next((k for k in recorded if k not in derived), None)
         return None if extra is None else (document.join(path, extra), recorded[extra], _MISSING)
     if isinstance(derived, list):
+        if len(recorded) != len(derived) and not any(isinstance(v, (dict, list)) for v in recorded + derived):
+            return path, recorded, derived          # a list of names or numbers reads best whole
         for i, (a, b) in enumerate(zip(recorded, derived)):
             found = _difference(a, b, f"{path}[{i}]")
             if found:
