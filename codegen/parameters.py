@@ -78,6 +78,7 @@ class Parameters(MutableMapping):
     def __init__(self, model: str, specs: dict, values: Mapping):
         self._model, self._specs = model, specs
         self._values: dict[str, np.ndarray] = {}
+        self._terms: dict[str, tuple] = {}
         self.update(values)
 
     # ---- the mapping ----------------------------------------------------------------------------
@@ -115,36 +116,38 @@ class Parameters(MutableMapping):
         self._values.update(checked)
 
     # ---- the checks -----------------------------------------------------------------------------
-    def checked(self, name: str, value) -> np.ndarray:
+    def set_unnormalised(self, name: str, value):
+        """Store coefficients of a Rotor or Motor parameter that need not be a normalised versor
+        (shape and finiteness are still checked): loss and grad are functions of the stored
+        coefficients, and finite differences step off the manifold.  predict, step and fit
+        refuse to run until a versor is assigned again."""
+        self._values[name] = self.checked(name, value, versor=False)
+
+    def checked(self, name: str, value, versor: bool = True) -> np.ndarray:
         """A fresh float64 copy of value, or a ValueError naming the parameter and what is wrong."""
         if name not in self._specs:
             raise self._unknown(name)
         spec = self._specs[name]
         arr = np.array(array(f"parameter {name!r}", value, spec, False), dtype=np.float64, copy=True)
-        self.require_valid(name, arr)
+        self.require_valid(name, arr, versor)
         return arr
 
-    def require_valid(self, name: str, arr: np.ndarray):
-        """Finite, and a normalised versor where declared one.  Also run before each kernel, since
-        the stored arrays can be edited in place."""
+    def require_valid(self, name: str, arr: np.ndarray, versor: bool = True):
+        """Finite, and a normalised versor where declared one (unless versor is False).  Also run
+        before each kernel, since the stored arrays can be edited in place."""
         spec = self._specs[name]
         if not finite(arr):
             index, bad = first_non_finite(arr)
             raise ValueError(f"parameter {name!r} is not finite: {bad} at {list(index)} "
                              f"(component {spec['layout'][index[-1]]})")
         norm = spec.get("norm")
-        if norm is None:
+        if norm is None or not versor:
             return
         flat = arr.reshape(-1, arr.shape[-1])
-        t = np.array(norm["terms"], dtype=np.int64).reshape(-1, 4)
-        products = flat[:, t[:, 0]] * flat[:, t[:, 1]]
-        value = np.zeros((flat.shape[0], len(norm["blades"])))
-        scale = np.zeros_like(value)
-        for col in range(len(norm["blades"])):
-            mine = t[:, 2] == col
-            value[:, col] = products[:, mine] @ t[mine, 3]
-            scale[:, col] = np.abs(products[:, mine]).sum(axis=1)
-        target = np.array([1.0 if b == "1" else 0.0 for b in norm["blades"]])
+        first, second, signs, target = self._norm_terms(name)
+        products = flat[:, first] * flat[:, second]
+        value = products @ signs
+        scale = np.abs(products) @ np.abs(signs)
         off = np.abs(value - target) > VERSOR_TOLERANCE * np.maximum(1.0, scale)
         if off.any():
             channel, col = (int(i) for i in np.argwhere(off)[0])
@@ -155,6 +158,17 @@ class Parameters(MutableMapping):
             raise ValueError(f"parameter {name!r} is not a {what}{inside}: {name} ~{name} has {part} = "
                              f"{float(value[channel, col])!r}, which should be {should}; a {what} is a normalised "
                              f"versor (V ~V = 1), e.g. the identity {', '.join(['1'] + ['0'] * (arr.shape[-1] - 1))}")
+
+    def _norm_terms(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(i, j, sign[term, k], V ~V of a versor) of norm_table's terms as arrays, made once."""
+        if name not in self._terms:
+            norm = self._specs[name]["norm"]
+            terms = np.array(norm["terms"], dtype=np.int64).reshape(-1, 4)
+            signs = np.zeros((len(terms), len(norm["blades"])))
+            signs[np.arange(len(terms)), terms[:, 2]] = terms[:, 3]
+            target = np.array([1.0 if b == "1" else 0.0 for b in norm["blades"]])
+            self._terms[name] = terms[:, 0], terms[:, 1], signs, target
+        return self._terms[name]
 
     def _unknown(self, name) -> UnknownParameter:
         return UnknownParameter(f"{self._model} has no parameter {name!r}; its parameters are "

@@ -102,14 +102,16 @@ class ModelBase:
         # With no input the outputs depend on (parameters only), the batch size comes from the others.
         return [checked[n] for n in needed], next(iter(sizes.values()), 1)
 
-    def _params(self, names: list[str]) -> list[np.ndarray]:
-        """The stored arrays, checked again: they may have been edited in place since assigned."""
+    def _params(self, names: list[str], versors: bool = True) -> list[np.ndarray]:
+        """The stored arrays, checked again: they may have been edited in place since assigned.
+        loss and grad (versors False) are functions of the stored coefficients, also of a Rotor or
+        Motor's off its manifold (params.set_unnormalised); predict and step need the versor."""
         for n in names:
             stored = self._parameters[n]
             array(f"parameter {n!r}", stored, self.SPEC["params"][n], False)
             if stored.dtype != np.float64 or not stored.flags.c_contiguous or not stored.flags.writeable:
-                self._parameters[n] = stored        # a copy the kernels can read and steps can update
-            self._parameters.require_valid(n, self._parameters[n])
+                self._parameters.set_unnormalised(n, stored)     # a copy kernels can read and steps update
+            self._parameters.require_valid(n, self._parameters[n], versor=versors)
         return [self._parameters[n] for n in names]
 
     # ---- inference ------------------------------------------------------------------------------
@@ -166,29 +168,29 @@ class ModelBase:
             }
         return self._buffers
 
-    def _run_train_kernel(self, inputs: dict) -> float:
+    def _run_train_kernel(self, inputs: dict, versors: bool = True) -> float:
         spec = self._training()
         arrays, n = self._inputs(inputs, spec["inputs"], training=True)
         if n == 0:
             raise ValueError("an empty batch has no mean loss; pass at least one sample")
-        return self._train_pass(arrays, n)
+        return self._train_pass(arrays, n, versors)
 
-    def _train_pass(self, arrays: list[np.ndarray], n: int) -> float:
+    def _train_pass(self, arrays: list[np.ndarray], n: int, versors: bool = True) -> float:
         spec = self._training()
         b = self._plan()
-        params = self._params(spec["params"])
+        params = self._params(spec["params"], versors)
         self._train_kernel(*arrays, *params, n, b["acc"], b["grid"], b["deposits"], b["work"], b["sums"], b["loss"],
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])
 
     def loss(self, /, **inputs) -> float:
         """The batch-mean loss."""
-        return self._run_train_kernel(inputs)
+        return self._run_train_kernel(inputs, versors=False)
 
     def grad(self, /, **inputs) -> dict[str, np.ndarray]:
         """Gradients of the batch-mean loss with respect to every parameter's stored coefficients,
         keyed like params (Euclidean: a Rotor's manifold step uses its tangent, see step)."""
-        self._run_train_kernel(inputs)
+        self._run_train_kernel(inputs, versors=False)
         return {n: g.copy() for n, g in self._buffers["grads"].items()}
 
     def step(self, /, **inputs) -> float:

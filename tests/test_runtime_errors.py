@@ -125,6 +125,25 @@ def test_a_rotor_parameter_must_be_a_normalised_rotor(align):
         assert same(model, before)
 
 
+def test_coefficients_off_the_manifold_serve_loss_and_grad_only(align, data):
+    """Finite differences step a Rotor's coefficients off its manifold; loss and grad are functions
+    of the coefficients, predict and step need the Rotor the certificate assumes."""
+    _, module = align
+    model = module.Align()
+    model.params.set_unnormalised("R", [2.0, 0.0, 0.0, 0.0])
+    x = data["x"]
+    # R = 2 scales x by R x ~R = 4x: the loss is the mean of |4x + 0 - y|^2
+    assert model.loss(**data) == pytest.approx(np.mean(np.sum((4 * x - data["y"]) ** 2, axis=1)), rel=1e-12)
+    assert set(model.grad(**data)) == {"R", "t"}
+    before = snapshot(model)
+    for call in (lambda: model.predict(x=x), lambda: model.step(**data), lambda: model.fit(data, steps=1)):
+        with pytest.raises(ValueError, match=r"parameter 'R' is not a Rotor: R ~R has its scalar part = 4.0"):
+            call()
+    assert same(model, before)
+    with pytest.raises(ValueError, match="parameter 'R' is not finite"):
+        model.params.set_unnormalised("R", [np.nan, 0.0, 0.0, 0.0])
+
+
 def test_a_motor_parameter_must_be_a_motor_with_the_study_condition(tmp_path):
     import clifford
     from clifford import taylor_expansions

@@ -27,11 +27,11 @@ def finite_difference(model, inputs: dict, name: str, index: tuple) -> float:
     def at(dx):
         p = base.copy()
         p[index] += dx
-        model.params[name] = p
+        model.params.set_unnormalised(name, p)          # a Rotor's coefficients, off its manifold
         return model.loss(**inputs)
 
     value = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
-    model.params[name] = base
+    model.params.set_unnormalised(name, base)
     return value
 
 
@@ -62,7 +62,7 @@ def test_example_gradients_match_finite_differences(built, name):
     for graph in program.models.values():
         model = getattr(module, graph.name)(seed=2)
         for p, value in model.params.items():           # away from the initial point, where it is special
-            model.params[p] = value + rng.normal(0, 0.3, size=value.shape)
+            model.params.set_unnormalised(p, value + rng.normal(0, 0.3, size=value.shape))
         inputs = random_inputs(Reference(graph), graph, rng, 64)
         assert gradient_error(model, inputs) < REL
 
@@ -87,7 +87,7 @@ def test_random_model_gradients_match_finite_differences(tmp_path_factory, sourc
     model = interpreted(module, graph.name)
     rng = np.random.default_rng(0)
     r = rng.normal(size=model.params["R"].shape)
-    model.params["R"] = r / np.linalg.norm(r)
+    model.params.set_unnormalised("R", r / np.linalg.norm(r))     # R ~R = 1 only in a Euclidean metric
     inputs = random_inputs(Reference(graph), graph, rng, 3)
     assert gradient_error(model, inputs) < REL, source
 
