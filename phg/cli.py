@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("-o", dest="output", metavar="PARAMS.npz", help="where to save the parameters "
                        "(default: FILE's stem + .params.npz, beside FILE)")
     train.add_argument("--model", help="which model to train, when the file trains several")
-    train.add_argument("--steps", type=int, help="override the train block's steps")
+    train.add_argument("--steps", type=int, help="override the train block's steps (a positive integer, at most 10^8)")
     train.add_argument("--plot", metavar="LOSS.png", help="draw the loss curve (needs matplotlib: pip install phg[plot])")
     train.add_argument("--unverified", action="store_true", help="train even if some obligation is not proven")
     verify = sub.add_parser("verify", help="re-derive a certificate from its source; its signer must be trusted")
