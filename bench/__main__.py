@@ -1,9 +1,9 @@
 import sys
 
-from . import buildtime, checktime, predict, report, soundness, train
+from . import buildtime, checktime, fuzz, predict, report, soundness, train
 
 COMMANDS = {"soundness": soundness.main, "check": checktime.main, "predict": predict.main, "build": buildtime.main,
-            "train": train.main}
+            "train": train.main, "fuzz": fuzz.main}
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -11,6 +11,7 @@ if __name__ == "__main__":
         sys.exit(report.main(sys.argv[1:]))
     if name not in COMMANDS:
         print("usage: python -m bench [--soundness N] [--jobs J]   (every benchmark, one table)\n"
-              "       python -m bench soundness [N_MODELS] [--jobs J] | check | predict | build | train")
+              "       python -m bench soundness [N_MODELS] [--jobs J] | check | predict | build | train\n"
+              "       python -m bench fuzz [N] [--seed S] [--command check|graph]")
         sys.exit(2)
     sys.exit(COMMANDS[name](sys.argv[2:]))

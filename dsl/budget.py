@@ -50,6 +50,10 @@ class Budget:
                         hint="use fewer or smaller channels")
         self.add_terms(max(_coefficients(target), 1), span, error)
 
+    def renamed(self, old: str, new: str) -> None:
+        if old in self.depth:
+            self.depth[new] = self.depth.pop(old)
+
     def leaf(self, value, span: Span, error) -> None:
         self.add_terms(_coefficients(value), span, error)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
+from phg import deep
 from phg import multivector as mv
 from phg import support as sup
 from phg.algebra import Algebra, AlgebraError
@@ -21,6 +22,7 @@ from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
 
 from . import ast
+from .budget import MAX_LOWERING_NESTING, Budget
 
 # Built-in functions of LANGUAGE §5 and how many arguments each takes.
 BUILTINS = {"grade": 2, "even": 1, "odd": 1, "scalar": 1, "dual": 1, "inv": 1, "involute": 1,
@@ -34,26 +36,38 @@ OPERATOR_TEXT = {"add": "+", "sub": "-", "gp": "*", "div": "/", "op": "^", "lc":
 
 
 def lower(file: ast.File) -> Program:
-    return _Lowerer(file).run()
+    return deep.call(lambda: _Lowerer(file).run())
 
 
 def walk(expr):
-    """Every sub-expression of expr, itself first."""
-    yield expr
-    if isinstance(expr, ast.Unary):
-        yield from walk(expr.operand)
-    elif isinstance(expr, ast.Binary):
-        yield from walk(expr.left)
-        yield from walk(expr.right)
-    elif isinstance(expr, ast.Call):
-        for a in expr.args:
-            yield from walk(a)
-    elif isinstance(expr, ast.Index):
-        yield from walk(expr.base)
-        for i in expr.indices:
-            yield from walk(i)
-    elif isinstance(expr, ast.Component):
-        yield from walk(expr.base)
+    """Every sub-expression of expr, itself first, then each operand's in order (without recursion,
+    so a sum of thousands of terms is walked too)."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        yield e
+        if isinstance(e, ast.Unary):
+            parts = [e.operand]
+        elif isinstance(e, ast.Binary):
+            parts = [e.left, e.right]
+        elif isinstance(e, ast.Call):
+            parts = e.args
+        elif isinstance(e, ast.Index):
+            parts = [e.base, *e.indices]
+        elif isinstance(e, ast.Component):
+            parts = [e.base]
+        else:
+            parts = []
+        stack.extend(reversed(parts))
+
+
+def refuse_ungenerated(graph: Hypergraph, source: str | None, why: str):
+    """A located error at the first operation the code generator cannot emit yet (log)."""
+    for e in graph.edges.values():
+        if e.kind == "log":
+            raise PhgError("type", f"log() is not generated yet, and {why}", e.span,
+                           expected="a model without log(); log() is checked only in models without a loss "
+                           "that are not built", source=source)
 
 
 class _Lowerer:
@@ -279,6 +293,8 @@ class _ModelBuilder:
         self.const_busy: list[str] = []
         self.loss_span: Span | None = None
         self.contexts: list[str] = []          # the const or def being lowered, innermost last
+        self.budget = Budget(self.g.name)
+        self.nesting = 0                       # expressions being lowered inside one another
 
     def error(self, *args, **kwargs) -> PhgError:
         return self.low.error(*args, **kwargs)
@@ -290,6 +306,9 @@ class _ModelBuilder:
                 self.ensure(stmt)
             else:
                 getattr(self, stmt.kind)(stmt)
+        if self.g.loss is not None:
+            refuse_ungenerated(self.g, self.low.file.source, f"model {self.g.name} has a loss, whose training "
+                               "and memory plan need it generated")
         return self.g
 
     def declare(self, name: str, span: Span):
@@ -322,6 +341,10 @@ class _ModelBuilder:
         out = []
         for d, span in dims or []:
             if isinstance(d, str):
+                if d not in self.low.consts:
+                    raise self.error("name", f"unknown channel size {d!r}", span,
+                                     expected="a positive integer or a declared const",
+                                     hint=did_you_mean(d, self.low.consts))
                 node = self.g.values[self.const(d, span)]
                 value = float(node.const[0])
                 if node.support & ~sup.SCALAR or value != int(value):
@@ -347,6 +370,7 @@ class _ModelBuilder:
         init = self.initialiser(stmt, t)
         v = self.g.add_value(Value(stmt.name, "param", t.support, shape, stmt.span, stmt.name, t.unit,
                                    "declared" if t.versor else None, t, init=init))
+        self.budget.leaf(v, stmt.span, self.error)
         self.scope[stmt.name] = v.id
         self.g.params.append(v.id)
 
@@ -419,6 +443,7 @@ class _ModelBuilder:
         t = self.value_type(stmt.type)
         v = self.g.add_value(Value(stmt.name, "input", t.support, self.shape(stmt.shape), stmt.span, stmt.name,
                                    t.unit, "declared" if t.versor else None, t))
+        self.budget.leaf(v, stmt.span, self.error)
         self.scope[stmt.name] = v.id
         self.g.inputs.append(v.id)
 
@@ -429,10 +454,12 @@ class _ModelBuilder:
             copy = self.g.add_value(Value(self.g.fresh_id(), role, node.support, node.shape, span,
                                           unit=node.unit, versor="involution" if node.versor else None,
                                           const=node.const))
+            self.budget.operation("copy", [node], copy, span, self.error)
             self.g.add_edge("copy", (value_id,), copy.id, span=span)
             node = copy
         node.name, node.role = name, role
         if name not in self.g.values:
+            self.budget.renamed(node.id, name)
             self.g.rename(node.id, name)
         return node
 
@@ -529,6 +556,18 @@ class _ModelBuilder:
     # ---- expressions ------------------------------------------------------------------------------
     def expr(self, e: ast.Expr, env: dict[str, str] | None) -> str:
         """Lower e; env maps a def's arguments (None at model level, where model names are visible)."""
+        self.nesting += 1
+        try:
+            if self.nesting > MAX_LOWERING_NESTING:
+                raise self.error("size", f"too deeply nested: more than {MAX_LOWERING_NESTING:,} expressions "
+                                 "inside one another, counting the bodies of the defs called", e.span,
+                                 expected=f"at most {MAX_LOWERING_NESTING:,} levels",
+                                 hint="name parts with `let`; defs calling defs inline their bodies")
+            return self.lowered(e, env)
+        finally:
+            self.nesting -= 1
+
+    def lowered(self, e: ast.Expr, env: dict[str, str] | None) -> str:
         if isinstance(e, ast.Literal):
             unit = self.low.resolve_unit(e.unit) if e.unit is not None else DIMENSIONLESS
             return self.constant(mv.blade(self.alg, 0, e.value), unit, e.span,
@@ -588,6 +627,7 @@ class _ModelBuilder:
         if all(v.const is not None for v in vals):
             return self.fold(kind, vals, ops, attrs, support, versor, span, spans)
         v = self.g.add_value(Value(self.g.fresh_id(), "temp", support, shape, span, versor=versor))
+        self.budget.operation(kind, vals, v, span, self.error)
         self.g.add_edge(kind, tuple(srcs), v.id, attrs, span, tuple(spans))
         return v.id
 
@@ -712,6 +752,7 @@ class _ModelBuilder:
             picks.append(k)
         v = self.g.add_value(Value(self.g.fresh_id(), "temp", base.support, base.shape[len(picks):], e.span,
                                    versor="channel" if base.versor else None))
+        self.budget.operation("index", [base], v, e.span, self.error)
         self.g.add_edge("index", (base_id,), v.id, {"index": picks}, e.span, (e.base.span,))
         return v.id
 

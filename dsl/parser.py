@@ -1,17 +1,25 @@
 """Parsing .phg text into the syntax tree, with located errors."""
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
+from lark.visitors import Transformer_NonRecursive
 
-from phg.diagnostics import PhgError, Span
+from phg.diagnostics import PhgError, Span, normalise_line_ends, source_lines
 
 from . import ast
+
+# How deeply the syntax may nest (an operand of an operand ..., a call's argument, a bracket's
+# content): a sum of 5,000 terms nests 5,000 deep.  Later stages walk expressions recursively, so
+# deeper input is refused here, located, rather than overflowing a stack there.
+MAX_NESTING = 5_000
+_LARGEST = 1.7976931348623157e308          # the largest finite double
 
 _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _CLOSERS = set(_OPENERS.values())
@@ -51,10 +59,13 @@ def _parser() -> Lark:
 def parse(source: str, filename: str = "<text>") -> ast.File:
     """Parse source text; raises PhgError (kind 'syntax') located at the first problem."""
     parser = _parser()
+    # The lexer counts LF alone as a line end; CR and CRLF files are read as LF ones (same columns).
+    text = normalise_line_ends(source)
     try:
-        tree = parser.parse(source)
+        tree = parser.parse(text)
     except UnexpectedInput as exc:
-        raise _syntax_error(exc, source, filename, parser) from None
+        raise _syntax_error(exc, text, filename, parser) from None
+    _check_nesting(tree, filename, source)
     try:
         decls = _ToAst(filename).transform(tree)
     except VisitError as exc:
@@ -64,6 +75,27 @@ def parse(source: str, filename: str = "<text>") -> ast.File:
             raise err from None
         raise
     return ast.File(filename, source, decls)
+
+
+def _check_nesting(tree: Tree, filename: str, source: str):
+    """Refuses a tree nested deeper than MAX_NESTING, at the outermost expression on its deepest
+    path."""
+    depth: dict[int, int] = {}
+    for t in tree.iter_subtrees():              # children before parents, without recursion
+        depth[id(t)] = 1 + max((depth[id(c)] for c in t.children if isinstance(c, Tree)), default=0)
+    deepest = depth[id(tree)]
+    if deepest <= MAX_NESTING:
+        return
+    node = tree
+    while node.data not in _EXPRESSIONS and depth[id(node)] > MAX_NESTING + 1:
+        node = max((c for c in node.children if isinstance(c, Tree)), key=lambda c: depth[id(c)])
+    raise PhgError("syntax", f"too deeply nested: {depth[id(node)]:,} levels", _meta_span(filename, node.meta),
+                   expected=f"at most {MAX_NESTING:,} levels of nested operations, calls and brackets",
+                   hint="name parts of it with `let`", source=source)
+
+
+_EXPRESSIONS = {"add", "sub", "mul", "div", "wedge", "lcontract", "regressive", "sandwich", "neg", "reverse",
+                "name", "call", "index", "component", "literal", "unit_mul", "unit_div", "unit_pow"}
 
 
 # ---- error messages ------------------------------------------------------------------------
@@ -90,7 +122,7 @@ def _syntax_error(exc: UnexpectedInput, source: str, filename: str, parser: Lark
     line = getattr(exc, "line", None)
     col = getattr(exc, "column", None)
     if isinstance(exc, UnexpectedEOF) or line in (None, -1):
-        lines = source.splitlines() or [""]
+        lines = source_lines(source.rstrip("\n"))
         line, col = len(lines), len(lines[-1]) + 1
     if isinstance(exc, UnexpectedCharacters):
         found = repr(source[exc.pos_in_stream]) if exc.pos_in_stream < len(source) else "end of file"
@@ -125,7 +157,7 @@ class _Shape(list):
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     def __init__(self, filename: str):
         super().__init__()
         self.file = filename
@@ -147,8 +179,15 @@ class _ToAst(Transformer):
 
     def number(self, meta, children):
         sign = children[0] if len(children) == 2 else None
-        value = float(children[-1])
+        value = self._finite(children[-1])
         return -value if sign == "-" else value
+
+    def _finite(self, tok: Token) -> float:
+        value = float(tok)
+        if not math.isfinite(value):
+            raise PhgError("syntax", f"the number {tok} is too large", self._tspan(tok),
+                           expected=f"a finite number, at most {_LARGEST:.4g} in size")
+        return value
 
     # ---- algebra
     def algebra_decl(self, meta, children):
@@ -368,4 +407,4 @@ class _ToAst(Transformer):
         return ast.Component(children[0], str(children[1]), self._span(meta), self._tspan(children[1]))
 
     def literal(self, meta, children):
-        return ast.Literal(float(children[0]), children[1] if len(children) > 1 else None, self._span(meta))
+        return ast.Literal(self._finite(children[0]), children[1] if len(children) > 1 else None, self._span(meta))

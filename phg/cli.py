@@ -5,18 +5,20 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__, load
+from . import __version__, deep, load
 from . import support as sup
 from .diagnostics import Note, PhgError, Span
 from .program import Program
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+EXIT_INTERNAL = 3             # a bug in phg itself
 WIDE = 100_000                  # columns of output that is not a terminal
 
 
@@ -64,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out, err = _console(sys.stdout), _console(sys.stderr)
-    try:
+
+    def command() -> int:
         if args.command == "check":
             return _check(args, out, err)
         if args.command == "verify":
@@ -79,9 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         program = load(args.file)
         sys.stdout.write(program.to_json() + "\n" if args.format == "json" else program.to_dot())
         return EXIT_OK
+
+    try:
+        # On a stack deep enough for the largest model the parser and lowering accept.
+        return deep.call(command)
     except PhgError as exc:
         err.print(Text(exc.render()))
         return EXIT_INPUT
+    except Exception as exc:        # a bug in phg, not in the input: said so, with where it happened
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        err.print(Text(f"phg: internal error: {type(exc).__name__}: {exc} (at {Path(frame.filename).name}:"
+                       f"{frame.lineno}); please report it with the file that caused it"))
+        return EXIT_INTERNAL
 
 
 def _console(stream) -> Console:

@@ -3,7 +3,23 @@ and says what was expected."""
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
+
+# Line ends of a source file: LF, CRLF and a lone CR, nothing else.  The parser reads the text with
+# these normalised to LF, so its line numbers and every quote of a line count the same way (a form
+# feed, U+0085 or U+2028 is a character within a line, as the lexer sees it).
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of a source text, as the parser numbers them (the last one may be empty)."""
+    return _LINE_END.split(text)
+
+
+def normalise_line_ends(text: str) -> str:
+    """The text with every line end written LF: lines and columns stay those of source_lines."""
+    return _LINE_END.sub("\n", text)
 
 
 @dataclass(frozen=True)
@@ -62,10 +78,12 @@ class PhgError(Exception):
 def _quote(source: str | None, span: Span | None) -> list[str]:
     if source is None or span is None:
         return []
-    text_lines = source.splitlines()
+    text_lines = source_lines(source)
     if not 1 <= span.line <= len(text_lines):
         return []
-    line = text_lines[span.line - 1].expandtabs(1)
+    # One printed column per source column: a tab, form feed or other control character shows as
+    # a space, so the caret stays under the character the column counts.
+    line = "".join(c if c.isprintable() else " " for c in text_lines[span.line - 1])
     width = 1
     if span.end_line == span.line and span.end_col and span.end_col > span.col:
         width = span.end_col - span.col

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+from phg import deep
 from phg import multivector as mv
 from phg import support as sup
 from phg.diagnostics import Span
@@ -224,6 +225,10 @@ def _unit_norm(alg, value) -> bool:
 
 
 def check_program(program: Program) -> list[Obligation]:
+    return deep.call(_check_program, program)
+
+
+def _check_program(program: Program) -> list[Obligation]:
     out = []
     for graph in program.models.values():
         out.extend(ModelChecker(graph, program.source).run())
