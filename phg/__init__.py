@@ -63,6 +63,10 @@ def build(program: Program, directory: str | Path | None = None, unverified: boo
     if hit is not None and (hit[1] == "all proven" or unverified):
         return import_module(hit[0], program.sha256)      # the same source was built here before
     from verifier.certificate import certify            # (the verifier's imports cost a cache hit time)
+    from dsl.lower import refuse_ungenerated
+
+    for graph in program.models.values():
+        refuse_ungenerated(graph, program.source, "phg build generates every model's kernels")
 
     cert = certify(program)
     if not cert.ok and not unverified:

@@ -1,0 +1,85 @@
+"""Large and deep models within the limits check; the line a diagnostic names is the line it quotes,
+whatever the file's line ends."""
+import pytest
+
+import phg
+from phg.cli import main
+from phg.diagnostics import source_lines
+
+HEADER = "algebra G3 = Cl(3, 0, 0)\n"
+
+
+def _model(body: str) -> str:
+    return HEADER + "model M on G3 {\n    input x: Vector[m]\n" + body + "}\n"
+
+
+@pytest.mark.parametrize("expr", [" + ".join(["x"] * 500), "-" * 490 + "x", "(" * 2000 + "x" + ")" * 2000],
+                         ids=["sum-of-500", "490-minus-signs", "2000-brackets"])
+def test_deep_expressions_check(tmp_path, capsys, expr):
+    path = tmp_path / "deep.phg"
+    path.write_text(_model(f"    output y: Vector[m] = {expr}\n"))
+    assert main(["check", str(path)]) == 0, capsys.readouterr().err
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_deep_expression_loads_through_the_api():
+    program = phg.loads(_model("    output y = " + " + ".join(["x"] * 2000) + "\n"))
+    assert program.models["M"].values["y"].support == program.models["M"].values["x"].support
+
+
+LINE_ENDS = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}
+INNER = {"form-feed": "\f", "u2028": "\u2028", "u0085": "\u0085", "u2029": "\u2029", "vertical-tab": "\v"}
+
+
+@pytest.mark.parametrize("end", LINE_ENDS.values(), ids=LINE_ENDS)
+@pytest.mark.parametrize("inner", INNER.values(), ids=INNER)
+def test_the_quoted_line_is_the_named_line(tmp_path, capsys, end, inner):
+    """Line 3 holds a character that str.splitlines() would split at; the lexer does not."""
+    lines = [HEADER.rstrip("\n"), "model M on G3 {", f"    # a comment {inner} still the comment",
+             "    input x: Vector", "    output y = x + xx", "}", ""]
+    path = tmp_path / "ends.phg"
+    path.write_bytes(end.join(lines).encode("utf-8"))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:5:20: name error: unknown name 'xx'"), err
+    assert "    5 |     output y = x + xx\n" in err, err
+    assert "      |                    ^^\n" in err, err
+
+
+def test_a_control_character_keeps_the_caret_under_its_column(tmp_path, capsys):
+    path = tmp_path / "ff.phg"
+    path.write_text(HEADER + "model M on G3 {\n    input x: Vector\n    output y =\fx + xx\n}\n")
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:4:20: "), err
+    assert "    4 |     output y = x + xx\n      |                    ^^\n" in err, err
+
+
+def test_source_lines_split_at_line_ends_only():
+    assert source_lines("a\r\nb\rc\nd\fe\u2028f\u0085g") == ["a", "b", "c", "d\fe\u2028f\u0085g"]
+
+
+def test_log_is_refused_by_build_located(tmp_path, capsys):
+    path = tmp_path / "log.phg"
+    path.write_text(HEADER + "model M on G3 {\n    param R: Rotor\n    output L: Bivector = log(R)\n}\n")
+    assert main(["check", str(path)]) == 0          # checked, as docs/language.md says
+    capsys.readouterr()
+    assert main(["build", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:4:26: type error: log() is not generated yet, and phg build"), err
+    assert not (tmp_path / "out" / "log.py").exists()
+
+
+def test_an_internal_error_is_reported_with_exit_3(tmp_path, capsys, monkeypatch):
+    """A bug in phg (here: one planted in lowering) is said to be one, not dressed as bad input."""
+    import dsl.lower
+
+    def broken(file):
+        raise ZeroDivisionError("planted")
+    monkeypatch.setattr(dsl.lower, "lower", broken)
+    path = tmp_path / "ok.phg"
+    path.write_text(_model("    output y = x\n"))
+    assert main(["check", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert "phg: internal error: ZeroDivisionError: planted" in err and "please report it" in err
+    assert "Traceback" not in err
