@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from phg.diagnostics import Span
+from phg.diagnostics import Span, source_lines
 from phg.hypergraph import Hypergraph
 
 
@@ -34,7 +34,7 @@ class Ledger:
 
     def __init__(self, graph: Hypergraph, source: str | None = None):
         self.g = graph
-        self.source_lines = source.splitlines() if source else []
+        self.source_lines = source_lines(source) if source else []
         self.alg = graph.algebra
         self.obligations: list[Obligation] = []
 
