@@ -18,7 +18,6 @@ from phg.hypergraph import Hypergraph
 from phg.program import Program, TrainSpec
 
 from .build import generator
-from .manifold import exp_helper_spec
 from .parameters import norm_table
 from .manifold import source as manifold_source
 from .scalar import (
@@ -286,8 +285,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
         kernels.append(tk.source)
         manifold = {}
         for v in (g.values[p] for p in g.manifold_params()):
-            text, mp = manifold_source(g.algebra, v, g.name, code,
-                                       lambda support: _share(helpers, g.algebra, exp_helper_spec(g.algebra, support)))
+            text, mp = manifold_source(g.algebra, v, g.name, code)
             kernels.append(text)
             manifold[v.name] = {"tangent": [g.algebra.blade_name(b) for b in mp.tangent],
                                 "functions": (mp.tangent_fn, mp.retract_fn)}
@@ -324,7 +322,7 @@ def module_source(program: Program, status: str) -> str:
         "import numpy as _phg_np",
         "",
         "from codegen.accumulate import " + ", ".join(f"{f} as _phg_{f}" for f in _ACCUMULATE),
-        "from codegen.lie import exp_factors as _phg_exp_factors",
+        "from codegen.lie import RotorManifold as _phg_RotorManifold, exp_factors as _phg_exp_factors",
         "from codegen.runtime import ModelBase as _phg_ModelBase",
         "",
         "SOURCE_SHA256 = " + repr(program.sha256),

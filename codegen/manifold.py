@@ -6,7 +6,10 @@ in body coordinates), so:
 - the tangent of the loss at R in bivector coordinates is b_i = <G, R e_i>, where G is the
   Euclidean gradient on R's stored coefficients and e_i the basis bivectors;
 - an optimizer step d (in those coordinates) is applied as R <- R exp(-d), with the closed form
-  of codegen.lie where the algebra has one (G2, G3, 2D/3D PGA), else by scaling and squaring;
+  of codegen.lie where the algebra has one (G2, G3, 2D/3D PGA), else by scaling and squaring on
+  the even subalgebra's product table (codegen.lie.Retraction);
+- every list of blades here (the stored layout, the tangent, the table's rows) is in the
+  algebra's canonical order, so the coordinates a step reads are the ones the tangent wrote;
 - the result is renormalised against rounding drift: R ~R = s + p I (p only with a null
   pseudoscalar I) is mapped back to 1 by R <- R (s^-1/2 - p s^-3/2 I / 2), which restores the
   study condition of a motor as well as the norm.
@@ -19,11 +22,10 @@ from dataclasses import dataclass
 
 import sympy
 
-from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Value
 
-from .scalar import Helper, blade_key, global_name, product, reverse
+from .scalar import blade_key, global_name, product, reverse
 
 
 @dataclass
@@ -71,14 +73,24 @@ def closed_form(alg: Algebra) -> bool:
     return not rest or (null_pseudoscalar(alg) is not None and rest == {null_pseudoscalar(alg)})
 
 
-def source(alg: Algebra, v: Value, model: str, code, exp_helper) -> tuple[str, ManifoldParam]:
+def source(alg: Algebra, v: Value, model: str, code) -> tuple[str, ManifoldParam]:
     """The tangent and retraction functions of one Rotor/Motor parameter of the model named
-    `model`.  `code` prints a sympy expression; `exp_helper(support)` names the general exp helper
-    for a bivector support."""
+    `model`.  `code` prints a sympy expression."""
     layout = [b for b in alg.blades if v.support >> b & 1]          # canonical order, as stored
     biv = bivectors(alg)
-    r = _symbols("r", alg, layout)
     tangent_fn, retract_fn = global_name("tangent", model, v.name), global_name("retract", model, v.name)
+    if not closed_form(alg):
+        # One table-driven pair of functions for every other algebra, in the same canonical order
+        # as the layout (codegen.lie.RotorManifold).
+        table = global_name("manifold", model, v.name)
+        text = "\n".join([
+            f"{table} = _phg_RotorManifold({tuple(x.square for x in alg.basis)}, {tuple(layout)}, "
+            f"{tuple(biv)}, {null_pseudoscalar(alg)})",
+            f"{tangent_fn} = {table}.tangent",
+            f"{retract_fn} = {table}.retract"])
+        return text, ManifoldParam(v.name, layout, biv, tangent_fn, retract_fn)
+
+    r = _symbols("r", alg, layout)
     loads = [f"    {r[m]} = r[c, {k}]" for k, m in enumerate(layout)]
     names = ", ".join(alg.blade_name(m) for m in layout)
     bnames = ", ".join(alg.blade_name(m) for m in biv)
@@ -95,39 +107,39 @@ def source(alg: Algebra, v: Value, model: str, code, exp_helper) -> tuple[str, M
         lines.append(f"        out[c, {i}] = {code(sympy.Add(*terms))}")
     tangent = "\n".join(lines)
 
-    # retraction: R exp(scale B), renormalised
+    retract = _closed_form_retraction(alg, v, layout, biv, r, loads, retract_fn, code)
+    return tangent + "\n\n\n" + retract, ManifoldParam(v.name, layout, biv, tangent_fn, retract_fn)
+
+
+def _closed_form_retraction(alg: Algebra, v: Value, layout: list[int], biv: list[int], r: dict, loads: list[str],
+                            retract_fn: str, code) -> str:
+    """R exp(scale B), renormalised, unrolled, with exp(B) in the closed form of codegen.lie."""
     b = _symbols("b", alg, biv)
+    bnames = ", ".join(alg.blade_name(m) for m in biv)
     doc = f"{v.name} exp(scale B) per channel, renormalised; B on ({bnames}).  out may be r."
     lines = ["@_phg_numba.njit(cache=True)", f"def {retract_fn}(r, b, scale, out):", f"    {ascii(doc)}",
              "    for c in range(r.shape[0]):"]
     lines += ["    " + ln for ln in loads]
     lines += [f"        {b[m]} = scale * b[c, {k}]" for k, m in enumerate(biv)]
-    if closed_form(alg):
-        signs = {m: alg.product("gp", m, m)[0] for m in biv}
-        l = sympy.Add(*(b[m] ** 2 for m in biv if signs[m] == -1))
-        cos, f, gg, mu = sympy.symbols("cos_a f_a g_a mu", real=True)
-        lines.append(f"        cos_a, f_a, g_a = _phg_exp_factors({code(l)})")
-        e = {0: cos}
-        for m in biv:
-            e[m] = f * b[m]
-        pseudo = null_pseudoscalar(alg)
-        if pseudo is not None:
-            lines.append(f"        mu = {code(_gp(alg, b, b).get(pseudo, 0) / 2)}")
-            e[pseudo] = mu * f
-            for m, x in _gp(alg, b, {pseudo: sympy.Integer(1)}).items():
-                e[m] = e.get(m, 0) - mu * gg * x
-        ex = {m: sympy.Symbol(f"x_{blade_key(alg, m)}", real=True) for m in e}
-        lines += [f"        {ex[m]} = {code(x)}" for m, x in e.items()]
-    else:
-        helper = exp_helper(sum(1 << m for m in biv))
-        res = sup.blades_of(sup.closure(alg, sum(1 << m for m in biv)))
-        ex = {m: sympy.Symbol(f"x_{blade_key(alg, m)}", real=True) for m in res}
-        lines.append(f"        {', '.join(str(ex[m]) for m in res)}, = {helper}({', '.join(str(b[m]) for m in biv)})")
+    signs = {m: alg.product("gp", m, m)[0] for m in biv}
+    l = sympy.Add(*(b[m] ** 2 for m in biv if signs[m] == -1))
+    cos, f, gg, mu = sympy.symbols("cos_a f_a g_a mu", real=True)
+    lines.append(f"        cos_a, f_a, g_a = _phg_exp_factors({code(l)})")
+    e = {0: cos}
+    for m in biv:
+        e[m] = f * b[m]
+    pseudo = null_pseudoscalar(alg)
+    if pseudo is not None:
+        lines.append(f"        mu = {code(_gp(alg, b, b).get(pseudo, 0) / 2)}")
+        e[pseudo] = mu * f
+        for m, x in _gp(alg, b, {pseudo: sympy.Integer(1)}).items():
+            e[m] = e.get(m, 0) - mu * gg * x
+    ex = {m: sympy.Symbol(f"x_{blade_key(alg, m)}", real=True) for m in e}
+    lines += [f"        {ex[m]} = {code(x)}" for m, x in e.items()]
     y = {m: x for m, x in _gp(alg, r, ex).items() if v.support >> m & 1}
     ys = {m: sympy.Symbol(f"y_{blade_key(alg, m)}", real=True) for m in layout}
     lines += [f"        {ys[m]} = {code(y.get(m, 0))}" for m in layout]
     norm = _gp(alg, ys, reverse(alg, ys))
-    pseudo = null_pseudoscalar(alg)
     lines.append(f"        u = 1.0 / _phg_math.sqrt({code(norm.get(0, 0))})")
     if pseudo is not None and norm.get(pseudo, 0) != 0:
         lines.append(f"        w = -0.5 * ({code(norm[pseudo])}) * u * u * u")
@@ -135,9 +147,4 @@ def source(alg: Algebra, v: Value, model: str, code, exp_helper) -> tuple[str, M
     else:
         scaled = {m: ys[m] * sympy.Symbol("u") for m in layout}
     lines += [f"        out[c, {k}] = {code(scaled.get(m, 0))}" for k, m in enumerate(layout)]
-    retract = "\n".join(lines)
-    return tangent + "\n\n\n" + retract, ManifoldParam(v.name, layout, biv, tangent_fn, retract_fn)
-
-
-def exp_helper_spec(alg: Algebra, support: int) -> Helper:
-    return Helper("", "exp", support, sup.closure(alg, support), alg)
+    return "\n".join(lines)
