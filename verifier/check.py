@@ -19,7 +19,7 @@ from phg.program import Program
 from phg.versors import REVERSE_PRODUCT_THEOREM, SANDWICH_THEOREM, THEOREMS
 
 from . import counterexample
-from .exact import Symbolic, Undefined
+from .exact import Budget, Symbolic, Undefined
 from .narrowing import Narrowing, propagate
 from .obligations import Ledger, Obligation
 from .smt import Answer, support_query
@@ -94,7 +94,8 @@ class ModelChecker(Ledger):
         if ans.status == "refuted":
             ans = self.refine(subject, claim_mask, evidence) or ans
             if ans.status == "refuted" and "counterexample" not in evidence:
-                ans = Answer("unknown", ans.smt2, "no counterexample found", ans.axioms)
+                why = f"no counterexample confirmed: {evidence['budget']}" if "budget" in evidence else "no counterexample found"
+                ans = Answer("unknown", ans.smt2, why, ans.axioms)
         evidence.update(support=self.blades(self.g.values[subject].support), solver=ans.reason, axioms=ans.axioms)
         self.add("grade", subject, span, claim, ans.status, evidence, ans.smt2, mask=claim_mask)
 
@@ -124,7 +125,10 @@ class ModelChecker(Ledger):
             answer = self.query(subject, claim_mask)
         remaining = self.g.values[subject].support & ~claim_mask
         if remaining:
-            cex = counterexample.find(self.g, subject, remaining)
+            try:
+                cex = counterexample.find(self.g, subject, remaining)
+            except Budget as exc:
+                cex, evidence["budget"] = None, str(exc)
             if cex is not None:
                 evidence["counterexample"] = cex
         return answer
@@ -180,13 +184,17 @@ class ModelChecker(Ledger):
                 evidence["normalised"] = why_norm
             self.add("versor", subject, span, claim, "proven", evidence, versor=kind)
             return
-        cex = counterexample.find_non_versor(self.g, subject, needs_norm)
+        try:
+            cex, budget = counterexample.find_non_versor(self.g, subject, needs_norm), None
+        except Budget as exc:
+            cex, budget = None, str(exc)
         status = "refuted" if cex else "unknown"
         evidence = {"derivation": self.derivation(subject)}
         if cex:
             evidence["counterexample"] = cex
         else:
-            evidence["reason"] = "no versor derivation, and no counterexample was found"
+            evidence["reason"] = "no versor derivation, and no counterexample was " + \
+                (f"confirmed: {budget}" if budget else "found")
         self.add("versor", subject, span, claim, status, evidence, versor=kind)
 
     # ---- manifold updates -----------------------------------------------------------------------

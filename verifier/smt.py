@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import z3
 
 from phg import support as sup
@@ -24,6 +25,14 @@ from phg.hypergraph import Edge, Hypergraph
 from phg.versors import SANDWICH_THEOREM
 
 RLIMIT = 5_000_000
+# The size of one query, counted before it is built (building is what takes time in large
+# algebras: a product of two general multivectors of G8 conjoins 2^16 pairs of blades).  Past it
+# the claim is unknown, the same in every process.
+PAIR_BUDGET = 100_000
+
+
+class QueryTooLarge(Exception):
+    pass
 # Z3's heuristics follow its terms' internal ids, which depend on every term the context ever
 # made: in a shared context, one claim's verdict (and the recorded query's text) would depend on
 # what the process checked before.  Each query gets a context of its own and a fixed seed.
@@ -72,14 +81,28 @@ def bits_to_bv(alg: Algebra, conds, ctx: z3.Context | None = None):
 
 def product_bv(alg: Algebra, kind: str, a, b, hint_a: int, hint_b: int, bit=bit):
     sign, target = alg.tables[kind]
-    conds: list = [False] * alg.dim
+    terms: list[list] = [[] for _ in range(alg.dim)]
     for i in sup.blades_of(hint_a):
         for j in sup.blades_of(hint_b):
             if sign[i, j]:
-                c = int(target[i, j])
-                term = z3.And(bit(a, i), bit(b, j))
-                conds[c] = term if conds[c] is False else z3.Or(conds[c], term)
+                terms[int(target[i, j])].append(_connective(z3.Z3_mk_and, [bit(a, i), bit(b, j)]))
+    conds = [False if not t else t[0] if len(t) == 1 else _connective(z3.Z3_mk_or, t) for t in terms]
     return bits_to_bv(alg, conds, a.ctx)
+
+
+def _connective(make, args: list):
+    """And/Or of Boolean terms through Z3's C API: the same term as z3.And/z3.Or, without their
+    per-argument coercions, which cost most of the time of a large product (G8: 2^16 pairs)."""
+    ctx = args[0].ctx
+    array = (z3.Ast * len(args))(*(x.as_ast() for x in args))
+    return z3.BoolRef(make(ctx.ref(), len(args), array), ctx)
+
+
+def product_pairs(alg: Algebra, kind: str, hint_a: int, hint_b: int) -> int:
+    """The pairs of blades a product's encoding conjoins (its size)."""
+    sign, _ = alg.tables[kind]
+    rows, cols = sup.blades_of(hint_a), sup.blades_of(hint_b)
+    return int(np.count_nonzero(sign[np.ix_(rows, cols)])) if rows and cols else 0
 
 
 def grades_bv(alg: Algebra, x):
@@ -108,6 +131,7 @@ class Encoder:
         self.failures: list = []
         self.axioms: list[str] = []
         self._bits: dict = {}
+        self.pairs = 0
 
     def bit(self, x, b: int):
         """Bit b of x is set; cached, since products ask for the same bits many times."""
@@ -117,6 +141,10 @@ class Encoder:
         return self._bits[key]
 
     def product(self, kind: str, a, b, hint_a: int, hint_b: int):
+        self.pairs += product_pairs(self.alg, kind, hint_a, hint_b)
+        if self.pairs > PAIR_BUDGET:
+            raise QueryTooLarge(f"the support query is too large: its products conjoin more than "
+                                f"{PAIR_BUDGET:,} pairs of blades")
         return product_bv(self.alg, kind, a, b, hint_a, hint_b, self.bit)
 
     def var(self, value_id: str):
@@ -244,7 +272,10 @@ def support_query(graph: Hypergraph, value_id: str, claim_mask: int,
     """Prove that value_id stays within claim_mask; on unsat, every value the query covered is
     within its support too (answer.covered)."""
     enc = Encoder(graph, narrowings or {}, lemmas or set())
-    enc.encode(value_id, claim_mask)
+    try:
+        enc.encode(value_id, claim_mask)
+    except QueryTooLarge as exc:
+        return Answer("unknown", "", str(exc), enc.axioms)
     answer = enc.solve()
     answer.covered = set(enc.vars) if answer.status == "proven" else set()
     return answer
