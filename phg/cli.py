@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -13,9 +14,11 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__, deep, load
+from . import sources
 from . import support as sup
 from .diagnostics import Note, PhgError, Span
 from .program import Program
+from .terminal import printable, printable_lines
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 EXIT_INTERNAL = 3             # a bug in phg itself
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from .train import train_command
             return train_command(args, out, err)
-        program = load(args.file)
+        program = _load(args.file)
         sys.stdout.write(program.to_json() + "\n" if args.format == "json" else program.to_dot())
         return EXIT_OK
 
@@ -87,13 +90,28 @@ def main(argv: list[str] | None = None) -> int:
         # On a stack deep enough for the largest model the parser and lowering accept.
         return deep.call(command)
     except PhgError as exc:
-        err.print(Text(exc.render()))
+        err.print(Text(_rendered(exc)))
         return EXIT_INPUT
     except Exception as exc:        # a bug in phg, not in the input: said so, with where it happened
         frame = traceback.extract_tb(exc.__traceback__)[-1]
-        err.print(Text(f"phg: internal error: {type(exc).__name__}: {exc} (at {Path(frame.filename).name}:"
+        err.print(_text(f"phg: internal error: {type(exc).__name__}: {exc} (at {Path(frame.filename).name}:"
                        f"{frame.lineno}); please report it with the file that caused it"))
         return EXIT_INTERNAL
+
+
+def _rendered(exc: PhgError) -> str:
+    """A located error as printed: the file it names is one line with its control characters
+    escaped (a file name may hold a line break), then every line made printable."""
+    def safe(span):
+        return span and dataclasses.replace(span, file=printable(span.file))
+    shown = dataclasses.replace(exc, span=safe(exc.span), notes=[Note(safe(n.span), n.message) for n in exc.notes])
+    return printable_lines(shown.render())
+
+
+def _text(text: str, style: str | None = None) -> Text:
+    """One line of output; text from outside phg in it (file names, recorded paths, key names)
+    is printed with its control characters escaped (phg.terminal)."""
+    return Text(printable(text), style=style or "")
 
 
 def _console(stream) -> Console:
@@ -103,26 +121,47 @@ def _console(stream) -> Console:
     return Console(file=stream, highlight=False, soft_wrap=True, width=None if wide else WIDE)
 
 
+def _load(path: str, recorded: bool = False) -> Program:
+    """The program in the file at `path`, once it is known to be a source phg reads (a FIFO or a
+    device would block or never end); `recorded`: its path goes into a certificate, which is
+    UTF-8 text, so a file name that is not UTF-8 is refused before any work is done."""
+    where = Span(path, 1, 1)
+    if recorded:
+        at = next((i for i, c in enumerate(path) if 0xdc80 <= ord(c) <= 0xdcff), None)
+        if at is not None:
+            raise PhgError("io", f"the file name has the byte 0x{ord(path[at]) - 0xdc00:02x} at character {at + 1}, "
+                           "which is not UTF-8, and the certificate records the name", where,
+                           expected="a file name in UTF-8", hint="rename the file")
+    try:
+        sources.check_file(path)
+    except FileNotFoundError:
+        pass                                    # load says so, as for any other unreadable file
+    except OSError as exc:
+        raise PhgError("io", f"cannot read {path}: {exc.strerror or exc}", where,
+                       expected=f"a regular .phg file of at most {sources.MAX_SOURCE_BYTES // 2**20} MiB") from None
+    return load(path)
+
+
 def _check(args, out: Console, err: Console) -> int:
     from verifier.certificate import certify
     from verifier.signing import SigningKeyError
 
     if args.output and len(args.files) > 1:
-        err.print(Text("phg check: -o names one certificate, so give one FILE"))
+        err.print(_text("phg check: -o names one certificate, so give one FILE"))
         return EXIT_INPUT
     status = EXIT_OK
     for path in args.files:
-        program = load(path)
+        program = _load(path, recorded=True)
         cert = certify(program)
         target = Path(args.output) if args.output else Path(path + ".cert.json") if not path.endswith(".phg") \
             else Path(path).with_suffix(".phg.cert.json")
         try:
             document = cert.write(target)
         except (SigningKeyError, OSError) as exc:
-            err.print(Text(f"phg check: cannot write the certificate {target}: {exc}"))
+            err.print(_text(f"phg check: cannot write the certificate {target}: {exc}"))
             return EXIT_INPUT
         if args.json:
-            out.print_json(json.dumps(document))
+            out.print_json(json.dumps(document), ensure_ascii=True)
         else:
             _print_certificate(out, err, program, cert, target)
         if not cert.ok:
@@ -135,7 +174,7 @@ def _build(args, out: Console, err: Console) -> int:
 
     from . import build
 
-    program = load(args.file)
+    program = _load(args.file, recorded=True)
     directory = Path(args.output) if args.output else Path(args.file).resolve().parent
     start = time.perf_counter()
     try:
@@ -143,10 +182,10 @@ def _build(args, out: Console, err: Console) -> int:
     except PhgError as exc:
         if exc.kind != "build":
             raise
-        err.print(Text(exc.render()))
+        err.print(Text(_rendered(exc)))
         return EXIT_FAILED
     seconds = time.perf_counter() - start
-    out.print(Text(f"wrote {module.__file__} ({module.CERTIFICATE}; models "
+    out.print(_text(f"wrote {module.__file__} ({module.CERTIFICATE}; models "
                    f"{', '.join(program.models)}) in {seconds:.1f} s"))
     return EXIT_OK if module.CERTIFICATE == "all proven" else EXIT_FAILED
 
@@ -158,17 +197,17 @@ def _print_certificate(out: Console, err: Console, program: Program, cert, targe
     for o in obligations:
         if o.status != "proven":
             err.print(Text(_diagnostic(program, o)))
-    table = Table(title=Text(f"{program.path}: obligations"), title_justify="left")
+    table = Table(title=_text(f"{program.path}: obligations"), title_justify="left")
     for col in ("status", "kind", "claim", "where"):
         table.add_column(col)
     colours = {"proven": "green", "refuted": "bold red", "unknown": "yellow"}
     for o in obligations:
-        table.add_row(Text(o.status, style=colours[o.status]), Text(o.kind), Text(o.claim),
-                      Text(f"{o.span.line}:{o.span.col}"))
+        table.add_row(_text(o.status, style=colours[o.status]), _text(o.kind), _text(o.claim),
+                      _text(f"{o.span.line}:{o.span.col}"))
     out.print(table)
     counts = {s: sum(1 for o in cert.obligations if o.status == s) for s in order}
     verdict = "all proven" if cert.ok else "NOT all proven"
-    out.print(Text(f"{verdict}: {counts['proven']} proven, {counts['refuted']} refuted, {counts['unknown']} unknown; "
+    out.print(_text(f"{verdict}: {counts['proven']} proven, {counts['refuted']} refuted, {counts['unknown']} unknown; "
                    f"certificate written to {target}"))
 
 
@@ -193,7 +232,7 @@ def _diagnostic(program: Program, o) -> str:
     err = PhgError(o.status, message, Span(program.path, o.span.line, o.span.col, o.span.end_line, o.span.end_col),
                    expected=expected, hint="; ".join(notes) if notes else None, notes=located,
                    source=program.source)
-    return err.render()
+    return _rendered(err)
 
 
 def _mv_text(value: dict) -> str:
@@ -214,26 +253,26 @@ def _verify(cert: str, trusted: list[str] | None, out: Console, err: Console) ->
     try:
         verdict = verify(cert, trusted)
     except (DocumentError, TrustError) as exc:
-        err.print(Text(f"phg verify: {exc}"))
+        err.print(_text(f"phg verify: {exc}"))
         return EXIT_INPUT
-    table = Table(title=Text(f"phg verify {cert}"), title_justify="left")
+    table = Table(title=_text(f"phg verify {cert}"), title_justify="left")
     for col in ("check", "result", "detail"):
         table.add_column(col)
     for c in verdict.checks:
-        table.add_row(Text(c.name), Text("ok" if c.ok else "FAILED", style="green" if c.ok else "bold red"),
-                      Text(c.detail))
+        table.add_row(_text(c.name), _text("ok" if c.ok else "FAILED", style="green" if c.ok else "bold red"),
+                      _text(c.detail))
     out.print(table)
     failed = [c.name for c in verdict.checks if not c.ok]
     if failed:
         first = f"; first difference: {verdict.first_difference}" if verdict.first_difference else ""
-        out.print(Text(f"invalid: {', '.join(failed)} failed{first}"))
+        out.print(_text(f"invalid: {', '.join(failed)} failed{first}"))
         return EXIT_FAILED
     counts = ", ".join(f"{n} {s}" for s, n in verdict.counts.items())
     signer = f"signed by {verdict.signer.describe()}"
     if not verdict.proven:
-        out.print(Text(f"authentic, NOT all proven: {counts}; {signer}"))
+        out.print(_text(f"authentic, NOT all proven: {counts}; {signer}"))
         return EXIT_FAILED
-    out.print(Text(f"valid: all proven ({counts}), every field re-derived from the source; {signer}"))
+    out.print(_text(f"valid: all proven ({counts}), every field re-derived from the source; {signer}"))
     return EXIT_OK
 
 
@@ -243,25 +282,25 @@ def _keys(args, out: Console, err: Console) -> int:
     try:
         if args.keys_command == "add":
             key = trust.add(args.key, args.name)
-            out.print(Text(f"trusting {key.describe()}: {key.public.hex()}"))
+            out.print(_text(f"trusting {key.describe()}: {key.public.hex()}"))
         elif args.keys_command == "remove":
             key = trust.remove(args.key)
-            out.print(Text(f"no longer trusting key {key.key_id}{f' ({key.name})' if key.name else ''}"))
+            out.print(_text(f"no longer trusting key {key.key_id}{f' ({key.name})' if key.name else ''}"))
         elif args.keys_command == "own":
             own = signing.load_key()            # made now if there is none, so it can be handed out
-            out.print(Text(f"{signing.public_hex(own)}  key {signing.key_id(signing.raw_public(own))}"))
+            out.print(_text(f"{signing.public_hex(own)}  key {signing.key_id(signing.raw_public(own))}"))
         else:
             listed = trust.read_file()
             own = trust.own_key()
             for k in listed:
-                out.print(Text(f"{k.public.hex()}  key {k.key_id}{f'  {k.name}' if k.name else ''}"))
+                out.print(_text(f"{k.public.hex()}  key {k.key_id}{f'  {k.name}' if k.name else ''}"))
             if own is not None and all(k.public != own.public for k in listed):
-                out.print(Text(f"{own.public.hex()}  key {own.key_id}  (your own signing key, trusted by default)"))
+                out.print(_text(f"{own.public.hex()}  key {own.key_id}  (your own signing key, trusted by default)"))
             if not listed and own is None:
-                out.print(Text(f"no trusted keys ({trust.trusted_keys_path()} does not list any, and you have no "
+                out.print(_text(f"no trusted keys ({trust.trusted_keys_path()} does not list any, and you have no "
                                "signing key yet)"))
     except (trust.TrustError, signing.SigningKeyError, OSError) as exc:
-        err.print(Text(f"phg keys {args.keys_command}: {exc}"))
+        err.print(_text(f"phg keys {args.keys_command}: {exc}"))
         return EXIT_INPUT
     return EXIT_OK
 
@@ -269,7 +308,7 @@ def _keys(args, out: Console, err: Console) -> int:
 def _print_values(console: Console, program: Program):
     for model in program.models.values():
         alg = model.algebra
-        table = Table(title=Text(f"{program.path}: model {model.name} on {alg.describe()}"), title_justify="left")
+        table = Table(title=_text(f"{program.path}: model {model.name} on {alg.describe()}"), title_justify="left")
         for col in ("value", "role", "blades", "grades", "unit", "shape", "declared", "versor"):
             table.add_column(col)
         free = []
@@ -282,13 +321,13 @@ def _print_values(console: Console, program: Program):
             cells = (v.name, v.role, blades, ", ".join(map(str, sup.grades_of(v.support))) or "-", _unit_cell(v),
                      f"[{', '.join(map(str, v.shape))}]" if v.shape else "-",
                      v.declared.describe() if v.declared else "", "yes" if v.versor else "")
-            table.add_row(*(Text(c) for c in cells))  # Text: no rich markup in [m] or [4]
+            table.add_row(*(_text(c) for c in cells))  # Text: no rich markup in [m] or [4]
         console.print(table)
         if free:
-            console.print(Text(f"note: the model does not determine the unit of {', '.join(free)}; "
+            console.print(_text(f"note: the model does not determine the unit of {', '.join(free)}; "
                                "write it in the type to have it checked, e.g. Vector[m]"))
     if not program.models:
-        console.print(Text(f"{program.path}: no models"))
+        console.print(_text(f"{program.path}: no models"))
 
 
 def _unit_cell(v) -> str:

@@ -442,3 +442,150 @@ def test_phg_check_twice_writes_the_same_bytes(tmp_path):
         assert done.returncode == 0, done.stderr
         written.append((tmp_path / "m.phg.cert.json").read_bytes())
     assert written[0] == written[1]
+
+
+# ---- hostile text: printed escaped, refused where it would be recorded ---------------------------
+ESCAPES = "\x1b[31mRED\x1b]0;title\x07\u202e"
+
+
+def test_a_recorded_path_with_terminal_escapes_is_printed_escaped(tmp_path, honest, capsys):
+    doc = copy.deepcopy(honest["rigid"][1])
+    doc["source"]["path"] = ESCAPES + ".phg"
+    status, out, err = verify(capsys, place(tmp_path, honest, resign(doc)))
+    assert status == 1 and "cannot read the source" in out
+    assert not any(c in out + err for c in "\x1b\x07\u202e")
+    assert "\\x1b[31mRED\\x1b]0;title\\x07\\u202e.phg" in out
+
+
+def test_a_file_name_and_a_key_name_with_escapes_are_printed_escaped(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    path = tmp_path / f"{ESCAPES}.phg"
+    path.write_text(SQUARE.replace("x * y", "x * yy"))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and f"{tmp_path}/\\x1b[31mRED\\x1b]0;title\\x07\\u202e.phg:6:28: name error" in err
+    # a name phg keys add refuses, written into the file by hand
+    signing.config_dir().mkdir(parents=True)
+    (signing.config_dir() / "trusted-keys").write_text(f"{'ab' * 32} {ESCAPES}\n", encoding="utf-8")
+    assert main(["keys", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and f"{'ab' * 32}  key " in out and "\\x1b[31mRED" in out
+
+
+@pytest.mark.parametrize("name", ["a\u2028b", "a\u2029b", "a\x0bb", "a\x0cb", "a\x1cb", "a\x1db", "a\x1eb",
+                                  "a\x85b", "a\u202eb", "a\udc85b"])
+def test_a_key_name_that_would_break_its_line_is_refused(tmp_path, capsys, monkeypatch, name):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert main(["keys", "add", "cd" * 32, "--name", "first"]) == 0
+    before = (signing.config_dir() / "trusted-keys").read_bytes()
+    capsys.readouterr()
+    assert main(["keys", "add", "ab" * 32, "--name", name]) == 2
+    err = capsys.readouterr().err
+    assert "phg keys add: --name 'a\\" in err
+    assert "expected a name without control, format or line separator characters, found " in err
+    assert "at character 2" in err and ("not UTF-8" in err if name[1] == "\udc85" else True)
+    assert (signing.config_dir() / "trusted-keys").read_bytes() == before
+
+
+def test_the_trusted_keys_file_splits_at_line_feeds_only(tmp_path):
+    from verifier import trust
+    path = tmp_path / "trusted-keys"
+    path.write_text(f"{'ab' * 32} Ann\u2028{'cd' * 32} Mallory\x85x\n{'ef' * 32}\r\n", encoding="utf-8")
+    keys = trust.read_file(path)
+    assert [(k.public.hex(), k.name) for k in keys] == \
+        [("ab" * 32, f"Ann\u2028{'cd' * 32} Mallory\x85x"), ("ef" * 32, None)]
+
+
+def _pem(kind: str, der: bytes) -> bytes:
+    import base64
+    return f"-----BEGIN {kind}-----\n".encode() + base64.encodebytes(der) + f"-----END {kind}-----\n".encode()
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes([tag, len(body)]) + body
+
+
+# An elliptic curve key on secp112r1 (OID 1.3.132.0.6), which cryptography does not support.
+EC_KEY, SECP112R1 = bytes.fromhex("2a8648ce3d0201"), bytes.fromhex("2b81040006")
+SECP112R1_PUBLIC = _pem("PUBLIC KEY", _tlv(0x30, _tlv(0x30, _tlv(0x06, EC_KEY) + _tlv(0x06, SECP112R1))
+                                      + _tlv(0x03, b"\x00\x04" + bytes(range(1, 29)))))
+SECP112R1_PRIVATE = _pem("EC PRIVATE KEY", _tlv(0x30, _tlv(0x02, b"\x01") + _tlv(0x04, bytes(range(1, 15)))
+                                                + _tlv(0xa0, _tlv(0x06, SECP112R1))))
+
+
+def test_a_key_on_an_unsupported_curve_is_exit_2(tmp_path, honest, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    public, private = tmp_path / "ec112.pub", tmp_path / "ec112.key"
+    public.write_bytes(SECP112R1_PUBLIC)
+    private.write_bytes(SECP112R1_PRIVATE)
+    expected = "expected an Ed25519 public key, found a key of an algorithm this phg cannot read"
+    status, out, err = verify(capsys, place(tmp_path, honest, honest["rigid"][1]), "--trust", public)
+    assert status == 2 and f"phg verify: {public}: {expected}" in err
+    assert main(["keys", "add", str(public)]) == 2
+    assert f"phg keys add: {public}: {expected}" in capsys.readouterr().err
+    monkeypatch.setenv("PHG_SIGNING_KEY", str(private))
+    (tmp_path / "sq.phg").write_text(SQUARE)
+    assert main(["check", str(tmp_path / "sq.phg")]) == 2
+    assert (f"PHG_SIGNING_KEY {private}: expected an Ed25519 private key, found a key of an algorithm this phg "
+            "cannot read") in capsys.readouterr().err
+    assert main(["keys", "own"]) == 2
+
+
+def test_a_nul_in_the_recorded_path_is_exit_2(tmp_path, honest, capsys):
+    doc = copy.deepcopy(honest["rigid"][1])
+    doc["source"]["path"] = "ri\0gid.phg"
+    err = malformed(capsys, tmp_path, json.dumps(resign(doc)).encode())
+    assert "field source.path: expected a file path without NUL characters, found a NUL at character 3" in err
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_before_checking(tmp_path, capsys):
+    name = os.fsdecode(b"m\xff.phg")
+    (tmp_path / name).write_text(SQUARE)
+    assert main(["check", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert "io error: the file name has the byte 0xff at character" in err and "expected: a file name in UTF-8" in err
+    assert not list(tmp_path.glob("*.cert.json"))
+
+
+TWO_TRAINED = """algebra G3 = Cl(3, 0, 0)
+model {first} on G3 {{
+    input x: Vector[m]
+    param w: Scalar = 1
+    loss norm2(w * x) / 1[m^2]
+}}
+model Other on G3 {{
+    input x: Vector[m]
+    param w: Scalar = 1
+    loss norm2(w * x) / 1[m^2]
+}}
+"""
+
+
+@pytest.mark.parametrize("first", ["training_bytes", "inference_bytes"])
+def test_models_named_like_the_plans_fields_verify(tmp_path, capsys, first):
+    """The memory section is one plan, or one plan per model: told apart by its structure, not by
+    whether a model's name is a field of a plan."""
+    path = tmp_path / "two.phg"
+    path.write_text(TWO_TRAINED.format(first=first))
+    assert main(["check", str(path)]) == 0
+    cert = tmp_path / "two.phg.cert.json"
+    assert set(json.loads(cert.read_text())["memory"]) == {first, "Other"}
+    status, out, err = verify(capsys, cert)
+    assert status == 0 and "valid: all proven" in out, out + err
+    doc = json.loads(cert.read_text())
+    doc["memory"][first]["slots"] = "x"                # still told apart, and the field named
+    with pytest.raises(document.DocumentError, match=rf"field memory.{first}.slots: expected an integer"):
+        document.check_types(doc, "c.json")
+
+
+def test_an_untrusted_signer_is_reported_without_rederiving(tmp_path, honest, capsys, monkeypatch):
+    def refuse(program):
+        raise AssertionError("re-derived a certificate no trusted key signed")
+    monkeypatch.setattr(certificate, "certify", refuse)
+    fresh = Ed25519PrivateKey.generate()
+    status, out, _ = verify(capsys, place(tmp_path, honest, resign(honest["rigid"][1], fresh)))
+    assert status == 1 and "which is not trusted (phg keys list shows the trusted keys); nothing else was " \
+        "checked" in out and "invalid: signature failed" in out
+    unsigned = {k: v for k, v in honest["rigid"][1].items() if k != "signature"}
+    with pytest.raises(document.DocumentError):     # no signature block at all: not a certificate
+        document.check_types(unsigned, "c.json")

@@ -83,3 +83,20 @@ def test_an_internal_error_is_reported_with_exit_3(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert "phg: internal error: ZeroDivisionError: planted" in err and "please report it" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("command", ["check", "graph"])
+def test_a_fifo_a_device_or_a_huge_file_is_refused_unread(tmp_path, capsys, command):
+    import os
+    from phg import sources
+    os.mkfifo(tmp_path / "pipe")
+    huge = tmp_path / "huge.phg"
+    with open(huge, "wb") as f:
+        f.truncate(sources.MAX_SOURCE_BYTES + 1)
+    for target, why in ((tmp_path / "pipe", "not a regular file"), ("/dev/zero", "not a regular file"),
+                        (huge, "larger than 4 MiB")):
+        assert main([command, str(target)]) == 2           # returns: the FIFO was never opened
+        err = capsys.readouterr().err
+        assert err.startswith(f"{target}:1:1: io error: cannot read {target}: {why}"), err
+        assert "expected: a regular .phg file of at most 4 MiB" in err

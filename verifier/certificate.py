@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import z3
 
 from phg import __version__
+from phg import files
+from phg import sources
 from phg import support as sup
 from phg.program import Program
 
@@ -85,7 +86,7 @@ class Certificate:
         is where `phg verify` looks for it."""
         path = Path(path)
         signed = self.signed(recorded_path(self.program.path, path))
-        path.write_text(json.dumps(signed, indent=2) + "\n")
+        files.write_bytes(path, (json.dumps(signed, indent=2) + "\n").encode())
         return signed
 
 
@@ -114,7 +115,8 @@ def recorded_path(source: str, certificate: Path) -> str:
     if not src.is_file():
         return source                                   # text that was never a file, e.g. <text>
     try:
-        return Path(os.path.relpath(src.resolve(), certificate.resolve().parent)).as_posix()
+        # The certificate's own folder, not a link's target's: it is written over the link.
+        return Path(os.path.relpath(src.resolve(), certificate.absolute().parent.resolve())).as_posix()
     except ValueError:
         return src.resolve().as_posix()
 
@@ -122,8 +124,8 @@ def recorded_path(source: str, certificate: Path) -> str:
 
 
 # ---- phg verify -------------------------------------------------------------------------------
-# The largest source `phg verify` reads; a model is a few kilobytes.
-MAX_SOURCE_BYTES = 4 * 2**20
+# The largest source `phg verify` reads.
+MAX_SOURCE_BYTES = sources.MAX_SOURCE_BYTES
 # The sections of the document, in the order they are compared and reported.
 SECTIONS = ("document", "obligations", "queries", "values", "memory")
 
@@ -159,14 +161,7 @@ def source_of(cert_path: Path, recorded: str) -> Path:
 def read_source(path: Path) -> bytes:
     """The source's bytes: a regular file of at most MAX_SOURCE_BYTES (a FIFO or a device named by
     a certificate must not block or flood the verifier)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise OSError(0, "not a regular file")
-        data = f.read(MAX_SOURCE_BYTES + 1)
-    if len(data) > MAX_SOURCE_BYTES:
-        raise OSError(0, f"larger than {MAX_SOURCE_BYTES // 2**20} MiB")
-    return data
+    return sources.read_file(path, MAX_SOURCE_BYTES)
 
 
 def verify(cert_path: str | Path, trusted: list[str] | None = None) -> Verdict:
@@ -190,6 +185,11 @@ def verify(cert_path: str | Path, trusted: list[str] | None = None) -> Verdict:
                                                         "trusted (phg keys list shows the trusted keys)"))
     else:
         verdict.checks.append(Check("signature", False, sig.detail))
+    if signer is None and trust.find(keys, _named_key(doc)) is None:
+        # Not signed by anyone trusted: re-deriving would only spend the time the document's
+        # author chose (the source may be as large as the budget allows) on a verdict of invalid.
+        verdict.checks[-1].detail += "; nothing else was checked"
+        return verdict
 
     source = source_of(cert_path, doc["source"]["path"])
     try:
@@ -221,6 +221,15 @@ def verify(cert_path: str | Path, trusted: list[str] | None = None) -> Verdict:
     verdict.counts = {s: sum(1 for o in derived["obligations"] if o["status"] == s)
                       for s in ("proven", "refuted", "unknown")}
     return verdict
+
+
+def _named_key(doc: dict) -> bytes | None:
+    """The public key the signature block names, whether or not the signature matches: a trusted
+    signer's certificate edited since is re-derived, to say which field was edited."""
+    try:
+        return bytes.fromhex(doc["signature"]["public_key"])
+    except ValueError:
+        return None
 
 
 def _section_difference(section: str, recorded: dict, derived: dict) -> str | None:

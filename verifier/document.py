@@ -47,6 +47,10 @@ def read(path: str | Path) -> dict:
                             repr(found[:40]) if isinstance(found, str) else _kind(found) if "format" in doc
                             else "no such field")
     check_types(doc, str(path))
+    recorded = doc["source"]["path"]
+    if "\0" in recorded:                    # no file has such a name; the system refuses to look it up
+        raise DocumentError(_field(str(path), "source.path"), "a file path without NUL characters",
+                            f"a NUL at character {recorded.index(chr(0)) + 1}")
     return doc
 
 
@@ -185,7 +189,8 @@ def _kind(value) -> str:
 # integers), None (null), JSON (any JSON value: free-form evidence), a tuple (one of its schemas,
 # told apart by the value's JSON kind), a dict (an object with exactly those keys, a key ending in
 # "?" optional), [S] (an array of S), Map(S) (an object of any keys, each value S), or
-# Keyed(K, A, B) (an object that is A when it has the key K, else B).
+# Keyed(K, A, B) (an object that is A when it has the key K and a field that is not an object, else
+# B, whose values are all objects: a key K in B -- a model named like A's field -- misleads nothing).
 JSON = object()
 
 
@@ -238,7 +243,8 @@ def _mismatch(value, schema, path: str):
     if isinstance(schema, Keyed):
         if not isinstance(value, dict):
             return path, "an object", _kind(value)
-        return _mismatch(value, schema.with_key if schema.key in value else schema.without_key, path)
+        flat = schema.key in value and not all(isinstance(v, dict) for v in value.values())
+        return _mismatch(value, schema.with_key if flat else schema.without_key, path)
     if isinstance(schema, type):
         ok = isinstance(value, schema) and not (schema is int and isinstance(value, bool))
         return None if ok else (path, _describe(schema), _kind(value))

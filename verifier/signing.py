@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rfc8785
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -44,6 +44,9 @@ def _from_environment(spec: str) -> Ed25519PrivateKey:
         key = serialization.load_pem_private_key(Path(text).read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise SigningKeyError(f"PHG_SIGNING_KEY is neither 64 hex digits nor a readable PEM key: {exc}") from None
+    except UnsupportedAlgorithm:
+        raise SigningKeyError(f"PHG_SIGNING_KEY {text}: expected an Ed25519 private key, found a key of an "
+                              "algorithm this phg cannot read") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningKeyError("PHG_SIGNING_KEY is not an Ed25519 key")
     return key
@@ -54,6 +57,9 @@ def _from_file(path: Path) -> Ed25519PrivateKey:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise SigningKeyError(f"{path} is not a readable PEM private key: {exc}") from None
+    except UnsupportedAlgorithm:
+        raise SigningKeyError(f"{path}: expected an Ed25519 private key, found a key of an algorithm this phg "
+                              "cannot read") from None
     if isinstance(key, Ed25519PrivateKey):
         return key
     raise SigningKeyError(f"{path} is not an Ed25519 key")

@@ -14,8 +14,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from phg import terminal
 
 from . import signing
 
@@ -66,6 +69,9 @@ def parse_key(spec: str) -> bytes:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
         raise TrustError(f"{path}: expected a PEM public key, found a file that is not one") from None
+    except UnsupportedAlgorithm:            # e.g. an elliptic curve cryptography does not know
+        raise TrustError(f"{path}: expected an Ed25519 public key, found a key of an algorithm "
+                         "this phg cannot read") from None
     if not isinstance(key, Ed25519PublicKey):
         raise TrustError(f"{path}: expected an Ed25519 public key, found another kind of key")
     return signing.raw_public(key)
@@ -86,7 +92,9 @@ def read_file(path: Path | None = None) -> list[TrustedKey]:
         raise TrustError(f"{path}: expected a readable UTF-8 list of trusted keys, found "
                          f"{getattr(exc, 'strerror', None) or 'text that is not UTF-8'}") from None
     keys = []
-    for n, line in enumerate(text.splitlines(), 1):
+    # Lines end at LF alone (a CR before it is stripped): str.splitlines() would also split at
+    # U+2028, a form feed or U+0085 inside a name, making one entry two.
+    for n, line in enumerate(text.split("\n"), 1):
         body = line.split("#", 1)[0].strip()
         if not body:
             continue
@@ -127,13 +135,29 @@ def find(keys: list[TrustedKey], public: bytes | None) -> TrustedKey | None:
 def add(spec: str, name: str | None = None) -> TrustedKey:
     """Trust a key from now on (written to the trusted-keys file); adding it again renames it."""
     public = parse_key(spec)
-    if name is not None and (not name.strip() or any(c in name for c in "#\n\r")):
-        raise TrustError(f"--name {_shown(name)}: expected a name without '#' or line breaks, found one with")
+    if name is not None:
+        _check_name(name)
     path = trusted_keys_path()
     keys = [k for k in read_file(path) if k.public != public]
     entry = TrustedKey(public, name.strip() if name else None, str(path))
     _write(path, keys + [entry])
     return entry
+
+
+def _check_name(name: str):
+    """A name is written on its key's line and printed by phg verify: one line of visible text."""
+    if not name.strip():
+        raise TrustError(f"--name {_shown(name)}: expected a name, found only blanks")
+    at = terminal.first_unsafe(name)
+    if at is not None:
+        c = name[at]
+        found = f"the byte 0x{ord(c) - 0xdc00:02x}, which is not UTF-8," if 0xdc80 <= ord(c) <= 0xdcff \
+            else terminal.escape(c)
+        raise TrustError(f"--name {_shown(name)}: expected a name without control, format or line separator "
+                         f"characters, found {found} at character {at + 1}")
+    if "#" in name:
+        raise TrustError(f"--name {_shown(name)}: expected a name without '#' (it starts a comment), found "
+                         f"one at character {name.index('#') + 1}")
 
 
 def remove(key_or_id: str) -> TrustedKey:
