@@ -107,7 +107,7 @@ def read_arrays(path: str | Path, names, limit: int | None = None) -> tuple[dict
             except ArchiveError:
                 raise
             except _READ_ERRORS as exc:
-                raise ArchiveError(f"array {name!r} cannot be read: {exc or type(exc).__name__}") from None
+                raise ArchiveError(f"array {name!r} cannot be read: {str(exc) or type(exc).__name__}") from None
             budget.taken += arrays[name].nbytes
     return arrays, files
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from codegen.runtime import TrainingDiverged
 
 from . import build, load
 from .diagnostics import PhgError
+from .npz import ArchiveError, read_arrays
 from .program import TrainSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
@@ -34,20 +34,15 @@ def _fail(err: Console, message: str, code: int = EXIT_INPUT) -> int:
     return code
 
 
-def _read_data(path: str) -> dict[str, np.ndarray]:
-    """The named arrays of an .npz archive (never unpickled: object arrays are refused)."""
+def _read_data(path: str, inputs) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays of an .npz archive named after the model's inputs, and the names of all it holds.
+    Nothing else in it is read, and a claimed size past phg.npz's limit is refused before it is
+    allocated; object arrays are refused, never unpickled."""
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"cannot read the data {path}: {exc}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"cannot read the data {path}: it is a single array, not an .npz archive of arrays "
-                         "named after the model's inputs (write it with np.savez(path, x=..., y=...))")
-    try:
-        with archive:
-            return {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"cannot read the data {path}: {exc}") from None
+        return read_arrays(path, inputs)
+    except ArchiveError as exc:
+        hint = " named after the model's inputs (write it with np.savez(path, x=..., y=...))" if exc.single_array else ""
+        raise ValueError(f"cannot read the data {path}: {exc}{hint}") from None
 
 
 def _choose(program, requested: str | None) -> str:
@@ -103,7 +98,8 @@ def train_command(args, out: Console, err: Console) -> int:
     if not target.parent.is_dir():
         return _fail(err, f"cannot write the parameters to {target}: the folder {target.parent} does not exist")
     try:
-        data = _read_data(args.data)
+        graph = program.models[name]
+        data, held = _read_data(args.data, [graph.values[v].name for v in graph.inputs])
     except ValueError as exc:
         return _fail(err, str(exc))
     try:
@@ -130,7 +126,7 @@ def train_command(args, out: Console, err: Console) -> int:
             return _fail(err, f"{args.data} has no array {missing[0]!r} (model {name} needs "
                               f"{', '.join(cls.SPEC['train']['inputs'])}; {missing[0]} is [N, ..., "
                               f"{len(layout[missing[0]])}] with components {', '.join(layout[missing[0]])}); "
-                              f"it has {', '.join(sorted(data)) or 'no arrays'}")
+                              f"it has {', '.join(sorted(held)) or 'no arrays'}")
         n = model.samples(arrays)
         batch, steps = model.schedule(n, steps=args.steps)
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -157,6 +157,17 @@ def test_a_member_that_is_not_a_numeric_npy_array_is_refused(member, found, tmp_
     assert f"phg train: cannot read the data {path}: {found}" in err
 
 
+def test_a_damaged_member_is_refused_by_its_checksum(tmp_path, capsys, never_built):
+    members = good()
+    path = Path(archive(tmp_path / "damaged.npz", members))
+    data = bytearray(path.read_bytes())
+    at = data.index(members["y.npy"]) + len(members["y.npy"]) - 1   # the last byte of y's data
+    data[at] ^= 0x40
+    path.write_bytes(bytes(data))
+    code, err = train(str(path), capsys)
+    assert code == 2 and f"cannot read the data {path}: array 'y' cannot be read: Bad CRC-32 for file 'y.npy'" in err
+
+
 def test_a_pickled_object_array_is_never_unpickled(tmp_path, capsys, never_built, monkeypatch):
     import pickle
     monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("unpickled"))
