@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     model = kernels.SignedVolume(seed=args.seed)
     settings = model._training()["settings"]
     steps = args.steps if args.steps is not None else settings["steps"]
-    history = model.fit({"v": v, "target": y[:, None]}, steps=steps)
+    history = model.fit({"v": v, "target": y[:, None]}, steps=steps) if steps else []
     count = sum(p.size for p in model.params.values())
 
     def predict(vs):

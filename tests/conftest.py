@@ -11,6 +11,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Certificates are signed with a per-user key; the tests make theirs in a scratch folder.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="phg-test-config-")
 os.environ.pop("PHG_SIGNING_KEY", None)
+# pytest-xdist's workers set COLUMNS=80, which the CLI honours: the tests read its output unwrapped.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 
 def _build_examples(tmp_path_factory):
