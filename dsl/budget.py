@@ -23,15 +23,42 @@ MAX_DEPTH = 10_000
 # two minutes), so one may have 600.
 MAX_REDUCTION_TERMS = 600
 MAX_TERMS = 20_000
+# The same work summed over every model of a file (a file may hold any number of models, and each
+# is checked): the coefficients of all its models together, and the terms of all its reductions
+# together.  Every operation makes at least one coefficient, so the first bounds the operations
+# too.  Measured at both limits (five models each reducing 600 terms in a mix, and a sixth of 840
+# rotor sandwiches over channels, 19,980 coefficients in all): phg check took 56 s on two shared
+# cores; before, a file of 4 MiB could take a day.
+MAX_PROGRAM_TERMS = MAX_TERMS
+MAX_PROGRAM_REDUCTION_TERMS = 5 * MAX_REDUCTION_TERMS
 # Expressions lowered inside one another (def calls inline their bodies, so nesting adds up).
 MAX_LOWERING_NESTING = 5_000
 
 
+class ProgramBudget:
+    """What the models of one file have used so far, together."""
+
+    def __init__(self):
+        self.terms = 0
+        self.reduced = 0
+        self.models: list[str] = []          # the models counted, in the order they were lowered
+
+    def over(self, model: str) -> str:
+        """The models the file's count is over, for a message: this one and those before it."""
+        before = [m for m in self.models if m != model]
+        if not before:
+            return f"model {model}"
+        return f"model {model} and the {len(before)} model{'s' if len(before) > 1 else ''} before it " \
+               f"({', '.join(before[:3])}{', ...' if len(before) > 3 else ''})"
+
+
 class Budget:
-    def __init__(self, model: str):
+    def __init__(self, model: str, program: ProgramBudget | None = None):
         self.model = model
         self.depth: dict[str, int] = {}
         self.terms = 0
+        self.program = program or ProgramBudget()
+        self.program.models.append(model)
 
     def operation(self, kind: str, sources: list, target, span: Span, error) -> None:
         """Counts one operation making `target` from `sources` (hypergraph Values); `error` makes
@@ -48,6 +75,15 @@ class Budget:
                         f"{reduced:,} scalar terms in each coefficient", span,
                         expected=f"at most {MAX_REDUCTION_TERMS:,} terms (channels reduced times blades)",
                         hint="use fewer or smaller channels")
+        if reduced:
+            self.program.reduced += reduced
+            if self.program.reduced > MAX_PROGRAM_REDUCTION_TERMS:
+                raise error("size", f"the file is too large: its reductions over channels add up "
+                            f"{self.program.reduced:,} scalar terms by this {kind} in "
+                            f"{self.program.over(self.model)}", span,
+                            expected=f"at most {MAX_PROGRAM_REDUCTION_TERMS:,} terms in all the reductions "
+                            "of a file (each is checked)", hint="use fewer or smaller channels, or put "
+                            "models in files of their own")
         self.add_terms(max(_coefficients(target), 1), span, error)
 
     def renamed(self, old: str, new: str) -> None:
@@ -64,6 +100,14 @@ class Budget:
                         f"{self.terms:,} scalar coefficients by this statement", span,
                         expected=f"at most {MAX_TERMS:,} scalar coefficients (channels times blades, "
                         "over all values)", hint="use fewer or smaller channels, or split the model")
+        self.program.terms += n
+        if self.program.terms > MAX_PROGRAM_TERMS:
+            raise error("size", f"the file is too large: unrolled over their channels, "
+                        f"{self.program.over(self.model)} have {self.program.terms:,} scalar coefficients "
+                        "by this statement", span,
+                        expected=f"at most {MAX_PROGRAM_TERMS:,} scalar coefficients in all the models of a "
+                        "file (each is checked)", hint="use fewer or smaller channels, or put models in files "
+                        "of their own")
 
 
 def _blades(support: int) -> int:

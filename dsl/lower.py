@@ -22,7 +22,7 @@ from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
 
 from . import ast
-from .budget import MAX_LOWERING_NESTING, Budget
+from .budget import MAX_LOWERING_NESTING, Budget, ProgramBudget
 
 # Built-in functions of LANGUAGE §5 and how many arguments each takes.
 BUILTINS = {"grade": 2, "even": 1, "odd": 1, "scalar": 1, "dual": 1, "inv": 1, "involute": 1,
@@ -82,6 +82,7 @@ class _Lowerer:
         self.models: dict[str, ast.ModelDecl] = {}
         self.trains: list[ast.TrainDecl] = []
         self.evaluated_consts: set[str] = set()
+        self.budget = ProgramBudget()          # the size of all models together (dsl.budget)
 
     def error(self, kind, message, span, expected=None, hint=None, notes=()) -> PhgError:
         return PhgError(kind, message, span, expected, hint, list(notes), self.file.source)
@@ -293,7 +294,7 @@ class _ModelBuilder:
         self.const_busy: list[str] = []
         self.loss_span: Span | None = None
         self.contexts: list[str] = []          # the const or def being lowered, innermost last
-        self.budget = Budget(self.g.name)
+        self.budget = Budget(self.g.name, low.budget)
         self.nesting = 0                       # expressions being lowered inside one another
 
     def error(self, *args, **kwargs) -> PhgError:

@@ -100,3 +100,35 @@ def test_a_fifo_a_device_or_a_huge_file_is_refused_unread(tmp_path, capsys, comm
         err = capsys.readouterr().err
         assert err.startswith(f"{target}:1:1: io error: cannot read {target}: {why}"), err
         assert "expected: a regular .phg file of at most 4 MiB" in err
+
+
+MIX_MODEL = """model M{i} on G3 {{
+    input x[200]: Vector[m]
+    param W[1, 200]: Scalar = normal(0.5)
+    let y[1]: Vector[m] = mix(W, x)
+    loss norm2(sum(y)) / 1[m^2]
+}}
+"""
+
+
+def test_the_size_budget_is_over_the_whole_file():
+    """Each model within the limits, the file past them: refused where the file crosses them."""
+    from dsl.budget import MAX_PROGRAM_REDUCTION_TERMS, MAX_PROGRAM_TERMS
+    phg.loads(HEADER + "".join(MIX_MODEL.format(i=i) for i in range(4)))
+    with pytest.raises(phg.PhgError) as caught:
+        phg.loads(HEADER + "".join(MIX_MODEL.format(i=i) for i in range(8)), filename="many.phg")
+    err = caught.value
+    assert (err.span.line, err.span.col) == (1 + 4 * 6 + 4, 27), err.render()
+    assert err.render().startswith("many.phg:29:27: size error: the file is too large: its reductions over "
+                                   "channels add up 3,012 scalar terms by this mix in model M4 and the 4 models "
+                                   "before it (M0, M1, M2, ...)"), err.render()
+    assert f"expected: at most {MAX_PROGRAM_REDUCTION_TERMS:,} terms in all the reductions of a file" in err.render()
+
+    wide = "model {name} on G3 {{\n    input x[3000]: Vector[m]\n    output y[3000]: Vector[m] = x\n}}\n"
+    phg.loads(HEADER + wide.format(name="A"))                     # 18,000 coefficients: within
+    with pytest.raises(phg.PhgError) as caught:
+        phg.loads(HEADER + wide.format(name="A") + wide.format(name="B"), filename="wide.phg")
+    text = caught.value.render()
+    assert text.startswith("wide.phg:7:5: size error: the file is too large: unrolled over their channels, "
+                           "model B and the 1 model before it (A) have 27,000 scalar coefficients"), text
+    assert f"expected: at most {MAX_PROGRAM_TERMS:,} scalar coefficients in all the models of a file" in text
