@@ -1,15 +1,18 @@
 """Writing and importing the generated module.
 
-A module is rewritten only when its text changes, so Numba's on-disk cache (keyed on the file and
-its modification time) stays valid: a second build of the same source imports without compiling.
+A module is rewritten only when its text changes, so Numba's on-disk cache (keyed on the file's
+path and its modification time) stays valid: a second build of the same source imports without
+compiling.
 
 A module is imported only if phg wrote exactly its text: each module phg writes leaves the sha256
 of its bytes in the user's own state, and a module is executed from the very bytes that were
 hashed (never re-read from the path, nor from a compiled .pyc beside it), so a planted or edited
-`<stem>.py`, whatever its header says, is regenerated rather than run.
+`<stem>.py`, whatever its header says, is regenerated rather than run.  Numba caches its kernels
+in the user's cache too, keyed by the module's path: nothing it loads comes from the module's folder.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -141,8 +144,26 @@ def import_module(path: Path, digest: str):
     module.__file__ = str(path)
     sys.modules[name] = module
     try:
-        exec(code, module.__dict__)
+        with _kernels_cached_for_this_user():
+            exec(code, module.__dict__)
     except BaseException:
         del sys.modules[name]
         raise
     return module
+
+
+@contextlib.contextmanager
+def _kernels_cached_for_this_user():
+    """Numba's compiled kernels of the functions defined meanwhile are cached in the user's own
+    cache, not in a __pycache__ beside the module: Numba unpickles its cache index, so one planted
+    in the module's folder would run code.  (A cache folder the user chose, NUMBA_CACHE_DIR,
+    stands.)"""
+    from numba.core import config
+
+    chosen = config.CACHE_DIR
+    if not chosen:
+        config.CACHE_DIR = str(_user_cache() / "numba")
+    try:
+        yield
+    finally:
+        config.CACHE_DIR = chosen

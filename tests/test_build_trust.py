@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 import signal
 import sys
 from pathlib import Path
@@ -166,6 +167,36 @@ def test_a_planted_pyc_beside_the_module_is_never_run(env, monkeypatch):
     pyc.parent.mkdir(exist_ok=True)
     from importlib._bootstrap_external import _code_to_timestamp_pyc
     pyc.write_bytes(_code_to_timestamp_pyc(code, int(st.st_mtime), st.st_size))
+    doubles(phg.build(phg.load("model.phg"), folder))
+    assert not marker.exists()
+
+
+class _Opens:
+    """A pickle that creates a file when it is loaded."""
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_planted_numba_cache_index_beside_the_module_is_never_loaded(env, monkeypatch):
+    """Numba unpickles its cache index; phg's kernels keep theirs in the user's cache, so one
+    planted in the module's __pycache__ is never read."""
+    import numba
+    folder, text = env
+    module = phg.build(phg.load("model.phg"), folder)
+    doubles(module)
+    kernels = [v for v in vars(module).values() if isinstance(v, numba.core.registry.CPUDispatcher)
+               and v.py_func.__module__ == module.__name__]
+    cache = os.environ["XDG_CACHE_HOME"]
+    assert kernels and all(os.path.abspath(k._cache._cache_path).startswith(cache) for k in kernels)
+    marker = folder / "MARKER"
+    (folder / "__pycache__").mkdir(exist_ok=True)
+    for k in kernels:
+        (folder / "__pycache__" / k._cache._cache_file._index_name).write_bytes(pickle.dumps(_Opens(str(marker))))
+    for name in [n for n in sys.modules if n.startswith("phg_kernels_model_")]:
+        monkeypatch.delitem(sys.modules, name)
     doubles(phg.build(phg.load("model.phg"), folder))
     assert not marker.exists()
 
