@@ -54,8 +54,10 @@ def build(program: Program, directory: str | Path | None = None, unverified: boo
     """Check the program, write `<stem>.py` (Numba kernels, one class per model) and its
     certificate into `directory` (default: a per-user cache keyed by the source's sha256), and
     import it.  An unproven program is refused (PhgError) unless `unverified`.  When `directory`
-    already holds the module of this very source (same sha256), it is imported as it is: no
-    checking, no code generation, and Numba loads its compiled kernels from its cache."""
+    already holds the module phg itself wrote for this very source (every byte as this user's phg
+    wrote it; same sha256), it is imported as it is: no checking, no code generation, and Numba
+    loads its compiled kernels from its cache.  Any other file there is regenerated, never run;
+    outputs replace a symbolic link rather than write through it."""
     from codegen.build import cache_dir, cached, import_module, stem, write_module
 
     target = Path(directory) if directory is not None else cache_dir() / program.sha256[:16]
