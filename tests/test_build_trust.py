@@ -267,3 +267,12 @@ def test_the_record_of_written_modules_is_the_users_alone(real):
     written = cache / "phg" / "written"
     assert os.stat(written).st_mode & 0o777 == 0o700
     assert (written / __import__("hashlib").sha256(text).hexdigest()).is_file()
+
+
+def test_replace_puts_a_file_where_a_link_was(tmp_path):
+    """phg train's parameters, certificates and modules all go through files.replace."""
+    (tmp_path / "victim.npz").write_bytes(b"precious")
+    (tmp_path / "params.npz").symlink_to("victim.npz")
+    files.write_bytes(tmp_path / "params.npz", b"new")
+    assert (tmp_path / "victim.npz").read_bytes() == b"precious"
+    assert not (tmp_path / "params.npz").is_symlink() and (tmp_path / "params.npz").read_bytes() == b"new"
