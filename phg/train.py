@@ -2,8 +2,6 @@
 save the parameters, optionally plot the loss."""
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from rich.text import Text
 
 from codegen.runtime import TrainingDiverged
 
-from . import build, load
+from . import build, files, load
 from .diagnostics import PhgError
 from .npz import ArchiveError, read_arrays
 from .program import TrainSpec
@@ -71,14 +69,7 @@ def _choose(program, requested: str | None) -> str:
 def _save(target: Path, params) -> None:
     """Write exactly target (np.savez would add .npz to another name), all or nothing: a failed
     write leaves an earlier file as it was."""
-    fd, scratch = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **params)
-        os.replace(scratch, target)
-    except BaseException:
-        os.unlink(scratch)
-        raise
+    files.replace(target, lambda f: np.savez(f, **params))
 
 
 def train_command(args, out: Console, err: Console) -> int:
