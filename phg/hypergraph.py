@@ -102,8 +102,11 @@ class Hypergraph:
         value = self.values.pop(old)
         value.id = new
         self.values[new] = value
+        # Only the edges incident to the value change (a walk over every edge made a chain of n
+        # lets cost n^2).
+        incident = [*self.incidence.predecessors(old), *self.incidence.successors(old)]
         nx.relabel_nodes(self.incidence, {old: new}, copy=False)
-        for e in self.edges.values():
+        for e in (self.edges[i] for i in dict.fromkeys(incident)):
             e.sources = tuple(new if s == old else s for s in e.sources)
             if e.target == old:
                 e.target = new
