@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 # The sizes are the memory plan's and the quire obligation's (verifier.memory).
-from verifier.memory import CHUNK, DIGITS, NORMALISE_EVERY, SLOTS, many_sums  # noqa: F401
+from phg.verifier.memory import CHUNK, DIGITS, NORMALISE_EVERY, SLOTS, many_sums  # noqa: F401
 
 _MASK32 = 0xFFFFFFFF
 # The deposit's constants, printed into the training kernels (codegen.training).

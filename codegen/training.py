@@ -18,7 +18,7 @@ import sympy
 
 from phg import support as sup
 from phg.hypergraph import Hypergraph
-from verifier.memory import CHUNK, NORMALISE_EVERY, many_sums
+from phg.verifier.memory import CHUNK, NORMALISE_EVERY, many_sums
 
 from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
 from .adjoint import reverse

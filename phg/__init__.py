@@ -18,8 +18,8 @@ __all__ = ["load", "loads", "check", "build", "Program", "PhgError", "Span", "__
 
 def loads(text: str, filename: str = "<text>") -> Program:
     """Parse and lower model text; raises PhgError, located in `filename`, when it is malformed."""
-    from dsl.lower import lower
-    from dsl.parser import parse
+    from phg.dsl.lower import lower
+    from phg.dsl.parser import parse
     return lower(parse(text, filename))
 
 
@@ -46,7 +46,7 @@ def check(program: Program):
     """Discharge every obligation of a loaded program; returns a Certificate (`.ok`,
     `.obligations`, `.to_dict()`, `.write(path)` signs and writes it).  Narrowed blade supports
     are written back into the program's hypergraphs."""
-    from verifier.certificate import certify
+    from phg.verifier.certificate import certify
     return certify(program)
 
 
@@ -58,14 +58,14 @@ def build(program: Program, directory: str | Path | None = None, unverified: boo
     wrote it; same sha256), it is imported as it is: no checking, no code generation, and Numba
     loads its compiled kernels from its cache.  Any other file there is regenerated, never run;
     outputs replace a symbolic link rather than write through it."""
-    from codegen.build import cache_dir, cached, import_module, stem, write_module
+    from phg.codegen.build import cache_dir, cached, import_module, stem, write_module
 
     target = Path(directory) if directory is not None else cache_dir() / program.sha256[:16]
     hit = cached(program, target)
     if hit is not None and (hit[1] == "all proven" or unverified):
         return import_module(hit[0], program.sha256)      # the same source was built here before
-    from verifier.certificate import certify            # (the verifier's imports cost a cache hit time)
-    from dsl.lower import refuse_ungenerated
+    from phg.verifier.certificate import certify            # (the verifier's imports cost a cache hit time)
+    from phg.dsl.lower import refuse_ungenerated
 
     for graph in program.models.values():
         refuse_ungenerated(graph, program.source, "phg build generates every model's kernels")

@@ -143,8 +143,8 @@ def _load(path: str, recorded: bool = False) -> Program:
 
 
 def _check(args, out: Console, err: Console) -> int:
-    from verifier.certificate import certify
-    from verifier.signing import SigningKeyError
+    from phg.verifier.certificate import certify
+    from phg.verifier.signing import SigningKeyError
 
     if args.output and len(args.files) > 1:
         err.print(_text("phg check: -o names one certificate, so give one FILE"))
@@ -246,9 +246,9 @@ def _mv_text(value: dict) -> str:
 
 
 def _verify(cert: str, trusted: list[str] | None, out: Console, err: Console) -> int:
-    from verifier.certificate import verify
-    from verifier.document import DocumentError
-    from verifier.trust import TrustError
+    from phg.verifier.certificate import verify
+    from phg.verifier.document import DocumentError
+    from phg.verifier.trust import TrustError
 
     try:
         verdict = verify(cert, trusted)
@@ -277,7 +277,7 @@ def _verify(cert: str, trusted: list[str] | None, out: Console, err: Console) ->
 
 
 def _keys(args, out: Console, err: Console) -> int:
-    from verifier import signing, trust
+    from phg.verifier import signing, trust
 
     try:
         if args.keys_command == "add":

@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from codegen.runtime import TrainingDiverged
+from phg.codegen.runtime import TrainingDiverged
 
 from . import build, files, load
 from .diagnostics import PhgError

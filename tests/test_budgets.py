@@ -1,8 +1,8 @@
 """Every stage of phg check works within a deterministic budget: past it a claim is unknown, with the
 budget named, the same in every run (never minutes of solver or sympy work)."""
 import phg
-import verifier.smt as smt
-from verifier.certificate import certify
+import phg.verifier.smt as smt
+from phg.verifier.certificate import certify
 
 
 def _statuses(text: str, name: str = "budget.phg") -> dict:

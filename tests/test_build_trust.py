@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import phg
-from codegen import build as cg
+import phg.verifier.certificate
+import phg.codegen.emit
+from phg.codegen import build as cg
 from phg import files
 from phg.cli import main
 
@@ -58,13 +60,11 @@ def env(real, tmp_path, monkeypatch):
 
 def no_generation(monkeypatch):
     """Make any code generation or checking fail the test."""
-    import codegen.emit
-    import verifier.certificate
 
     def refuse(*args, **kwargs):
         raise AssertionError("phg regenerated a module it could have reused")
-    monkeypatch.setattr(codegen.emit, "module_source", refuse)
-    monkeypatch.setattr(verifier.certificate, "certify", refuse)
+    monkeypatch.setattr(phg.codegen.emit, "module_source", refuse)
+    monkeypatch.setattr(phg.verifier.certificate, "certify", refuse)
 
 
 def doubles(module) -> None:
@@ -83,10 +83,9 @@ def test_a_planted_module_is_never_run_and_is_replaced(env, planted, monkeypatch
     (folder / "model.py").write_bytes(head + PAYLOAD.format(marker=str(marker)).encode())
     (folder / "model.cert.json").write_text("{}")
     assert cg.cached(phg.load("model.phg"), folder) is None
-    import codegen.emit
     calls = []
-    generate = codegen.emit.module_source
-    monkeypatch.setattr(codegen.emit, "module_source", lambda *a: calls.append(a) or generate(*a))
+    generate = phg.codegen.emit.module_source
+    monkeypatch.setattr(phg.codegen.emit, "module_source", lambda *a: calls.append(a) or generate(*a))
     module = phg.build(phg.load("model.phg"), folder)
     assert len(calls) == 1
     assert not marker.exists()
@@ -125,10 +124,9 @@ def test_the_right_text_unrecorded_is_not_trusted(env, monkeypatch, tmp_path_fac
     (folder / "model.cert.json").write_text("{}")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("other-user")))
     assert cg.cached(phg.load("model.phg"), folder) is None
-    import codegen.emit
     calls = []
-    generate = codegen.emit.module_source
-    monkeypatch.setattr(codegen.emit, "module_source", lambda *a: calls.append(a) or generate(*a))
+    generate = phg.codegen.emit.module_source
+    monkeypatch.setattr(phg.codegen.emit, "module_source", lambda *a: calls.append(a) or generate(*a))
     module = phg.build(phg.load("model.phg"), folder)
     assert len(calls) == 1
     assert module.__file__ == str(folder / "model.py") and (folder / "model.py").read_bytes() == text

@@ -22,7 +22,7 @@ import z3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from phg.cli import main
-from verifier import certificate, document, signing
+from phg.verifier import certificate, document, signing
 
 ROOT = Path(__file__).resolve().parents[1]
 RIGID = ROOT / "examples" / "rigid_registration.phg"
@@ -413,7 +413,7 @@ def test_a_check_in_a_fresh_process_equals_one_after_other_checks(tmp_path):
     examples in the same process: byte-identical."""
     script = """import json, sys
 import phg
-from verifier.certificate import certify
+from phg.verifier.certificate import certify
 for path in sys.argv[1:]:
     doc = certify(phg.load(path)).to_dict()
 print(json.dumps(doc, sort_keys=True))
@@ -488,7 +488,7 @@ def test_a_key_name_that_would_break_its_line_is_refused(tmp_path, capsys, monke
 
 
 def test_the_trusted_keys_file_splits_at_line_feeds_only(tmp_path):
-    from verifier import trust
+    from phg.verifier import trust
     path = tmp_path / "trusted-keys"
     path.write_text(f"{'ab' * 32} Ann\u2028{'cd' * 32} Mallory\x85x\n{'ef' * 32}\r\n", encoding="utf-8")
     keys = trust.read_file(path)

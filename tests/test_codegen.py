@@ -91,7 +91,7 @@ def test_module_is_deterministic_and_says_what_it_was_built_from(tmp_path):
 
 def test_a_module_from_another_generator_is_rebuilt(tmp_path):
     """The cache is keyed by the source and by the code generator that wrote the module."""
-    from codegen.build import cached, generator
+    from phg.codegen.build import cached, generator
     program = phg.load(ROOT / "examples" / "rigid_registration.phg")
     path = Path(phg.build(program, tmp_path).__file__)
     assert f"(generator {generator()})" in path.read_text().splitlines()[0]

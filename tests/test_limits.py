@@ -3,6 +3,7 @@ whatever the file's line ends."""
 import pytest
 
 import phg
+import phg.dsl.lower
 from phg.cli import main
 from phg.diagnostics import source_lines
 
@@ -72,11 +73,10 @@ def test_log_is_refused_by_build_located(tmp_path, capsys):
 
 def test_an_internal_error_is_reported_with_exit_3(tmp_path, capsys, monkeypatch):
     """A bug in phg (here: one planted in lowering) is said to be one, not dressed as bad input."""
-    import dsl.lower
 
     def broken(file):
         raise ZeroDivisionError("planted")
-    monkeypatch.setattr(dsl.lower, "lower", broken)
+    monkeypatch.setattr(phg.dsl.lower, "lower", broken)
     path = tmp_path / "ok.phg"
     path.write_text(_model("    output y = x\n"))
     assert main(["check", str(path)]) == 3
@@ -113,7 +113,7 @@ MIX_MODEL = """model M{i} on G3 {{
 
 def test_the_size_budget_is_over_the_whole_file():
     """Each model within the limits, the file past them: refused where the file crosses them."""
-    from dsl.budget import MAX_PROGRAM_REDUCTION_TERMS, MAX_PROGRAM_TERMS
+    from phg.dsl.budget import MAX_PROGRAM_REDUCTION_TERMS, MAX_PROGRAM_TERMS
     phg.loads(HEADER + "".join(MIX_MODEL.format(i=i) for i in range(4)))
     with pytest.raises(phg.PhgError) as caught:
         phg.loads(HEADER + "".join(MIX_MODEL.format(i=i) for i in range(8)), filename="many.phg")

@@ -113,8 +113,8 @@ def test_the_table_retraction_is_the_product_with_the_exponential(signature):
     """codegen.lie's R exp(B) against clifford's Taylor exponential, for rotors R = exp(A) and
     bivectors B of sizes 1e-8 to 3, without building a model (so G8 too)."""
     import clifford
-    from codegen.lie import RotorManifold
-    from codegen.manifold import null_pseudoscalar
+    from phg.codegen.lie import RotorManifold
+    from phg.codegen.manifold import null_pseudoscalar
     from phg.algebra import Algebra
     alg = Algebra.from_signature("A", *signature)
     layout, _ = clifford.Cl(sig=[v.square for v in alg.basis], firstIdx=0)

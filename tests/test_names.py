@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import phg
-from codegen.build import cached
-from codegen.scalar import RESERVED, global_name, identifier
+from phg.codegen.build import cached
+from phg.codegen.scalar import RESERVED, global_name, identifier
 from interpreted import interpreted
 
 # ---- the escape ------------------------------------------------------------------------------------

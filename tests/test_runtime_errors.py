@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import phg
-from codegen.runtime import TrainingDiverged
+from phg.codegen.runtime import TrainingDiverged
 from phg.cli import main
 from phg.diagnostics import PhgError
 from phg.program import MAX_STEPS, OPTIMIZERS

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import phg
 from phg.cli import main
 from phg.diagnostics import PhgError
-from verifier.units import UnitChecker
+from phg.verifier.units import UnitChecker
 
 ROOT = Path(__file__).resolve().parents[1]
 UREG = pint.UnitRegistry()

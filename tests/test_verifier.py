@@ -90,8 +90,8 @@ def test_exact_expansion_is_refused_before_a_product_too_large_is_formed(monkeyp
     """A deep product of general multivectors would take sympy minutes to expand: the budget refuses
     the product before multiplying (counted in pairs of terms), and the claim is still refuted by a
     confirmed counterexample rather than left to the expansion."""
-    from verifier import exact
-    from verifier.exact import Symbolic, Undefined
+    from phg.verifier import exact
+    from phg.verifier.exact import Symbolic, Undefined
     formed = []
     product = exact.mv_product
     monkeypatch.setattr(exact, "mv_product", lambda alg, kind, a, b: formed.append(
@@ -214,7 +214,7 @@ def test_signing_key_from_environment(tmp_path, monkeypatch):
     seed = "11" * 32
     monkeypatch.setenv("PHG_SIGNING_KEY", seed)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from verifier.signing import public_hex
+    from phg.verifier.signing import public_hex
     doc = phg.check(phg.load(ROOT / "examples" / "signed_volume.phg")).signed()
     assert doc["signature"]["public_key"] == public_hex(Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed)))
 

@@ -99,7 +99,7 @@ def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
     tangent = sum(math.prod(g.values[v].shape) * _bivectors(g) for v in manifold)
     coords = tangent + sum(_coefficients(g, v) for v in g.params if v not in manifold)
     exact = train.accumulate == "exact"
-    from codegen.training import sums  # (imports sympy and the scalar program)
+    from phg.codegen.training import sums  # (imports sympy and the scalar program)
     rows = sums(g).rows
     buffers = {
         "accumulators": SLOTS * rows * (DIGITS if exact else 1) * 8,
