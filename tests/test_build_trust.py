@@ -72,6 +72,16 @@ def doubles(module) -> None:
     np.testing.assert_array_equal(module.Scale().predict(x=x)["y"], 2 * x)
 
 
+def _built_once(monkeypatch, folder):
+    """phg.build of model.phg into folder, asserting that it generated the module (once)."""
+    calls = []
+    generate = phg.codegen.emit.module_source
+    monkeypatch.setattr(phg.codegen.emit, "module_source", lambda *a: calls.append(a) or generate(*a))
+    module = phg.build(phg.load("model.phg"), folder)
+    assert len(calls) == 1
+    return module
+
+
 # ---- what is imported ------------------------------------------------------------------------------
 @pytest.mark.parametrize("planted", ["header", "appended"])
 def test_a_planted_module_is_never_run_and_is_replaced(env, planted, monkeypatch):
@@ -83,11 +93,7 @@ def test_a_planted_module_is_never_run_and_is_replaced(env, planted, monkeypatch
     (folder / "model.py").write_bytes(head + PAYLOAD.format(marker=str(marker)).encode())
     (folder / "model.cert.json").write_text("{}")
     assert cg.cached(phg.load("model.phg"), folder) is None
-    calls = []
-    generate = phg.codegen.emit.module_source
-    monkeypatch.setattr(phg.codegen.emit, "module_source", lambda *a: calls.append(a) or generate(*a))
-    module = phg.build(phg.load("model.phg"), folder)
-    assert len(calls) == 1
+    module = _built_once(monkeypatch, folder)
     assert not marker.exists()
     assert (folder / "model.py").read_bytes() == text
     doubles(module)
@@ -124,11 +130,7 @@ def test_the_right_text_unrecorded_is_not_trusted(env, monkeypatch, tmp_path_fac
     (folder / "model.cert.json").write_text("{}")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("other-user")))
     assert cg.cached(phg.load("model.phg"), folder) is None
-    calls = []
-    generate = phg.codegen.emit.module_source
-    monkeypatch.setattr(phg.codegen.emit, "module_source", lambda *a: calls.append(a) or generate(*a))
-    module = phg.build(phg.load("model.phg"), folder)
-    assert len(calls) == 1
+    module = _built_once(monkeypatch, folder)
     assert module.__file__ == str(folder / "model.py") and (folder / "model.py").read_bytes() == text
 
 

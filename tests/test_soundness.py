@@ -1,28 +1,35 @@
 """Soundness against numbers: on random models with random claimed types, every grade or versor
 claim the verifier proves holds for clifford on 20 random admissible inputs.  `python -m bench
 soundness` runs the same generator on 20,000 models and reports precision."""
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
 
 import phg
 from claimcheck import holds
 from modelgen import models
 
 MODELS = 2000
+SHARDS = 4          # the sweep in shards, each its own reproducible stream, so they run in parallel
 
 
-@settings(max_examples=MODELS, derandomize=True, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
-@given(models())
-def test_every_proven_claim_holds_numerically(source):
-    program = phg.loads(source)
-    cert = phg.check(program)
-    proven = [o for o in cert.obligations if o.kind in ("grade", "versor") and o.status == "proven"]
-    verdict = holds(program.models["M"], proven, trials=20)
-    broken = [o.claim for o in proven if verdict[o.id] is False]
-    assert not broken, (source, broken)
-    # Sandwiches of proven versors and rotor updates are always proven.
-    assert all(o.status == "proven" for o in cert.obligations if o.kind == "update")
-    assert all(o.status == "proven" for o in cert.obligations if o.evidence.get("narrowing") == "sandwich")
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_every_proven_claim_holds_numerically(shard):
+    @seed(shard)
+    @settings(max_examples=MODELS // SHARDS, derandomize=False, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(models())
+    def sweep(source):
+        program = phg.loads(source)
+        cert = phg.check(program)
+        proven = [o for o in cert.obligations if o.kind in ("grade", "versor") and o.status == "proven"]
+        verdict = holds(program.models["M"], proven, trials=20)
+        broken = [o.claim for o in proven if verdict[o.id] is False]
+        assert not broken, (source, broken)
+        # Sandwiches of proven versors and rotor updates are always proven.
+        assert all(o.status == "proven" for o in cert.obligations if o.kind == "update")
+        assert all(o.status == "proven" for o in cert.obligations if o.evidence.get("narrowing") == "sandwich")
+
+    sweep()
 
 
 def test_the_numeric_versor_check_accepts_large_boosts_and_rejects_null_elements():
