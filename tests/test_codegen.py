@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from claimcheck import cone_scale
 from cliffeval import Reference
-from hypothesis import HealthCheck, given, settings
+from shards import sweep
 from interpreted import interpreted
 from modelgen import models
 
@@ -70,14 +70,15 @@ def as_outputs(source: str) -> str:
     return re.sub(r"    let (l\d): [^=]+= ", r"    output \1 = ", source)
 
 
-@settings(max_examples=300, derandomize=True, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
-@given(models())
-def test_random_models_match_clifford(tmp_path_factory, source):
-    program = phg.loads(as_outputs(source), filename="random.phg")
-    # A fresh directory each time: a cache hit would skip the check that narrows `program`'s supports.
-    module = phg.build(program, tmp_path_factory.mktemp("random"), unverified=True)
-    assert compare(program, module, np.random.default_rng(0), compiled=False) < REL, source
+@pytest.mark.parametrize("shard", range(2))
+def test_random_models_match_clifford(tmp_path_factory, shard):
+    def check(source):
+        program = phg.loads(as_outputs(source), filename="random.phg")
+        # A fresh directory each time: a cache hit would skip the check that narrows `program`'s supports.
+        module = phg.build(program, tmp_path_factory.mktemp("random"), unverified=True)
+        assert compare(program, module, np.random.default_rng(0), compiled=False) < REL, source
+
+    sweep(models(), 300, shard, 2, check)
 
 
 def test_module_is_deterministic_and_says_what_it_was_built_from(tmp_path):

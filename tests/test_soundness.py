@@ -2,23 +2,19 @@
 claim the verifier proves holds for clifford on 20 random admissible inputs.  `python -m bench
 soundness` runs the same generator on 20,000 models and reports precision."""
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
 
 import phg
 from claimcheck import holds
 from modelgen import models
+from shards import sweep
 
 MODELS = 2000
-SHARDS = 4          # the sweep in shards, each its own reproducible stream, so they run in parallel
+SHARDS = 4          # in parallel under pytest-xdist
 
 
 @pytest.mark.parametrize("shard", range(SHARDS))
 def test_every_proven_claim_holds_numerically(shard):
-    @seed(shard)
-    @settings(max_examples=MODELS // SHARDS, derandomize=False, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(models())
-    def sweep(source):
+    def check(source):
         program = phg.loads(source)
         cert = phg.check(program)
         proven = [o for o in cert.obligations if o.kind in ("grade", "versor") and o.status == "proven"]
@@ -29,7 +25,7 @@ def test_every_proven_claim_holds_numerically(shard):
         assert all(o.status == "proven" for o in cert.obligations if o.kind == "update")
         assert all(o.status == "proven" for o in cert.obligations if o.evidence.get("narrowing") == "sandwich")
 
-    sweep()
+    sweep(models(), MODELS, shard, SHARDS, check)
 
 
 def test_the_numeric_versor_check_accepts_large_boosts_and_rejects_null_elements():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cliffeval import Reference
-from hypothesis import HealthCheck, given, settings
+from shards import sweep
 from interpreted import interpreted
 from modelgen import models
 
@@ -78,19 +78,20 @@ def with_loss(source: str) -> str:
     return source.replace("\n}\n", f"\n    loss {terms}\n}}\n")
 
 
-@settings(max_examples=100, derandomize=True, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
-@given(models())
-def test_random_model_gradients_match_finite_differences(tmp_path_factory, source):
-    program = phg.loads(with_loss(source), filename="random.phg")
-    module = phg.build(program, tmp_path_factory.mktemp("random"), unverified=True)
-    graph = program.models["M"]
-    model = interpreted(module, graph.name)
-    rng = np.random.default_rng(0)
-    r = rng.normal(size=model.params["R"].shape)
-    model.params.set_unnormalised("R", r / np.linalg.norm(r))     # R ~R = 1 only in a Euclidean metric
-    inputs = random_inputs(Reference(graph), graph, rng, 3)
-    assert gradient_error(model, inputs) < REL, source
+@pytest.mark.parametrize("shard", range(2))
+def test_random_model_gradients_match_finite_differences(tmp_path_factory, shard):
+    def check(source):
+        program = phg.loads(with_loss(source), filename="random.phg")
+        module = phg.build(program, tmp_path_factory.mktemp("random"), unverified=True)
+        graph = program.models["M"]
+        model = interpreted(module, graph.name)
+        rng = np.random.default_rng(0)
+        r = rng.normal(size=model.params["R"].shape)
+        model.params.set_unnormalised("R", r / np.linalg.norm(r))     # R ~R = 1 only in a Euclidean metric
+        inputs = random_inputs(Reference(graph), graph, rng, 3)
+        assert gradient_error(model, inputs) < REL, source
+
+    sweep(models(), 100, shard, 2, check)
 
 
 # ---- exact accumulation ---------------------------------------------------------------------------
