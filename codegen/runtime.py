@@ -35,6 +35,20 @@ def _count(name: str, value, default):
     return int(value)
 
 
+def batch_of(name: str, value, spec: dict) -> np.ndarray:
+    """An input as float64 [N, *channels, components] (see parameters.array).  A value of one
+    component and no channels may also come as [N]: that is the column numpy code has (x[:, 0]),
+    and it is read as [N, 1] through a view, so no sample is copied that array() would not copy."""
+    where = f"input {name!r}"
+    if spec["shape"] or len(spec["layout"]) != 1:
+        return array(where, value, spec, True)
+    arr = np.asarray(value)
+    try:
+        return array(where, arr[:, np.newaxis] if arr.ndim == 1 else arr, spec, True)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or [N] for its one component") from None
+
+
 class ModelBase:
     SPEC: dict = {}
 
@@ -91,7 +105,7 @@ class ModelBase:
         missing = [n for n in needed if n not in given]
         if missing:
             raise ValueError(f"missing input {missing[0]!r} (needed: {', '.join(needed)})")
-        checked = {n: array(f"input {n!r}", a, self.SPEC["inputs"][n], True) for n, a in given.items()}
+        checked = {n: batch_of(n, a, self.SPEC["inputs"][n]) for n, a in given.items()}
         if training:
             for n in needed:
                 require_finite_samples(n, checked[n])
