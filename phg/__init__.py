@@ -50,20 +50,43 @@ def check(program: Program):
     return certify(program)
 
 
-def build(program: Program, directory: str | Path | None = None, unverified: bool = False):
+def build(program: Program, directory: str | Path | None = None, unverified: bool = False, progress=False):
     """Check the program, write `<stem>.py` (Numba kernels, one class per model) and its
     certificate into `directory` (default: a per-user cache keyed by the source's sha256), and
     import it.  An unproven program is refused (PhgError) unless `unverified`.  When `directory`
     already holds the module phg itself wrote for this very source (every byte as this user's phg
     wrote it; same sha256), it is imported as it is: no checking, no code generation, and Numba
     loads its compiled kernels from its cache.  Any other file there is regenerated, never run;
-    outputs replace a symbolic link rather than write through it."""
+    outputs replace a symbolic link rather than write through it.
+
+    Numba compiles a kernel on its first call unless `progress` is given: True compiles every
+    kernel now, printing `compiling MODEL: KERNEL ... 0.8 s` lines to stderr; a callable
+    progress(model, kernel, seconds) is called as each kernel starts (seconds None) and once it
+    is compiled (`lambda *_: None` compiles quietly).  Compiled kernels are cached by Numba, so a
+    later process loads them rather than compiling again."""
     from phg.codegen.build import cache_dir, cached, import_module, stem, write_module
+    from phg.codegen.compiling import compile_module, printer
+
+    if progress is True:
+        import sys
+
+        def to_stderr(text: str) -> None:
+            sys.stderr.write(text)
+            sys.stderr.flush()            # a line's start shows while its kernel compiles
+        progress = printer(to_stderr)
+    elif progress is not False and progress is not None and not callable(progress):
+        raise TypeError("progress must be True, False or callable as progress(model, kernel, seconds), "
+                        f"got {type(progress).__name__}")
+
+    def ready(module):
+        if progress:
+            compile_module(module, progress)
+        return module
 
     target = Path(directory) if directory is not None else cache_dir() / program.sha256[:16]
     hit = cached(program, target)
     if hit is not None and (hit[1] == "all proven" or unverified):
-        return import_module(hit[0], program.sha256)      # the same source was built here before
+        return ready(import_module(hit[0], program.sha256))      # the same source was built here before
     from phg.verifier.certificate import certify            # (the verifier's imports cost a cache hit time)
     from phg.dsl.lower import refuse_ungenerated
 
@@ -83,4 +106,4 @@ def build(program: Program, directory: str | Path | None = None, unverified: boo
     status = "all proven" if cert.ok else "NOT all proven (built with --unverified)"
     path = write_module(program, target, status)
     cert.write(target / f"{stem(program)}.cert.json")
-    return import_module(path, program.sha256)
+    return ready(import_module(path, program.sha256))

@@ -176,9 +176,10 @@ def _build(args, out: Console, err: Console) -> int:
 
     program = _load(args.file, recorded=True)
     directory = Path(args.output) if args.output else Path(args.file).resolve().parent
+    compiling = compile_progress(err)
     start = time.perf_counter()
     try:
-        module = build(program, directory, unverified=args.unverified)
+        module = build(program, directory, unverified=args.unverified, progress=compiling)
     except PhgError as exc:
         if exc.kind != "build":
             raise
@@ -186,8 +187,23 @@ def _build(args, out: Console, err: Console) -> int:
         return EXIT_FAILED
     seconds = time.perf_counter() - start
     out.print(_text(f"wrote {module.__file__} ({module.CERTIFICATE}; models "
-                   f"{', '.join(program.models)}) in {seconds:.1f} s"))
+                   f"{', '.join(program.models)}) in {seconds - compiling.seconds:.1f} s; kernels compiled "
+                   f"in {compiling.seconds:.1f} s"))
     return EXIT_OK if module.CERTIFICATE == "all proven" else EXIT_FAILED
+
+
+def compile_progress(err: Console):
+    """A line per kernel on stderr as phg build or train compiles it; `.seconds` sums them."""
+    from phg.codegen.compiling import printer
+
+    line = printer(lambda text: err.print(_text(text.removesuffix("\n")), end="\n" if text.endswith("\n") else ""))
+
+    def report(model: str, kernel: str, seconds: float | None) -> None:
+        line(model, kernel, seconds)
+        if seconds is not None:
+            report.seconds += seconds
+    report.seconds = 0.0
+    return report
 
 
 def _print_certificate(out: Console, err: Console, program: Program, cert, target: Path):

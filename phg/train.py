@@ -17,9 +17,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from phg.codegen.compiling import compile_model
 from phg.codegen.runtime import TrainingDiverged
 
 from . import build, files, load
+from .cli import compile_progress
 from .diagnostics import PhgError
 from .npz import ArchiveError, read_arrays
 from .program import TrainSpec
@@ -120,6 +122,9 @@ def train_command(args, out: Console, err: Console) -> int:
                               f"it has {', '.join(sorted(held)) or 'no arrays'}")
         n = model.samples(arrays)
         batch, steps = model.schedule(n, steps=args.steps)
+        # Compiled once the data is known good, and before the clock starts: steps/s counts training alone.
+        compiling = compile_progress(err)
+        compile_model(cls, compiling)
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]:.6g}"), TextColumn("{task.fields[rate]:.0f} steps/s"),
                             TimeRemainingColumn(), console=out, transient=False)
@@ -151,7 +156,8 @@ def train_command(args, out: Console, err: Console) -> int:
                            f"accumulate {settings['accumulate']})")
     table.add_row("loss", f"{history[0]:.6g} at the first step -> {final:.6g} on the whole data set"
                   if len(history) else f"{final:.6g}")
-    table.add_row("time", f"{seconds:.2f} s ({len(history) / seconds if seconds else 0:.0f} steps/s)")
+    table.add_row("compile", f"{compiling.seconds:.2f} s (the kernels, before the first step)")
+    table.add_row("time", f"{seconds:.2f} s training ({len(history) / seconds if seconds else 0:.0f} steps/s)")
     table.add_row("parameters", str(target))
     if args.plot:
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -1,0 +1,91 @@
+"""Compiling a generated module's kernels ahead of their first call.
+
+Numba compiles a kernel when it is first called, for the types of that call: left lazy, the first
+predict or step of a fresh build spends seconds (a minute for a large model) compiling, and a
+training rate measured over it is wrong.  Here each kernel is compiled for exactly the argument
+types the runtime (codegen.runtime) passes it, typed from arrays laid out as the runtime lays
+them out (its own buffer plan, on a throwaway instance), so no kernel runs and no model the user
+holds changes.  The kernels are cached (cache=True): a later process loads them from the cache.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import numba
+import numpy as np
+
+from .optimizers import KINDS, direction
+
+# progress(model, kernel, seconds): seconds is None as a kernel starts, its compile time once done.
+Progress = Callable[[str, str, "float | None"], None]
+
+
+def _typed(*args) -> tuple:
+    return tuple(numba.typeof(a) for a in args)
+
+
+def _samples(spec: dict, names: list[str]) -> list[np.ndarray]:
+    """One sample of each named input, as codegen.parameters.array hands it to a kernel."""
+    return [np.zeros((1, *spec["inputs"][n]["shape"], len(spec["inputs"][n]["layout"]))) for n in names]
+
+
+def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
+    """(label, dispatcher, argument types) of every kernel a model class calls, in the order of
+    runtime.ModelBase's call sites (predict, the train pass, then a step's manifold maps and
+    optimizer)."""
+    spec = cls.SPEC
+    model = cls(seed=0)
+    params = {n: np.ascontiguousarray(v, dtype=np.float64) for n, v in model.params.items()}
+    plan = spec["predict"]
+    outs = [np.empty((1, *spec["outputs"][o]["shape"], len(spec["outputs"][o]["layout"]))) for o in plan["outputs"]]
+    yield "predict", cls._predict_kernel, _typed(*_samples(spec, plan["inputs"]),
+                                                 *(params[p] for p in plan["params"]), *outs)
+    train = spec.get("train")
+    if train is None:
+        return
+    b = model._plan()
+    yield "train", cls._train_kernel, _typed(*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]),
+                                             1, b["acc"], b["grid"], b["deposits"], b["work"], b["sums"], b["loss"],
+                                             *(b["grads"][p] for p in train["params"]))
+    for name, (tangent_fn, retract_fn) in cls._manifold.items():
+        r = params[name].reshape(-1, len(spec["params"][name]["layout"]))
+        yield f"{name} tangent", tangent_fn, _typed(r, b["grads"][name].reshape(r.shape), b["tangent"][name])
+        yield f"{name} retraction", retract_fn, _typed(r, b["direction"][name], -1.0, r)
+    kind = KINDS[train["settings"]["optimizer"]]
+    for name in spec["params"]:
+        d = b["direction"][name]
+        flat = b["tangent"][name] if name in train["manifold"] else b["grads"][name]
+        yield f"{train['settings']['optimizer']} step", direction, \
+            _typed(kind, flat.reshape(-1), b["state"][name], b["t"] + 1, *b["hyper"], d.reshape(-1))
+
+
+def compile_model(cls, progress: Progress | None = None) -> float:
+    """Compile (or load from Numba's cache) every kernel of a model class; the seconds it took.
+    A kernel already compiled for its types, in this process, is not reported again."""
+    total = 0.0
+    for label, dispatcher, types in kernels(cls):
+        if types in dispatcher.overloads:
+            continue
+        if progress is not None:
+            progress(cls.SPEC["name"], label, None)
+        start = time.perf_counter()
+        dispatcher.compile(types)
+        seconds = time.perf_counter() - start
+        total += seconds
+        if progress is not None:
+            progress(cls.SPEC["name"], label, seconds)
+    return total
+
+
+def compile_module(module, progress: Progress | None = None) -> float:
+    """Compile every kernel of every model of a generated module; the seconds it took."""
+    return sum(compile_model(cls, progress) for cls in module.MODELS.values())
+
+
+def printer(write: Callable[[str], object]) -> Progress:
+    """A progress that writes a `compiling MODEL: KERNEL ... 0.8 s` line per kernel through write
+    (the line's start as the kernel starts, so a long compilation shows what it is)."""
+    def report(model: str, kernel: str, seconds: float | None) -> None:
+        write(f"compiling {model}: {kernel} ..." if seconds is None else f" {seconds:.1f} s\n")
+    return report
