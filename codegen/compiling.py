@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterator
 import numba
 import numpy as np
 
-from .optimizers import KINDS, direction
-
 # progress(model, kernel, seconds): seconds is None as a kernel starts, its compile time once done.
 Progress = Callable[[str, str, "float | None"], None]
 
@@ -34,6 +32,10 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     """(label, dispatcher, argument types) of every kernel a model class calls, in the order of
     runtime.ModelBase's call sites (predict, the train pass, then a step's manifold maps and
     optimizer)."""
+    # Imported here, once a generated module has been imported: its import (codegen.build) decides
+    # where Numba caches the shared kernels, in the user's own cache.
+    from .optimizers import KINDS, direction
+
     spec = cls.SPEC
     model = cls(seed=0)
     params = {n: np.ascontiguousarray(v, dtype=np.float64) for n, v in model.params.items()}

@@ -65,21 +65,22 @@ def build(program: Program, directory: str | Path | None = None, unverified: boo
     is compiled (`lambda *_: None` compiles quietly).  Compiled kernels are cached by Numba, so a
     later process loads them rather than compiling again."""
     from phg.codegen.build import cache_dir, cached, import_module, stem, write_module
-    from phg.codegen.compiling import compile_module, printer
 
-    if progress is True:
-        import sys
-
-        def to_stderr(text: str) -> None:
-            sys.stderr.write(text)
-            sys.stderr.flush()            # a line's start shows while its kernel compiles
-        progress = printer(to_stderr)
-    elif progress is not False and progress is not None and not callable(progress):
+    if not (progress is True or progress is False or progress is None or callable(progress)):
         raise TypeError("progress must be True, False or callable as progress(model, kernel, seconds), "
                         f"got {type(progress).__name__}")
 
     def ready(module):
-        if progress:
+        from phg.codegen.compiling import compile_module, printer
+
+        if progress is True:
+            import sys
+
+            def to_stderr(text: str) -> None:
+                sys.stderr.write(text)
+                sys.stderr.flush()            # a line's start shows while its kernel compiles
+            compile_module(module, printer(to_stderr))
+        elif progress:
             compile_module(module, progress)
         return module
 
