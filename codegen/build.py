@@ -157,12 +157,13 @@ def _kernels_cached_for_this_user():
     """Numba's compiled kernels of the functions defined meanwhile are cached in the user's own
     cache, not in a __pycache__ beside the module: Numba unpickles its cache index, so one planted
     in the module's folder would run code.  (A cache folder the user chose, NUMBA_CACHE_DIR,
-    stands.)"""
+    stands.)  The folder is keyed by the code generator, so kernels compiled by another version
+    of phg (whose cached code may name modules that no longer exist) are never loaded."""
     from numba.core import config
 
     chosen = config.CACHE_DIR
     if not chosen:
-        config.CACHE_DIR = str(_user_cache() / "numba")
+        config.CACHE_DIR = str(_user_cache() / "numba" / generator())
     try:
         yield
     finally:
