@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import phg
+from builtfile import built_file
 from phg.codegen.runtime import TrainingDiverged
 from phg.cli import main
 from phg.diagnostics import PhgError
@@ -39,12 +40,7 @@ model Pose on PGA {
 def align(tmp_path_factory):
     """ALIGN (a loss, no train block) as a file and its module, built where `phg train` on that
     file finds it: the kernels compile once for the whole module."""
-    root = tmp_path_factory.mktemp("align")
-    path = root / "align.phg"
-    path.write_text(ALIGN)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
-        yield path, phg.build(phg.load(path))
+    yield from built_file(tmp_path_factory, 'align', ALIGN)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import phg
+from builtfile import built_file
 from phg.cli import main
 
 GAIN = """algebra G3 = Cl(3, 0, 0)
@@ -31,12 +32,7 @@ train Gain {
 @pytest.fixture(scope="module")
 def gain(tmp_path_factory):
     """GAIN as a file and its module, built where `phg train` on that file finds it."""
-    root = tmp_path_factory.mktemp("gain")
-    path = root / "gain.phg"
-    path.write_text(GAIN)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
-        yield path, phg.build(phg.load(path))
+    yield from built_file(tmp_path_factory, 'gain', GAIN)
 
 
 @pytest.fixture(scope="module")
