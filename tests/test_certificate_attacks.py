@@ -178,7 +178,7 @@ def test_keys_from_pem_files_and_bad_keys(tmp_path, honest, capsys, monkeypatch)
     (signing.config_dir() / "trusted-keys").write_text("# mine\n  zz-not-a-key bob\n")
     assert main(["verify", str(place(tmp_path, honest, honest["rigid"][1]))]) == 2
     assert main(["keys", "list"]) == 2
-    assert f"trusted-keys:2:3: expected 64 hex digits of an Ed25519 public key, found 'zz-not-a-key'" in \
+    assert "trusted-keys:2:3: expected 64 hex digits of an Ed25519 public key, found 'zz-not-a-key'" in \
         capsys.readouterr().err
     # own: the user's public key, for others to trust
     assert main(["keys", "own"]) == 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import phg
 from builtfile import built_file
 from phg.cli import main
 
