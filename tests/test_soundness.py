@@ -9,7 +9,7 @@ from modelgen import models
 from shards import sweep
 
 MODELS = 2000
-SHARDS = 4          # in parallel under pytest-xdist
+SHARDS = 8          # in parallel under pytest-xdist
 
 
 @pytest.mark.parametrize("shard", range(SHARDS))

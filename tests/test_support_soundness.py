@@ -1,15 +1,19 @@
 """The inferred blade support over-approximates: evaluated with clifford on random inputs of the
 declared supports, no blade outside the support is ever non-zero."""
 import numpy as np
-from hypothesis import HealthCheck, assume, given, settings
+import pytest
+from hypothesis import assume
 from hypothesis import strategies as st
 
 import phg
 from phg.diagnostics import PhgError
 
 from exprgen import ALGEBRAS, NotDefined, evaluate, reference, text, trees
+from shards import sweep
 
 TRIALS = 3
+EXPRESSIONS = 2000
+SHARDS = 4          # in parallel under pytest-xdist
 
 
 def model_source(ref, supports, expr_text):
@@ -22,10 +26,12 @@ def model_source(ref, supports, expr_text):
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=2000, derandomize=True, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(st.data())
-def test_inferred_support_contains_every_nonzero_blade(data):
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_inferred_support_contains_every_nonzero_blade(shard):
+    sweep(st.data(), EXPRESSIONS, shard, SHARDS, _support_contains_every_nonzero_blade)
+
+
+def _support_contains_every_nonzero_blade(data):
     ref = reference(data.draw(st.sampled_from(sorted(ALGEBRAS)), label="algebra"))
     dim = ref.ours.dim
     names = ["a", "b", "c"][:data.draw(st.integers(1, 3))]
