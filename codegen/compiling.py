@@ -30,8 +30,8 @@ def _samples(spec: dict, names: list[str]) -> list[np.ndarray]:
 
 def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     """(label, dispatcher, argument types) of every kernel a model class calls, in the order of
-    runtime.ModelBase's call sites (predict, the train pass, then a step's manifold maps and
-    optimizer)."""
+    runtime.ModelBase's call sites (predict, the train pass's slots and sums, then a step's
+    manifold maps and optimizer)."""
     # Imported here, once a generated module has been imported: its import (codegen.build) decides
     # where Numba caches the shared kernels, in the user's own cache.
     from .optimizers import KINDS, direction
@@ -42,12 +42,14 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     plan = spec["predict"]
     outs = [np.empty((1, *spec["outputs"][o]["shape"], len(spec["outputs"][o]["layout"]))) for o in plan["outputs"]]
     yield "predict", cls._predict_kernel, _typed(*_samples(spec, plan["inputs"]),
-                                                 *(params[p] for p in plan["params"]), *outs)
+                                                 *(params[p] for p in plan["params"]), *outs, 0, 1)
     train = spec.get("train")
     if train is None:
         return
     b = model._plan()
-    yield "train", cls._train_kernel, _typed(*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]),
+    yield "train", cls._slots_kernel, _typed(*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]),
+                                             1, b["acc"], b["grid"], b["deposits"], 0, 1)
+    yield "train sums", cls._train_kernel, _typed(*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]),
                                              1, b["acc"], b["grid"], b["deposits"], b["work"], b["sums"], b["loss"],
                                              *(b["grads"][p] for p in train["params"]))
     for name, (tangent_fn, retract_fn) in cls._manifold.items():

@@ -203,8 +203,10 @@ def kernel_source(g: Hypergraph, sp: ScalarProgram, name: str, inputs: list[str]
                   outputs: list[str]) -> str:
     alg = g.algebra
     args = [array_name(g.values[v]) for v in inputs + params] + [f"_out_{identifier(o)}" for o in outputs]
-    doc = f"Inference of {g.name} for every sample: per-sample scalar code over blade supports."
-    lines = ["@_phg_numba.njit(cache=True, parallel=True)", f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
+    doc = (f"Inference of {g.name} for the samples _from to _to: per-sample scalar code over blade supports "
+           "(threads run shares of a batch side by side, codegen.spread).")
+    lines = ["@_phg_numba.njit(cache=True, nogil=True)", f"def {name}({', '.join(args + ['_from', '_to'])}):",
+             f"    {ascii(doc)}"]
     for p in params:
         lines += ["    " + ln for ln in _loads(g, sp, p, None)]
     body = []
@@ -215,8 +217,7 @@ def kernel_source(g: Hypergraph, sp: ScalarProgram, name: str, inputs: list[str]
             body.append(statement(sym, expr))
     if not outputs:                                   # a model with a loss only: nothing to infer
         return "\n".join(lines + ["    return"])
-    first = array_name(g.values[inputs[0]]) if inputs else f"_out_{identifier(outputs[0])}"
-    lines.append(f"    for _i in _phg_numba.prange({first}.shape[0]):")
+    lines.append("    for _i in range(_from, _to):")
     body = [ln for vid in inputs for ln in _loads(g, sp, vid, "_i")] + body
     for o in outputs:
         v = g.values[g.outputs[o]]
@@ -293,6 +294,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
                          "quantities": tk.quantities, "rows": tk.rows, "stack_symbols": tk.stack_symbols, "manifold": manifold,
                          "settings": train.to_dict()}
         attrs.append(f"    _train_kernel = staticmethod({tk.name})")
+        attrs.append(f"    _slots_kernel = staticmethod({tk.slots})")
         attrs.append("    _manifold = {" + ", ".join(f"{ascii(k)}: ({a}, {b})" for k, m in manifold.items()
                                                   for a, b in [m["functions"]]) + "}")
     doc = f"{g.name} on {g.algebra.describe()}: parameters, inference and training (LANGUAGE §8)."

@@ -12,6 +12,11 @@ from phg.program import MAX_STEPS, OPTIMIZERS
 
 from .optimizers import KINDS, STATE, direction
 from .parameters import Parameters, array, finite, require_finite_samples
+from .spread import spread
+
+# Samples below which a share of a batch is not worth a thread of its own (a thread's start is a
+# few tens of microseconds; a sample, a fraction of one).
+SHARE = 4096
 
 
 class TrainingDiverged(ArithmeticError):
@@ -137,7 +142,7 @@ class ModelBase:
         arrays, n = self._inputs(inputs, plan["inputs"])
         outs = {o: np.empty((n, *self.SPEC["outputs"][o]["shape"], len(self.SPEC["outputs"][o]["layout"])))
                 for o in plan["outputs"]}
-        self._predict_kernel(*arrays, *self._params(plan["params"]), *outs.values())
+        spread(self._predict_kernel, (*arrays, *self._params(plan["params"]), *outs.values()), n, n // SHARE)
         return outs
 
     # ---- training -------------------------------------------------------------------------------
@@ -193,6 +198,7 @@ class ModelBase:
         spec = self._training()
         b = self._plan()
         params = self._params(spec["params"], versors)
+        spread(self._slots_kernel, (*arrays, *params, n, b["acc"], b["grid"], b["deposits"]), SLOTS, n // SHARE)
         self._train_kernel(*arrays, *params, n, b["acc"], b["grid"], b["deposits"], b["work"], b["sums"], b["loss"],
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])

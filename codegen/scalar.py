@@ -102,7 +102,7 @@ def array_name(v: Value) -> str:
     return "a_" + identifier(v.name)
 
 
-INTERNAL = ("_n", "_i", "_q", "_c", "_f", "_a", "_t", "_acc", "_terms", "_work", "_sums", "_loss", "_slot", "_slots")
+INTERNAL = ("_n", "_i", "_q", "_c", "_f", "_a", "_t", "_acc", "_terms", "_work", "_sums", "_loss", "_slot", "_slots", "_from", "_to")
 
 
 class ScalarBuilder:

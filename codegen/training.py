@@ -28,7 +28,8 @@ from .scalar import HelperCall, ScalarBuilder, array_name, global_name, identifi
 @dataclass
 class TrainKernel:
     source: str
-    name: str
+    name: str                  # loss and gradient from the slots' sums
+    slots: str                 # the slots' sums, for a range of slots
     inputs: list[str]          # value ids, in argument order
     params: list[str]          # every parameter, in argument order
     quantities: int            # accumulated sums: the loss, then one per invariant adjoint
@@ -109,11 +110,11 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
     data = [array_name(g.values[v]) for v in inputs + params]
     preamble = [ln for p in params if p in sp.values for ln in loads(g, sp, p, None)]
     preamble += [statement(s, e) for s, e in invariant]
-    # A slot's work is a function of its own.  With many sums it stays one (Numba's parallel
-    # passes grow faster than linearly in the size of a prange body: the 129 sums of
-    # examples/signed_volume.phg took 290 s to compile inlined, 81 s with this and the array
-    # deposits); with few it is inlined into the prange body, where the compiler makes the
-    # per-sample loop faster (rigid registration's exact gradient: 10 ms against 12).
+    # A slot's work is a function of its own.  With many sums it stays one (inlined into a
+    # parallel loop, the 129 sums of examples/signed_volume.phg took 290 s to compile, 81 s with
+    # this and the array deposits); with few it is inlined into the loop over slots, where the
+    # compiler makes the per-sample loop faster (rigid registration's exact gradient: 10 ms
+    # against 12).
     slot = global_name("slot", g.name)
     inline = "never" if many_sums(plan.rows) else "always"
     doc = f"One slot of the samples of {g.name}: their loss and adjoint sums into the row _a (on the grids _G)."
@@ -135,11 +136,18 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
         lines += ["    for _i in range(_slot * _n // _slots, (_slot + 1) * _n // _slots):"]
         lines += ["        " + ln for ln in body + [f"_sum{q} += {code(quantities[q])}" for q in live] or ["pass"]]
         lines += [f"    _a[{q}] = _sum{q}" for q in live]
-    args = data + ["_n", "_acc", "_grid", "_dep", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params]
-    doc = f"Loss and gradient sums of {g.name} over n samples ({accumulate} accumulation)."
-    lines += ["", "", "@_phg_numba.njit(cache=True, parallel=True)", f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
-    lines += ["    _slots = _acc.shape[0]", "    for _slot in _phg_numba.prange(_slots):",
+    # The slots _from to _to; threads run shares of the slots side by side (codegen.spread), each
+    # slot a fixed share of the batch, so the sums do not depend on the thread count.
+    slots = global_name("slots", g.name)
+    doc = f"The slots _from to _to of {g.name}'s samples."
+    lines += ["", "", "@_phg_numba.njit(cache=True, nogil=True)",
+              f"def {slots}({', '.join(data + ['_n', '_acc', '_grid', '_dep', '_from', '_to'])}):", f"    {ascii(doc)}",
+              "    _slots = _acc.shape[0]", "    for _slot in range(_from, _to):",
               f"        {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], _dep[{own if in_array else 0}])"]
+    args = data + ["_n", "_acc", "_grid", "_dep", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params]
+    doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({accumulate} accumulation)."
+    lines += ["", "", "@_phg_numba.njit(cache=True, nogil=True)", f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
+    lines += ["    _slots = _acc.shape[0]"]
     lines += ["    " + ln for ln in preamble]
     if exact:
         lines.append(f"    for _q in range({len(quantities)}):")
@@ -160,7 +168,7 @@ def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loa
                 idx = ", ".join([str(i) for i in ch] + [str(k)])
                 lines.append(f"    {arr}[{idx}] = ({code(param_bars.get(comp[b], 0))}) / _n")
     stack = len(per_sample) + len(backward) + sum(len(sup.blades_of(g.values[v].support)) for v in inputs)
-    return TrainKernel("\n".join(lines), name, inputs, params, len(quantities), plan.rows, stack)
+    return TrainKernel("\n".join(lines), name, slots, inputs, params, len(quantities), plan.rows, stack)
 
 
 _MAGIC, _MAGIC_BITS, _TWO52, _ABS = repr(MAGIC), hex(MAGIC_BITS), repr(TWO52), hex(ABS)

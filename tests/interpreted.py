@@ -8,7 +8,7 @@ def interpreted(module, model_name: str, seed: int = 1):
     would have compiled."""
     cls = module.MODELS[model_name]
     model = cls(seed=seed)
-    for kernel in ("_predict_kernel", "_train_kernel"):
+    for kernel in ("_predict_kernel", "_slots_kernel", "_train_kernel"):
         if hasattr(cls, kernel):
             setattr(model, kernel, getattr(cls, kernel).py_func)
     # helpers, and the per-slot functions the training kernels call
