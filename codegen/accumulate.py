@@ -26,8 +26,8 @@ import math
 import numba
 import numpy as np
 
-# The sizes are the memory plan's and the quire obligation's (verifier.memory).
-from phg.verifier.memory import CHUNK, DIGITS, NORMALISE_EVERY, SLOTS, many_sums  # noqa: F401
+# The sizes are the kernel plan's (phg.plan.buffers), which the quire obligation checks (verifier.memory).
+from phg.plan.buffers import CHUNK, DIGITS, NORMALISE_EVERY, SLOTS, many_sums  # noqa: F401
 
 _MASK32 = 0xFFFFFFFF
 # The deposit's constants, printed into the training kernels (codegen.training).

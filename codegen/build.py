@@ -33,12 +33,14 @@ MAX_MODULE_BYTES = 256 * 2**20
 
 @functools.lru_cache(maxsize=1)
 def generator() -> str:
-    """A fingerprint of the code generator (its sources and the memory plan it follows): a
-    module written by another generator, even of the same phg version, is not reused."""
+    """A fingerprint of the code generator (its sources and the kernel plan's, phg.plan, which it
+    emits): a module written by another generator, even of the same phg version, is not reused."""
+    import phg.plan
+
     h = hashlib.sha256(__version__.encode())
     here = Path(__file__).resolve().parent
-    for path in sorted(here.glob("*.py")) + [here.parent / "verifier" / "memory.py"]:
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(here.glob("*.py")) + sorted(Path(phg.plan.__file__).resolve().parent.glob("*.py")):
+        h.update(path.parent.name.encode() + b"/" + path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 

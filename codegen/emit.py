@@ -15,12 +15,13 @@ from phg import __version__
 from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Hypergraph
+from phg.plan import kernel_plan
 from phg.program import Program, TrainSpec
 
 from .build import generator
 from .parameters import norm_table
 from .manifold import source as manifold_source
-from .scalar import (
+from phg.plan.scalar import (
     Helper,
     HelperCall,
     ScalarProgram,
@@ -40,7 +41,7 @@ class _Printer(PythonCodePrinter):
         super().__init__({"fully_qualified_modules": True, "standard": "python3"})
 
     def _module_format(self, fqn, register=True):
-        # The module imports math as _phg_math (codegen.scalar, names).
+        # The module imports math as _phg_math (phg.plan.scalar, names).
         return super()._module_format("_phg_" + fqn if fqn.startswith("math.") else fqn, register)
 
     def _print_Float(self, expr):
@@ -56,7 +57,7 @@ class _Printer(PythonCodePrinter):
             return "(" + "*".join([self._print(base)] * int(exp)) + ")"
         return super()._print_Pow(expr, rational)
 
-    # The derivatives of relu and abs (codegen.adjoint): subgradients 0 at the kink.
+    # The derivatives of relu and abs (phg.plan.adjoint): subgradients 0 at the kink.
     def _print_Heaviside(self, expr):
         return f"(1.0 if {self._print(expr.args[0])} > 0 else 0.0)"
 
@@ -281,7 +282,8 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
     attrs = [f"    _predict_kernel = staticmethod({kname})"]
     if g.loss is not None:
         train = train or TrainSpec(g.name)
-        tk = train_kernel(g, global_name("train", g.name), train.accumulate, code, statement, _loads,
+        planned = kernel_plan(g, train).train
+        tk = train_kernel(g, planned, global_name("train", g.name), train.accumulate, code, statement, _loads,
                           lambda h: _share(helpers, g.algebra, h))
         kernels.append(tk.source)
         manifold = {}
@@ -292,6 +294,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
                                 "functions": (mp.tangent_fn, mp.retract_fn)}
         spec["train"] = {"inputs": [name(v) for v in tk.inputs], "params": [name(p) for p in tk.params],
                          "quantities": tk.quantities, "rows": tk.rows, "stack_symbols": tk.stack_symbols, "manifold": manifold,
+                         "buffers": [b.to_list() for b in planned.buffers],
                          "settings": train.to_dict()}
         attrs.append(f"    _train_kernel = staticmethod({tk.name})")
         attrs.append(f"    _slots_kernel = staticmethod({tk.slots})")

@@ -25,7 +25,7 @@ import sympy
 from phg.algebra import Algebra
 from phg.hypergraph import Value
 
-from .scalar import blade_key, global_name, product, reverse
+from phg.plan.scalar import blade_key, global_name, product, reverse
 
 
 @dataclass

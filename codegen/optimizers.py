@@ -17,7 +17,6 @@ import math
 import numba
 
 KINDS = {"sgd": 0, "adam": 1, "prm": 2}
-STATE = {"sgd": 0, "adam": 2, "prm": 3}          # moment arrays per coordinate
 
 
 @numba.njit(cache=True)

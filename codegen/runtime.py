@@ -7,10 +7,10 @@ from numbers import Integral
 
 import numpy as np
 
-from .accumulate import DIGITS, SLOTS, many_sums
+from phg.plan.buffers import SLOTS
 from phg.program import MAX_STEPS, OPTIMIZERS
 
-from .optimizers import KINDS, STATE, direction
+from .optimizers import KINDS, direction
 from .parameters import Parameters, array, finite, require_finite_samples
 from .spread import spread
 
@@ -153,38 +153,24 @@ class ModelBase:
         return spec
 
     def _plan(self) -> dict:
-        """Every buffer a step touches, allocated once (the static memory plan of the certificate)."""
+        """Every buffer a step touches, allocated once: the kernel plan's list (phg.plan.buffers),
+        which the certificate's memory bound adds up."""
         if getattr(self, "_buffers", None) is None:
             spec = self._training()
             settings = spec["settings"]
-            q = spec["rows"]                         # the memory plan's accumulator rows
-            exact = settings["accumulate"] == "exact"
-            kind = settings["optimizer"]
-            coords = {}
-            for name, p in self.SPEC["params"].items():
-                channels = int(np.prod(p["shape"], dtype=np.int64))
-                if name in spec["manifold"]:
-                    coords[name] = (channels, len(spec["manifold"][name]["tangent"]))
+            b = {"grads": {}, "before": {}, "tangent": {}, "direction": {}, "state": {}}
+            for role, param, shape, dtype in spec["buffers"]:
+                # the grids are unknown until a first pass
+                array = np.full(shape, np.nan) if role == "grid" else np.zeros(shape, dtype)
+                if param is None:
+                    b[role] = array
                 else:
-                    coords[name] = (channels * len(p["layout"]),)
-            self._buffers = {
-                "acc": np.zeros((SLOTS, q, DIGITS), np.int64) if exact else np.zeros((SLOTS, q)),
-                "grid": np.full((SLOTS, q) if exact else (1, 1), np.nan),    # unknown until a first pass
-                "deposits": np.zeros((SLOTS, q, 4) if exact and many_sums(q) else (1, 1, 4), np.int64),
-                "work": np.zeros(DIGITS if exact else 1, np.int64),
-                "sums": np.zeros(q),
-                "loss": np.zeros(1),
-                "grads": {n: np.zeros((*p["shape"], len(p["layout"]))) for n, p in self.SPEC["params"].items()},
-                "tangent": {n: np.zeros(coords[n]) for n in spec["manifold"]},
-                "direction": {n: np.zeros(c) for n, c in coords.items()},
-                "state": {n: np.zeros((STATE[kind], int(np.prod(c)))) for n, c in coords.items()},
-                # what a step whose update overflows puts back
-                "before": {n: np.zeros((*p["shape"], len(p["layout"]))) for n, p in self.SPEC["params"].items()},
-                "t": 0,
-                # the optimizer's hyper-parameters in direction()'s order; unused ones at prm's defaults
-                "hyper": tuple(float({**OPTIMIZERS["prm"], **settings["hyper"]}[k])
-                               for k in ("lr", "beta1", "beta2", "eps", "softness")),
-            }
+                    b[role][param] = array
+            b["t"] = 0
+            # the optimizer's hyper-parameters in direction()'s order; unused ones at prm's defaults
+            b["hyper"] = tuple(float({**OPTIMIZERS["prm"], **settings["hyper"]}[k])
+                               for k in ("lr", "beta1", "beta2", "eps", "softness"))
+            self._buffers = b
         return self._buffers
 
     def _run_train_kernel(self, inputs: dict, versors: bool = True) -> float:

@@ -6,23 +6,23 @@ Hoisting makes this cheap: the coefficients that depend on parameters only (k0 =
 the matrix of R x ~R) are computed before the sample loop, so the per-sample adjoint stops at
 them (9 products for R x ~R), and the chain from their summed adjoints to the parameters runs once
 per batch.  When a model hoists many more coefficients than it has parameter coefficients, the
-chain runs per sample instead, so that a step keeps fewer sums: `sums(g)` decides, and the
-memory plan (verifier.memory) sizes the accumulators from it.
+chain runs per sample instead, so that a step keeps fewer sums: the kernel plan decides
+(phg.plan.kernel) and sizes the accumulators from it.
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import sympy
 
 from phg import support as sup
 from phg.hypergraph import Hypergraph
-from phg.verifier.memory import CHUNK, NORMALISE_EVERY, many_sums
+from phg.plan.adjoint import reverse
+from phg.plan.buffers import CHUNK, NORMALISE_EVERY, many_sums
+from phg.plan.kernel import TrainPlan, train_program
+from phg.plan.scalar import array_name, global_name, identifier
 
 from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
-from .adjoint import reverse
-from .scalar import HelperCall, ScalarBuilder, array_name, global_name, identifier
 
 
 @dataclass
@@ -37,49 +37,14 @@ class TrainKernel:
     stack_symbols: int         # scalars live in one sample's forward and adjoint
 
 
-@dataclass
-class Sums:
-    """What a step accumulates: the loss and the adjoints of the hoisted coefficients the
-    per-sample code uses (hoisted), or the loss and the adjoints of the parameter coefficients."""
-    hoisted: bool
-    rows: int                  # accumulator rows, the loss included (an upper bound on those used)
-
-
-def _analysis(g: Hypergraph):
-    builder = ScalarBuilder(g, [g.loss])
-    sp = builder.build()
-    used = set()
-    for sym, e in sp.assignments:
-        if sym not in sp.invariant:
-            args = e.args if isinstance(e, HelperCall) else [e]
-            used |= {u for a in args for u in sympy.sympify(a).free_symbols if u in sp.invariant}
-    loss = sp.values[g.loss][()].get(0, sympy.Integer(0))
-    if loss in sp.invariant:                   # a loss no sample changes: its own adjoint is summed
-        used.add(loss)
-    coefficients = [(p, ch, k, sym) for p in g.params if p in sp.values for ch, comp in sp.values[p].items()
-                    for k, sym in enumerate(c for _, c in sorted(comp.items(), key=lambda t: g.algebra.position[t[0]]))]
-    # Summing a hoisted adjoint costs one addition; chaining it per sample, one product-sum per
-    # parameter coefficient it reaches: hoisting wins unless it needs many more sums.
-    hoisted = len(used) <= 2 * max(len(coefficients), 1)
-    return builder, sp, Sums(hoisted, 1 + (len(used) if hoisted else len(coefficients))), coefficients
-
-
-_SUMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def sums(g: Hypergraph) -> Sums:
-    """The accumulation a step of g does (asked by the memory plan and the emitter, for the same,
-    checked graph: kept while its supports stay as they are)."""
-    key = tuple((v.id, v.support) for v in g.values.values())
-    if g not in _SUMS or _SUMS[g][0] != key:
-        _SUMS[g] = (key, _analysis(g)[2])
-    return _SUMS[g][1]
-
-
-def train_kernel(g: Hypergraph, name: str, accumulate: str, code, statement, loads, share) -> TrainKernel:
-    """`code`, `statement`, `loads` print expressions, assignments and array loads (codegen.emit);
-    `share(helper)` names a helper module-wide."""
-    builder, sp, plan, coefficients = _analysis(g)
+def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, code, statement, loads,
+                 share) -> TrainKernel:
+    """The kernels of the kernel plan's training step; `code`, `statement`, `loads` print
+    expressions, assignments and array loads (codegen.emit); `share(helper)` names a helper
+    module-wide."""
+    tp = train_program(g)
+    builder, sp, plan, coefficients = tp.builder, tp.program, tp.sums, tp.coefficients
+    assert plan == planned.sums, (plan, planned.sums)
     for h in sp.helpers.values():
         h.name = share(h)
     loss = sp.values[g.loss][()].get(0, sympy.Integer(0))

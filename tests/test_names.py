@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import phg
 from phg.codegen.build import cached
-from phg.codegen.scalar import RESERVED, global_name, identifier
+from phg.plan.scalar import RESERVED, global_name, identifier
 from interpreted import interpreted
 
 # ---- the escape ------------------------------------------------------------------------------------

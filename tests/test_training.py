@@ -13,7 +13,7 @@ from interpreted import interpreted
 from modelgen import models
 
 import phg
-import phg.verifier.memory
+import phg.plan.buffers
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.phg"))
@@ -113,7 +113,7 @@ def test_exact_sums_are_the_correctly_rounded_exact_sum(tmp_path, monkeypatch, s
     sums) and in an array (many sums; forced here by lowering the threshold)."""
     from fractions import Fraction
     if state == "array":
-        monkeypatch.setattr(phg.verifier.memory, "REGISTER_SUMS", 0)
+        monkeypatch.setattr(phg.plan.buffers, "REGISTER_SUMS", 0)
     model = phg.build(phg.loads(SUM_MODEL, "sum.phg"), tmp_path).Sum()
     rng = np.random.default_rng(1)
     for trial in range(60):
@@ -464,7 +464,8 @@ def reference_steps(kind: str, grads: list[np.ndarray], lr=0.01, beta1=0.9, beta
 
 @pytest.mark.parametrize("kind", ["sgd", "adam", "prm"])
 def test_optimizer_steps_follow_the_language_contract(kind):
-    from phg.codegen.optimizers import KINDS, STATE, direction
+    from phg.codegen.optimizers import KINDS, direction
+    from phg.plan.buffers import MOMENTS as STATE
     rng = np.random.default_rng(15)
     grads = [rng.normal(size=7) * 10.0 ** rng.integers(-3, 3) for _ in range(20)]
     state = np.zeros((STATE[kind], 7))

@@ -1,24 +1,12 @@
-"""The static memory plan of training, its `memory` obligation, and the exact accumulator's
+"""The memory obligation of training, on the kernel plan's buffers, and the exact accumulator's
 `quire` obligation.
 
-Every buffer a training step touches is sized here, from the hypergraph and the train block,
-before any step runs; the generated runtime allocates exactly these (codegen.runtime._plan).
-A step reads the caller's batch in place and computes each sample in registers, so its buffers
-do not grow with the batch; inference allocates its outputs, which do.  Sizes are in bytes:
-
-- accumulators: SLOTS slots (a fixed share of the batch each, whatever the thread count) of
-  S sums, DIGITS int64 digits each for `accumulate exact`, one float64 for `float`; with `exact`,
-  a grid scale (one float64) per sum, kept between steps, and beyond REGISTER_SUMS sums a pass's
-  deposit state (4 int64) per sum and slot.  S counts the loss and either
-  the batch-invariant coefficients the per-sample code reads (when hoisted) or the parameter
-  coefficients: codegen.training.sums decides, from the model's scalar program, the analysis
-  the kernels are emitted from;
-- the exact total's work digits, the sums, the loss, the gradients (P);
-- per optimizer coordinate (a Euclidean coefficient, or a tangent-bivector coordinate of a
-  Rotor/Motor channel): the step direction and the optimizer's moments (adam 2, prm 3, sgd 0),
-  plus the tangent of each Rotor/Motor parameter;
-- a fixed allowance per array for NumPy's array headers, and one for the interpreter's
-  bookkeeping during a step (both measured with tracemalloc, see tests/test_training.py).
+Every buffer a training step touches is listed by the kernel plan (phg.plan.buffers), from the
+hypergraph and the train block, before any step runs; the generated runtime allocates exactly
+that list.  Here its bytes are added up, with a fixed allowance per array for NumPy's array
+headers and one for the interpreter's bookkeeping during a step (both measured with tracemalloc,
+see tests/test_training.py).  Inference allocates its outputs, which grow with the batch; a step
+reads the caller's batch in place, so its buffers do not.
 """
 from __future__ import annotations
 
@@ -27,41 +15,20 @@ from dataclasses import dataclass
 
 import z3
 
-from phg import support as sup
 from phg.hypergraph import Hypergraph
+from phg.plan import kernel_plan
+from phg.plan.buffers import CAPACITY, CHUNK, DIGIT_BOUND, DIGITS, LABELS, NORMALISE_EVERY, SLOTS
 from phg.program import TrainSpec
 
 from .obligations import Ledger
 
-SLOTS = 16                      # accumulator rows per step
-DIGITS = 68                     # 32-bit digits of one exact sum (codegen.accumulate)
-CHUNK = 1024                    # samples per pass: a level sum stays below 1024 * 2^51 = 2^61
-NORMALISE_EVERY = 2**20         # passes between carry propagations
-REGISTER_SUMS = 32              # exact sums a pass keeps in registers; more keep it in an array
-# a normalised digit is below 2^32; a pass adds below 2^33 to a digit (two level sums, each split
-# into pieces below 2^32 over three digits)
-DIGIT_BOUND = 2**32 + NORMALISE_EVERY * 2**33
-# the top digit (weight 2^(32 (DIGITS - 1)) of 2^-1074) holds the sign and up to 2^62: sums below
-# 2^1132, so any count below 2^108 of doubles (each below 2^1024)
-CAPACITY = 2**(32 * (DIGITS - 1) + 62 - 1074 - 1024)
 ARRAY_HEADER = 256              # bytes NumPy allocates per array beside its data
 STEP_ALLOWANCE = 8192           # the interpreter's transient objects during one step
-MOMENTS = {"sgd": 0, "adam": 2, "prm": 3}
-
-
-def many_sums(rows: int) -> bool:
-    """Whether a step's sums are too many for registers: its exact passes then keep their state in
-    an array, and its slot function is compiled on its own (codegen.training)."""
-    return rows > REGISTER_SUMS
 
 
 def _coefficients(g: Hypergraph, vid: str) -> int:
     v = g.values[vid]
     return math.prod(v.shape) * bin(v.support).count("1")
-
-
-def _bivectors(g: Hypergraph) -> int:
-    return bin(sup.of_grades(g.algebra, [2])).count("1")
 
 
 @dataclass
@@ -94,27 +61,11 @@ class MemoryPlan:
 
 def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
     train = train or TrainSpec(g.name)
-    p = sum(_coefficients(g, v) for v in g.params)
-    manifold = g.manifold_params()
-    tangent = sum(math.prod(g.values[v].shape) * _bivectors(g) for v in manifold)
-    coords = tangent + sum(_coefficients(g, v) for v in g.params if v not in manifold)
-    exact = train.accumulate == "exact"
-    from phg.codegen.training import sums  # (imports sympy and the scalar program)
-    rows = sums(g).rows
-    buffers = {
-        "accumulators": SLOTS * rows * (DIGITS if exact else 1) * 8,
-        "grids": (SLOTS * rows if exact else 1) * 8,
-        "deposit states": (SLOTS * rows * 4 if exact and many_sums(rows) else 4) * 8,
-        "work digits": (DIGITS if exact else 1) * 8,
-        "sums": rows * 8,
-        "loss": 8,
-        "gradients": p * 8,
-        "tangents": tangent * 8,
-        "directions": coords * 8,
-        "optimizer moments": MOMENTS[train.optimizer] * coords * 8,
-    }
-    arrays = 6 + 4 * len(g.params) + len(manifold)
-    buffers["array headers"] = arrays * ARRAY_HEADER
+    planned = kernel_plan(g, train).train
+    buffers = {label: 0 for label in LABELS.values()}
+    for b in planned.buffers:
+        buffers[LABELS[b.role]] += b.bytes
+    buffers["array headers"] = len(planned.buffers) * ARRAY_HEADER
     buffers["interpreter"] = STEP_ALLOWANCE
     outputs = sum(_coefficients(g, v) for v in g.outputs.values()) * 8
     cone = set(g.cone(g.loss)) if g.loss else set()

@@ -1,4 +1,4 @@
-"""Reverse-mode adjoints, source to source, of the straight-line scalar code of codegen.scalar.
+"""Reverse-mode adjoints, source to source, of the straight-line scalar code of phg.plan.scalar.
 
 Every hyperedge has already become assignments `s = f(a, b, ...)` over blade coefficients (one
 per blade of the target's support), so one adjoint rule per assignment covers every operation

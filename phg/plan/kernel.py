@@ -1,0 +1,97 @@
+"""The kernel plan of one model: what its kernels compute, per sample and per batch, what a step
+accumulates, and every buffer a step touches.
+
+The plan is made once per checked hypergraph (its supports as the verifier left them) and read by
+both later stages: the verifier proves the memory and quire claims on its buffers
+(verifier.memory), codegen emits them (codegen.runtime allocates exactly these) and prints the
+scalar programs (codegen.emit, codegen.training; the training program is built afresh for each
+emission, since the emitter extends it with its adjoint).
+
+One strategy is planned today, and the plan records it: `fused`, every channel and blade unrolled
+into straight-line code per sample, forward, loss and adjoint in registers, which is the fastest
+for the small models phg has served so far.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+import sympy
+
+from phg.hypergraph import Hypergraph
+from phg.program import TrainSpec
+
+from . import buffers
+from .scalar import HelperCall, ScalarBuilder, ScalarProgram
+
+FUSED = "fused: every channel and blade unrolled into per-sample straight-line code"
+
+
+@dataclass
+class Sums:
+    """What a step accumulates: the loss and the adjoints of the hoisted coefficients the
+    per-sample code uses (hoisted), or the loss and the adjoints of the parameter coefficients."""
+    hoisted: bool
+    rows: int                  # accumulator rows, the loss included (an upper bound on those used)
+
+
+@dataclass
+class TrainProgram:
+    """The fused training program of a model, as the emitter extends it (codegen.training): its
+    builder names the adjoint's symbols, and hoisting adds coefficients to the program."""
+    builder: ScalarBuilder
+    program: ScalarProgram     # forward and loss, per sample and hoisted
+    sums: Sums
+    coefficients: list         # (parameter, channel, k, symbol) of every parameter coefficient
+
+
+@dataclass
+class TrainPlan:
+    sums: Sums
+    buffers: list[buffers.Buffer] = field(default_factory=list)
+
+
+@dataclass
+class KernelPlan:
+    model: str
+    strategy: str
+    train: TrainPlan | None    # None for a model without a loss
+
+
+def train_program(g: Hypergraph) -> TrainProgram:
+    """A fresh fused training program of g: the emitter extends what it gets, so each emission
+    starts from its own."""
+    builder = ScalarBuilder(g, [g.loss])
+    sp = builder.build()
+    used = set()
+    for sym, e in sp.assignments:
+        if sym not in sp.invariant:
+            args = e.args if isinstance(e, HelperCall) else [e]
+            used |= {u for a in args for u in sympy.sympify(a).free_symbols if u in sp.invariant}
+    loss = sp.values[g.loss][()].get(0, sympy.Integer(0))
+    if loss in sp.invariant:                   # a loss no sample changes: its own adjoint is summed
+        used.add(loss)
+    coefficients = [(p, ch, k, sym) for p in g.params if p in sp.values for ch, comp in sp.values[p].items()
+                    for k, sym in enumerate(c for _, c in sorted(comp.items(), key=lambda t: g.algebra.position[t[0]]))]
+    # Summing a hoisted adjoint costs one addition; chaining it per sample, one product-sum per
+    # parameter coefficient it reaches: hoisting wins unless it needs many more sums.
+    hoisted = len(used) <= 2 * max(len(coefficients), 1)
+    return TrainProgram(builder, sp, Sums(hoisted, 1 + (len(used) if hoisted else len(coefficients))), coefficients)
+
+
+def _train_plan(g: Hypergraph, train: TrainSpec) -> TrainPlan:
+    sums = train_program(g).sums
+    return TrainPlan(sums, buffers.training(g, train, sums.rows))
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def kernel_plan(g: Hypergraph, train: TrainSpec | None = None) -> KernelPlan:
+    """The plan of a checked graph g with its train block (the defaults of LANGUAGE §6 when it has
+    none); made once and kept while g's supports and the train block stay as they are."""
+    train = train or TrainSpec(g.name)
+    key = (tuple((v.id, v.support) for v in g.values.values()), train.accumulate, train.optimizer)
+    if g not in _PLANS or _PLANS[g][0] != key:
+        _PLANS[g] = (key, KernelPlan(g.name, FUSED, _train_plan(g, train) if g.loss is not None else None))
+    return _PLANS[g][1]
