@@ -276,7 +276,9 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
         "inputs": {name(v): {"shape": list(g.values[v].shape), "layout": _layout(g, v)} for v in g.inputs},
         "outputs": {o: {"shape": list(g.values[g.outputs[o]].shape), "layout": _layout(g, g.outputs[o])}
                     for o in outputs},
-        "predict": {"inputs": [name(v) for v in inputs], "params": [name(p) for p in params], "outputs": outputs},
+        "predict": {"inputs": [name(v) for v in inputs], "params": [name(p) for p in params], "outputs": outputs,
+                    # scalar assignments per sample: what a share of a batch is worth (codegen.spread)
+                    "work": 1 + sum(sym not in sp.invariant for sym, _ in sp.assignments)},
         "train": None,
     }
     attrs = [f"    _predict_kernel = staticmethod({kname})"]

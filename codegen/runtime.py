@@ -14,9 +14,9 @@ from .optimizers import KINDS, direction
 from .parameters import Parameters, array, finite, require_finite_samples
 from .spread import spread
 
-# Samples below which a share of a batch is not worth a thread of its own (a thread's start is a
-# few tens of microseconds; a sample, a fraction of one).
-SHARE = 4096
+# The scalar operations below which a share of a batch is not worth a thread of its own (handing
+# a share to a thread costs some tens of microseconds; these take about as long).
+SHARE = 2**16
 
 
 class TrainingDiverged(ArithmeticError):
@@ -142,7 +142,8 @@ class ModelBase:
         arrays, n = self._inputs(inputs, plan["inputs"])
         outs = {o: np.empty((n, *self.SPEC["outputs"][o]["shape"], len(self.SPEC["outputs"][o]["layout"])))
                 for o in plan["outputs"]}
-        spread(self._predict_kernel, (*arrays, *self._params(plan["params"]), *outs.values()), n, n // SHARE)
+        spread(self._predict_kernel, (*arrays, *self._params(plan["params"]), *outs.values()), n,
+               n * plan["work"] // SHARE)
         return outs
 
     # ---- training -------------------------------------------------------------------------------
@@ -184,7 +185,8 @@ class ModelBase:
         spec = self._training()
         b = self._plan()
         params = self._params(spec["params"], versors)
-        spread(self._slots_kernel, (*arrays, *params, n, b["acc"], b["grid"], b["deposits"]), SLOTS, n // SHARE)
+        spread(self._slots_kernel, (*arrays, *params, n, b["acc"], b["grid"], b["deposits"]), SLOTS,
+               n * spec["stack_symbols"] // SHARE)
         self._train_kernel(*arrays, *params, n, b["acc"], b["grid"], b["deposits"], b["work"], b["sums"], b["loss"],
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])

@@ -11,6 +11,7 @@ The threads are Numba's count: NUMBA_NUM_THREADS, or numba.set_num_threads in th
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,24 +19,31 @@ import numba
 
 _pool: ThreadPoolExecutor | None = None
 _size = 0
+_owner = 0                      # the process the pool's threads run in
 _lock = threading.Lock()
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
-    global _pool, _size
+    global _pool, _size, _owner
     with _lock:
-        if _pool is None or _size < workers:
-            if _pool is not None:
+        # A forked child inherits the pool but not its threads: it would wait forever on it.
+        if _pool is None or _size < workers or _owner != os.getpid():
+            if _pool is not None and _owner == os.getpid():
                 _pool.shutdown(wait=False)
-            _pool, _size = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="phg-kernel"), workers
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="phg-kernel")
+            _size, _owner = workers, os.getpid()
         return _pool
+
+
+def threads() -> int:
+    return numba.get_num_threads()
 
 
 def spread(kernel, args: tuple, count: int, shares: int) -> None:
     """kernel(*args, lo, hi) over [0, count) in at most `shares` contiguous shares, no more than
     the thread count; the calling thread runs the first share.  An exception of any share is
     raised here, once every share has finished."""
-    shares = max(1, min(shares, count, numba.get_num_threads()))
+    shares = max(1, min(shares, count, threads()))
     if shares == 1:
         kernel(*args, 0, count)
         return
