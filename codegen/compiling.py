@@ -47,11 +47,10 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     if train is None:
         return
     b = model._plan()
-    yield "train", cls._slots_kernel, _typed(*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]),
-                                             1, b["acc"], b["grid"], b["deposits"], 0, 1)
-    yield "train sums", cls._train_kernel, _typed(*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]),
-                                             1, b["acc"], b["grid"], b["deposits"], b["work"], b["sums"], b["loss"],
-                                             *(b["grads"][p] for p in train["params"]))
+    data = (*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]), 1, b["acc"], b["grid"], b["deposits"])
+    yield "train", cls._slots_kernel, _typed(*data, 0, 1)
+    yield "train sums", cls._train_kernel, _typed(*data, b["work"], b["sums"], b["loss"],
+                                                  *(b["grads"][p] for p in train["params"]))
     for name, (tangent_fn, retract_fn) in cls._manifold.items():
         r = params[name].reshape(-1, len(spec["params"][name]["layout"]))
         yield f"{name} tangent", tangent_fn, _typed(r, b["grads"][name].reshape(r.shape), b["tangent"][name])

@@ -48,7 +48,8 @@ def spread(kernel, args: tuple, count: int, shares: int) -> None:
         kernel(*args, 0, count)
         return
     bounds = [count * k // shares for k in range(shares + 1)]
-    futures = [_executor(shares - 1).submit(kernel, *args, bounds[k], bounds[k + 1]) for k in range(1, shares)]
+    pool = _executor(shares - 1)
+    futures = [pool.submit(kernel, *args, bounds[k], bounds[k + 1]) for k in range(1, shares)]
     try:
         kernel(*args, bounds[0], bounds[1])
     finally:

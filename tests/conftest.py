@@ -67,8 +67,8 @@ class Examples(dict):
         return self[stem]
 
 
-# The examples, longest to compile first.
-STEMS = ["signed_volume", "rigid_registration", "pga_pose"]
+# Every example, the largest source (the longest to compile) first.
+STEMS = [p.stem for p in sorted(EXAMPLES.glob("*.phg"), key=lambda p: -p.stat().st_size)]
 _prebuild = None
 
 

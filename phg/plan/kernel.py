@@ -14,7 +14,7 @@ for the small models phg has served so far.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sympy
 
@@ -48,7 +48,7 @@ class TrainProgram:
 @dataclass
 class TrainPlan:
     sums: Sums
-    buffers: list[buffers.Buffer] = field(default_factory=list)
+    buffers: list[buffers.Buffer]
 
 
 @dataclass
