@@ -1,9 +1,10 @@
 import sys
 
-from . import buildtime, checktime, fuzz, predict, report, soundness, train
+from . import buildtime, checktime, fuzz, predict, report, soundness, train, widths
 
 COMMANDS = {"soundness": soundness.main, "check": checktime.main, "predict": predict.main, "build": buildtime.main,
-            "train": train.main, "fuzz": fuzz.main}
+            "train": train.main, "fuzz": fuzz.main,
+            "widths": widths.main}
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -12,6 +13,7 @@ if __name__ == "__main__":
     if name not in COMMANDS:
         print("usage: python -m bench [--soundness N] [--jobs J]   (every benchmark, one table)\n"
               "       python -m bench soundness [N_MODELS] [--jobs J] | check | predict | build | train\n"
+              "       python -m bench widths [C ...] [--batches 128,1024] [--accumulate exact|float]\n"
               "       python -m bench fuzz [N] [--seed S] [--command check|graph]")
         sys.exit(2)
     sys.exit(COMMANDS[name](sys.argv[2:]))

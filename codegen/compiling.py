@@ -48,8 +48,8 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
         return
     b = model._plan()
     data = (*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]), 1, b["acc"], b["grid"], b["deposits"])
-    yield "train", cls._slots_kernel, _typed(*data, 0, 1)
-    yield "train sums", cls._train_kernel, _typed(*data, b["work"], b["sums"], b["loss"],
+    yield "train", cls._slots_kernel, _typed(*data, b["tiles"], 0, 1)
+    yield "train sums", cls._train_kernel, _typed(*data, b["tiles"], b["work"], b["sums"], b["loss"],
                                                   *(b["grads"][p] for p in train["params"]))
     for name, (tangent_fn, retract_fn) in cls._manifold.items():
         r = params[name].reshape(-1, len(spec["params"][name]["layout"]))

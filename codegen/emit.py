@@ -16,6 +16,7 @@ from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Hypergraph
 from phg.plan import kernel_plan
+from phg.plan.loops import unrolled
 from phg.program import Program, TrainSpec
 
 from .build import generator
@@ -30,7 +31,8 @@ from phg.plan.scalar import (
     identifier,
     scalar_program,
 )
-from .training import train_kernel
+from . import looped
+from .training import TrainKernel, train_kernel
 
 # Taylor terms after scaling the argument below 1/2: 0.5^18 / 18! is far below double rounding.
 EXP_TERMS = 18
@@ -257,16 +259,27 @@ def _share(helpers: dict, alg: Algebra, h: Helper) -> str:
 
 def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -> tuple[str, str]:
     """The kernels and the class of one model; helpers are shared across the module."""
+    train = train or TrainSpec(g.name)
+    kp = kernel_plan(g, train)
     wanted = [g.outputs[o] for o in sorted(g.outputs)]
-    sp = scalar_program(g, wanted)
-    for h in sp.helpers.values():
-        h.name = _share(helpers, g.algebra, h)
     cone = {u for w in wanted for u in g.cone(w)}
     inputs = [v for v in g.inputs if v in cone]
     params = [v for v in g.params if v in cone]
     outputs = sorted(g.outputs)
     kname = global_name("predict", g.name)
-    kernels = [kernel_source(g, sp, kname, inputs, params, outputs)]
+    module = None
+    if kp.loops is not None:
+        for h in kp.loops.helpers:
+            h.name = _share(helpers, g.algebra, h)
+        module = looped.Module(g, kp.loops, code, statement)
+        kernels = [looped.predict_source(module, kname, inputs, params, outputs)]
+        work = unrolled(g, wanted)
+    else:
+        sp = scalar_program(g, wanted)
+        for h in sp.helpers.values():
+            h.name = _share(helpers, g.algebra, h)
+        kernels = [kernel_source(g, sp, kname, inputs, params, outputs)]
+        work = 1 + sum(sym not in sp.invariant for sym, _ in sp.assignments)
     name = lambda vid: g.values[vid].name  # noqa: E731
     spec = {
         "name": g.name,
@@ -277,16 +290,23 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
         "outputs": {o: {"shape": list(g.values[g.outputs[o]].shape), "layout": _layout(g, g.outputs[o])}
                     for o in outputs},
         "predict": {"inputs": [name(v) for v in inputs], "params": [name(p) for p in params], "outputs": outputs,
-                    # scalar assignments per sample: what a share of a batch is worth (codegen.spread)
-                    "work": 1 + sum(sym not in sp.invariant for sym, _ in sp.assignments)},
+                    # scalar operations per sample: what a share of a batch is worth (codegen.spread)
+                    "work": work, "strategy": kp.strategy.split(":")[0], "rule": kp.reason},
         "train": None,
     }
     attrs = [f"    _predict_kernel = staticmethod({kname})"]
     if g.loss is not None:
-        train = train or TrainSpec(g.name)
-        planned = kernel_plan(g, train).train
-        tk = train_kernel(g, planned, global_name("train", g.name), train.accumulate, code, statement, _loads,
-                          lambda h: _share(helpers, g.algebra, h))
+        planned = kp.train
+        if module is not None:
+            lp = planned.loops
+            tinputs = [v for v in g.inputs if v in g.cone(g.loss)]
+            tk = TrainKernel(looped.train_source(module, global_name("train", g.name), global_name("slot", g.name),
+                                                 global_name("slots", g.name), tinputs),
+                             global_name("train", g.name), global_name("slots", g.name), tinputs, list(g.params),
+                             lp.rows, lp.rows, 2 * unrolled(g, [g.loss]))
+        else:
+            tk = train_kernel(g, planned, global_name("train", g.name), train.accumulate, code, statement, _loads,
+                              lambda h: _share(helpers, g.algebra, h))
         kernels.append(tk.source)
         manifold = {}
         for v in (g.values[p] for p in g.manifold_params()):
@@ -297,11 +317,14 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
         spec["train"] = {"inputs": [name(v) for v in tk.inputs], "params": [name(p) for p in tk.params],
                          "quantities": tk.quantities, "rows": tk.rows, "stack_symbols": tk.stack_symbols, "manifold": manifold,
                          "buffers": [b.to_list() for b in planned.buffers],
+                         "strategy": planned.strategy.split(":")[0], "rule": planned.reason,
                          "settings": train.to_dict()}
         attrs.append(f"    _train_kernel = staticmethod({tk.name})")
         attrs.append(f"    _slots_kernel = staticmethod({tk.slots})")
         attrs.append("    _manifold = {" + ", ".join(f"{ascii(k)}: ({a}, {b})" for k, m in manifold.items()
                                                   for a, b in [m["functions"]]) + "}")
+    if module is not None:                    # the functions the loop kernels call come first
+        kernels.insert(0, "\n\n\n".join(module.functions.values()))
     doc = f"{g.name} on {g.algebra.describe()}: parameters, inference and training (LANGUAGE §8)."
     cls = "\n".join([
         f"class {global_name('model', g.name)}(_phg_ModelBase):",
@@ -326,11 +349,14 @@ def module_source(program: Program, status: str) -> str:
         "import math as _phg_math",
         "",
         "import numba as _phg_numba",
+        "from numba import uint64 as _phg_index",
         "import numpy as _phg_np",
         "",
         "from phg.codegen.accumulate import " + ", ".join(f"{f} as _phg_{f}" for f in _ACCUMULATE),
         "from phg.codegen.lie import RotorManifold as _phg_RotorManifold, exp_factors as _phg_exp_factors",
         "from phg.codegen.runtime import ModelBase as _phg_ModelBase",
+        "from phg.codegen.slabs import contract as _phg_contract, contract_adjoint as _phg_contract_adjoint, "
+        "transpose as _phg_transpose",
         "",
         "SOURCE_SHA256 = " + repr(program.sha256),
         "CERTIFICATE = " + ascii(status),

@@ -185,9 +185,9 @@ class ModelBase:
         spec = self._training()
         b = self._plan()
         params = self._params(spec["params"], versors)
-        spread(self._slots_kernel, (*arrays, *params, n, b["acc"], b["grid"], b["deposits"]), SLOTS,
+        spread(self._slots_kernel, (*arrays, *params, n, b["acc"], b["grid"], b["deposits"], b["tiles"]), SLOTS,
                n * spec["stack_symbols"] // SHARE)
-        self._train_kernel(*arrays, *params, n, b["acc"], b["grid"], b["deposits"], b["work"], b["sums"], b["loss"],
+        self._train_kernel(*arrays, *params, n, b["acc"], b["grid"], b["deposits"], b["tiles"], b["work"], b["sums"], b["loss"],
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])
 

@@ -106,10 +106,10 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     slots = global_name("slots", g.name)
     doc = f"The slots _from to _to of {g.name}'s samples."
     lines += ["", "", "@_phg_numba.njit(cache=True, nogil=True)",
-              f"def {slots}({', '.join(data + ['_n', '_acc', '_grid', '_dep', '_from', '_to'])}):", f"    {ascii(doc)}",
+              f"def {slots}({', '.join(data + ['_n', '_acc', '_grid', '_dep', '_tiles', '_from', '_to'])}):", f"    {ascii(doc)}",
               "    _slots = _acc.shape[0]", "    for _slot in range(_from, _to):",
               f"        {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], _dep[{own if in_array else 0}])"]
-    args = data + ["_n", "_acc", "_grid", "_dep", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params]
+    args = data + ["_n", "_acc", "_grid", "_dep", "_tiles", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params]
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({accumulate} accumulation)."
     lines += ["", "", "@_phg_numba.njit(cache=True, nogil=True)", f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
     lines += ["    _slots = _acc.shape[0]"]

@@ -4,13 +4,15 @@ The buffers are listed here once, from the hypergraph, the train block and the k
 accumulator rows: the generated runtime allocates exactly this list (codegen.runtime) and the
 memory obligation adds up its bytes (verifier.memory), so the certificate's bound and what a
 step allocates cannot drift apart.  A step reads the caller's batch in place and computes each
-sample in registers, so no buffer grows with the batch.
+sample in registers (fused) or a tile of samples at a time in its slot's workspace (loops), so no
+buffer grows with the batch.
 
 - accumulators: SLOTS slots (a fixed share of the batch each, whatever the thread count) of
   `rows` sums, DIGITS int64 digits each for `accumulate exact`, one float64 for `float`; with
   `exact`, a grid scale per sum and slot, kept between steps, and beyond REGISTER_SUMS sums a
   pass's deposit state (4 int64) per sum and slot;
-- the exact total's work digits, the sums, the loss;
+- the exact total's work digits, the sums, the loss; in the loop strategy (phg.plan.loops), a
+  workspace per slot for a tile's slabs, forward and adjoint;
 - per parameter: its gradient, its coefficients saved before an update (put back when the
   update overflows), the step direction and the optimizer's moments per optimizer coordinate
   (a Euclidean coefficient, or a tangent-bivector coordinate of a Rotor/Motor channel: MOMENTS),
@@ -41,7 +43,7 @@ MOMENTS = {"sgd": 0, "adam": 2, "prm": 3}       # moment arrays per optimizer co
 # What each role is called in the certificate's memory plan.
 LABELS = {"acc": "accumulators", "grid": "grids", "deposits": "deposit states", "work": "work digits",
           "sums": "sums", "loss": "loss", "grads": "gradients", "before": "saved parameters",
-          "tangent": "tangents", "direction": "directions", "state": "optimizer moments"}
+          "tiles": "tile workspaces", "tangent": "tangents", "direction": "directions", "state": "optimizer moments"}
 
 
 def many_sums(rows: int) -> bool:
@@ -75,15 +77,18 @@ def coordinates(g: Hypergraph, vid: str) -> tuple[int, ...]:
     return (channels * bin(v.support).count("1"),)
 
 
-def training(g: Hypergraph, train: TrainSpec, rows: int) -> list[Buffer]:
-    """The buffers of a training step of g with `rows` accumulated sums, in allocation order."""
+def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0, deposits: bool = False) -> list[Buffer]:
+    """The buffers of a training step of g with `rows` accumulated sums and, in the loop
+    strategy, a workspace of `tiles` words per slot (phg.plan.loops), in allocation order;
+    `deposits`: exact passes keep their state in an array however few the sums."""
     exact = train.accumulate == "exact"
     out = [Buffer("acc", None, (SLOTS, rows, DIGITS) if exact else (SLOTS, rows), "int64" if exact else "float64"),
            Buffer("grid", None, (SLOTS, rows) if exact else (1, 1), "float64"),
-           Buffer("deposits", None, (SLOTS, rows, 4) if exact and many_sums(rows) else (1, 1, 4), "int64"),
+           Buffer("deposits", None, (SLOTS, rows, 4) if exact and (deposits or many_sums(rows)) else (1, 1, 4), "int64"),
            Buffer("work", None, (DIGITS if exact else 1,), "int64"),
            Buffer("sums", None, (rows,), "float64"),
-           Buffer("loss", None, (1,), "float64")]
+           Buffer("loss", None, (1,), "float64"),
+           Buffer("tiles", None, (SLOTS, tiles) if tiles else (1, 1), "float64")]
     manifold = g.manifold_params()
     for p in g.params:
         v = g.values[p]

@@ -1,0 +1,130 @@
+"""How phg's cost grows with a model's width: examples/signed_volume.phg with its channels widened
+(C hidden channels, C/2 in the product layer), for each width its kernel strategy, its cold
+`phg build` (a fresh process, an empty directory: code generation and compilation of every
+kernel), its warm build (a fresh process importing the same build from Numba's cache), and its
+loss+grad step against the same maths in PyTorch eager on the same threads, at several batches.
+
+    python -m bench widths [C ...] [--batches 128,1024,65536] [--accumulate exact|float]
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .predict import best
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDTHS = (4, 8, 16, 32)
+BATCHES = (128, 1024, 65536)
+
+
+def source(channels: int, accumulate: str = "exact") -> str:
+    """examples/signed_volume.phg with `channels` hidden channels and channels/2 in its product layer."""
+    text = (ROOT / "examples" / "signed_volume.phg").read_text()
+    half = max(1, channels // 2)
+    for old, new in (("W1[8, 3]", f"W1[{channels}, 3]"), ("k1[8]", f"k1[{channels}]"), ("h[8]", f"h[{channels}]"),
+                     ("g[8]", f"g[{channels}]"), ("b[4]", f"b[{half}]")):
+        text = text.replace(old, new)
+    for w in ("Wu", "Ww", "Wz"):
+        text = text.replace(f"{w}[4, 8]", f"{w}[{half}, {channels}]")
+    for v in "uwz":
+        text = text.replace(f"let {v}[4]", f"let {v}[{half}]")
+    return text.replace("    seed 1\n", f"    seed 1\n    accumulate {accumulate}\n")
+
+
+BUILD = """
+import time, phg
+start = time.perf_counter()
+k = phg.build(phg.loads(open({src!r}).read(), {name!r}), {out!r}, progress=lambda *_: None)
+print(time.perf_counter() - start)
+print(k.SignedVolume.SPEC["train"]["strategy"], k.SignedVolume.SPEC["train"]["rule"])
+"""
+
+
+def build_seconds(src: Path, out: str) -> tuple[float, str]:
+    done = subprocess.run([sys.executable, "-c", BUILD.format(src=str(src), name=src.name, out=out)],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    lines = done.stdout.strip().splitlines()
+    return float(lines[-2]), lines[-1]
+
+
+def torch_step(model, v, target):
+    """The same loss and gradient in PyTorch eager, float64, from the phg model's parameters."""
+    import numba
+    import torch
+
+    torch.set_num_threads(numba.get_num_threads())
+    p = {n: torch.tensor(a[..., 0], dtype=torch.float64, requires_grad=True) for n, a in model.params.items()}
+    vt = torch.from_numpy(v)                     # [N, 3 vectors, 3 components]
+    tt = torch.from_numpy(target[:, 0])
+
+    def step():
+        for a in p.values():
+            a.grad = None
+        h = torch.einsum("ij,njk->nik", p["W1"], vt)
+        g = h * torch.sigmoid(p["k1"] + (h * h).sum(-1))[..., None]
+        u, w, z = (torch.einsum("ij,njk->nik", p[k], g) for k in ("Wu", "Ww", "Wz"))
+        b12 = u[..., 0] * w[..., 1] - u[..., 1] * w[..., 0]
+        b13 = u[..., 0] * w[..., 2] - u[..., 2] * w[..., 0]
+        b23 = u[..., 1] * w[..., 2] - u[..., 2] * w[..., 1]
+        volume = (b12 * z[..., 2] - b13 * z[..., 1] + b23 * z[..., 0]).sum(-1)
+        loss = ((volume - tt) ** 2).mean()
+        loss.backward()
+        return loss
+    return step
+
+
+def measure(widths, batches, accumulate: str) -> list[dict]:
+    import phg
+
+    rows = []
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for c in widths:
+            src = Path(tmp) / f"signed_volume_{c}.phg"
+            src.write_text(source(c, accumulate))
+            out = str(Path(tmp) / f"build{c}")
+            cold, strategy = build_seconds(src, out)
+            warm, _ = build_seconds(src, out)
+            kernels = phg.build(phg.load(src), out)
+            model = kernels.SignedVolume(seed=0)
+            for n in batches:
+                v = rng.normal(size=(n, 3, 3))
+                target = np.linalg.det(v)[:, None] / 10
+                phg_s = best(lambda: model.grad(v=v, target=target))
+                try:
+                    torch_s = best(torch_step(model, v, target))
+                except ImportError:
+                    torch_s = None
+                rows.append({"channels": c, "params": sum(a.size for a in model.params.values()),
+                             "strategy": strategy, "cold": cold, "warm": warm, "batch": n, "phg": phg_s,
+                             "torch": torch_s})
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    import numba
+
+    widths = [int(a) for a in argv if a.isdigit()] or list(WIDTHS)
+    batches = BATCHES
+    accumulate = "exact"
+    for i, a in enumerate(argv):
+        if a == "--batches":
+            batches = tuple(int(b) for b in argv[i + 1].split(","))
+        if a == "--accumulate":
+            accumulate = argv[i + 1]
+    rows = measure(widths, batches, accumulate)
+    print(f"signed volume widened, accumulate {accumulate}, {numba.get_num_threads()} threads")
+    print("| channels | parameters | strategy (rule) | cold build s | warm build s | batch | phg loss+grad ms "
+          "| PyTorch eager ms | PyTorch / phg |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        torch_ms = f"{1e3 * r['torch']:.2f}" if r["torch"] is not None else "not installed"
+        ratio = f"{r['torch'] / r['phg']:.1f}x" if r["torch"] is not None else ""
+        print(f"| {r['channels']} | {r['params']} | {r['strategy']} | {r['cold']:.1f} | {r['warm']:.2f} | "
+              f"{r['batch']} | {1e3 * r['phg']:.2f} | {torch_ms} | {ratio} |")
+    return 0

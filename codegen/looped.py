@@ -1,0 +1,427 @@
+"""The kernels of a loop plan (phg.plan.loops): slabs of one workspace, one loop nest or matrix
+product per op, tiles of samples; inference, and training in float accumulation.
+
+`code` and `statement` print expressions and assignments (codegen.emit).
+"""
+from __future__ import annotations
+
+import math
+
+from phg.hypergraph import Hypergraph
+from phg.plan.buffers import NORMALISE_EVERY
+from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab
+from phg.plan.scalar import array_name, global_name, identifier
+
+
+class _Names:
+    """Where a slab lives: the words of its forward (fw), adjoint (bw) and per-sample adjoint (pw)
+    slabs in the workspace _ws, read by flat index."""
+
+    def __init__(self, lp: LoopPlan):
+        self.lp = lp
+        self.index = {vid: n for n, vid in enumerate(lp.slabs)}
+
+    def fw(self, vid: str) -> int:
+        return self.lp.slabs[vid].offset
+
+    def bw(self, vid: str) -> int:
+        return self.lp.slabs[vid].adjoint
+
+    def pw(self, vid: str) -> int:
+        return self.lp.slabs[vid].per_sample
+
+    def pairs(self, n: int) -> str:
+        """The module constant of contraction n's blade pairs."""
+        return global_name("pairs", self.lp.model, str(n))
+
+    def bar(self, vid: str, op: Op, k, c: str = "_c") -> str:
+        """Where op's adjoint of its source vid, blade k, channel c goes: its adjoint slab, or in
+        exact sums for a boundary slab read by a varying op, that sample's own term."""
+        s = self.lp.slabs[vid]
+        if op.varying and not s.varying and s.per_sample is not None:
+            return _at(s.per_sample, s, k, c=c, varying=True)
+        return _at(s.adjoint, s, k, c=c)
+
+
+def _unravel(shape: tuple[int, ...], flat: str) -> list[str]:
+    """The channel indices of the flat channel `flat` of a value of channels `shape`."""
+    out = []
+    for k in range(len(shape)):
+        inner = math.prod(shape[k + 1:])
+        idx = flat if inner == 1 else f"{flat} // {inner}"
+        out.append(idx if k == 0 else f"({idx}) % {shape[k]}")
+    return out
+
+
+def _at(offset: int, s: Slab, k, t: str = "_t", c: str = "_c", varying: bool | None = None) -> str:
+    """The workspace word of a slab at `offset`: blade k, sample t (if it varies) and channel c
+    (0 for one channel), laid out [K, TILE, C] or [K, C]."""
+    varying = s.varying if varying is None else varying
+    cs = s.channels
+    rows = TILE if varying else 1
+    parts = []
+    if isinstance(k, int):
+        base = offset + k * rows * cs
+    else:
+        base = offset
+        parts.append(f"{k} * {rows * cs}")
+    if varying:
+        parts.append(f"{t} * {cs}" if cs > 1 else t)
+    if cs > 1 and c != "0":
+        parts.append(c if c.isidentifier() else f"({c})")
+    # An unsigned index: Numba then drops its negative-index wraparound, which would keep LLVM
+    # from vectorising the loop over the channels (7x slower at 32 channels).
+    return f"_ws[_phg_index({' + '.join([str(base)] * (base != 0 or not parts) + parts)})]"
+
+
+def loads(g: Hypergraph, lp: LoopPlan, vids: list[str], sample: str | None) -> list[str]:
+    """Copy parameters (sample None) or a tile of inputs into their slabs; constants' values."""
+    names = _Names(lp)
+    out = []
+    for vid in vids:
+        v, s = g.values[vid], lp.slabs[vid]
+        body = []
+        for k, m in enumerate(s.blades):
+            if v.const is not None:
+                body.append(f"{_at(names.fw(vid), s, k)} = {float(v.const[m])!r}")
+            else:
+                idx = ", ".join(([f"{sample} + _t"] if sample else []) + _unravel(s.shape, "_c") + [str(k)])
+                body.append(f"{_at(names.fw(vid), s, k)} = {array_name(v)}[{idx}]")
+        if not body:                            # a value with no blades: nothing to load
+            continue
+        loop = [f"for _c in range({s.channels}):"] + ["    " + ln for ln in body]
+        out += (["for _t in range(_m):"] + ["    " + ln for ln in loop]) if s.varying else loop
+    return out
+
+
+def _nest(op: Op, y: Slab, body: list[str]) -> list[str]:
+    loop = [f"for _c in range({y.channels}):"] + ["    " + ln for ln in body or ["pass"]]
+    return (["for _t in range(_m):"] + ["    " + ln for ln in loop]) if op.varying else loop
+
+
+def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list[str]:
+    """One loop nest of a group of pointwise ops (phg.plan.loops.Group): each op's channel code
+    in turn, its values passed on in registers _r<op>_<blade> and stored only where another
+    nest reads them.  The adjoint recomputes the group's values, then runs each op's adjoint in
+    reverse, its target's adjoint in _g<op>_<blade> (seeded from the slab where one is kept)."""
+    names = _Names(lp)
+    made: dict[str, int] = {}                 # value -> the op of this group that made it
+
+    def loads(n: int) -> list[str]:
+        op = lp.ops[n]
+        out = []
+        for i, (vid, syms) in enumerate(zip(op.edge.sources, op.body.loads)):
+            if g.values[vid].const is not None or vid in op.edge.sources[:i]:
+                continue
+            if vid in made:
+                out += [f"{sym} = _r{made[vid]}_{k}" for k, sym in enumerate(syms)]
+            else:
+                out += [f"{sym} = {_at(names.fw(vid), lp.slabs[vid], k)}" for k, sym in enumerate(syms)]
+        return out + [statement(sym, x) for sym, x in op.body.lines]
+
+    body = []
+    for n in grp.ops:
+        op = lp.ops[n]
+        y = lp.slabs[op.edge.target]
+        body += loads(n) + [f"_r{n}_{k} = {code(x)}" for k, x in enumerate(op.body.outs)]
+        if not backward and not y.internal:
+            body += [f"{_at(y.offset, y, k)} = _r{n}_{k}" for k in range(len(y.blades))]
+        made[op.edge.target] = n
+    if backward:
+        for n in grp.ops:
+            y = lp.slabs[lp.ops[n].edge.target]
+            kept = not y.internal and y.adjoint is not None
+            body += [f"_g{n}_{k} = {_at(y.adjoint, y, k) if kept else '0.0'}" for k in range(len(y.blades))]
+        for n in reversed(grp.ops):
+            op = lp.ops[n]
+            body += loads(n)
+            body += [f"{seed} = _g{n}_{k}" for k, seed in enumerate(op.body.seeds) if seed is not None]
+            body += [statement(sym, x) for sym, x in op.body.backward]
+            for vid, bars in zip(op.edge.sources, op.body.bars):
+                x = lp.slabs[vid]
+                for k, bar in enumerate(bars):
+                    if bar == 0:
+                        continue
+                    if vid in made and made[vid] < n:
+                        body.append(f"_g{made[vid]}_{k} += {code(bar)}")
+                    elif x.adjoint is not None:
+                        body.append(f"{names.bar(vid, op, k)} += {code(bar)}")
+    y = lp.slabs[lp.ops[grp.ops[0]].edge.target]
+    return _nest(lp.ops[grp.ops[0]], y, body)
+
+
+def _blade_map(x: Slab, y: Slab) -> list[tuple[int, int]]:
+    """(target blade index, source blade index) of the blades both have (supports may narrow)."""
+    return [(k, x.blades.index(m)) for k, m in enumerate(y.blades) if m in x.blades]
+
+
+def _reduce(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
+    names = _Names(lp)
+    (src,), dst = op.edge.sources, op.edge.target
+    x, y = lp.slabs[src], lp.slabs[dst]
+    t = ["for _t in range(_m):"] if op.varying else []
+    pad = "    " * len(t)
+    out = list(t)
+    for ky, kx in _blade_map(x, y):
+        if not backward:
+            out += [pad + "_r = 0.0", pad + f"for _c in range({x.channels}):",
+                    pad + f"    _r += {_at(names.fw(src), x, kx)}", pad + f"{_at(names.fw(dst), y, ky, c='0')} = _r"]
+        elif x.adjoint is not None:
+            out += [pad + f"for _c in range({x.channels}):",
+                    pad + f"    {_at(names.bw(src), x, kx)} += {_at(names.bw(dst), y, ky, c='0')}"]
+    return out if len(out) > len(t) else []
+
+
+def _select(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
+    names = _Names(lp)
+    (src,), dst = op.edge.sources, op.edge.target
+    x, y = lp.slabs[src], lp.slabs[dst]
+    body = []
+    for ky, kx in _blade_map(x, y):
+        if not backward:
+            body.append(f"{_at(names.fw(dst), y, ky)} = {_at(names.fw(src), x, kx, c=f'{op.start} + _c')}")
+        elif x.adjoint is not None:
+            body.append(f"{_at(names.bw(src), x, kx, c=f'{op.start} + _c')} += {_at(names.bw(dst), y, ky)}")
+    return _nest(op, y, body) if body else []
+
+
+def _contract(lp: LoopPlan, n: int, op: Op, backward: bool) -> list[str]:
+    names = _Names(lp)
+    wid, xid = op.edge.sources
+    w, x, y = lp.slabs[wid], lp.slabs[xid], lp.slabs[op.edge.target]
+    cin, cout = x.channels, y.channels
+    if op.blas:
+        return _contract_blas(names, n, op, w, x, y, backward)
+    t = ["for _t in range(_m):"] if op.varying else []
+    pad = "    " * len(t)
+    wi = "_i * " + str(cin) + " + _j"
+    xref = lambda k: _at(names.fw(xid), x, k, c="_j")  # noqa: E731
+    wref = lambda k: _at(names.fw(wid), w, k, c=wi)  # noqa: E731
+    out = list(t) + [pad + f"for _i in range({cout}):"]
+    if not backward:
+        out += [pad + f"    _y{m} = 0.0" for m in range(len(y.blades))]
+        out += [pad + f"    for _j in range({cin}):"]
+        out += [pad + f"        _y{m} += {s} * {wref(a)} * {xref(b)}" for a, b, m, s in op.pairs] or [pad + "        pass"]
+        out += [pad + f"    {_at(names.fw(op.edge.target), y, m, c='_i')} = _y{m}" for m in range(len(y.blades))]
+        return out
+    body = []
+    for a, b, m, s in op.pairs:
+        dy = _at(names.bw(op.edge.target), y, m, c="_i")
+        if w.adjoint is not None:
+            body.append(f"{names.bar(wid, op, a, c=wi)} += {s} * {dy} * {xref(b)}")
+        if x.adjoint is not None:
+            body.append(f"{names.bar(xid, op, b, c='_j')} += {s} * {dy} * {wref(a)}")
+    if not body:
+        return []
+    return out + [pad + f"    for _j in range({cin}):"] + [pad + "        " + ln for ln in body]
+
+
+def transposes(lp: LoopPlan) -> list[int]:
+    """The matrix-product contractions, whose Wᵀ is laid out once their weights are known."""
+    return [n for n, op in enumerate(lp.ops) if op.kind == "contract" and op.blas]
+
+
+def _transpose(lp: LoopPlan, n: int) -> list[str]:
+    w, x, y = (lp.slabs[v] for v in (*lp.ops[n].edge.sources, lp.ops[n].edge.target))
+    return [f"_phg_transpose(_ws, {w.offset}, {lp.ops[n].transposed}, {len(w.blades)}, {y.channels}, {x.channels})"]
+
+
+def _contract_blas(names: _Names, n: int, op: Op, w: Slab, x: Slab, y: Slab, backward: bool) -> list[str]:
+    """A call of codegen.slabs' contraction (its blade pairs a module constant, _phg_pairs_<n>)."""
+    pairs = names.pairs(n)
+    sizes = f"{len(w.blades)}"
+    if not backward:
+        return [f"_phg_contract(_ws, _m, {TILE}, {x.offset}, {len(x.blades)}, {w.offset}, {names.lp.ops[n].transposed}, "
+                f"{sizes}, {y.offset}, {len(y.blades)}, {x.channels}, {y.channels}, {pairs}, {names.lp.scratch_offset})"]
+    dx = x.adjoint if x.adjoint is not None else -1
+    dw = w.adjoint if w.adjoint is not None and not names.lp.exact else -1
+    if dx < 0 and dw < 0:
+        return []
+    return [f"_phg_contract_adjoint(_ws, _m, {TILE}, {x.offset}, {dx}, {len(x.blades)}, {w.offset}, {dw}, {sizes}, "
+            f"{y.adjoint}, {len(y.blades)}, {x.channels}, {y.channels}, {pairs}, {names.lp.scratch_offset})"]
+
+
+def op_lines(g, lp: LoopPlan, n: int, op: Op, backward: bool, code, statement) -> list[str]:
+    if op.kind == "reduce":
+        return _reduce(lp, op, backward)
+    if op.kind == "select":
+        return _select(lp, op, backward)
+    return _contract(lp, n, op, backward)
+
+
+def _zero(lo_hi: tuple[int, int]) -> list[str]:
+    lo, hi = lo_hi
+    return [f"_ws[{lo}:{hi}] = 0.0"] if hi > lo else []
+
+
+def _function(name: str, args: list[str], doc: str, body: list[str]) -> str:
+    return "\n".join(["@_phg_numba.njit(cache=True, nogil=True)", f"def {name}({', '.join(args)}):",
+                      f"    {ascii(doc)}"] + ["    " + ln for ln in body or ["pass"]])
+
+
+class Module:
+    """The module-level parts of one model's loop plan (the blade pairs of its matrix products),
+    and the code of its ops, which the kernels inline: a loop nest of flat workspace indexing
+    costs Numba's compiler about 0.1 s, a function of its own about 0.2 s more."""
+
+    def __init__(self, g: Hypergraph, lp: LoopPlan, code, statement):
+        self.g, self.lp, self.code, self.statement = g, lp, code, statement
+        self.functions: dict[str, str] = {}
+        names = _Names(lp)
+        for n in transposes(lp):
+            rows = ", ".join(f"({a}, {b}, {m}, {s})" for a, b, m, s in lp.ops[n].pairs)
+            self.functions[names.pairs(n)] = (f"{names.pairs(n)} = _phg_np.array([{rows}], "
+                                              "dtype=_phg_np.int64).reshape(-1, 4)")
+
+    def ops(self, varying: bool, backward: bool, only) -> list[str]:
+        """The nests of the groups whose ops vary with the sample (or not) and pass `only`."""
+        out = []
+        for grp in reversed(self.lp.groups) if backward else self.lp.groups:
+            n = grp.ops[0]
+            op = self.lp.ops[n]
+            if op.varying != varying or not only(op) or (backward and not op.trained):
+                continue
+            out += (_group(self.g, self.lp, grp, backward, self.code, self.statement) if grp.pointwise else
+                    op_lines(self.g, self.lp, n, op, backward, self.code, self.statement))
+        return out
+
+    def load(self, vids: list[str], sample: str | None) -> list[str]:
+        return loads(self.g, self.lp, vids, sample)
+
+    def transposes(self) -> list[str]:
+        return [ln for n in transposes(self.lp) for ln in _transpose(self.lp, n)]
+
+
+def predict_source(mod: Module, name: str, inputs: list[str], params: list[str], outputs: list[str]) -> str:
+    """The inference kernel."""
+    g, lp = mod.g, mod.lp
+    names = _Names(lp)
+    cone = {u for o in outputs for u in g.cone(g.outputs[o])}
+    wanted = lambda op: op.edge.target in cone  # noqa: E731
+    consts = [v for v in lp.slabs if g.values[v].const is not None and v in cone]
+    setup = mod.load(params + consts, None) + mod.ops(False, False, wanted) + mod.transposes()
+    tile = mod.load(inputs, "_start") + mod.ops(True, False, wanted)
+    for o in outputs:
+        vid = g.outputs[o]
+        s = lp.slabs[vid]
+        for k in range(len(s.blades)):
+            idx = ", ".join(["_start + _t"] + _unravel(s.shape, "_c") + [str(k)])
+            tile += ["for _t in range(_m):", f"    for _c in range({s.channels}):",
+                     f"        _out_{identifier(o)}[{idx}] = {_at(names.fw(vid), s, k)}"]
+    args = [array_name(g.values[v]) for v in inputs + params] + [f"_out_{identifier(o)}" for o in outputs]
+    doc = (f"Inference of {g.name} for the samples _from to _to, in tiles of {TILE}: channels as loops and "
+           "matrix products over slabs of one workspace (phg.plan.loops).")
+    body = [f"_ws = _phg_np.zeros({lp.words})", "_m = 0"] + setup
+    body += [f"for _start in range(_from, _to, {TILE}):", f"    _m = min({TILE}, _to - _start)"]
+    body += [f"    if _m < {TILE}:"] + ["        " + ln for ln in _zero(lp.varying_range) or ["pass"]]
+    body += ["    " + ln for ln in tile]
+    return _function(name, args + ["_from", "_to"], doc, body)
+
+
+def _epilogue(mod: Module, grads: list[str]) -> list[str]:
+    """The step's loss and gradient from the slots' sums: the boundary slabs' summed adjoints
+    carried back to the parameters through the invariant ops, once per step."""
+    g, lp = mod.g, mod.lp
+    consts = [v for v in lp.slabs if g.values[v].const is not None]
+    out = ["_ws = _tiles[0]", "_m = 0"]
+    out += mod.load([p for p in g.params if p in lp.slabs] + consts, None) + mod.ops(False, False, lambda op: True)
+    out += _zero(lp.invariant_adjoint_range) + ["_slots = _acc.shape[0]"]
+    if lp.exact:
+        out += [f"for _q in range({lp.rows}):", "    _sums[_q] = _phg_exact_total(_acc, _q, _work)"]
+    else:                                         # a fixed order over the slots: reproducible too
+        out += ["_sums[:] = 0", "for _slot in range(_slots):", "    _sums += _acc[_slot]"]
+    out.append("_loss[0] = _sums[0] / _n")
+    for vid in lp.boundary:
+        s = lp.slabs[vid]
+        out += [f"for _k in range({len(s.blades)}):", f"    for _c in range({s.channels}):",
+                f"        {_at(s.adjoint, s, '_k')} = _sums[{lp.first_row[vid]} + _k * {s.channels} + _c] / _n"]
+    out += mod.ops(False, True, lambda op: op.trained)
+    for p, grad in zip(g.params, grads):
+        s = lp.slabs.get(p)
+        if s is None or s.adjoint is None:
+            out.append(f"{grad}[...] = 0.0")
+            continue
+        k = len(s.blades)
+        out += [f"_flat = {grad}.reshape({k * s.channels})", f"for _c in range({s.channels}):"]
+        out += [f"    _flat[_c * {k} + {q}] = {_at(s.adjoint, s, q)}" for q in range(k)]
+    return out
+
+
+def _deposits(lp: LoopPlan, g: Hypergraph) -> list[str]:
+    """One pass's deposits of the tile's samples _i0 to _i1: each sum's term of sample _t, from
+    the slabs (the loss, a boundary slab's per-sample adjoint, a matrix product's dy x)."""
+    names = _Names(lp)
+    out = ["_bad = 0", "for _t in range(_i0, _i1):",
+           f"    _bad |= _phg_deposit(_D, 0, {_at(names.fw(g.loss), lp.slabs[g.loss], 0)}, _G[0])"]
+    for vid in lp.boundary:
+        s = lp.slabs[vid]
+        products = [op for op in lp.ops if op.blas and op.trained and op.edge.sources[0] == vid]
+        for a in range(len(s.blades)):
+            terms = [_at(s.per_sample, s, a, varying=True)] if s.per_sample is not None else []
+            for op in products:
+                x = lp.slabs[op.edge.sources[1]]
+                y = lp.slabs[op.edge.target]
+                terms += [f"{sign} * {_at(y.adjoint, y, m, c=f'_c // {x.channels}')} * "
+                          f"{_at(x.offset, x, b, c=f'_c % {x.channels}')}"
+                          for aa, b, m, sign in op.pairs if aa == a]
+            q = f"{lp.first_row[vid] + a * s.channels} + _c"
+            out += [f"    for _c in range({s.channels}):",
+                    f"        _bad |= _phg_deposit(_D, {q}, {' + '.join(terms) or '0.0'}, _G[{q}])"]
+    return out
+
+
+def _exact_tile(deposits: list[str]) -> list[str]:
+    """The tile's samples deposited in passes (codegen.accumulate), as the fused code's chunks:
+    settled when every term fits the grids, else again on grids from the largest terms, else
+    sample by sample."""
+    return ["_i0 = 0", "_i1 = _m", "_step = _m", "_retry = False", "while _i0 < _m:",
+            "    _phg_begin_pass(_D, _G)"] + ["    " + ln for ln in deposits] + [
+            "    if (_bad == 0 and _phg_pass_fits(_D, _G)) or (_retry and _i1 - _i0 == 1):",
+            "        _phg_settle_pass(_a, _D, _G)", "        _f += 1",
+            f"        if _f == {NORMALISE_EVERY}:", "            _phg_normalise(_a)", "            _f = 0",
+            "        _i0 = _i1", "        _i1 = min(_i0 + _step, _m)", "        _retry = False",
+            "    elif not _retry:", "        _phg_regrid_pass(_D, _G)", "        _retry = True",
+            "    else:", "        _step = 1", "        _i1 = _i0 + 1", "        _retry = False"]
+
+
+def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str]) -> str:
+    """The slot function (a slot's samples, in tiles: forward, loss, adjoint; its sums in the row
+    _a), the slots kernel, and the step's loss and gradient from the slots' sums."""
+    g, lp = mod.g, mod.lp
+    params = list(g.params)
+    data = [array_name(g.values[v]) for v in inputs + params]
+    trained = lambda op: op.trained  # noqa: E731
+    consts = [v for v in lp.slabs if g.values[v].const is not None]
+    body = ["_m = 0"] + mod.load([p for p in params if p in lp.slabs] + consts, None)
+    body += mod.ops(False, False, lambda op: True) + mod.transposes()
+    body += _zero(lp.invariant_adjoint_range) + ["_a[:] = 0", "_loss = 0.0", "_f = 0",
+                                                  "_lo = _slot * _n // _slots", "_hi = (_slot + 1) * _n // _slots"]
+    loss = lp.slabs[g.loss]
+    tile = [f"_m = min({TILE}, _hi - _start)", f"if _m < {TILE}:"] + ["    " + ln for ln in _zero(lp.varying_range) or ["pass"]]
+    tile += mod.load(inputs, "_start") + mod.ops(True, False, trained) + _zero(lp.adjoint_range)
+    tile += ["for _t in range(_m):", f"    {_at(loss.adjoint, loss, 0)} = 1.0", f"    _loss += {_at(loss.offset, loss, 0)}"]
+    tile += mod.ops(True, True, trained)
+    if lp.exact:
+        tile += _exact_tile(_deposits(lp, g))
+    body += [f"for _start in range(_lo, _hi, {TILE}):"] + ["    " + ln for ln in tile]
+    if lp.exact:
+        body += ["_phg_normalise(_a)"]
+    else:
+        body += ["_a[0] = _loss"]
+        for vid in lp.boundary:
+            s = lp.slabs[vid]
+            body += [f"for _k in range({len(s.blades)}):", f"    for _c in range({s.channels}):",
+                     f"        _a[{lp.first_row[vid]} + _k * {s.channels} + _c] = {_at(s.adjoint, s, '_k')}"]
+    doc = f"One slot of the samples of {g.name}: their loss and adjoint sums into the row _a, in tiles of {TILE}."
+    parts = [_function(slot, data + ["_n", "_slot", "_slots", "_a", "_G", "_D", "_ws"], doc, body)]
+    own = "_slot" if lp.exact else "0"
+    doc = f"The slots _from to _to of {g.name}'s samples."
+    parts.append(_function(slots, data + ["_n", "_acc", "_grid", "_dep", "_tiles", "_from", "_to"], doc, [
+        "_slots = _acc.shape[0]", "for _slot in range(_from, _to):",
+        f"    {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], "
+        f"_dep[{own}], _tiles[_slot])"]))
+    grads = [f"_grad_{identifier(g.values[p].name)}" for p in params]
+    args = data + ["_n", "_acc", "_grid", "_dep", "_tiles", "_work", "_sums", "_loss"] + grads
+    doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({'exact' if lp.exact else 'float'} accumulation)."
+    parts.append(_function(name, args, doc, _epilogue(mod, grads)))
+    return "\n\n\n".join(parts)

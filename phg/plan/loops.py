@@ -1,0 +1,304 @@
+"""The loop plan of a model: channels as loops, samples in tiles, channel mixing as matrix products.
+
+Each value of the kernel's cone gets a slab of one workspace: `[K, TILE, C]` (K blades of its
+support in canonical order, TILE samples, C channels flattened) if it changes with the samples,
+`[K, C]` if it depends on parameters and constants only.  Each hyperedge becomes one op over
+slabs, whatever the number of channels:
+
+- `pointwise`: a loop over the tile's samples and the channels whose body is one channel's
+  straight-line scalar code (phg.plan.scalar on that channel's blades, its adjoint by
+  phg.plan.adjoint), so code size grows with the distinct operations, not with the channels;
+- `contract` (mix): per pair of blades, y[m] += s · x[b] @ W[a]ᵀ over a tile, a matrix product
+  Numba hands to BLAS when the weights are the same for every sample, or loops when they are not;
+- `reduce` (sum over channels) and `select` (a channel index: a range of channels).
+
+A short last tile leaves its rows beyond the batch at zero: every varying slab is zeroed
+before such a tile and no loop writes past the batch, so the matrix products, which do read the
+whole tile, map those zero rows to zero rows and their adjoints add nothing.
+
+The plan lists the workspace's words, which the runtime allocates per slot (phg.plan.buffers)
+and the verifier counts; the emitter (codegen.looped) only prints it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import sympy
+
+from phg import support as sup
+from phg.hypergraph import Edge, Hypergraph
+
+from .adjoint import reverse
+from .scalar import Helper, ScalarBuilder, Unsupported
+
+TILE = 64                      # samples per tile: a tile's slabs of a 96-channel layer stay in L2
+
+
+@dataclass
+class Slab:
+    vid: str
+    blades: list[int]          # canonical order (the layout of the value's arrays)
+    shape: tuple[int, ...]     # the value's channels
+    varying: bool              # changes with the sample
+    offset: int = 0            # forward slab, words into the workspace
+    adjoint: int | None = None  # adjoint slab (training), words into the workspace
+    per_sample: int | None = None   # exact training: the per-sample adjoint of a boundary slab
+    internal: bool = False     # read only inside its own group: kept in registers, no slab
+
+    @property
+    def channels(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def words(self) -> int:
+        return len(self.blades) * (TILE if self.varying else 1) * self.channels
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        k = len(self.blades)
+        return (k, TILE, self.channels) if self.varying else (k, self.channels)
+
+
+@dataclass
+class Body:
+    """One channel's code: the scalars it loads per source (symbols, or numbers of a constant),
+    its assignments, and the expression of each target blade; for training, the adjoint
+    assignments from the target blades' adjoint symbols and each loaded scalar's adjoint."""
+    loads: list[list]                      # per source, per blade: Symbol or number
+    lines: list                            # (symbol, expr | HelperCall)
+    outs: list                             # per target blade: expr (Symbol or number)
+    seeds: list = field(default_factory=list)          # per target blade: adjoint Symbol or None
+    backward: list = field(default_factory=list)       # adjoint assignments
+    bars: list[list] = field(default_factory=list)     # per source, per blade: adjoint expr
+
+
+@dataclass
+class Op:
+    kind: str                              # pointwise, contract, reduce, select
+    edge: Edge
+    varying: bool
+    body: Body | None = None
+    pairs: list[tuple[int, int, int, int]] = field(default_factory=list)   # contract: (a, b, m, sign)
+    blas: bool = False                     # contract with per-batch weights: matrix products
+    start: int = 0                         # select: the first channel taken
+    transposed: int | None = None          # blas: workspace words of Wᵀ [Ka, Cin, Cout]
+    trained: bool = False                  # in the loss's cone: its adjoint is run
+
+
+@dataclass
+class Group:
+    """Ops run in one loop nest: consecutive pointwise ops over the same channels, all of them
+    per sample or all once per batch (and alike in whether inference and training run them),
+    passing their values in registers; any other op is a group of its own."""
+    ops: list[int]
+    pointwise: bool
+    key: tuple = ()
+
+
+@dataclass
+class LoopPlan:
+    model: str
+    wanted: list[str]
+    slabs: dict[str, Slab]                 # cone, in the graph's order
+    ops: list[Op]                          # forward order
+    words: int                             # workspace words per slot
+    varying_range: tuple[int, int]         # forward slabs zeroed before a short tile
+    adjoint_range: tuple[int, int]         # varying adjoint slabs, zeroed per tile
+    invariant_adjoint_range: tuple[int, int]
+    scratch: int                           # words of the matrix products' scratch
+    scratch_offset: int
+    helpers: list[Helper]
+    exact: bool = False
+    # Training: a step's sums are the loss and the adjoint of every boundary slab (an invariant
+    # one that a varying op reads) blade by blade, channel by channel, each from its first row;
+    # the chain from those sums to the parameters runs once per step.
+    boundary: list[str] = field(default_factory=list)
+    first_row: dict[str, int] = field(default_factory=dict)
+    rows: int = 1
+    groups: list[Group] = field(default_factory=list)
+
+
+def _ordered(g: Hypergraph, support: int) -> list[int]:
+    return sorted(sup.blades_of(support), key=lambda b: g.algebra.position[b])
+
+
+def _body(g: Hypergraph, e: Edge, train: bool, helpers: list[Helper]) -> Body:
+    """One channel of a pointwise edge, as phg.plan.scalar builds a channel of the fused code."""
+    b = ScalarBuilder(g, [])
+    target = g.values[e.target]
+    loads = []
+    for n, s in enumerate(e.sources):
+        v = g.values[s]
+        if s in e.sources[:n]:                 # x * x: one channel's scalars, loaded once
+            loads.append(loads[e.sources.index(s)])
+        elif v.const is not None:
+            loads.append([sympy.Float(float(v.const[m]), 17) if v.const[m] != int(v.const[m])
+                          else sympy.Integer(int(v.const[m])) for m in _ordered(g, v.support)])
+        else:
+            loads.append([b.symbol(f"{b.value_name(v)}_{i}") for i, _ in enumerate(_ordered(g, v.support))])
+    comps = [dict(zip(_ordered(g, g.values[s].support), syms)) for s, syms in zip(e.sources, loads)]
+    out = b.assign(target, (), b.pointwise(e, target, comps))
+    helpers.extend(b.p.helpers.values())
+    body = Body(loads, list(b.p.assignments), [out.get(m, sympy.Integer(0)) for m in _ordered(g, target.support)])
+    if not train:
+        return body
+    seeds = {}
+    for x in body.outs:
+        if isinstance(x, sympy.Symbol) and x not in seeds:
+            seeds[x] = b.symbol(f"g_{x}")
+    body.seeds = [seeds.get(x) if isinstance(x, sympy.Symbol) else None for x in body.outs]
+    # A target blade that is a source's scalar (a grade projection) passes its adjoint straight on.
+    backward, leaves = reverse(body.lines, dict(seeds), b.symbol, lambda h: helpers.append(h) or h.name)
+    body.backward = backward
+    body.bars = [[leaves.get(x, sympy.Integer(0)) if isinstance(x, sympy.Symbol) and s not in e.sources[:n]
+                  else sympy.Integer(0) for x in syms] for n, (s, syms) in enumerate(zip(e.sources, loads))]
+    return body
+
+
+def sample_dependent(g: Hypergraph) -> set[str]:
+    """The values that change with the sample: the inputs and everything computed from one."""
+    varying = set()
+    for vid in g.values:                       # the graph's order is a topological one
+        e = g.producer(vid)
+        if g.values[vid].role == "input" or (e is not None and any(s in varying for s in e.sources)):
+            varying.add(vid)
+    return varying
+
+
+def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False) -> LoopPlan:
+    """The loop plan of the values `wanted` (the outputs and the loss), with the loss's adjoint
+    when `train`, its sums exact or float."""
+    cone = set()
+    for w in wanted:
+        cone.update(g.cone(w))
+    trained = set(g.cone(g.loss)) if train else set()
+    varying = sample_dependent(g)
+    slabs = {vid: Slab(vid, _ordered(g, g.values[vid].support), g.values[vid].shape, vid in varying)
+             for vid in g.values if vid in cone}
+    ops: list[Op] = []
+    helpers: list[Helper] = []
+    for e in g.topological_edges():
+        if e.target not in cone:
+            continue
+        moving = e.target in varying
+        train_op = train and e.target in trained
+        if e.kind == "mix":
+            w, x, y = (slabs[s] for s in (*e.sources, e.target))
+            pairs = []
+            for a, ma in enumerate(w.blades):
+                for bi, mb in enumerate(x.blades):
+                    s, m = g.algebra.product("gp", ma, mb)
+                    if s and m in y.blades:
+                        pairs.append((a, bi, y.blades.index(m), int(s)))
+            ops.append(Op("contract", e, moving, pairs=pairs, blas=x.varying and not w.varying, trained=train_op))
+        elif e.kind == "sum":
+            ops.append(Op("reduce", e, moving, trained=train_op))
+        elif e.kind == "index":
+            rest = math.prod(slabs[e.target].shape)
+            start = sum(i * math.prod(g.values[e.sources[0]].shape[k + 1:]) for k, i in enumerate(e.attrs["index"]))
+            ops.append(Op("select", e, moving, start=start, trained=train_op))
+            assert rest >= 1
+        else:
+            if e.kind == "log":
+                raise Unsupported("log() is not generated yet")
+            ops.append(Op("pointwise", e, moving, body=_body(g, e, train_op, helpers), trained=train_op))
+    groups = _groups(g, wanted, ops, slabs)
+    # Workspace: invariant forward slabs, varying forward slabs (one range, zeroed before a short
+    # tile), varying adjoints (one range, zeroed per tile), invariant adjoints, then Wᵀ and scratch.
+    words = 0
+
+    def place(n: int) -> int:
+        nonlocal words
+        words += n
+        return words - n
+
+    for s in slabs.values():
+        if not s.varying and not s.internal:
+            s.offset = place(s.words)
+    start = words
+    for s in slabs.values():
+        if s.varying and not s.internal:
+            s.offset = place(s.words)
+    varying_range = (start, words)
+    start = words
+    if train:
+        for s in slabs.values():
+            if s.varying and s.vid in trained and not s.internal:
+                s.adjoint = place(s.words)
+    boundary = [vid for vid, s in slabs.items() if not s.varying and g.values[vid].const is None
+                and any(op.trained and op.varying and vid in op.edge.sources for op in ops)] if train else []
+    if exact:
+        # An exact sum needs each sample's term: a boundary slab's adjoint from a varying op is
+        # kept per sample, but for a matrix product's weights, whose terms the deposit computes.
+        for vid in boundary:
+            if any(op.trained and op.varying and vid in op.edge.sources
+                   and not (op.blas and vid == op.edge.sources[0]) for op in ops):
+                slabs[vid].per_sample = place(len(slabs[vid].blades) * TILE * slabs[vid].channels)
+    adjoint_range = (start, words)
+    start = words
+    if train:
+        for s in slabs.values():
+            if not s.varying and g.values[s.vid].const is None and s.vid in trained and not s.internal:
+                s.adjoint = place(s.words)
+    invariant_adjoint_range = (start, words)
+    scratch = 0
+    for op in ops:
+        if op.kind == "contract" and op.blas:
+            w, x, y = (slabs[s] for s in (*op.edge.sources, op.edge.target))
+            op.transposed = place(w.words)
+            scratch = max(scratch, TILE * y.channels, TILE * x.channels, w.channels)
+    scratch_offset = place(scratch)
+    first, row = {}, 1
+    for vid in boundary:
+        first[vid] = row
+        row += slabs[vid].words
+    return LoopPlan(g.name, wanted, slabs, ops, words, varying_range, adjoint_range, invariant_adjoint_range,
+                    scratch, scratch_offset, helpers, exact, boundary, first, row, groups)
+
+
+def _groups(g: Hypergraph, wanted: list[str], ops: list[Op], slabs: dict[str, Slab]) -> list[Group]:
+    """The ops' loop nests, and which values never leave theirs (marked internal)."""
+    predicting = {u for w in wanted if w != g.loss for u in g.cone(w)}
+    groups: list[Group] = []
+    for n, op in enumerate(ops):
+        key = (op.varying, slabs[op.edge.target].channels, op.edge.target in predicting, op.trained)
+        if op.kind == "pointwise" and groups and groups[-1].pointwise and groups[-1].key == key:
+            groups[-1].ops.append(n)
+        else:
+            groups.append(Group([n], op.kind == "pointwise", key))
+    home = {ops[n].edge.target: i for i, grp in enumerate(groups) for n in grp.ops}
+    readers: dict[str, set[int]] = {}
+    for op in ops:
+        for src in op.edge.sources:
+            readers.setdefault(src, set()).add(home[op.edge.target])
+    for i, grp in enumerate(groups):
+        if grp.pointwise:
+            for n in grp.ops:
+                vid = ops[n].edge.target
+                slabs[vid].internal = vid not in wanted and readers.get(vid, set()) <= {i}
+    return groups
+
+
+def unrolled(g: Hypergraph, wanted: list[str]) -> int:
+    """The scalar products the fused strategy would unroll for `wanted`, per sample: what its
+    code size, and so its build time, grows with."""
+    cone = set()
+    for w in wanted:
+        cone.update(g.cone(w))
+    blades = lambda vid: max(1, bin(g.values[vid].support).count("1"))  # noqa: E731
+    total = 0
+    for e in g.edges.values():
+        if e.target not in cone:
+            continue
+        channels = math.prod(g.values[e.target].shape)
+        if e.kind == "mix":
+            w, x = e.sources
+            total += channels * g.values[w].shape[1] * blades(w) * blades(x)
+        elif e.kind in ("gp", "op", "lc", "regressive", "div"):
+            total += channels * blades(e.sources[0]) * blades(e.sources[1])
+        elif e.kind == "sandwich":
+            total += channels * blades(e.sources[0]) ** 2 * blades(e.sources[1])
+        else:
+            total += channels * blades(e.target)
+    return total

@@ -1,0 +1,162 @@
+"""The loop strategy (phg.plan.loops, codegen.looped) against the fused one and against clifford:
+the same predictions, losses and gradients, exact sums that do not depend on the samples' order or
+their tiles, and the rule that picks a strategy."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from cliffeval import Reference
+from interpreted import interpreted
+from modelgen import models
+from shards import sweep
+from test_codegen import REL as CLIFFORD_REL
+from test_codegen import as_outputs, compare
+from test_training import REL as FD_REL
+from test_training import gradient_error, random_inputs, with_loss
+
+import phg
+import phg.plan.kernel
+from phg.plan.loops import TILE
+
+# Channels, a channel index, a sum over channels, gates by per-channel and by broadcast scalars,
+# mixing by multivector weights, a Rotor parameter's sandwich and exp on every channel.
+WIDE = """algebra G3 = Cl(3, 0, 0)
+
+model Wide on G3 {
+    input v[3]: Vector[m]
+    input target: Pseudoscalar[m^3]
+    param W1[5, 3]: Scalar = normal(0.5)
+    param k1[5]: Scalar = normal(0.1)
+    param M[2, 5]: Even = normal(0.3)
+    param R: Rotor = 1
+    param c: Scalar = 0.5
+    let h[5]: Vector[m] = mix(W1, v)
+    let g[5]: Vector[m] = gate(h, k1 + scalar(h * h) / 1[m^2])
+    let q[5]: Vector[m] = gate(R >> g, c)
+    let u[2]: Vector[m] = grade(mix(M, q), 1)
+    let r: Rotor = exp(grade(u[0] ^ u[1], 2) / 4[m^2])
+    let b: Bivector[m^2] = grade(u[0] * (r >> u[1]), 2)
+    output volume: Pseudoscalar[m^3] = b ^ sum(q) + q[2] ^ q[3] ^ q[4]
+    loss norm2(volume - target) / 1[m^6]
+}
+"""
+
+
+def _build(source: str, tmp, monkeypatch, strategy: str, accumulate: str = "exact"):
+    """The program and module of `source` built with every kernel in one strategy."""
+    monkeypatch.setattr(phg.plan.kernel, "UNROLL_LIMIT", 0 if strategy == "loops" else 10**9)
+    if "train " not in source and "loss" in source:
+        name = source.split("model ")[1].split()[0]
+        source += f"\ntrain {name} {{\n    accumulate {accumulate}\n}}\n"
+    program = phg.loads(source, filename="wide.phg")
+    module = phg.build(program, tmp, unverified=True)
+    graph = next(iter(program.models.values()))
+    spec = module.MODELS[graph.name].SPEC
+    assert spec["predict"]["strategy"] == strategy
+    if spec["train"] is not None:
+        assert spec["train"]["strategy"] == strategy
+    return program, module
+
+
+def _data(graph, n: int, seed: int) -> dict:
+    return random_inputs(Reference(graph), graph, np.random.default_rng(seed), n)
+
+
+@pytest.mark.parametrize("accumulate", ["float", "exact"])
+def test_loops_agree_with_fused(tmp_path, monkeypatch, accumulate):
+    runs = {}
+    for strategy in ("loops", "fused"):
+        program, module = _build(WIDE, tmp_path / strategy, monkeypatch, strategy, accumulate)
+        graph = program.models["Wide"]
+        model = interpreted(module, "Wide", seed=5)
+        data = _data(graph, TILE + 9, 1)              # a full tile and a short one, in several slots
+        runs[strategy] = (model.predict(v=data["v"])["volume"], model.loss(**data), model.grad(**data))
+    (p, loss, grad), (p0, loss0, grad0) = runs["loops"], runs["fused"]
+    assert np.allclose(p, p0, rtol=1e-12, atol=1e-12)
+    assert loss == pytest.approx(loss0, rel=1e-12)
+    for name in grad0:
+        assert np.allclose(grad[name], grad0[name], rtol=1e-10, atol=1e-12 * np.abs(grad0[name]).max()), name
+
+
+def test_loop_gradients_match_finite_differences(tmp_path, monkeypatch):
+    program, module = _build(WIDE, tmp_path, monkeypatch, "loops")
+    model = interpreted(module, "Wide", seed=2)
+    assert gradient_error(model, _data(program.models["Wide"], 7, 3)) < FD_REL
+
+
+def test_loop_exact_gradients_are_exact_means_in_any_order_and_tiling(tmp_path, monkeypatch):
+    """Each sum is the correctly rounded sum of its per-sample terms, so neither the order of the
+    samples nor which of them share a tile (and a matrix product) changes a bit."""
+    program, module = _build(WIDE, tmp_path, monkeypatch, "loops")
+    graph = program.models["Wide"]
+    model = interpreted(module, "Wide", seed=0)
+    data = _data(graph, 2 * TILE + 5, 4)
+    data["v"] *= 10.0 ** np.random.default_rng(5).integers(-3, 4, size=(len(data["v"]), 1, 1))
+    grad = model.grad(**data)
+    perm = np.random.default_rng(6).permutation(len(data["v"]))
+    shuffled = model.grad(**{k: a[perm] for k, a in data.items()})
+    for name in grad:
+        assert np.array_equal(grad[name], shuffled[name]), name
+    n = 20
+    per_sample = [model.grad(**{k: a[i:i + 1] for k, a in data.items()}) for i in range(n)]
+    losses = [model.loss(**{k: a[i:i + 1] for k, a in data.items()}) for i in range(n)]
+    head = {k: a[:n] for k, a in data.items()}
+    assert model.loss(**head) == float(sum(Fraction(x) for x in losses)) / n
+    # A parameter read by a per-sample op directly (W1: a matrix product, k1: a gate) sums its own
+    # per-sample adjoints; one read only through parameter-only ops (R, c) sums theirs, and its
+    # gradient follows from those exact sums.
+    grad = model.grad(**head)
+    for name in ("W1", "k1", "M"):
+        for k in range(grad[name].size):
+            mean = float(sum(Fraction(float(s[name].flat[k])) for s in per_sample)) / n
+            assert grad[name].flat[k] == mean, (name, k)
+
+
+@pytest.mark.parametrize("shard", range(2))
+def test_random_models_in_loops_match_clifford(tmp_path_factory, monkeypatch, shard):
+    def check(source):
+        program = phg.loads(as_outputs(source), filename="random.phg")
+        module = phg.build(program, tmp_path_factory.mktemp("random"), unverified=True)
+        assert compare(program, module, np.random.default_rng(0), compiled=False) < CLIFFORD_REL, source
+
+    monkeypatch.setattr(phg.plan.kernel, "UNROLL_LIMIT", 0)
+    sweep(models(), 60, shard, 2, check)
+
+
+@pytest.mark.parametrize("shard", range(2))
+def test_random_model_gradients_in_loops_match_finite_differences(tmp_path_factory, monkeypatch, shard):
+    def check(source):
+        program = phg.loads(with_loss(source), filename="random.phg")
+        module = phg.build(program, tmp_path_factory.mktemp("random"), unverified=True)
+        graph = program.models["M"]
+        train = module.MODELS["M"].SPEC["train"]
+        if train["strategy"] != "loops":              # the rule's exception: a loss of parameters alone
+            assert "depends on no sample" in train["rule"], source
+            return
+        model = interpreted(module, graph.name)
+        rng = np.random.default_rng(0)
+        r = rng.normal(size=model.params["R"].shape)
+        model.params.set_unnormalised("R", r / np.linalg.norm(r))
+        assert gradient_error(model, random_inputs(Reference(graph), graph, rng, 3)) < FD_REL, source
+
+    monkeypatch.setattr(phg.plan.kernel, "UNROLL_LIMIT", 0)
+    sweep(models(), 30, shard, 2, check)
+
+
+def test_the_rule_keeps_small_models_fused_and_loops_wide_ones(built):
+    for name in ("rigid_registration", "pga_pose", "signed_volume"):
+        program, _ = built[name]
+        for graph in program.models.values():
+            plan = phg.plan.kernel.kernel_plan(graph, program.trains.get(graph.name))
+            assert plan.strategy.startswith("fused") and "at most" in plan.reason, (name, plan.reason)
+    wide = WIDE.replace("[5", "[24").replace("M[2, 5]", "M[8, 24]").replace("u[2]", "u[8]")
+    program = phg.loads(wide, filename="wide.phg")
+    phg.check(program)
+    graph = program.models["Wide"]
+    plan = phg.plan.kernel.kernel_plan(graph, program.trains.get("Wide"))
+    assert plan.strategy.startswith("loops") and "more than" in plan.reason
+    # The certificate's memory plan counts the slots' workspaces the runtime allocates.
+    tiles = [b for b in plan.train.buffers if b.role == "tiles"]
+    assert tiles and tiles[0].shape == (phg.plan.buffers.SLOTS, plan.loops.words)
