@@ -123,7 +123,10 @@ def begin_pass(state, grid):
         state[q, 3] = low_bits(grid[q])
 
 
-@numba.njit(cache=True)
+# One signature: the kernels call deposit with the sum's index as a literal, on which Numba would
+# otherwise compile a copy per sum (129 of them for examples/signed_volume.phg).
+@numba.njit(numba.types.boolean(numba.types.int64[:, ::1], numba.types.int64, numba.types.float64,
+                                numba.types.float64), cache=True)
 def deposit(state, q, x, scale):
     """Term x of sum q deposited on its grid; whether it lies below the grid (nonzero)."""
     b = np.float64(x).view(np.int64) & ABS

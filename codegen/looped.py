@@ -101,9 +101,10 @@ def _nest(op: Op, y: Slab, body: list[str]) -> list[str]:
 
 def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list[str]:
     """One loop nest of a group of pointwise ops (phg.plan.loops.Group): each op's channel code
-    in turn, its values passed on in registers _r<op>_<blade> and stored only where another
-    nest reads them.  The adjoint recomputes the group's values, then runs each op's adjoint in
-    reverse, its target's adjoint in _g<op>_<blade> (seeded from the slab where one is kept)."""
+    in turn (no two bodies share a name), its values passed on in registers _r<op>_<blade> and
+    stored only where another nest reads them.  The adjoint recomputes the group's values, then
+    runs each op's adjoint in reverse, its target's adjoint in _g<op>_<blade> (seeded from the
+    slab where one is kept)."""
     names = _Names(lp)
     made: dict[str, int] = {}                 # value -> the op of this group that made it
 
@@ -134,7 +135,6 @@ def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list
             body += [f"_g{n}_{k} = {_at(y.adjoint, y, k) if kept else '0.0'}" for k in range(len(y.blades))]
         for n in reversed(grp.ops):
             op = lp.ops[n]
-            body += loads(n)
             body += [f"{seed} = _g{n}_{k}" for k, seed in enumerate(op.body.seeds) if seed is not None]
             body += [statement(sym, x) for sym, x in op.body.backward]
             for vid, bars in zip(op.edge.sources, op.body.bars):
@@ -313,7 +313,6 @@ def predict_source(mod: Module, name: str, inputs: list[str], params: list[str],
            "matrix products over slabs of one workspace (phg.plan.loops).")
     body = [f"_ws = _phg_np.zeros({lp.words})", "_m = 0"] + setup
     body += [f"for _start in range(_from, _to, {TILE}):", f"    _m = min({TILE}, _to - _start)"]
-    body += [f"    if _m < {TILE}:"] + ["        " + ln for ln in _zero(lp.varying_range) or ["pass"]]
     body += ["    " + ln for ln in tile]
     return _function(name, args + ["_from", "_to"], doc, body)
 
@@ -397,7 +396,7 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
     body += _zero(lp.invariant_adjoint_range) + ["_a[:] = 0", "_loss = 0.0", "_f = 0",
                                                   "_lo = _slot * _n // _slots", "_hi = (_slot + 1) * _n // _slots"]
     loss = lp.slabs[g.loss]
-    tile = [f"_m = min({TILE}, _hi - _start)", f"if _m < {TILE}:"] + ["    " + ln for ln in _zero(lp.varying_range) or ["pass"]]
+    tile = [f"_m = min({TILE}, _hi - _start)"]
     tile += mod.load(inputs, "_start") + mod.ops(True, False, trained) + _zero(lp.adjoint_range)
     tile += ["for _t in range(_m):", f"    {_at(loss.adjoint, loss, 0)} = 1.0", f"    _loss += {_at(loss.offset, loss, 0)}"]
     tile += mod.ops(True, True, trained)

@@ -12,9 +12,9 @@ slabs, whatever the number of channels:
   Numba hands to BLAS when the weights are the same for every sample, or loops when they are not;
 - `reduce` (sum over channels) and `select` (a channel index: a range of channels).
 
-A short last tile leaves its rows beyond the batch at zero: every varying slab is zeroed
-before such a tile and no loop writes past the batch, so the matrix products, which do read the
-whole tile, map those zero rows to zero rows and their adjoints add nothing.
+A short last tile writes the first rows of its slabs only; a matrix product reads whole tiles (a
+row's rounding then does not depend on the other rows), and the adjoint slabs, zeroed per tile,
+are zero past the tile's samples, so the rows past them add nothing to a sum.
 
 The plan lists the workspace's words, which the runtime allocates per slot (phg.plan.buffers)
 and the verifier counts; the emitter (codegen.looped) only prints it.
@@ -103,7 +103,6 @@ class LoopPlan:
     slabs: dict[str, Slab]                 # cone, in the graph's order
     ops: list[Op]                          # forward order
     words: int                             # workspace words per slot
-    varying_range: tuple[int, int]         # forward slabs zeroed before a short tile
     adjoint_range: tuple[int, int]         # varying adjoint slabs, zeroed per tile
     invariant_adjoint_range: tuple[int, int]
     scratch: int                           # words of the matrix products' scratch
@@ -123,9 +122,11 @@ def _ordered(g: Hypergraph, support: int) -> list[int]:
     return sorted(sup.blades_of(support), key=lambda b: g.algebra.position[b])
 
 
-def _body(g: Hypergraph, e: Edge, train: bool, helpers: list[Helper]) -> Body:
-    """One channel of a pointwise edge, as phg.plan.scalar builds a channel of the fused code."""
+def _body(g: Hypergraph, e: Edge, train: bool, helpers: list[Helper], taken: set[str]) -> Body:
+    """One channel of a pointwise edge, as phg.plan.scalar builds a channel of the fused code; its
+    scalars take no name in `taken` (the other bodies'), so a loop nest may run several bodies."""
     b = ScalarBuilder(g, [])
+    b._names |= taken
     target = g.values[e.target]
     loads = []
     for n, s in enumerate(e.sources):
@@ -142,6 +143,7 @@ def _body(g: Hypergraph, e: Edge, train: bool, helpers: list[Helper]) -> Body:
     helpers.extend(b.p.helpers.values())
     body = Body(loads, list(b.p.assignments), [out.get(m, sympy.Integer(0)) for m in _ordered(g, target.support)])
     if not train:
+        taken |= b._names
         return body
     seeds = {}
     for x in body.outs:
@@ -153,6 +155,7 @@ def _body(g: Hypergraph, e: Edge, train: bool, helpers: list[Helper]) -> Body:
     body.backward = backward
     body.bars = [[leaves.get(x, sympy.Integer(0)) if isinstance(x, sympy.Symbol) and s not in e.sources[:n]
                   else sympy.Integer(0) for x in syms] for n, (s, syms) in enumerate(zip(e.sources, loads))]
+    taken |= b._names
     return body
 
 
@@ -178,6 +181,7 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
              for vid in g.values if vid in cone}
     ops: list[Op] = []
     helpers: list[Helper] = []
+    taken: set[str] = set()
     for e in g.topological_edges():
         if e.target not in cone:
             continue
@@ -202,10 +206,10 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
         else:
             if e.kind == "log":
                 raise Unsupported("log() is not generated yet")
-            ops.append(Op("pointwise", e, moving, body=_body(g, e, train_op, helpers), trained=train_op))
+            ops.append(Op("pointwise", e, moving, body=_body(g, e, train_op, helpers, taken), trained=train_op))
     groups = _groups(g, wanted, ops, slabs)
-    # Workspace: invariant forward slabs, varying forward slabs (one range, zeroed before a short
-    # tile), varying adjoints (one range, zeroed per tile), invariant adjoints, then Wᵀ and scratch.
+    # Workspace: invariant forward slabs, varying forward slabs, varying adjoints (one range,
+    # zeroed per tile), invariant adjoints, then Wᵀ and scratch.
     words = 0
 
     def place(n: int) -> int:
@@ -216,11 +220,9 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
     for s in slabs.values():
         if not s.varying and not s.internal:
             s.offset = place(s.words)
-    start = words
     for s in slabs.values():
         if s.varying and not s.internal:
             s.offset = place(s.words)
-    varying_range = (start, words)
     start = words
     if train:
         for s in slabs.values():
@@ -253,7 +255,7 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
     for vid in boundary:
         first[vid] = row
         row += slabs[vid].words
-    return LoopPlan(g.name, wanted, slabs, ops, words, varying_range, adjoint_range, invariant_adjoint_range,
+    return LoopPlan(g.name, wanted, slabs, ops, words, adjoint_range, invariant_adjoint_range,
                     scratch, scratch_offset, helpers, exact, boundary, first, row, groups)
 
 
