@@ -99,6 +99,27 @@ def _nest(op: Op, y: Slab, body: list[str]) -> list[str]:
     return (["for _t in range(_m):"] + ["    " + ln for ln in loop]) if op.varying else loop
 
 
+def _element(op: Op, position: int, k: int) -> dict:
+    """The blade and channel of the k-th scalar a pointwise op loads from its source at
+    `position`: blade k of channel _c, or for a source of P coefficients per channel (bilinear's
+    weights) the k-th of channel _c's."""
+    per = op.grouped.get(position)
+    return {"k": k, "c": "_c"} if per is None else {"k": 0, "c": f"_c * {per} + {k}"}
+
+
+def _regrade(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
+    """linear's weights W [Cout, Cin, K] laid out by grade, [K, Cout * Cin], and back for W's adjoint."""
+    w, r = lp.slabs[op.sources[0]], lp.slabs[op.target]
+    k = len(r.blades)
+    if backward:
+        if w.adjoint is None:
+            return []
+        return [f"for _k in range({k}):", f"    for _c in range({r.channels}):",
+                f"        {_at(w.adjoint, w, 0, c=f'_c * {k} + _k')} += {_at(r.adjoint, r, '_k')}"]
+    return [f"for _k in range({k}):", f"    for _c in range({r.channels}):",
+            f"        {_at(r.offset, r, '_k')} = {_at(w.offset, w, 0, c=f'_c * {k} + _k')}"]
+
+
 def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list[str]:
     """One loop nest of a group of pointwise ops (phg.plan.loops.Group): each op's channel code
     in turn (no two bodies share a name), its values passed on in registers _r<op>_<blade> and
@@ -111,33 +132,33 @@ def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list
     def loads(n: int) -> list[str]:
         op = lp.ops[n]
         out = []
-        for i, (vid, syms) in enumerate(zip(op.edge.sources, op.body.loads)):
-            if g.values[vid].const is not None or vid in op.edge.sources[:i]:
+        for i, (vid, syms) in enumerate(zip(op.sources, op.body.loads)):
+            if g.values[vid].const is not None or vid in op.sources[:i]:
                 continue
             if vid in made:
                 out += [f"{sym} = _r{made[vid]}_{k}" for k, sym in enumerate(syms)]
             else:
-                out += [f"{sym} = {_at(names.fw(vid), lp.slabs[vid], k)}" for k, sym in enumerate(syms)]
+                out += [f"{sym} = {_at(names.fw(vid), lp.slabs[vid], **_element(op, i, k))}" for k, sym in enumerate(syms)]
         return out + [statement(sym, x) for sym, x in op.body.lines]
 
     body = []
     for n in grp.ops:
         op = lp.ops[n]
-        y = lp.slabs[op.edge.target]
+        y = lp.slabs[op.target]
         body += loads(n) + [f"_r{n}_{k} = {code(x)}" for k, x in enumerate(op.body.outs)]
         if not backward and not y.internal:
             body += [f"{_at(y.offset, y, k)} = _r{n}_{k}" for k in range(len(y.blades))]
-        made[op.edge.target] = n
+        made[op.target] = n
     if backward:
         for n in grp.ops:
-            y = lp.slabs[lp.ops[n].edge.target]
+            y = lp.slabs[lp.ops[n].target]
             kept = not y.internal and y.adjoint is not None
             body += [f"_g{n}_{k} = {_at(y.adjoint, y, k) if kept else '0.0'}" for k in range(len(y.blades))]
         for n in reversed(grp.ops):
             op = lp.ops[n]
             body += [f"{seed} = _g{n}_{k}" for k, seed in enumerate(op.body.seeds) if seed is not None]
             body += [statement(sym, x) for sym, x in op.body.backward]
-            for vid, bars in zip(op.edge.sources, op.body.bars):
+            for i, (vid, bars) in enumerate(zip(op.sources, op.body.bars)):
                 x = lp.slabs[vid]
                 for k, bar in enumerate(bars):
                     if bar == 0:
@@ -145,8 +166,8 @@ def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list
                     if vid in made and made[vid] < n:
                         body.append(f"_g{made[vid]}_{k} += {code(bar)}")
                     elif x.adjoint is not None:
-                        body.append(f"{names.bar(vid, op, k)} += {code(bar)}")
-    y = lp.slabs[lp.ops[grp.ops[0]].edge.target]
+                        body.append(f"{names.bar(vid, op, **_element(op, i, k))} += {code(bar)}")
+    y = lp.slabs[lp.ops[grp.ops[0]].target]
     return _nest(lp.ops[grp.ops[0]], y, body)
 
 
@@ -157,7 +178,7 @@ def _blade_map(x: Slab, y: Slab) -> list[tuple[int, int]]:
 
 def _reduce(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
     names = _Names(lp)
-    (src,), dst = op.edge.sources, op.edge.target
+    (src,), dst = op.sources, op.target
     x, y = lp.slabs[src], lp.slabs[dst]
     t = ["for _t in range(_m):"] if op.varying else []
     pad = "    " * len(t)
@@ -174,7 +195,7 @@ def _reduce(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
 
 def _select(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
     names = _Names(lp)
-    (src,), dst = op.edge.sources, op.edge.target
+    (src,), dst = op.sources, op.target
     x, y = lp.slabs[src], lp.slabs[dst]
     body = []
     for ky, kx in _blade_map(x, y):
@@ -187,8 +208,8 @@ def _select(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
 
 def _contract(lp: LoopPlan, n: int, op: Op, backward: bool) -> list[str]:
     names = _Names(lp)
-    wid, xid = op.edge.sources
-    w, x, y = lp.slabs[wid], lp.slabs[xid], lp.slabs[op.edge.target]
+    wid, xid = op.sources
+    w, x, y = lp.slabs[wid], lp.slabs[xid], lp.slabs[op.target]
     cin, cout = x.channels, y.channels
     if op.blas:
         return _contract_blas(names, n, op, w, x, y, backward)
@@ -202,11 +223,11 @@ def _contract(lp: LoopPlan, n: int, op: Op, backward: bool) -> list[str]:
         out += [pad + f"    _y{m} = 0.0" for m in range(len(y.blades))]
         out += [pad + f"    for _j in range({cin}):"]
         out += [pad + f"        _y{m} += {s} * {wref(a)} * {xref(b)}" for a, b, m, s in op.pairs] or [pad + "        pass"]
-        out += [pad + f"    {_at(names.fw(op.edge.target), y, m, c='_i')} = _y{m}" for m in range(len(y.blades))]
+        out += [pad + f"    {_at(names.fw(op.target), y, m, c='_i')} = _y{m}" for m in range(len(y.blades))]
         return out
     body = []
     for a, b, m, s in op.pairs:
-        dy = _at(names.bw(op.edge.target), y, m, c="_i")
+        dy = _at(names.bw(op.target), y, m, c="_i")
         if w.adjoint is not None:
             body.append(f"{names.bar(wid, op, a, c=wi)} += {s} * {dy} * {xref(b)}")
         if x.adjoint is not None:
@@ -222,7 +243,7 @@ def transposes(lp: LoopPlan) -> list[int]:
 
 
 def _transpose(lp: LoopPlan, n: int) -> list[str]:
-    w, x, y = (lp.slabs[v] for v in (*lp.ops[n].edge.sources, lp.ops[n].edge.target))
+    w, x, y = (lp.slabs[v] for v in (*lp.ops[n].sources, lp.ops[n].target))
     return [f"_phg_transpose(_ws, {w.offset}, {lp.ops[n].transposed}, {len(w.blades)}, {y.channels}, {x.channels})"]
 
 
@@ -242,6 +263,8 @@ def _contract_blas(names: _Names, n: int, op: Op, w: Slab, x: Slab, y: Slab, bac
 
 
 def op_lines(g, lp: LoopPlan, n: int, op: Op, backward: bool, code, statement) -> list[str]:
+    if op.kind == "regrade":
+        return _regrade(lp, op, backward)
     if op.kind == "reduce":
         return _reduce(lp, op, backward)
     if op.kind == "select":
@@ -298,7 +321,7 @@ def predict_source(mod: Module, name: str, inputs: list[str], params: list[str],
     names = _Names(lp)
     cone = {u for o in outputs for u in g.cone(g.outputs[o])}
     wanted = lambda op: op.edge.target in cone  # noqa: E731
-    consts = [v for v in lp.slabs if g.values[v].const is not None and v in cone]
+    consts = [v for v in lp.slabs if lp.slabs[v].const and v in cone]
     setup = mod.load(params + consts, None) + mod.ops(False, False, wanted) + mod.transposes()
     tile = mod.load(inputs, "_start") + mod.ops(True, False, wanted)
     for o in outputs:
@@ -321,7 +344,7 @@ def _epilogue(mod: Module, grads: list[str]) -> list[str]:
     """The step's loss and gradient from the slots' sums: the boundary slabs' summed adjoints
     carried back to the parameters through the invariant ops, once per step."""
     g, lp = mod.g, mod.lp
-    consts = [v for v in lp.slabs if g.values[v].const is not None]
+    consts = [v for v in lp.slabs if lp.slabs[v].const]
     out = ["_ws = _tiles[0]", "_m = 0"]
     out += mod.load([p for p in g.params if p in lp.slabs] + consts, None) + mod.ops(False, False, lambda op: True)
     out += _zero(lp.invariant_adjoint_range) + ["_slots = _acc.shape[0]"]
@@ -354,12 +377,12 @@ def _deposits(lp: LoopPlan, g: Hypergraph) -> list[str]:
            f"    _bad |= _phg_deposit(_D, 0, {_at(names.fw(g.loss), lp.slabs[g.loss], 0)}, _G[0])"]
     for vid in lp.boundary:
         s = lp.slabs[vid]
-        products = [op for op in lp.ops if op.blas and op.trained and op.edge.sources[0] == vid]
+        products = [op for op in lp.ops if op.blas and op.trained and op.sources[0] == vid]
         for a in range(len(s.blades)):
             terms = [_at(s.per_sample, s, a, varying=True)] if s.per_sample is not None else []
             for op in products:
-                x = lp.slabs[op.edge.sources[1]]
-                y = lp.slabs[op.edge.target]
+                x = lp.slabs[op.sources[1]]
+                y = lp.slabs[op.target]
                 terms += [f"{sign} * {_at(y.adjoint, y, m, c=f'_c // {x.channels}')} * "
                           f"{_at(x.offset, x, b, c=f'_c % {x.channels}')}"
                           for aa, b, m, sign in op.pairs if aa == a]
@@ -390,7 +413,7 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
     params = list(g.params)
     data = [array_name(g.values[v]) for v in inputs + params]
     trained = lambda op: op.trained  # noqa: E731
-    consts = [v for v in lp.slabs if g.values[v].const is not None]
+    consts = [v for v in lp.slabs if lp.slabs[v].const]
     body = ["_m = 0"] + mod.load([p for p in params if p in lp.slabs] + consts, None)
     body += mod.ops(False, False, lambda op: True) + mod.transposes()
     body += _zero(lp.invariant_adjoint_range) + ["_a[:] = 0", "_loss = 0.0", "_f = 0",

@@ -122,6 +122,9 @@ def _reduction_terms(kind: str, sources: list, target) -> int:
     if kind == "mix":
         w, x = sources
         return w.shape[1] * max(_blades(w.support), 1) * max(_blades(x.support), 1)
+    if kind == "linear":
+        w, x = sources
+        return w.shape[1] * max(_blades(x.support), 1)
     if kind == "sum":
         return math.prod(sources[0].shape) * max(_blades(sources[0].support), 1)
     return 0

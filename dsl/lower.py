@@ -27,6 +27,7 @@ from .budget import MAX_LOWERING_NESTING, Budget, ProgramBudget
 # Built-in functions of LANGUAGE §5 and how many arguments each takes.
 BUILTINS = {"grade": 2, "even": 1, "odd": 1, "scalar": 1, "dual": 1, "inv": 1, "involute": 1,
             "norm": 1, "norm2": 1, "normalize": 1, "exp": 1, "log": 1, "sum": 1, "mix": 2, "gate": 2,
+            "linear": 2, "bilinear": 3,
             **{f: 1 for f in SCALAR_FUNCTIONS}}
 INITIALISERS = {"normal": 1, "uniform": 2}
 BINARY_KINDS = {"add": "add", "sub": "sub", "mul": "gp", "div": "div", "wedge": "op",
@@ -654,6 +655,8 @@ class _ModelBuilder:
     def combine_shapes(self, kind: str, vals: list[Value], span: Span, spans: list[Span]) -> tuple[int, ...]:
         if kind == "sum":
             return ()
+        if kind in ("linear", "bilinear"):         # checked by layer(): [Cout], or x's [C]
+            return vals[0].shape[:1] if kind == "linear" else vals[1].shape
         if kind == "mix":
             w, x = vals
             if len(w.shape) != 2 or x.shape != w.shape[1:]:
@@ -719,7 +722,37 @@ class _ModelBuilder:
                                  expected=f"a grade from 0 to {self.alg.n}")
             return self.apply("grade", [self.expr(e.args[0], env)], e.span, [e.args[0].span], {"grades": [k]})
         srcs = [self.expr(a, env) for a in e.args]
+        if e.func in ("linear", "bilinear"):
+            return self.layer(e, srcs)
         return self.apply(e.func, srcs, e.span, [a.span for a in e.args])
+
+    def layer(self, e: ast.Call, srcs: list[str]) -> str:
+        """linear(W, x) and bilinear(w, x, y) (LANGUAGE §10): their weights' channels follow from
+        x's grades, or from the grade paths of x and y, fixed here (as the edge's attributes)."""
+        vals = [self.g.values[s] for s in srcs]
+        spans = [a.span for a in e.args]
+        w = vals[0]
+        if w.support & ~sup.SCALAR:
+            raise self.error("type", f"{e.func}() takes Scalar weights, found {self.describe(w)}", spans[0],
+                             expected="a Scalar")
+        if e.func == "linear":
+            x = vals[1]
+            grades = sup.grades_of(x.support)
+            want = (len(grades),)
+            if len(w.shape) != 3 or len(x.shape) != 1 or w.shape[1] != x.shape[0] or w.shape[2:] != want:
+                raise self.error("shape", f"linear(W, x) needs W with channels [Cout, Cin, K] and x with [Cin], K = "
+                                 f"{len(grades)} for x's grades {grades}; got {list(w.shape)} and {list(x.shape)}",
+                                 e.span, expected=f"W with channels [Cout, {x.shape[0] if x.shape else 'Cin'}, "
+                                 f"{len(grades)}]")
+            return self.apply("linear", srcs, e.span, spans, {"grades": grades})
+        x, y = vals[1], vals[2]
+        paths = sup.grade_paths(self.alg, x.support, y.support)
+        if len(x.shape) != 1 or x.shape != y.shape or w.shape != (x.shape[0], len(paths)):
+            c = x.shape[0] if len(x.shape) == 1 else "C"
+            raise self.error("shape", f"bilinear(w, x, y) needs x and y with channels [C] and w with [C, P], P = "
+                             f"{len(paths)} grade paths {paths}; got {list(w.shape)}, {list(x.shape)} and "
+                             f"{list(y.shape)}", e.span, expected=f"w with channels [{c}, {len(paths)}]")
+        return self.apply("bilinear", srcs, e.span, spans, {"paths": [list(p) for p in paths]})
 
     def inline(self, e: ast.Call, env) -> str:
         d = self.low.defs[e.func]

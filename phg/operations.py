@@ -56,6 +56,10 @@ def infer_support(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> i
         return sup.product(alg, "gp", vx, sup.inverse(alg, s[0], ops[0].versor))
     if kind == "mix":
         return sup.product(alg, "gp", s[0], s[1])
+    if kind == "linear":                   # scalar weights per grade of x
+        return sup.grade_filter(alg, s[1], attrs["grades"]) if s[0] & sup.SCALAR else 0
+    if kind == "bilinear":
+        return sup.bilinear(alg, s[0], s[1], s[2], attrs["paths"])
     if kind == "grade":
         return sup.grade_filter(alg, s[0], attrs["grades"])
     if kind == "even":
@@ -106,8 +110,10 @@ def unit_rule_of(alg: Algebra, kind: str, attrs: dict) -> UnitRule:
     if kind in ("neg", "reverse", "involute", "grade", "even", "odd", "scalar", "sum", "index", "norm", "abs",
                 "copy"):
         return UnitRule(_SAME)
-    if kind in ("gp", "op", "lc", "mix"):
+    if kind in ("gp", "op", "lc", "mix", "linear"):
         return UnitRule(two)
+    if kind == "bilinear":
+        return UnitRule((one, one, one))
     if kind == "div":
         return UnitRule((one, -one))
     if kind == "regressive":

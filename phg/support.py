@@ -86,3 +86,26 @@ def dual(alg: Algebra, s: int) -> int:
 
 def grade_filter(alg: Algebra, s: int, grades) -> int:
     return s & of_grades(alg, grades)
+
+
+def grade_paths(alg: Algebra, a: int, b: int) -> list[tuple[int, int, int]]:
+    """The grade paths of bilinear(w, x, y) for x of support a and y of support b: the triples
+    (grade of x, grade of y, grade of their product) the algebra's geometric product can produce,
+    in lexicographic order (LANGUAGE §10)."""
+    out = []
+    for ga in grades_of(a):
+        for gb in grades_of(b):
+            made = product(alg, "gp", grade_filter(alg, a, [ga]), grade_filter(alg, b, [gb]))
+            out += [(ga, gb, r) for r in grades_of(made)]
+    return out
+
+
+def bilinear(alg: Algebra, w: int, a: int, b: int, paths) -> int:
+    """Support of bilinear(w, x, y) along `paths` (zero if the weights are)."""
+    if not w & SCALAR:
+        return 0
+    out = 0
+    for ga, gb, r in paths:
+        made = product(alg, "gp", grade_filter(alg, a, [ga]), grade_filter(alg, b, [gb]))
+        out |= grade_filter(alg, made, [r])
+    return out

@@ -98,6 +98,20 @@ class Reference:
             rows = sorted({ch[0] for ch in w})
             return {(i,): functools.reduce(lambda a, b: a + b, [w[(i, j)] * x[(j,)] for (ii, j) in w if ii == i])
                     for i in rows}
+        if k == "linear":                      # LANGUAGE §10, from its definition
+            w, x = srcs
+            grades = e.attrs["grades"]
+            out = {}
+            for (i, j, g), wm in w.items():
+                out[(i,)] = out.get((i,), 0 * wm) + wm * x[(j,)](grades[g])
+            return out
+        if k == "bilinear":
+            w, x, y = srcs
+            out = {}
+            for (c, p), wm in w.items():
+                ga, gb, r = e.attrs["paths"][p]
+                out[(c,)] = out.get((c,), 0 * wm) + wm * (x[(c,)](ga) * y[(c,)](gb))(r)
+            return out
         shaped = [s for s in srcs if () not in s]
         channels = sorted(shaped[0]) if shaped else [()]
         return {ch: self.pointwise(e, [s[ch] if ch in s else s[()] for s in srcs]) for ch in channels}

@@ -135,6 +135,23 @@ class Evaluator:
                         acc = mv_add(acc, self.product("gp", wm, x[(j,)]))
                 out[(i,)] = acc
             return out
+        if k == "linear":
+            w, x = srcs
+            grades = e.attrs["grades"]
+            out = {}
+            for (i, j, g), wm in w.items():
+                part = self.product("gp", wm, mv_filter(x[(j,)], sup.of_grades(alg, [grades[g]])))
+                out[(i,)] = mv_add(out.get((i,), {}), part)
+            return out
+        if k == "bilinear":
+            w, x, y = srcs
+            out = {}
+            for (c, p), wm in w.items():
+                ga, gb, r = e.attrs["paths"][p]
+                made = self.product("gp", mv_filter(x[(c,)], sup.of_grades(alg, [ga])),
+                                    mv_filter(y[(c,)], sup.of_grades(alg, [gb])))
+                out[(c,)] = mv_add(out.get((c,), {}), self.product("gp", wm, mv_filter(made, sup.of_grades(alg, [r]))))
+            return out
         return {ch: self.pointwise(e, ch, [s[ch] if ch in s else s[()] for s in srcs])
                 for ch in _channels(srcs)}
 

@@ -202,6 +202,17 @@ class Encoder:
             return src[0]
         if k in PRODUCT_KINDS:
             return self.product(PRODUCT_KINDS[k], src[0], src[1], hint[0], hint[1])
+        if k == "linear":                  # scalar weights times x's grades
+            keep = mask(alg, sup.of_grades(alg, e.attrs["grades"]), self.ctx)
+            return self.product("gp", src[0], src[1], hint[0], hint[1]) & keep
+        if k == "bilinear":
+            out = mask(alg, 0, self.ctx)
+            for ga, gb, r in e.attrs["paths"]:
+                ma, mb = sup.of_grades(alg, [ga]), sup.of_grades(alg, [gb])
+                made = self.product("gp", src[1] & mask(alg, ma, self.ctx), src[2] & mask(alg, mb, self.ctx),
+                                    hint[1] & ma, hint[2] & mb)
+                out = out | (made & mask(alg, sup.of_grades(alg, [r]), self.ctx))
+            return z3.If(self.bit(src[0], 0), out, mask(alg, 0, self.ctx))
         if k in ("div", "inv", "sandwich"):
             v_pos = 0 if k == "sandwich" else len(src) - 1
             v, hv = src[v_pos], hint[v_pos]

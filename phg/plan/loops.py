@@ -45,6 +45,7 @@ class Slab:
     adjoint: int | None = None  # adjoint slab (training), words into the workspace
     per_sample: int | None = None   # exact training: the per-sample adjoint of a boundary slab
     internal: bool = False     # read only inside its own group: kept in registers, no slab
+    const: bool = False        # a constant's (no adjoint)
 
     @property
     def channels(self) -> int:
@@ -84,6 +85,13 @@ class Op:
     start: int = 0                         # select: the first channel taken
     transposed: int | None = None          # blas: workspace words of Wᵀ [Ka, Cin, Cout]
     trained: bool = False                  # in the loss's cone: its adjoint is run
+    sources: list[str] = field(default_factory=list)     # slabs read (the edge's sources by default)
+    target: str = ""                                      # slab written (the edge's target)
+    grouped: dict[int, int] = field(default_factory=dict)  # source position -> coefficients per channel
+
+    def __post_init__(self):
+        self.sources = self.sources or list(self.edge.sources)
+        self.target = self.target or self.edge.target
 
 
 @dataclass
@@ -138,8 +146,14 @@ def _body(g: Hypergraph, e: Edge, train: bool, helpers: list[Helper], taken: set
                           else sympy.Integer(int(v.const[m])) for m in _ordered(g, v.support)])
         else:
             loads.append([b.symbol(f"{b.value_name(v)}_{i}") for i, _ in enumerate(_ordered(g, v.support))])
-    comps = [dict(zip(_ordered(g, g.values[s].support), syms)) for s, syms in zip(e.sources, loads)]
-    out = b.assign(target, (), b.pointwise(e, target, comps))
+    if e.kind == "bilinear":                   # the weights: one Scalar per grade path
+        paths = e.attrs["paths"]
+        loads[0] = [b.symbol(f"{b.value_name(g.values[e.sources[0]])}_{p}") for p in range(len(paths))]
+        comps = [dict(zip(_ordered(g, g.values[s].support), syms)) for s, syms in zip(e.sources[1:], loads[1:])]
+        out = b.assign(target, (), b.bilinear(paths, [{0: w} for w in loads[0]], *comps))
+    else:
+        comps = [dict(zip(_ordered(g, g.values[s].support), syms)) for s, syms in zip(e.sources, loads)]
+        out = b.assign(target, (), b.pointwise(e, target, comps))
     helpers.extend(b.p.helpers.values())
     body = Body(loads, list(b.p.assignments), [out.get(m, sympy.Integer(0)) for m in _ordered(g, target.support)])
     if not train:
@@ -157,6 +171,22 @@ def _body(g: Hypergraph, e: Edge, train: bool, helpers: list[Helper], taken: set
                   else sympy.Integer(0) for x in syms] for n, (s, syms) in enumerate(zip(e.sources, loads))]
     taken |= b._names
     return body
+
+
+def _linear(g: Hypergraph, e: Edge, slabs: dict[str, Slab], moving: bool, trained: bool) -> list[Op]:
+    """linear(W, x) as a contraction whose weights are W regrouped by grade, [K, Cout, Cin] (a
+    slab of its own, `regrade` laying it out once per batch): y's blade m takes x's blade m through
+    the weights of m's grade."""
+    w, x, y = (slabs[s] for s in (*e.sources, e.target))
+    grades = e.attrs["grades"]
+    cout, cin, k = g.values[e.sources[0]].shape
+    regrouped = f"{e.target}~by-grade"
+    slabs[regrouped] = Slab(regrouped, list(range(k)), (cout, cin), w.varying, const=w.const)
+    pairs = [(grades.index(bin(m).count("1")), b, y.blades.index(m), 1) for b, m in enumerate(x.blades)
+             if m in y.blades]
+    return [Op("regrade", e, w.varying, trained=trained, sources=[e.sources[0]], target=regrouped),
+            Op("contract", e, moving, pairs=pairs, blas=x.varying and not w.varying, trained=trained,
+               sources=[regrouped, e.sources[1]])]
 
 
 def sample_dependent(g: Hypergraph) -> set[str]:
@@ -177,7 +207,8 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
         cone.update(g.cone(w))
     trained = set(g.cone(g.loss)) if train else set()
     varying = sample_dependent(g)
-    slabs = {vid: Slab(vid, _ordered(g, g.values[vid].support), g.values[vid].shape, vid in varying)
+    slabs = {vid: Slab(vid, _ordered(g, g.values[vid].support), g.values[vid].shape, vid in varying,
+                       const=g.values[vid].const is not None)
              for vid in g.values if vid in cone}
     ops: list[Op] = []
     helpers: list[Helper] = []
@@ -196,6 +227,8 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
                     if s and m in y.blades:
                         pairs.append((a, bi, y.blades.index(m), int(s)))
             ops.append(Op("contract", e, moving, pairs=pairs, blas=x.varying and not w.varying, trained=train_op))
+        elif e.kind == "linear":
+            ops += _linear(g, e, slabs, moving, train_op)
         elif e.kind == "sum":
             ops.append(Op("reduce", e, moving, trained=train_op))
         elif e.kind == "index":
@@ -206,7 +239,10 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
         else:
             if e.kind == "log":
                 raise Unsupported("log() is not generated yet")
-            ops.append(Op("pointwise", e, moving, body=_body(g, e, train_op, helpers, taken), trained=train_op))
+            grouped = {0: len(e.attrs["paths"])} if e.kind == "bilinear" else {}
+            ops.append(Op("pointwise", e, moving, body=_body(g, e, train_op, helpers, taken), trained=train_op,
+                          grouped=grouped))
+    trained |= {op.target for op in ops if op.trained}      # the slabs ops add (linear's regrouped weights)
     groups = _groups(g, wanted, ops, slabs)
     # Workspace: invariant forward slabs, varying forward slabs, varying adjoints (one range,
     # zeroed per tile), invariant adjoints, then Wᵀ and scratch.
@@ -228,26 +264,26 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
         for s in slabs.values():
             if s.varying and s.vid in trained and not s.internal:
                 s.adjoint = place(s.words)
-    boundary = [vid for vid, s in slabs.items() if not s.varying and g.values[vid].const is None
-                and any(op.trained and op.varying and vid in op.edge.sources for op in ops)] if train else []
+    boundary = [vid for vid, s in slabs.items() if not s.varying and not s.const
+                and any(op.trained and op.varying and vid in op.sources for op in ops)] if train else []
     if exact:
         # An exact sum needs each sample's term: a boundary slab's adjoint from a varying op is
         # kept per sample, but for a matrix product's weights, whose terms the deposit computes.
         for vid in boundary:
-            if any(op.trained and op.varying and vid in op.edge.sources
-                   and not (op.blas and vid == op.edge.sources[0]) for op in ops):
+            if any(op.trained and op.varying and vid in op.sources
+                   and not (op.blas and vid == op.sources[0]) for op in ops):
                 slabs[vid].per_sample = place(len(slabs[vid].blades) * TILE * slabs[vid].channels)
     adjoint_range = (start, words)
     start = words
     if train:
         for s in slabs.values():
-            if not s.varying and g.values[s.vid].const is None and s.vid in trained and not s.internal:
+            if not s.varying and not s.const and s.vid in trained and not s.internal:
                 s.adjoint = place(s.words)
     invariant_adjoint_range = (start, words)
     scratch = 0
     for op in ops:
         if op.kind == "contract" and op.blas:
-            w, x, y = (slabs[s] for s in (*op.edge.sources, op.edge.target))
+            w, x, y = (slabs[s] for s in (*op.sources, op.target))
             op.transposed = place(w.words)
             scratch = max(scratch, TILE * y.channels, TILE * x.channels, w.channels)
     scratch_offset = place(scratch)
@@ -264,20 +300,20 @@ def _groups(g: Hypergraph, wanted: list[str], ops: list[Op], slabs: dict[str, Sl
     predicting = {u for w in wanted if w != g.loss for u in g.cone(w)}
     groups: list[Group] = []
     for n, op in enumerate(ops):
-        key = (op.varying, slabs[op.edge.target].channels, op.edge.target in predicting, op.trained)
+        key = (op.varying, slabs[op.target].channels, op.edge.target in predicting, op.trained)
         if op.kind == "pointwise" and groups and groups[-1].pointwise and groups[-1].key == key:
             groups[-1].ops.append(n)
         else:
             groups.append(Group([n], op.kind == "pointwise", key))
-    home = {ops[n].edge.target: i for i, grp in enumerate(groups) for n in grp.ops}
+    home = {ops[n].target: i for i, grp in enumerate(groups) for n in grp.ops}
     readers: dict[str, set[int]] = {}
     for op in ops:
-        for src in op.edge.sources:
-            readers.setdefault(src, set()).add(home[op.edge.target])
+        for src in op.sources:
+            readers.setdefault(src, set()).add(home[op.target])
     for i, grp in enumerate(groups):
         if grp.pointwise:
             for n in grp.ops:
-                vid = ops[n].edge.target
+                vid = ops[n].target
                 slabs[vid].internal = vid not in wanted and readers.get(vid, set()) <= {i}
     return groups
 
@@ -297,6 +333,11 @@ def unrolled(g: Hypergraph, wanted: list[str]) -> int:
         if e.kind == "mix":
             w, x = e.sources
             total += channels * g.values[w].shape[1] * blades(w) * blades(x)
+        elif e.kind == "linear":
+            w, x = e.sources
+            total += channels * g.values[w].shape[1] * blades(x)
+        elif e.kind == "bilinear":
+            total += channels * len(e.attrs["paths"]) * blades(e.sources[1]) * blades(e.sources[2])
         elif e.kind in ("gp", "op", "lc", "regressive", "div"):
             total += channels * blades(e.sources[0]) * blades(e.sources[1])
         elif e.kind == "sandwich":

@@ -236,6 +236,15 @@ class ScalarBuilder:
                     if ii == i:
                         total = add(total, self.product("gp", wc, x[(j,)]))
                 out[(i,)] = total
+        elif k == "linear":
+            w, x = srcs
+            for (i, j, gk), wc in w.items():
+                part = self.product("gp", wc, project(self.alg, x[(j,)], [e.attrs["grades"][gk]]))
+                out[(i,)] = add(out.get((i,), {}), part)
+        elif k == "bilinear":
+            for ch in self.channels(target):
+                out[ch] = self.bilinear(e.attrs["paths"], [srcs[0][(*ch, p)] for p in range(len(e.attrs["paths"]))],
+                                        srcs[1][ch], srcs[2][ch])
         else:
             for ch in self.channels(target):
                 args = [s[ch] if ch in s else s[()] for s in srcs]
@@ -245,6 +254,14 @@ class ScalarBuilder:
     # ---- operations -----------------------------------------------------------------------------
     def product(self, kind: str, a: Component, b: Component) -> Component:
         return product(self.alg, kind, a, b)
+
+    def bilinear(self, paths, weights: list[Component], x: Component, y: Component) -> Component:
+        """One channel of bilinear(w, x, y): its weights (one Scalar per grade path), x and y."""
+        out: Component = {}
+        for (ga, gb, r), wc in zip(paths, weights):
+            made = project(self.alg, self.product("gp", project(self.alg, x, [ga]), project(self.alg, y, [gb])), [r])
+            out = add(out, self.product("gp", wc, made))
+        return out
 
     def reverse(self, a: Component) -> Component:
         return reverse(self.alg, a)
@@ -335,6 +352,12 @@ def product(alg: Algebra, kind: str, a: Component, b: Component) -> Component:
             if s:
                 out[m] = out.get(m, 0) + s * x * y
     return out
+
+
+def project(alg: Algebra, a: Component, grades) -> Component:
+    """a's part of the given grades."""
+    keep = sup.of_grades(alg, grades)
+    return {b: x for b, x in a.items() if keep >> b & 1}
 
 
 def reverse(alg: Algebra, a: Component) -> Component:
