@@ -657,6 +657,8 @@ class _ModelBuilder:
             return ()
         if kind in ("linear", "bilinear"):         # checked by layer(): [Cout], or x's [C]
             return vals[0].shape[:1] if kind == "linear" else vals[1].shape
+        if kind == "gradegate":                    # s is [*x's channels, K]
+            return vals[0].shape
         if kind == "mix":
             w, x = vals
             if len(w.shape) != 2 or x.shape != w.shape[1:]:
@@ -687,7 +689,7 @@ class _ModelBuilder:
         if kind == "log" and x.support & ~sup.of_grades(self.alg, range(0, self.alg.n + 1, 2)):
             raise self.error("type", f"log takes a Rotor or Motor, found {self.describe(x)}", spans[0],
                              expected="an even value (a Rotor or Motor)")
-        if kind == "gate" and vals[1].support & ~sup.SCALAR:
+        if kind in ("gate", "gradegate") and vals[1].support & ~sup.SCALAR:
             raise self.error("type", f"gate(x, s) needs a Scalar s, found {self.describe(vals[1])}", spans[1],
                              expected="a Scalar")
 
@@ -724,6 +726,15 @@ class _ModelBuilder:
         srcs = [self.expr(a, env) for a in e.args]
         if e.func in ("linear", "bilinear"):
             return self.layer(e, srcs)
+        if e.func == "gate":
+            x, s = (self.g.values[v] for v in srcs)
+            grades = sup.grades_of(x.support)
+            if x.shape and s.shape == (*x.shape, len(grades)):      # a gate per grade (LANGUAGE §10)
+                return self.apply("gradegate", srcs, e.span, [a.span for a in e.args], {"grades": grades})
+            if x.shape and len(s.shape) == len(x.shape) + 1 and s.shape[:-1] == x.shape:
+                raise self.error("shape", f"gate(x, s) per grade needs s with channels {[*x.shape, len(grades)]}: "
+                                 f"one gate for each of x's grades {grades}; got {list(s.shape)}", e.args[1].span,
+                                 expected=f"s with channels {[*x.shape, len(grades)]}")
         return self.apply(e.func, srcs, e.span, [a.span for a in e.args])
 
     def layer(self, e: ast.Call, srcs: list[str]) -> str:

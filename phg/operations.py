@@ -45,7 +45,7 @@ def infer_support(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> i
     s = [o.support for o in ops]
     if kind in ("add", "sub"):
         return s[0] | s[1]
-    if kind in ("neg", "reverse", "involute", "normalize", "sum", "gate", "copy"):
+    if kind in ("neg", "reverse", "involute", "normalize", "sum", "gate", "gradegate", "copy"):
         return s[0]
     if kind in ("gp", "op", "lc", "regressive"):
         return sup.product(alg, kind, s[0], s[1])
@@ -121,7 +121,7 @@ def unit_rule_of(alg: Algebra, kind: str, attrs: dict) -> UnitRule:
         return UnitRule(two, alg.blade_unit(alg.full) ** -1)
     if kind == "sandwich":
         return UnitRule((Fraction(0), one))          # V x V^-1: V's unit cancels
-    if kind == "gate":
+    if kind in ("gate", "gradegate"):
         return UnitRule((one, Fraction(0)), dimensionless=(1,))
     if kind == "norm2":
         return UnitRule((Fraction(2),))

@@ -98,6 +98,11 @@ class Reference:
             rows = sorted({ch[0] for ch in w})
             return {(i,): functools.reduce(lambda a, b: a + b, [w[(i, j)] * x[(j,)] for (ii, j) in w if ii == i])
                     for i in rows}
+        if k == "gradegate":
+            x, s = srcs
+            return {ch: functools.reduce(lambda a, b: a + b, [m(g) * (1 / (1 + np.exp(-float(s[(*ch, i)](0)))))
+                                                              for i, g in enumerate(e.attrs["grades"])])
+                    for ch, m in x.items()}
         if k == "linear":                      # LANGUAGE §10, from its definition
             w, x = srcs
             grades = e.attrs["grades"]

@@ -13,6 +13,7 @@ A multivector is a dict blade mask -> number; a value with channels is a dict ch
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from fractions import Fraction
@@ -135,6 +136,11 @@ class Evaluator:
                         acc = mv_add(acc, self.product("gp", wm, x[(j,)]))
                 out[(i,)] = acc
             return out
+        if k == "gradegate":                   # each grade gated by its own scalar
+            x, s = srcs
+            return {ch: functools.reduce(mv_add, [self.opaque(e, ch, "gate", mv_filter(m, sup.of_grades(alg, [g])), None,
+                                                              s[(*ch, i)]) for i, g in enumerate(e.attrs["grades"])], {})
+                    for ch, m in x.items()}
         if k == "linear":
             w, x = srcs
             grades = e.attrs["grades"]
@@ -197,7 +203,7 @@ class Evaluator:
 
 
 # Operations the symbolic mode cannot expand as polynomials.
-OPAQUE = {"inv", "div", "sandwich", "normalize", "gate", "norm", "exp", "log", "sqrt", "sin", "cos", "tanh",
+OPAQUE = {"inv", "div", "sandwich", "normalize", "gate", "gradegate", "norm", "exp", "log", "sqrt", "sin", "cos", "tanh",
           "sigmoid", "relu", "gelu", "abs"}
 
 

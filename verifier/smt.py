@@ -47,7 +47,7 @@ def solver(ctx: z3.Context) -> z3.Solver:
     return s
 
 PRODUCT_KINDS = {"gp": "gp", "op": "op", "lc": "lc", "regressive": "regressive", "mix": "gp"}
-SAME_SUPPORT = {"neg", "reverse", "involute", "normalize", "sum", "gate", "index", "copy"}
+SAME_SUPPORT = {"neg", "reverse", "involute", "normalize", "sum", "gate", "gradegate", "index", "copy"}
 
 
 @dataclass

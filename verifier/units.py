@@ -121,7 +121,7 @@ class UnitChecker(Ledger):
                              _merge([(e.sources[i], Fraction(1)), (e.sources[j], Fraction(-1))]),
                              sides=[(e.sources[i], spans[i], "left side"), (e.sources[j], spans[j], "right side")])
             for i in rule.dimensionless:
-                what = "the gate in gate(x, s)" if e.kind == "gate" else f"the argument of {e.kind}"
+                what = "the gate in gate(x, s)" if e.kind in ("gate", "gradegate") else f"the argument of {e.kind}"
                 self.require("dimensionless", e.sources[i], spans[i] or e.span,
                              f"{what} must be dimensionless", [(e.sources[i], Fraction(1))],
                              sides=[(e.sources[i], spans[i], what), (None, None, "dimensionless")])

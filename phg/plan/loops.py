@@ -146,7 +146,12 @@ def _body(g: Hypergraph, e: Edge, train: bool, helpers: list[Helper], taken: set
                           else sympy.Integer(int(v.const[m])) for m in _ordered(g, v.support)])
         else:
             loads.append([b.symbol(f"{b.value_name(v)}_{i}") for i, _ in enumerate(_ordered(g, v.support))])
-    if e.kind == "bilinear":                   # the weights: one Scalar per grade path
+    if e.kind == "gradegate":                  # the gates: one Scalar per grade
+        grades = e.attrs["grades"]
+        loads[1] = [b.symbol(f"{b.value_name(g.values[e.sources[1]])}_{i}") for i in range(len(grades))]
+        x = dict(zip(_ordered(g, g.values[e.sources[0]].support), loads[0]))
+        out = b.assign(target, (), b.gates(grades, x, loads[1]))
+    elif e.kind == "bilinear":                 # the weights: one Scalar per grade path
         paths = e.attrs["paths"]
         loads[0] = [b.symbol(f"{b.value_name(g.values[e.sources[0]])}_{p}") for p in range(len(paths))]
         comps = [dict(zip(_ordered(g, g.values[s].support), syms)) for s, syms in zip(e.sources[1:], loads[1:])]
@@ -239,7 +244,8 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
         else:
             if e.kind == "log":
                 raise Unsupported("log() is not generated yet")
-            grouped = {0: len(e.attrs["paths"])} if e.kind == "bilinear" else {}
+            grouped = {0: len(e.attrs["paths"])} if e.kind == "bilinear" else \
+                {1: len(e.attrs["grades"])} if e.kind == "gradegate" else {}
             ops.append(Op("pointwise", e, moving, body=_body(g, e, train_op, helpers, taken), trained=train_op,
                           grouped=grouped))
     trained |= {op.target for op in ops if op.trained}      # the slabs ops add (linear's regrouped weights)

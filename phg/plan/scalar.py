@@ -241,6 +241,10 @@ class ScalarBuilder:
             for (i, j, gk), wc in w.items():
                 part = self.product("gp", wc, project(self.alg, x[(j,)], [e.attrs["grades"][gk]]))
                 out[(i,)] = add(out.get((i,), {}), part)
+        elif k == "gradegate":
+            for ch in self.channels(target):
+                out[ch] = self.gates(e.attrs["grades"], srcs[0][ch],
+                                     [srcs[1][(*ch, i)].get(0, sympy.Integer(0)) for i in range(len(e.attrs["grades"]))])
         elif k == "bilinear":
             for ch in self.channels(target):
                 out[ch] = self.bilinear(e.attrs["paths"], [srcs[0][(*ch, p)] for p in range(len(e.attrs["paths"]))],
@@ -254,6 +258,13 @@ class ScalarBuilder:
     # ---- operations -----------------------------------------------------------------------------
     def product(self, kind: str, a: Component, b: Component) -> Component:
         return product(self.alg, kind, a, b)
+
+    def gates(self, grades, x: Component, s: list) -> Component:
+        """One channel of gate(x, s) per grade: x's grade g_k times sigmoid(s_k)."""
+        out: Component = {}
+        for g, sk in zip(grades, s):
+            out = add(out, {b: y * sigmoid(sk) for b, y in project(self.alg, x, [g]).items()})
+        return out
 
     def bilinear(self, paths, weights: list[Component], x: Component, y: Component) -> Component:
         """One channel of bilinear(w, x, y): its weights (one Scalar per grade path), x and y."""
