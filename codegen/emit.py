@@ -298,7 +298,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
     if g.loss is not None:
         planned = kp.train
         if module is not None:
-            lp = planned.loops
+            lp = kp.loops
             tinputs = [v for v in g.inputs if v in g.cone(g.loss)]
             tk = TrainKernel(looped.train_source(module, global_name("train", g.name), global_name("slot", g.name),
                                                  global_name("slots", g.name), tinputs),

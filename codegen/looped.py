@@ -19,7 +19,6 @@ class _Names:
 
     def __init__(self, lp: LoopPlan):
         self.lp = lp
-        self.index = {vid: n for n, vid in enumerate(lp.slabs)}
 
     def fw(self, vid: str) -> int:
         return self.lp.slabs[vid].offset

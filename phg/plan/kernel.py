@@ -66,7 +66,6 @@ class TrainPlan:
     buffers: list[buffers.Buffer]
     strategy: str = FUSED
     reason: str = ""
-    loops: LoopPlan | None = None
 
 
 @dataclass
@@ -110,7 +109,7 @@ def train_program(g: Hypergraph) -> TrainProgram:
 def _train_plan(g: Hypergraph, train: TrainSpec, lp: LoopPlan | None, strategy: str, reason: str) -> TrainPlan:
     if lp is not None:
         return TrainPlan(Sums(False, lp.rows), buffers.training(g, train, lp.rows, lp.words, deposits=True),
-                         strategy, reason, lp)
+                         strategy, reason)
     sums = train_program(g).sums
     return TrainPlan(sums, buffers.training(g, train, sums.rows), strategy, reason)
 

@@ -55,10 +55,6 @@ class Slab:
     def words(self) -> int:
         return len(self.blades) * (TILE if self.varying else 1) * self.channels
 
-    @property
-    def dims(self) -> tuple[int, ...]:
-        k = len(self.blades)
-        return (k, TILE, self.channels) if self.varying else (k, self.channels)
 
 
 @dataclass
@@ -107,13 +103,11 @@ class Group:
 @dataclass
 class LoopPlan:
     model: str
-    wanted: list[str]
     slabs: dict[str, Slab]                 # cone, in the graph's order
     ops: list[Op]                          # forward order
     words: int                             # workspace words per slot
     adjoint_range: tuple[int, int]         # varying adjoint slabs, zeroed per tile
     invariant_adjoint_range: tuple[int, int]
-    scratch: int                           # words of the matrix products' scratch
     scratch_offset: int
     helpers: list[Helper]
     exact: bool = False
@@ -237,10 +231,8 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
         elif e.kind == "sum":
             ops.append(Op("reduce", e, moving, trained=train_op))
         elif e.kind == "index":
-            rest = math.prod(slabs[e.target].shape)
             start = sum(i * math.prod(g.values[e.sources[0]].shape[k + 1:]) for k, i in enumerate(e.attrs["index"]))
             ops.append(Op("select", e, moving, start=start, trained=train_op))
-            assert rest >= 1
         else:
             if e.kind == "log":
                 raise Unsupported("log() is not generated yet")
@@ -297,8 +289,8 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
     for vid in boundary:
         first[vid] = row
         row += slabs[vid].words
-    return LoopPlan(g.name, wanted, slabs, ops, words, adjoint_range, invariant_adjoint_range,
-                    scratch, scratch_offset, helpers, exact, boundary, first, row, groups)
+    return LoopPlan(g.name, slabs, ops, words, adjoint_range, invariant_adjoint_range,
+                    scratch_offset, helpers, exact, boundary, first, row, groups)
 
 
 def _groups(g: Hypergraph, wanted: list[str], ops: list[Op], slabs: dict[str, Slab]) -> list[Group]:
