@@ -25,6 +25,21 @@ if "NUMBA_NUM_THREADS" not in os.environ and "PYTEST_XDIST_WORKER_COUNT" in os.e
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
+# clifford, the tests' oracle, compiles a Numba function per product, inverse and dual of every
+# algebra, in every worker: seconds per algebra, minutes per run.  It runs the same code in Python
+# when imported with Numba's JIT off (clifford's own test mode), and phg's kernels stay compiled.
+def _import_clifford_interpreted():
+    import numba.core.config as numba_config
+    import sparse  # noqa: F401  (clifford's sparse tensors stay compiled: numba's typed lists need it)
+    saved, numba_config.DISABLE_JIT = numba_config.DISABLE_JIT, True
+    try:
+        import clifford  # noqa: F401
+    finally:
+        numba_config.DISABLE_JIT = saved
+
+
+_import_clifford_interpreted()
+
 
 try:
     import fcntl

@@ -16,4 +16,7 @@ def interpreted(module, model_name: str, seed: int = 1):
     for name in [n for n, f in vars(module).items() if n.startswith(("_phg_exp", "_phg_inv", "_phg_slot_"))
                  and getattr(f, "__module__", None) == module.__name__]:
         setattr(module, name, getattr(getattr(module, name), "py_func", getattr(module, name)))
+    # numba's uint64, the slabs' index type, is a slow cast in Python: Python's int indexes alike
+    if hasattr(module, "_phg_index"):
+        module._phg_index = int
     return model

@@ -504,3 +504,18 @@ def test_phg_train_plots_the_loss_curve(tmp_path, monkeypatch, capsys):
     else:
         assert main(args) == 0
         assert (tmp_path / "loss.png").stat().st_size > 0
+
+
+def test_the_adjoints_partial_derivative_is_sympys():
+    """phg.plan.adjoint.partial differentiates sums, products and powers itself: the very
+    expression sympy.diff gives, there and through the functions it hands to sympy."""
+    import sympy
+
+    from phg.plan.adjoint import partial
+    a, b, c = sympy.symbols("a b c")
+    exprs = [a, b, sympy.Integer(3), sympy.Float(0.5), a * b * c + 2 * a ** 2 * b - c / a,
+             (a + b) ** 3 * c, a ** sympy.Rational(1, 2) * b, sympy.sin(a * b) + sympy.exp(a) * c,
+             sympy.Heaviside(a) * a + sympy.Abs(b - a), sympy.tanh(a) ** 2 * (b + c), a ** b, 1 / (a ** 2 + b ** 2)]
+    for e in exprs:
+        for u in (a, b, c):
+            assert partial(e, u) == sympy.diff(e, u), (e, u)
