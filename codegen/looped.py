@@ -107,16 +107,19 @@ def _element(op: Op, position: int, k: int) -> dict:
 
 
 def _regrade(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
-    """linear's weights W [Cout, Cin, K] laid out by grade, [K, Cout * Cin], and back for W's adjoint."""
+    """linear's weights W [Cout, Cin, P] laid out by grade, [K, Cout * Cin], and back for W's
+    adjoint: K of W's P weights per channel pair from `offset` (all of them, but for a fully
+    connected bilinear's grade pair)."""
     w, r = lp.slabs[op.sources[0]], lp.slabs[op.target]
-    k = len(r.blades)
+    k, per, first = len(r.blades), w.shape[-1], op.edge.attrs.get("offset", 0)
+    at = f"_c * {per} + {first} + _k" if first else f"_c * {per} + _k"
     if backward:
         if w.adjoint is None:
             return []
         return [f"for _k in range({k}):", f"    for _c in range({r.channels}):",
-                f"        {_at(w.adjoint, w, 0, c=f'_c * {k} + _k')} += {_at(r.adjoint, r, '_k')}"]
+                f"        {_at(w.adjoint, w, 0, c=at)} += {_at(r.adjoint, r, '_k')}"]
     return [f"for _k in range({k}):", f"    for _c in range({r.channels}):",
-            f"        {_at(r.offset, r, '_k')} = {_at(w.offset, w, 0, c=f'_c * {k} + _k')}"]
+            f"        {_at(r.offset, r, '_k')} = {_at(w.offset, w, 0, c=at)}"]
 
 
 def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list[str]:

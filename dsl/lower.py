@@ -758,12 +758,37 @@ class _ModelBuilder:
             return self.apply("linear", srcs, e.span, spans, {"grades": grades})
         x, y = vals[1], vals[2]
         paths = sup.grade_paths(self.alg, x.support, y.support)
+        if len(x.shape) == 1 and x.shape == y.shape and len(w.shape) == 3 and w.shape[1:] == (x.shape[0], len(paths)):
+            return self.connected(srcs, paths, e.span, spans)
         if len(x.shape) != 1 or x.shape != y.shape or w.shape != (x.shape[0], len(paths)):
             c = x.shape[0] if len(x.shape) == 1 else "C"
-            raise self.error("shape", f"bilinear(w, x, y) needs x and y with channels [C] and w with [C, P], P = "
-                             f"{len(paths)} grade paths {paths}; got {list(w.shape)}, {list(x.shape)} and "
-                             f"{list(y.shape)}", e.span, expected=f"w with channels [{c}, {len(paths)}]")
+            raise self.error("shape", f"bilinear(w, x, y) needs x and y with channels [C] and w with [C, P] (or "
+                             f"[Cout, C, P], fully connected), P = {len(paths)} grade paths {paths}; got "
+                             f"{list(w.shape)}, {list(x.shape)} and {list(y.shape)}", e.span,
+                             expected=f"w with channels [{c}, {len(paths)}] or [Cout, {c}, {len(paths)}]")
         return self.apply("bilinear", srcs, e.span, spans, {"paths": [list(p) for p in paths]})
+
+    def connected(self, srcs: list[str], paths: list, span: Span, spans: list[Span]) -> str:
+        """bilinear(w, x, y) fully connected, w [Cout, Cin, P]: out[i] = sum over j and paths p of
+        w[i, j, p] grade_r(grade_a(x[j]) grade_b(y[j])).  The paths of one grade pair (a, b) are
+        consecutive (lexicographic order) and are the grades of grade_a(x) grade_b(y), so each
+        pair is a product per channel followed by linear() over w's slice of that pair's paths:
+        edges every stage already has, the slice an offset into w's last axis."""
+        w, x, y = srcs
+        terms = []
+        first = 0
+        while first < len(paths):
+            a, b = paths[first][:2]
+            grades = [r for pa, pb, r in paths if (pa, pb) == (a, b)]
+            made = self.apply("gp", [self.apply("grade", [x], span, [spans[1]], {"grades": [a]}),
+                                     self.apply("grade", [y], span, [spans[2]], {"grades": [b]})], span, spans[1:])
+            assert sup.grades_of(self.g.values[made].support) == grades, (a, b, grades)
+            terms.append(self.apply("linear", [w, made], span, [spans[0], span], {"grades": grades, "offset": first}))
+            first += len(grades)
+        out = terms[0]
+        for t in terms[1:]:
+            out = self.apply("add", [out, t], span, [span, span])
+        return out
 
     def inline(self, e: ast.Call, env) -> str:
         d = self.low.defs[e.func]

@@ -105,10 +105,11 @@ class Reference:
                     for ch, m in x.items()}
         if k == "linear":                      # LANGUAGE §10, from its definition
             w, x = srcs
-            grades = e.attrs["grades"]
+            grades, first = e.attrs["grades"], e.attrs.get("offset", 0)
             out = {}
             for (i, j, g), wm in w.items():
-                out[(i,)] = out.get((i,), 0 * wm) + wm * x[(j,)](grades[g])
+                if 0 <= g - first < len(grades):
+                    out[(i,)] = out.get((i,), 0 * wm) + wm * x[(j,)](grades[g - first])
             return out
         if k == "bilinear":
             w, x, y = srcs

@@ -19,7 +19,8 @@ from phg.diagnostics import PhgError
 
 # Two vector layers mixed per grade, their weighted geometric product (scalar and bivector), a
 # per-grade mix of that and of the vectors, a second product over every grade path (13 in G3),
-# a gate by an invariant, a gate per grade, and a readout per grade.
+# a gate by an invariant, a gate per grade, and a readout per grade with a fully connected product
+# of the first two layers added.
 BLOCK = """algebra G3 = Cl(3, 0, 0)
 
 model Block on G3 {
@@ -33,13 +34,14 @@ model Block on G3 {
     param w2[6, 13]: Scalar = normal(0.4)
     param Wo[2, 6, 4]: Scalar = normal(0.4)
     param sg[6, 4]: Scalar = normal(1.0)
+    param Wf[2, 6, 2]: Scalar = normal(0.4)
     let h[6]: Vector[m] = linear(Wh, v)
     let k[6]: Vector[m] = linear(Wk, v)
     let a[6]: Even[m] = bilinear(w1, h, k) / 1[m]
     let b[6]: Multivector[m] = h + a
     let c[6]: Multivector[m^2] = bilinear(w2, linear(Wl, b), linear(Wr, b))
     let d[6]: Multivector[m^2] = gate(c, scalar(c * ~c) / 1[m^4])
-    let o[2]: Multivector[m^2] = linear(Wo, gate(d, sg))
+    let o[2]: Multivector[m^2] = linear(Wo, gate(d, sg)) + bilinear(Wf, h, k)
     output s: Scalar[m^2] = sum(scalar(o))
     output u: Vector[m^2] = sum(grade(o, 1))
     output volume: Pseudoscalar[m^2] = sum(grade(o, 3))
@@ -82,6 +84,43 @@ def test_layer_gradients_match_finite_differences(block):
     graph = program.models["Block"]
     model = interpreted(module, "Block", seed=4)
     assert gradient_error(model, random_inputs(Reference(graph), graph, np.random.default_rng(2), 5)) < FD_REL
+
+
+FULLY_CONNECTED = """algebra G3 = Cl(3, 0, 0)
+
+model Connected on G3 {
+    input x[3]: Multivector
+    input y[3]: Multivector
+    param W[2, 3, 20]: Scalar = normal(0.5)
+    output o = bilinear(W, x, y)
+}
+"""
+
+
+@pytest.mark.parametrize("strategy", ["loops", "fused"])
+def test_fully_connected_bilinear_is_its_definition(strategy, tmp_path, monkeypatch):
+    """out[i] = sum over j and paths (a, b, r) of W[i, j, p] grade_r(grade_a(x[j]) grade_b(y[j])),
+    with the paths found by clifford's products (lexicographic), against phg's build."""
+    import clifford
+    layout, _ = clifford.Cl(3)
+    rng = np.random.default_rng(11)
+    probe = [layout.MultiVector(rng.normal(size=8)) for _ in range(2)]
+    paths = [(a, b, r) for a in range(4) for b in range(4) for r in range(4)
+             if np.abs((probe[0](a) * probe[1](b))(r).value).max() > 1e-12]
+    assert len(paths) == 20
+    monkeypatch.setattr(phg.plan.kernel, "UNROLL_LIMIT", 0 if strategy == "loops" else 10**9)
+    program = phg.loads(FULLY_CONNECTED, filename="connected.phg")
+    assert phg.check(program).ok
+    model = interpreted(phg.build(program, tmp_path), "Connected", seed=3)
+    assert model.SPEC["predict"]["strategy"] == strategy
+    x, y = rng.normal(size=(5, 3, 8)), rng.normal(size=(5, 3, 8))
+    got = model.predict(x=x, y=y)["o"]
+    w = model.params["W"]
+    for n in range(5):
+        for i in range(2):
+            want = sum(w[i, j, p, 0] * (layout.MultiVector(x[n, j])(a) * layout.MultiVector(y[n, j])(b))(r)
+                       for j in range(3) for p, (a, b, r) in enumerate(paths))
+            assert np.allclose(got[n, i], want.value, rtol=1e-12, atol=1e-12)
 
 
 def _orthogonal(rng, reflect: bool) -> np.ndarray:

@@ -143,10 +143,12 @@ class Evaluator:
                     for ch, m in x.items()}
         if k == "linear":
             w, x = srcs
-            grades = e.attrs["grades"]
+            grades, first = e.attrs["grades"], e.attrs.get("offset", 0)
             out = {}
             for (i, j, g), wm in w.items():
-                part = self.product("gp", wm, mv_filter(x[(j,)], sup.of_grades(alg, [grades[g]])))
+                if not 0 <= g - first < len(grades):        # another grade pair's weights
+                    continue
+                part = self.product("gp", wm, mv_filter(x[(j,)], sup.of_grades(alg, [grades[g - first]])))
                 out[(i,)] = mv_add(out.get((i,), {}), part)
             return out
         if k == "bilinear":

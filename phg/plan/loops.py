@@ -178,7 +178,8 @@ def _linear(g: Hypergraph, e: Edge, slabs: dict[str, Slab], moving: bool, traine
     the weights of m's grade."""
     w, x, y = (slabs[s] for s in (*e.sources, e.target))
     grades = e.attrs["grades"]
-    cout, cin, k = g.values[e.sources[0]].shape
+    cout, cin, _ = g.values[e.sources[0]].shape
+    k = len(grades)
     regrouped = f"{e.target}~by-grade"
     slabs[regrouped] = Slab(regrouped, list(range(k)), (cout, cin), w.varying, const=w.const)
     pairs = [(grades.index(bin(m).count("1")), b, y.blades.index(m), 1) for b, m in enumerate(x.blades)

@@ -238,9 +238,11 @@ class ScalarBuilder:
                 out[(i,)] = total
         elif k == "linear":
             w, x = srcs
+            grades, first = e.attrs["grades"], e.attrs.get("offset", 0)
             for (i, j, gk), wc in w.items():
-                part = self.product("gp", wc, project(self.alg, x[(j,)], [e.attrs["grades"][gk]]))
-                out[(i,)] = add(out.get((i,), {}), part)
+                if 0 <= gk - first < len(grades):              # else another grade pair's weights
+                    part = self.product("gp", wc, project(self.alg, x[(j,)], [grades[gk - first]]))
+                    out[(i,)] = add(out.get((i,), {}), part)
         elif k == "gradegate":
             for ch in self.channels(target):
                 out[ch] = self.gates(e.attrs["grades"], srcs[0][ch],
