@@ -5,6 +5,8 @@ product per op, tiles of samples; inference, and training in float accumulation.
 """
 from __future__ import annotations
 
+import ast
+import builtins
 import math
 
 from phg.hypergraph import Hypergraph
@@ -284,14 +286,37 @@ def _function(name: str, args: list[str], doc: str, body: list[str]) -> str:
                       f"    {ascii(doc)}"] + ["    " + ln for ln in body or ["pass"]])
 
 
+# Lines of ops per function the kernels call.  Numba's analyses of a function (reaching
+# definitions, variable scopes) grow faster than its length, so a kernel of thousands of lines
+# compiles for minutes; a function costs about 0.2 s of its own, so a few hundred lines each.
+PART_LINES = 400
+# The kernels' own variables: code that assigns one of them stays in the kernel.
+_KERNEL_STATE = frozenset({"_m", "_loss", "_bad", "_f", "_start", "_lo", "_hi", "_ws", "_a", "_slots", "_flat",
+                           "_i0", "_i1", "_step", "_retry", "_n", "_slot"})
+_BUILTINS = frozenset(dir(builtins))
+
+
+def _statements(lines: list[str]) -> list[list[str]]:
+    """Lines as their top-level statements (a statement's indented lines stay with it)."""
+    out: list[list[str]] = []
+    for ln in lines:
+        if out and ln.startswith(" "):
+            out[-1].append(ln)
+        else:
+            out.append([ln])
+    return out
+
+
 class Module:
-    """The module-level parts of one model's loop plan (the blade pairs of its matrix products),
-    and the code of its ops, which the kernels inline: a loop nest of flat workspace indexing
-    costs Numba's compiler about 0.1 s, a function of its own about 0.2 s more."""
+    """The module-level parts of one model's loop plan (the blade pairs of its matrix products,
+    the functions its ops are packed into) and the code of its ops: a loop nest of flat workspace
+    indexing costs Numba's compiler about 0.1 s, a function of its own about 0.2 s more, and a
+    function's analyses grow faster than its length, so ops go into functions of PART_LINES."""
 
     def __init__(self, g: Hypergraph, lp: LoopPlan, code, statement):
         self.g, self.lp, self.code, self.statement = g, lp, code, statement
         self.functions: dict[str, str] = {}
+        self._called: dict[str, str] = {}          # a part's lines -> its call
         names = _Names(lp)
         for n in transposes(lp):
             rows = ", ".join(f"({a}, {b}, {m}, {s})" for a, b, m, s in lp.ops[n].pairs)
@@ -308,10 +333,41 @@ class Module:
                 continue
             out += (_group(self.g, self.lp, grp, backward, self.code, self.statement) if grp.pointwise else
                     op_lines(self.g, self.lp, n, op, backward, self.code, self.statement))
-        return out
+        return self.outline(out)
 
     def load(self, vids: list[str], sample: str | None) -> list[str]:
-        return loads(self.g, self.lp, vids, sample)
+        return self.outline(loads(self.g, self.lp, vids, sample))
+
+    def outline(self, lines: list[str]) -> list[str]:
+        """`lines` packed, statement by statement, into functions of about PART_LINES lines that
+        read and write the workspace (and the arrays they name); the calls of those functions."""
+        out: list[str] = []
+        chunk: list[str] = []
+        for stmt in _statements(lines) + [None]:
+            if chunk and (stmt is None or len(chunk) + len(stmt) > PART_LINES):
+                out += self._part(chunk)
+                chunk = []
+            if stmt is not None:
+                chunk += stmt
+        return out
+
+    def _part(self, lines: list[str]) -> list[str]:
+        """One function of `lines`, shared by every kernel that runs the same lines (inference and
+        training run the same forward ops, a step's epilogue the slots' invariant ones)."""
+        text = "\n".join(lines)
+        if text not in self._called:
+            names = [n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)]
+            stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
+            if stored & _KERNEL_STATE:
+                return lines
+            args = sorted({n.id for n in names if isinstance(n.ctx, ast.Load)} - stored - _BUILTINS,
+                          key=lambda a: (a != "_ws", a))
+            args = [a for a in args if not a.startswith("_phg_")]
+            name = global_name("part", self.lp.model, str(len(self._called)))
+            self.functions[name] = _function(name, args, f"Ops of {self.lp.model}'s loop plan, called by its "
+                                             "kernels.", lines)
+            self._called[text] = f"{name}({', '.join(args)})"
+        return [self._called[text]]
 
     def transposes(self) -> list[str]:
         return [ln for n in transposes(self.lp) for ln in _transpose(self.lp, n)]

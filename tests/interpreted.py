@@ -11,9 +11,9 @@ def interpreted(module, model_name: str, seed: int = 1):
     for kernel in ("_predict_kernel", "_slots_kernel", "_train_kernel"):
         if hasattr(cls, kernel):
             setattr(model, kernel, getattr(cls, kernel).py_func)
-    # helpers, and the per-slot functions the training kernels call
+    # helpers, and the per-slot functions and parts of loop plans the kernels call
     # (the module's own functions: codegen.lie's exp_factors, imported as _phg_exp_factors, stays)
-    for name in [n for n, f in vars(module).items() if n.startswith(("_phg_exp", "_phg_inv", "_phg_slot_"))
+    for name in [n for n, f in vars(module).items() if n.startswith(("_phg_exp", "_phg_inv", "_phg_slot_", "_phg_part_"))
                  and getattr(f, "__module__", None) == module.__name__]:
         setattr(module, name, getattr(getattr(module, name), "py_func", getattr(module, name)))
     # numba's uint64, the slabs' index type, is a slow cast in Python: Python's int indexes alike
