@@ -41,12 +41,13 @@ import time, phg
 start = time.perf_counter()
 k = phg.build(phg.loads(open({src!r}).read(), {name!r}), {out!r}, progress=lambda *_: None)
 print(time.perf_counter() - start)
-print(k.SignedVolume.SPEC["train"]["strategy"], k.SignedVolume.SPEC["train"]["rule"])
+print(k.{model}.SPEC["train"]["strategy"], k.{model}.SPEC["train"]["rule"])
 """
 
 
-def build_seconds(src: Path, out: str) -> tuple[float, str]:
-    done = subprocess.run([sys.executable, "-c", BUILD.format(src=str(src), name=src.name, out=out)],
+def build_seconds(src: Path, out: str, model: str = "SignedVolume") -> tuple[float, str]:
+    """A build of src into out in a fresh process: its seconds, and the strategy of the model's training."""
+    done = subprocess.run([sys.executable, "-c", BUILD.format(src=str(src), name=src.name, out=out, model=model)],
                           capture_output=True, text=True, check=True, cwd=ROOT)
     lines = done.stdout.strip().splitlines()
     return float(lines[-2]), lines[-1]
