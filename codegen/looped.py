@@ -309,14 +309,13 @@ def _statements(lines: list[str]) -> list[list[str]]:
 
 class Module:
     """The module-level parts of one model's loop plan (the blade pairs of its matrix products,
-    the functions its ops are packed into) and the code of its ops: a loop nest of flat workspace
-    indexing costs Numba's compiler about 0.1 s, a function of its own about 0.2 s more, and a
-    function's analyses grow faster than its length, so ops go into functions of PART_LINES."""
+    the functions of PART_LINES its ops are packed into) and the code of its ops."""
 
     def __init__(self, g: Hypergraph, lp: LoopPlan, code, statement):
         self.g, self.lp, self.code, self.statement = g, lp, code, statement
         self.functions: dict[str, str] = {}
-        self._called: dict[str, str] = {}          # a part's lines -> its call
+        self._called: dict[str, list[str]] = {}    # a part's lines -> what the kernels run: its call
+        self.parts = 0
         names = _Names(lp)
         for n in transposes(lp):
             rows = ", ".join(f"({a}, {b}, {m}, {s})" for a, b, m, s in lp.ops[n].pairs)
@@ -355,19 +354,22 @@ class Module:
         """One function of `lines`, shared by every kernel that runs the same lines (inference and
         training run the same forward ops, a step's epilogue the slots' invariant ones)."""
         text = "\n".join(lines)
-        if text not in self._called:
-            names = [n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)]
-            stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
-            if stored & _KERNEL_STATE:
-                return lines
-            args = sorted({n.id for n in names if isinstance(n.ctx, ast.Load)} - stored - _BUILTINS,
-                          key=lambda a: (a != "_ws", a))
-            args = [a for a in args if not a.startswith("_phg_")]
-            name = global_name("part", self.lp.model, str(len(self._called)))
-            self.functions[name] = _function(name, args, f"Ops of {self.lp.model}'s loop plan, called by its "
-                                             "kernels.", lines)
-            self._called[text] = f"{name}({', '.join(args)})"
-        return [self._called[text]]
+        if text in self._called:
+            return self._called[text]
+        names = [n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)]
+        stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
+        if stored & _KERNEL_STATE:
+            self._called[text] = lines
+            return lines
+        args = sorted({n.id for n in names if isinstance(n.ctx, ast.Load)} - stored - _BUILTINS,
+                      key=lambda a: (a != "_ws", a))
+        args = [a for a in args if not a.startswith("_phg_")]
+        name = global_name("part", self.lp.model, str(self.parts))
+        self.parts += 1
+        self.functions[name] = _function(name, args, f"Ops of {self.lp.model}'s loop plan, called by its kernels.",
+                                         lines)
+        self._called[text] = [f"{name}({', '.join(args)})"]
+        return self._called[text]
 
     def transposes(self) -> list[str]:
         return [ln for n in transposes(self.lp) for ln in _transpose(self.lp, n)]
