@@ -309,6 +309,7 @@ class _ModelBuilder:
             else:
                 getattr(self, stmt.kind)(stmt)
         if self.g.loss is not None:
+            self.budget.trained_fused(self.g.loss, self.loss_span, self.error)
             refuse_ungenerated(self.g, self.low.file.source, f"model {self.g.name} has a loss, whose training "
                                "and memory plan need it generated")
         return self.g

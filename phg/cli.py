@@ -242,6 +242,8 @@ def _diagnostic(program: Program, o) -> str:
                      "; ".join(f"{k} = {_mv_text(v)}" for k, v in cex["inputs"].items())))
     elif "reason" in ev:
         notes.append(ev["reason"])
+    elif o.status == "unknown" and ev.get("solver"):
+        notes.append(ev["solver"])
     located = [Note(Span(program.path, n["line"], n["col"], n.get("end_line"), n.get("end_col")), n["note"])
                for n in ev.get("spans", [])]
     expected = "blades " + ", ".join(ev["claimed"]) if "claimed" in ev else ev.get("expected")
@@ -251,9 +253,15 @@ def _diagnostic(program: Program, o) -> str:
     return _rendered(err)
 
 
+SHOWN_CHANNELS = 8                  # of a counterexample's input, in a message; the certificate has all
+
+
 def _mv_text(value: dict) -> str:
     if value and all(isinstance(v, dict) for v in value.values()):
-        return "[" + ", ".join(f"{ch}: {_mv_text(m)}" for ch, m in value.items()) + "]"
+        shown = [f"{ch}: {_mv_text(m)}" for ch, m in list(value.items())[:SHOWN_CHANNELS]]
+        if len(value) > SHOWN_CHANNELS:
+            shown.append(f"... {len(value) - SHOWN_CHANNELS:,} channels more, in the certificate")
+        return "[" + ", ".join(shown) + "]"
     text = ""
     for b, c in value.items():
         term = c if b == "1" else f"{c}*{b}"

@@ -85,10 +85,13 @@ CASES = [
      "log() is not generated yet"),
     ("too-deeply-nested", model("    input x: Vector\n    output y = " + "-" * 5_001 + "x\n"), (4, 16),
      "too deeply nested: 5,002 levels"),
-    ("too-many-channels", model("    input x[10000]: Vector\n    output s = sum(x)\n"), (3, 5),
-     "30,000 scalar coefficients"),
-    ("reduction-too-large", model("    input x[300]: Vector\n    output s = sum(x)\n"), (4, 16),
-     "this sum over channels adds up 900 scalar terms"),
+    ("too-many-channels", model("    input x[400000]: Vector\n    output s = sum(x)\n"), (3, 5),
+     "1,200,000 scalar coefficients"),
+    ("reduction-too-large", model("    input x[16000]: Multivector\n    param W[1, 16000]: Multivector = normal(0.1)\n"
+                                  "    output s = mix(W, x)\n"), (5, 16),
+     "this mix over channels adds up 1,024,000 scalar terms"),
+    ("fused-too-large", model("    param W[30000]: Scalar = normal(0.1)\n    loss norm2(W[0] - 1)\n"), (4, 5),
+     "trains fused, since its loss depends on no input"),
     ("chain-too-deep", model("    input x: Scalar\n    let a0 = x\n" + "".join(
         f"    let a{i + 1} = a{i} + x\n" for i in range(10_000))), (10_004, 18), "10,001 operations deep"),
 ]

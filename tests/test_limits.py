@@ -103,9 +103,9 @@ def test_a_fifo_a_device_or_a_huge_file_is_refused_unread(tmp_path, capsys, comm
 
 
 MIX_MODEL = """model M{i} on G3 {{
-    input x[200]: Vector[m]
-    param W[1, 200]: Scalar = normal(0.5)
-    let y[1]: Vector[m] = mix(W, x)
+    input x[20000]: Vector[m]
+    param W[1, 20000]: Multivector = normal(0.01)
+    let y[1] = mix(W, x)
     loss norm2(sum(y)) / 1[m^2]
 }}
 """
@@ -116,19 +116,48 @@ def test_the_size_budget_is_over_the_whole_file():
     from phg.dsl.budget import MAX_PROGRAM_REDUCTION_TERMS, MAX_PROGRAM_TERMS
     phg.loads(HEADER + "".join(MIX_MODEL.format(i=i) for i in range(4)))
     with pytest.raises(phg.PhgError) as caught:
-        phg.loads(HEADER + "".join(MIX_MODEL.format(i=i) for i in range(8)), filename="many.phg")
+        phg.loads(HEADER + "".join(MIX_MODEL.format(i=i) for i in range(5)), filename="many.phg")
     err = caught.value
-    assert (err.span.line, err.span.col) == (1 + 4 * 6 + 4, 27), err.render()
-    assert err.render().startswith("many.phg:29:27: size error: the file is too large: its reductions over "
-                                   "channels add up 3,012 scalar terms by this mix in model M4 and the 4 models "
+    assert (err.span.line, err.span.col) == (1 + 4 * 6 + 4, 16), err.render()
+    assert err.render().startswith("many.phg:29:16: size error: the file is too large: its reductions over "
+                                   "channels add up 2,400,032 scalar terms by this mix in model M4 and the 4 models "
                                    "before it (M0, M1, M2, ...)"), err.render()
     assert f"expected: at most {MAX_PROGRAM_REDUCTION_TERMS:,} terms in all the reductions of a file" in err.render()
 
-    wide = "model {name} on G3 {{\n    input x[3000]: Vector[m]\n    output y[3000]: Vector[m] = x\n}}\n"
-    phg.loads(HEADER + wide.format(name="A"))                     # 18,000 coefficients: within
+    wide = "model {name} on G3 {{\n    input x[150000]: Vector[m]\n    output y[150000]: Vector[m] = x\n}}\n"
+    phg.loads(HEADER + wide.format(name="A") + wide.format(name="B"))        # 1,800,000 coefficients: within
     with pytest.raises(phg.PhgError) as caught:
-        phg.loads(HEADER + wide.format(name="A") + wide.format(name="B"), filename="wide.phg")
+        phg.loads(HEADER + "".join(wide.format(name=n) for n in "ABC"), filename="wide.phg")
     text = caught.value.render()
-    assert text.startswith("wide.phg:7:5: size error: the file is too large: unrolled over their channels, "
-                           "model B and the 1 model before it (A) have 27,000 scalar coefficients"), text
+    assert text.startswith("wide.phg:11:5: size error: the file is too large: over their channels, "
+                           "model C and the 2 models before it (A, B) have 2,250,000 scalar coefficients"), text
     assert f"expected: at most {MAX_PROGRAM_TERMS:,} scalar coefficients in all the models of a file" in text
+
+
+def test_the_operations_of_a_file_are_counted():
+    """Operations cost the verifier per value, whatever their channels: a file of many small
+    statements is refused where it crosses the limit, named there."""
+    from phg.dsl.budget import MAX_PROGRAM_OPERATIONS
+    lets = "".join(f"    let a{i} = x + x\n" for i in range(7_000))
+    text = HEADER + "".join(f"model M{i} on G3 {{\n    input x: Vector\n{lets}}}\n" for i in range(3))
+    with pytest.raises(phg.PhgError) as caught:
+        phg.loads(text, filename="ops.phg")
+    err = caught.value.render()
+    line = 1 + 2 * (7_000 + 3) + 2 + (MAX_PROGRAM_OPERATIONS - 2 * 7_000) + 1
+    assert err.startswith(f"ops.phg:{line}:"), err
+    assert f"size error: the file is too large: model M2 and the 2 models before it (M0, M1) have " \
+           f"{MAX_PROGRAM_OPERATIONS + 1:,} operations by this add" in err, err
+
+
+def test_a_loss_of_the_parameters_alone_has_the_fused_limits(tmp_path, capsys):
+    """Such a model trains fused, every coefficient unrolled: refused at its loss past the fused
+    limit, though within the limit of models whose loss depends on an input."""
+    from phg.dsl.budget import MAX_FUSED_TERMS
+    body = "    input x: Vector\n    param W[{n}]: Scalar = normal(0.1)\n    loss norm2(W[0] - 1{x})\n"
+    phg.loads(HEADER + "model M on G3 {\n" + body.format(n=3 * MAX_FUSED_TERMS, x=" + x") + "}\n")
+    path = tmp_path / "fused.phg"
+    path.write_text(HEADER + "model M on G3 {\n" + body.format(n=MAX_FUSED_TERMS, x="") + "}\n")
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:5:5: size error: model M trains fused, since its loss depends on no input"), err
+    assert f"expected: at most {MAX_FUSED_TERMS:,} scalar coefficients" in err

@@ -32,8 +32,10 @@ EXACT_CONE_LIMIT = 400
 
 
 class ModelChecker(Ledger):
-    def __init__(self, graph: Hypergraph, source: str | None = None):
+    def __init__(self, graph: Hypergraph, source: str | None = None,
+                 searches: counterexample.FileSearches | None = None):
         super().__init__(graph, source)
+        self.searches = searches or counterexample.FileSearches()     # shared by a file's models
         self.identities: dict[str, tuple[int, str]] = {}
         self.abstract: dict[str, int] = {}
         self._symbolic: Symbolic | None = None
@@ -126,7 +128,7 @@ class ModelChecker(Ledger):
         remaining = self.g.values[subject].support & ~claim_mask
         if remaining:
             try:
-                cex = counterexample.find(self.g, subject, remaining)
+                cex = counterexample.find(self.g, subject, remaining, file=self.searches)
             except Budget as exc:
                 cex, evidence["budget"] = None, str(exc)
             if cex is not None:
@@ -185,7 +187,7 @@ class ModelChecker(Ledger):
             self.add("versor", subject, span, claim, "proven", evidence, versor=kind)
             return
         try:
-            cex, budget = counterexample.find_non_versor(self.g, subject, needs_norm), None
+            cex, budget = counterexample.find_non_versor(self.g, subject, needs_norm, file=self.searches), None
         except Budget as exc:
             cex, budget = None, str(exc)
         status = "refuted" if cex else "unknown"
@@ -238,8 +240,9 @@ def check_program(program: Program) -> list[Obligation]:
 
 def _check_program(program: Program) -> list[Obligation]:
     out = []
+    searches = counterexample.FileSearches()
     for graph in program.models.values():
-        out.extend(ModelChecker(graph, program.source).run())
+        out.extend(ModelChecker(graph, program.source, searches).run())
         out.extend(UnitChecker(graph, program.source).run())
         if graph.name in program.trains and graph.loss is not None:
             out.extend(MemoryChecker(graph, program.trains[graph.name], program.source).run())

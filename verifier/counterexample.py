@@ -3,6 +3,7 @@ declared types, versor types included, for counterexamples checked by exact eval
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 from sympy import Rational
@@ -10,8 +11,48 @@ from sympy import Rational
 from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Hypergraph, Value
+from phg.plan.loops import unrolled
 
-from .exact import Concrete, Floating, Undefined, mv_product, nonzero
+from .exact import Budget, Concrete, Floating, Undefined, mv_product, nonzero
+
+# Scalar products one search may evaluate, counted per candidate over the value's cone (the
+# products the fused code would unroll), an exact evaluation as EXACT_WEIGHT floating ones.
+# Measured: about 4 us a product in floating point, 18 us exactly (sympy rationals), so a search
+# stops within some seconds; past it the claim stays unknown, with this budget named.
+MAX_SEARCH_PRODUCTS = 2_000_000
+EXACT_WEIGHT = 4
+# The searches of all the claims of a file together: a file may hold many models, each with claims
+# whose searches use their whole budget (measured: about 2 s each at two cores).
+MAX_FILE_SEARCH_PRODUCTS = 10_000_000
+
+
+class FileSearches:
+    """The scalar products the counterexample searches of one file have used."""
+
+    def __init__(self):
+        self.used = 0
+
+
+class SearchBudget:
+    def __init__(self, graph: Hypergraph, value_id: str, leaves: list[Value], file: FileSearches | None = None):
+        self.file = file or FileSearches()
+        # Drawing a candidate costs too: a versor leaf's channel is a product of random rotors
+        # (measured about 0.3 ms, some dim^2 products' time), any other leaf's a draw a coefficient.
+        drawn = sum(math.prod(v.shape) * (graph.algebra.dim ** 2 if _versor_declared(v) else v.support.bit_count())
+                    for v in leaves)
+        self.per_candidate = max(1, unrolled(graph, [value_id]) + drawn)
+        self.used = 0
+
+    def charge(self, exact: bool) -> None:
+        cost = self.per_candidate * (EXACT_WEIGHT if exact else 1)
+        self.used += cost
+        self.file.used += cost
+        if self.file.used > MAX_FILE_SEARCH_PRODUCTS:
+            raise Budget(f"the counterexample searches of this file have used their budget of "
+                         f"{MAX_FILE_SEARCH_PRODUCTS:,} scalar products (exact ones counted {EXACT_WEIGHT} times)")
+        if self.used > MAX_SEARCH_PRODUCTS:
+            raise Budget(f"a counterexample search costs {self.per_candidate:,} scalar products a candidate (to draw and evaluate it), "
+                         f"beyond its budget of {MAX_SEARCH_PRODUCTS:,} (exact ones counted {EXACT_WEIGHT} times)")
 
 
 def small_rational(rng: random.Random) -> Rational:
@@ -93,26 +134,35 @@ def admissible(alg: Algebra, v: Value, rng: random.Random, special: bool = False
     return out
 
 
-def candidates(alg: Algebra, leaves: list[Value], rng: random.Random, tries: int):
-    """Input assignments to try, alternating generic rational values and special ones."""
+def _versor_declared(v: Value) -> bool:
+    return v.declared is not None and v.declared.versor in ("Rotor", "Motor", "Versor")
+
+
+def candidates(alg: Algebra, leaves: list[Value], rng: random.Random, tries: int, budget: SearchBudget):
+    """Input assignments to try, alternating generic rational values and special ones; each is
+    charged to the budget before it is drawn."""
     for attempt in range(tries):
+        budget.charge(exact=False)
         yield {v.id: admissible(alg, v, rng, special=attempt % 2 == 1) for v in leaves}
 
 
-def find(graph: Hypergraph, value_id: str, blades: int, tries: int = 48, seed: int = 0) -> dict | None:
+def find(graph: Hypergraph, value_id: str, blades: int, tries: int = 48, seed: int = 0,
+         file: FileSearches | None = None) -> dict | None:
     """Inputs at which value_id has a non-zero coefficient on one of `blades` (a support mask),
     as {inputs, blade, channel, coefficient, exact}; None if none was found.  Candidates are found
     in floating point and then confirmed by exact evaluation."""
     rng = random.Random(seed)
     alg = graph.algebra
     leaves = _leaves(graph, value_id)
-    for inputs in candidates(alg, leaves, rng, tries):
+    budget = SearchBudget(graph, value_id, leaves, file)
+    for inputs in candidates(alg, leaves, rng, tries, budget):
         try:
             approx = Floating(graph, inputs).coefficients(value_id)
         except (Undefined, ZeroDivisionError, ValueError, OverflowError):
             continue
         if not any(_clearly_nonzero(m, b) for m in approx.values() for b in sup.blades_of(blades)):
             continue
+        budget.charge(exact=True)
         ev = Concrete(graph, inputs)
         try:
             value = ev.coefficients(value_id)
@@ -163,20 +213,23 @@ def _versor_failure(ev, m: dict, normalised: bool) -> str | None:
     return None
 
 
-def find_non_versor(graph: Hypergraph, value_id: str, normalised: bool, tries: int = 48, seed: int = 0) -> dict | None:
+def find_non_versor(graph: Hypergraph, value_id: str, normalised: bool, tries: int = 48, seed: int = 0,
+                    file: FileSearches | None = None) -> dict | None:
     """Inputs at which value_id is not a versor (or not normalised), with the failed check: found in
     floating point, confirmed by exact evaluation.  The first inputs tried are zero wherever the
     type admits it, since 0 is never a versor."""
     rng = random.Random(seed)
     alg = graph.algebra
     leaves = _leaves(graph, value_id)
-    for attempt, inputs in enumerate(candidates(alg, leaves, rng, tries)):
+    budget = SearchBudget(graph, value_id, leaves, file)
+    for attempt, inputs in enumerate(candidates(alg, leaves, rng, tries, budget)):
         if attempt == 0:
             inputs = {k: ({ch: {} for ch in val} if not graph.values[k].versor else val) for k, val in inputs.items()}
         try:
             approx = Floating(graph, inputs)
             if not any(_versor_failure(approx, m, normalised) for m in approx.coefficients(value_id).values()):
                 continue
+            budget.charge(exact=True)
             ev = Concrete(graph, inputs)
             for ch, m in sorted(ev.coefficients(value_id).items()):
                 failure = _versor_failure(ev, m, normalised)

@@ -34,9 +34,10 @@ from .scalar import HelperCall, ScalarBuilder, ScalarProgram
 
 FUSED = "fused: every channel and blade unrolled into per-sample straight-line code"
 LOOPS = "loops: channels as loops over slabs, samples in tiles, channel mixing as matrix products"
-# Products per sample the fused code may unroll (loops.unrolled).  Rigid registration unrolls 55,
-# PGA pose 301: fused, they build in seconds and run fastest.  examples/signed_volume.phg unrolls
-# 568: fused it built in 19 s (1 thread) and its exact step at 65,536 samples took 154 ms; in loops
+# Products per sample the fused code may unroll (loops.unrolled, its parameters' coefficients and
+# sums counted).  Rigid registration unrolls 64, PGA pose 313: fused, they build in seconds and run
+# fastest.  examples/signed_volume.phg unrolls 699 (568 before sums and parameters were counted):
+# fused it built in 19 s (1 thread) and its exact step at 65,536 samples took 154 ms; in loops
 # 7 s and 47 ms (float steps about 15% slower).  At 16 channels (1,708) its fused build took
 # 91-210 s, its loop build 19 s.
 UNROLL_LIMIT = 400

@@ -319,12 +319,13 @@ def _groups(g: Hypergraph, wanted: list[str], ops: list[Op], slabs: dict[str, Sl
 
 def unrolled(g: Hypergraph, wanted: list[str]) -> int:
     """The scalar products the fused strategy would unroll for `wanted`, per sample: what its
-    code size, and so its build time, grows with."""
+    code size, and so its build time, grows with.  A parameter in the cone counts its
+    coefficients too: the fused code loads each and stores its gradient, used or not."""
     cone = set()
     for w in wanted:
         cone.update(g.cone(w))
     blades = lambda vid: max(1, bin(g.values[vid].support).count("1"))  # noqa: E731
-    total = 0
+    total = sum(math.prod(g.values[p].shape) * blades(p) for p in g.params if p in cone)
     for e in g.edges.values():
         if e.target not in cone:
             continue
@@ -341,6 +342,8 @@ def unrolled(g: Hypergraph, wanted: list[str]) -> int:
             total += channels * blades(e.sources[0]) * blades(e.sources[1])
         elif e.kind == "sandwich":
             total += channels * blades(e.sources[0]) ** 2 * blades(e.sources[1])
+        elif e.kind == "sum":
+            total += math.prod(g.values[e.sources[0]].shape) * blades(e.sources[0])
         else:
             total += channels * blades(e.target)
     return total
