@@ -355,8 +355,7 @@ def module_source(program: Program, status: str) -> str:
         "from phg.codegen.accumulate import " + ", ".join(f"{f} as _phg_{f}" for f in _ACCUMULATE),
         "from phg.codegen.lie import RotorManifold as _phg_RotorManifold, exp_factors as _phg_exp_factors",
         "from phg.codegen.runtime import ModelBase as _phg_ModelBase",
-        "from phg.codegen.slabs import contract as _phg_contract, contract_adjoint as _phg_contract_adjoint, "
-        "transpose as _phg_transpose",
+        "from phg.codegen.slabs import contract as _phg_contract, contract_adjoint as _phg_contract_adjoint",
         "",
         "SOURCE_SHA256 = " + repr(program.sha256),
         "CERTIFICATE = " + ascii(status),

@@ -241,14 +241,9 @@ def _contract(lp: LoopPlan, n: int, op: Op, backward: bool) -> list[str]:
     return out + [pad + f"    for _j in range({cin}):"] + [pad + "        " + ln for ln in body]
 
 
-def transposes(lp: LoopPlan) -> list[int]:
-    """The matrix-product contractions, whose Wᵀ is laid out once their weights are known."""
+def products(lp: LoopPlan) -> list[int]:
+    """The matrix-product contractions, whose blade pairs are module constants."""
     return [n for n, op in enumerate(lp.ops) if op.kind == "contract" and op.blas]
-
-
-def _transpose(lp: LoopPlan, n: int) -> list[str]:
-    w, x, y = (lp.slabs[v] for v in (*lp.ops[n].sources, lp.ops[n].target))
-    return [f"_phg_transpose(_ws, {w.offset}, {lp.ops[n].transposed}, {len(w.blades)}, {y.channels}, {x.channels})"]
 
 
 def _contract_blas(names: _Names, n: int, op: Op, w: Slab, x: Slab, y: Slab, backward: bool) -> list[str]:
@@ -256,14 +251,14 @@ def _contract_blas(names: _Names, n: int, op: Op, w: Slab, x: Slab, y: Slab, bac
     pairs = names.pairs(n)
     sizes = f"{len(w.blades)}"
     if not backward:
-        return [f"_phg_contract(_ws, _m, {TILE}, {x.offset}, {len(x.blades)}, {w.offset}, {names.lp.ops[n].transposed}, "
-                f"{sizes}, {y.offset}, {len(y.blades)}, {x.channels}, {y.channels}, {pairs}, {names.lp.scratch_offset})"]
+        return [f"_phg_contract(_ws, _m, {TILE}, {x.offset}, {len(x.blades)}, {w.offset}, "
+                f"{sizes}, {y.offset}, {len(y.blades)}, {x.channels}, {y.channels}, {pairs})"]
     dx = x.adjoint if x.adjoint is not None else -1
     dw = w.adjoint if w.adjoint is not None and not names.lp.exact else -1
     if dx < 0 and dw < 0:
         return []
     return [f"_phg_contract_adjoint(_ws, _m, {TILE}, {x.offset}, {dx}, {len(x.blades)}, {w.offset}, {dw}, {sizes}, "
-            f"{y.adjoint}, {len(y.blades)}, {x.channels}, {y.channels}, {pairs}, {names.lp.scratch_offset})"]
+            f"{y.adjoint}, {len(y.blades)}, {x.channels}, {y.channels}, {pairs})"]
 
 
 def op_lines(g, lp: LoopPlan, n: int, op: Op, backward: bool, code, statement) -> list[str]:
@@ -317,7 +312,7 @@ class Module:
         self._called: dict[str, list[str]] = {}    # a part's lines -> what the kernels run: its call
         self.parts = 0
         names = _Names(lp)
-        for n in transposes(lp):
+        for n in products(lp):
             rows = ", ".join(f"({a}, {b}, {m}, {s})" for a, b, m, s in lp.ops[n].pairs)
             self.functions[names.pairs(n)] = (f"{names.pairs(n)} = _phg_np.array([{rows}], "
                                               "dtype=_phg_np.int64).reshape(-1, 4)")
@@ -371,9 +366,6 @@ class Module:
         self._called[text] = [f"{name}({', '.join(args)})"]
         return self._called[text]
 
-    def transposes(self) -> list[str]:
-        return [ln for n in transposes(self.lp) for ln in _transpose(self.lp, n)]
-
 
 def predict_source(mod: Module, name: str, inputs: list[str], params: list[str], outputs: list[str]) -> str:
     """The inference kernel."""
@@ -382,7 +374,7 @@ def predict_source(mod: Module, name: str, inputs: list[str], params: list[str],
     cone = {u for o in outputs for u in g.cone(g.outputs[o])}
     wanted = lambda op: op.edge.target in cone  # noqa: E731
     consts = [v for v in lp.slabs if lp.slabs[v].const and v in cone]
-    setup = mod.load(params + consts, None) + mod.ops(False, False, wanted) + mod.transposes()
+    setup = mod.load(params + consts, None) + mod.ops(False, False, wanted)
     tile = mod.load(inputs, "_start") + mod.ops(True, False, wanted)
     for o in outputs:
         vid = g.outputs[o]
@@ -475,7 +467,7 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
     trained = lambda op: op.trained  # noqa: E731
     consts = [v for v in lp.slabs if lp.slabs[v].const]
     body = ["_m = 0"] + mod.load([p for p in params if p in lp.slabs] + consts, None)
-    body += mod.ops(False, False, lambda op: True) + mod.transposes()
+    body += mod.ops(False, False, lambda op: True)
     body += _zero(lp.invariant_adjoint_range) + ["_a[:] = 0", "_loss = 0.0", "_f = 0",
                                                   "_lo = _slot * _n // _slots", "_hi = (_slot + 1) * _n // _slots"]
     loss = lp.slabs[g.loss]

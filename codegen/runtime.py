@@ -7,7 +7,7 @@ from numbers import Integral
 
 import numpy as np
 
-from phg.plan.buffers import SLOTS
+from phg.plan.buffers import slots
 from phg.program import MAX_STEPS, OPTIMIZERS
 
 from .optimizers import KINDS, direction
@@ -185,9 +185,10 @@ class ModelBase:
         spec = self._training()
         b = self._plan()
         params = self._params(spec["params"], versors)
-        spread(self._slots_kernel, (*arrays, *params, n, b["acc"], b["grid"], b["deposits"], b["tiles"]), SLOTS,
-               n * spec["stack_symbols"] // SHARE)
-        self._train_kernel(*arrays, *params, n, b["acc"], b["grid"], b["deposits"], b["tiles"], b["work"], b["sums"], b["loss"],
+        k = slots(n)
+        used = [b[role][:k] for role in ("acc", "grid", "deposits", "tiles")]     # leading rows: still contiguous
+        spread(self._slots_kernel, (*arrays, *params, n, *used), k, n * spec["stack_symbols"] // SHARE)
+        self._train_kernel(*arrays, *params, n, *used, b["work"], b["sums"], b["loss"],
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])
 

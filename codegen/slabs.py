@@ -1,69 +1,71 @@
 """The matrix products of the loop strategy's kernels (codegen.looped), compiled once for every
 model.  Each has one signature, given here: Numba specialises a function on every integer
 literal it is called with (a kernel's slab offsets are literals), and would compile it again for
-each call site of each model."""
+each call site of each model.
+
+Each product is one BLAS dgemm (SciPy's, the BLAS numba's own np.dot calls) that adds its sign
+times the product into the slab it accumulates in (alpha = ±1, beta = 1), reading W or Wᵀ as it
+lies: no scratch, no transposed copy, no second pass over the result.
+"""
 from __future__ import annotations
 
+import llvmlite.binding as llvm
 import numba
 import numpy as np
 from numba import types
+from numba.extending import get_cython_function_address
 
 _WS = types.float64[::1]
 _I = types.int64
 _PAIRS = types.Array(types.int64, 2, "C", readonly=True)     # a module constant of the kernels
 
+# dgemm by a symbol of our own, bound at import: a kernel that calls it by name is cached by Numba
+# (one that held a ctypes pointer could not be).
+llvm.add_symbol("phg_scipy_dgemm", get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
+_dgemm = types.ExternalFunction("phg_scipy_dgemm", types.void(*[types.voidptr] * 13))
+_N, _T = 78, 84                 # 'N' and 'T'
+
+
+@numba.njit(types.void(_WS, _I, _I, _I, _I, _I, types.float64, _I, _I, _I, _I, _I), cache=True, nogil=True)
+def gemm(ws, ta, tb, m, n, k, alpha, a, lda, b, ldb, c):
+    """C += alpha op(A) op(B) on row-major matrices of the workspace at words a, b and c: op(A)
+    m x k, op(B) k x n, C m x n; ta, tb: whether A, B are read transposed; lda, ldb: their row
+    lengths as they lie.  BLAS is column-major: it computes Cᵀ += alpha op(B)ᵀ op(A)ᵀ."""
+    flags = np.empty(2, np.uint8)
+    flags[0] = _T if tb else _N
+    flags[1] = _T if ta else _N
+    ints = np.empty(6, np.int32)
+    ints[0], ints[1], ints[2], ints[3], ints[4], ints[5] = n, m, k, ldb, lda, n
+    scale = np.empty(2, np.float64)
+    scale[0], scale[1] = alpha, 1.0
+    _dgemm(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes, scale[0:].ctypes,
+           ws[b:].ctypes, ints[3:].ctypes, ws[a:].ctypes, ints[4:].ctypes, scale[1:].ctypes, ws[c:].ctypes,
+           ints[5:].ctypes)
+
 
 # The matrix-product contraction of a tile, y[m] = Σ s x[b] W[a]ᵀ over its blade pairs (a, b, m, s)
 # (phg.plan.loops), on slabs of the workspace ws given by their offsets: x [kx, tile, cin],
-# W [ka, cout, cin] and its transpose [ka, cin, cout], y [ky, tile, cout].  The products are of
-# whole tiles, so that a sample's row takes the same path through BLAS whichever samples share its
-# tile and however many (a product of m rows may round a row differently); only the first m rows,
-# the tile's samples, are written, and the adjoints' rows past m are zero.
-@numba.njit(types.void(_WS, *[_I] * 11, _PAIRS, _I), cache=True, nogil=True)
-def contract(ws, m, tile, x, kx, w, wt, ka, y, ky, cin, cout, pairs, scratch):
-    xs = ws[x:x + kx * tile * cin].reshape((kx, tile, cin))
-    wts = ws[wt:wt + ka * cin * cout].reshape((ka, cin, cout))
-    ys = ws[y:y + ky * tile * cout].reshape((ky, tile, cout))
-    sc = ws[scratch:scratch + tile * cout].reshape((tile, cout))
-    for k in range(ky):
-        for t in range(m):
-            for c in range(cout):
-                ys[k, t, c] = 0.0
+# W [ka, cout, cin], y [ky, tile, cout].  The products are of whole tiles, so that a sample's row
+# takes the same path through BLAS whichever samples share its tile and however many (a product
+# of m rows may round a row differently); the rows past the tile's m samples hold values of rows
+# no op reads, and the adjoints' rows past m are zero.
+@numba.njit(types.void(_WS, *[_I] * 10, _PAIRS), cache=True, nogil=True)
+def contract(ws, m, tile, x, kx, w, ka, y, ky, cin, cout, pairs):
+    ws[y:y + ky * tile * cout] = 0.0
     for p in range(pairs.shape[0]):
         a, b, k, s = pairs[p, 0], pairs[p, 1], pairs[p, 2], pairs[p, 3]
-        np.dot(xs[b], wts[a], sc)
-        for t in range(m):
-            for c in range(cout):
-                ys[k, t, c] += s * sc[t, c]
+        gemm(ws, 0, 1, tile, cout, cin, float(s), x + b * tile * cin, cin, w + a * cout * cin, cin, y + k * tile * cout)
 
 
-@numba.njit(types.void(_WS, *[_I] * 5), cache=True, nogil=True)
-def transpose(ws, w, wt, ka, cout, cin):
-    """Wᵀ [ka, cin, cout] of the weights W [ka, cout, cin]."""
-    for a in range(ka):
-        for i in range(cout):
-            for j in range(cin):
-                ws[wt + (a * cin + j) * cout + i] = ws[w + (a * cout + i) * cin + j]
-
-
-@numba.njit(types.void(_WS, *[_I] * 12, _PAIRS, _I), cache=True, nogil=True)
-def contract_adjoint(ws, m, tile, x, dx, kx, w, dw, ka, dy, ky, cin, cout, pairs, scratch):
+@numba.njit(types.void(_WS, *[_I] * 12, _PAIRS), cache=True, nogil=True)
+def contract_adjoint(ws, m, tile, x, dx, kx, w, dw, ka, dy, ky, cin, cout, pairs):
     """The contraction's adjoint: dx[b] += s dy[m] W[a] and (dw >= 0) dW[a] += s dy[m]ᵀ x[b]
     (dx < 0: x takes none; dw < 0: W's terms are taken per sample, or it takes none)."""
-    dys = ws[dy:dy + ky * tile * cout].reshape((ky, tile, cout))
-    ws_ = ws[w:w + ka * cout * cin].reshape((ka, cout, cin))
-    xs = ws[x:x + kx * tile * cin].reshape((kx, tile, cin))
     for p in range(pairs.shape[0]):
         a, b, k, s = pairs[p, 0], pairs[p, 1], pairs[p, 2], pairs[p, 3]
         if dx >= 0:
-            sc = ws[scratch:scratch + tile * cin].reshape((tile, cin))
-            np.dot(dys[k], ws_[a], sc)
-            for t in range(m):
-                for j in range(cin):
-                    ws[dx + (b * tile + t) * cin + j] += s * sc[t, j]
-        if dw >= 0:
-            sc = ws[scratch:scratch + cout * cin].reshape((cout, cin))
-            np.dot(dys[k, :m].T, xs[b, :m], sc)     # (float sums: the tile's samples only)
-            for i in range(cout):
-                for j in range(cin):
-                    ws[dw + a * cout * cin + i * cin + j] += s * sc[i, j]
+            gemm(ws, 0, 0, tile, cin, cout, float(s), dy + k * tile * cout, cout, w + a * cout * cin, cin,
+                 dx + b * tile * cin)
+        if dw >= 0:                     # (float sums: the tile's samples only)
+            gemm(ws, 1, 0, cout, cin, m, float(s), dy + k * tile * cout, cout, x + b * tile * cin, cin,
+                 dw + a * cout * cin)

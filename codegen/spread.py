@@ -8,6 +8,10 @@ time (examples/signed_volume.phg: 47 s against 20; rigid registration: 11 s agai
 compile time is what a model's size costs first.  Shares are contiguous and their results go to
 places of their own (output rows, accumulator slots), so nothing depends on the thread count.
 The threads are Numba's count: NUMBA_NUM_THREADS, or numba.set_num_threads in the calling thread.
+
+While shares run side by side, the BLAS the kernels' matrix products call (SciPy's) runs on one
+thread: its own threads would contend with the shares for the same cores (a 256-channel step took
+4.0 s with them, 1.4 s without, on two cores).  A single share leaves BLAS its threads.
 """
 from __future__ import annotations
 
@@ -21,6 +25,18 @@ _pool: ThreadPoolExecutor | None = None
 _size = 0
 _owner = 0                      # the process the pool's threads run in
 _lock = threading.Lock()
+_blas = None                    # the BLAS libraries loaded, as threadpoolctl controls them
+
+
+def _one_blas_thread():
+    """A context in which the loaded BLAS libraries run on one thread each."""
+    global _blas
+    with _lock:
+        if _blas is None:
+            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS of numba's np.dot: loaded before it is found)
+            from threadpoolctl import ThreadpoolController
+            _blas = ThreadpoolController().select(user_api="blas")
+    return _blas.limit(limits=1)
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
@@ -49,11 +65,12 @@ def spread(kernel, args: tuple, count: int, shares: int) -> None:
         return
     bounds = [count * k // shares for k in range(shares + 1)]
     pool = _executor(shares - 1)
-    futures = [pool.submit(kernel, *args, bounds[k], bounds[k + 1]) for k in range(1, shares)]
-    try:
-        kernel(*args, bounds[0], bounds[1])
-    finally:
-        errors = [f.exception() for f in futures]
+    with _one_blas_thread():
+        futures = [pool.submit(kernel, *args, bounds[k], bounds[k + 1]) for k in range(1, shares)]
+        try:
+            kernel(*args, bounds[0], bounds[1])
+        finally:
+            errors = [f.exception() for f in futures]
     for error in errors:
         if error is not None:
             raise error

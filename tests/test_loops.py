@@ -161,3 +161,25 @@ def test_the_rule_keeps_small_models_fused_and_loops_wide_ones(built):
     # The certificate's memory plan counts the slots' workspaces the runtime allocates.
     tiles = [b for b in plan.train.buffers if b.role == "tiles"]
     assert tiles and tiles[0].shape == (phg.plan.buffers.SLOTS, plan.loops.words)
+
+
+def test_the_slabs_matrix_product_is_blas_on_the_workspace_as_it_lies():
+    """codegen.slabs.gemm adds alpha op(A) op(B) into C at any offsets of the workspace, reading A
+    and B transposed or not, as numpy computes it."""
+    from phg.codegen.slabs import gemm
+    rng = np.random.default_rng(3)
+    for ta in (0, 1):
+        for tb in (0, 1):
+            m, n, k = rng.integers(1, 9, size=3)
+            a_shape, b_shape = ((k, m) if ta else (m, k)), ((n, k) if tb else (k, n))
+            ws = rng.normal(size=500)
+            a, b, c = 7, 7 + a_shape[0] * a_shape[1] + 3, 300
+            A = ws[a:a + m * k].reshape(a_shape).copy()
+            B = ws[b:b + k * n].reshape(b_shape).copy()
+            expected = ws[c:c + m * n].reshape(m, n) + -1.0 * ((A.T if ta else A) @ (B.T if tb else B))
+            before = ws.copy()
+            gemm(ws, ta, tb, m, n, k, -1.0, a, a_shape[1], b, b_shape[1], c)
+            assert np.allclose(ws[c:c + m * n].reshape(m, n), expected, rtol=1e-14, atol=1e-14), (ta, tb)
+            outside = np.ones(500, bool)
+            outside[c:c + m * n] = False
+            assert np.array_equal(ws[outside], before[outside])

@@ -69,3 +69,21 @@ def test_a_forked_child_runs_its_shares():
     ready, _, _ = select.select([r], [], [], 60)
     os.waitpid(pid, 0) if ready else os.kill(pid, 9)
     assert ready and os.read(r, 8) == b"ok"
+
+
+def test_blas_runs_on_one_thread_while_shares_run_side_by_side():
+    """The kernels' matrix products call SciPy's BLAS: its own threads would contend with the
+    shares for the cores, so each share sees it on one thread; afterwards it has its threads back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with threadpool_limits(2, user_api="blas"):
+        seen = []
+        spread(lambda lo, hi: seen.append(blas_threads()), (), 4, 4)
+        assert len(seen) == 4 and all(set(s.values()) == {1} for s in seen), seen
+        assert set(blas_threads().values()) == {2}
+        one = []
+        spread(lambda lo, hi: one.append(blas_threads()), (), 4, 1)          # one share: BLAS keeps its threads
+        assert set(one[0].values()) == {2}

@@ -7,7 +7,8 @@ step allocates cannot drift apart.  A step reads the caller's batch in place and
 sample in registers (fused) or a tile of samples at a time in its slot's workspace (loops), so no
 buffer grows with the batch.
 
-- accumulators: SLOTS slots (a fixed share of the batch each, whatever the thread count) of
+- accumulators: SLOTS slots (a batch of n samples uses slots(n) of them, each a fixed share of
+  the batch whatever the thread count) of
   `rows` sums, DIGITS int64 digits each for `accumulate exact`, one float64 for `float`; with
   `exact`, a grid scale per sum and slot, kept between steps, and beyond REGISTER_SUMS sums a
   pass's deposit state (4 int64) per sum and slot;
@@ -27,7 +28,10 @@ from phg import support as sup
 from phg.hypergraph import Hypergraph
 from phg.program import TrainSpec
 
-SLOTS = 16                      # accumulator rows per step
+from .loops import TILE
+
+SLOTS = 16                      # accumulator rows per step, at most
+SLOT_SAMPLES = TILE             # samples a slot has at least, while it can
 DIGITS = 68                     # 32-bit digits of one exact sum (codegen.accumulate)
 CHUNK = 1024                    # samples per pass: a level sum stays below 1024 * 2^51 = 2^61
 NORMALISE_EVERY = 2**20         # passes between carry propagations
@@ -44,6 +48,14 @@ MOMENTS = {"sgd": 0, "adam": 2, "prm": 3}       # moment arrays per optimizer co
 LABELS = {"acc": "accumulators", "grid": "grids", "deposits": "deposit states", "work": "work digits",
           "sums": "sums", "loss": "loss", "grads": "gradients", "before": "saved parameters",
           "tiles": "tile workspaces", "tangent": "tangents", "direction": "directions", "state": "optimizer moments"}
+
+
+def slots(n: int) -> int:
+    """The slots a batch of n samples is cut into: as many as give each a tile, up to SLOTS.  It
+    depends on n alone, never on the thread count, so a step's float sums are the same with any;
+    a small batch then runs whole tiles (loop kernels multiply whole tiles) in few slots, each of
+    which lays out the step's weights once."""
+    return max(1, min(SLOTS, -(-n // SLOT_SAMPLES)))
 
 
 def many_sums(rows: int) -> bool:

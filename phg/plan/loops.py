@@ -79,7 +79,6 @@ class Op:
     pairs: list[tuple[int, int, int, int]] = field(default_factory=list)   # contract: (a, b, m, sign)
     blas: bool = False                     # contract with per-batch weights: matrix products
     start: int = 0                         # select: the first channel taken
-    transposed: int | None = None          # blas: workspace words of Wᵀ [Ka, Cin, Cout]
     trained: bool = False                  # in the loss's cone: its adjoint is run
     sources: list[str] = field(default_factory=list)     # slabs read (the edge's sources by default)
     target: str = ""                                      # slab written (the edge's target)
@@ -108,7 +107,6 @@ class LoopPlan:
     words: int                             # workspace words per slot
     adjoint_range: tuple[int, int]         # varying adjoint slabs, zeroed per tile
     invariant_adjoint_range: tuple[int, int]
-    scratch_offset: int
     helpers: list[Helper]
     exact: bool = False
     # Training: a step's sums are the loss and the adjoint of every boundary slab (an invariant
@@ -244,7 +242,7 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
     trained |= {op.target for op in ops if op.trained}      # the slabs ops add (linear's regrouped weights)
     groups = _groups(g, wanted, ops, slabs)
     # Workspace: invariant forward slabs, varying forward slabs, varying adjoints (one range,
-    # zeroed per tile), invariant adjoints, then Wᵀ and scratch.
+    # zeroed per tile), then invariant adjoints.
     words = 0
 
     def place(n: int) -> int:
@@ -279,19 +277,12 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
             if not s.varying and not s.const and s.vid in trained and not s.internal:
                 s.adjoint = place(s.words)
     invariant_adjoint_range = (start, words)
-    scratch = 0
-    for op in ops:
-        if op.kind == "contract" and op.blas:
-            w, x, y = (slabs[s] for s in (*op.sources, op.target))
-            op.transposed = place(w.words)
-            scratch = max(scratch, TILE * y.channels, TILE * x.channels, w.channels)
-    scratch_offset = place(scratch)
     first, row = {}, 1
     for vid in boundary:
         first[vid] = row
         row += slabs[vid].words
     return LoopPlan(g.name, slabs, ops, words, adjoint_range, invariant_adjoint_range,
-                    scratch_offset, helpers, exact, boundary, first, row, groups)
+                    helpers, exact, boundary, first, row, groups)
 
 
 def _groups(g: Hypergraph, wanted: list[str], ops: list[Op], slabs: dict[str, Slab]) -> list[Group]:
