@@ -11,7 +11,7 @@ import math
 
 from phg.hypergraph import Hypergraph
 from phg.plan.buffers import NORMALISE_EVERY
-from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab
+from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab, runs
 from phg.plan.scalar import array_name, global_name, identifier
 
 
@@ -32,7 +32,7 @@ class _Names:
         return self.lp.slabs[vid].per_sample
 
     def pairs(self, n: int) -> str:
-        """The module constant of contraction n's blade pairs."""
+        """The module constant of contraction n's runs of blade pairs (phg.plan.loops.runs)."""
         return global_name("pairs", self.lp.model, str(n))
 
     def bar(self, vid: str, op: Op, k, c: str = "_c") -> str:
@@ -313,9 +313,9 @@ class Module:
         self.parts = 0
         names = _Names(lp)
         for n in products(lp):
-            rows = ", ".join(f"({a}, {b}, {m}, {s})" for a, b, m, s in lp.ops[n].pairs)
+            rows = ", ".join(f"({a}, {b}, {m}, {s}, {k})" for a, b, m, s, k in runs(lp.ops[n].pairs))
             self.functions[names.pairs(n)] = (f"{names.pairs(n)} = _phg_np.array([{rows}], "
-                                              "dtype=_phg_np.int64).reshape(-1, 4)")
+                                              "dtype=_phg_np.int64).reshape(-1, 5)")
 
     def ops(self, varying: bool, backward: bool, only) -> list[str]:
         """The nests of the groups whose ops vary with the sample (or not) and pass `only`."""

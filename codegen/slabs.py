@@ -17,7 +17,7 @@ from numba.extending import get_cython_function_address
 
 _WS = types.float64[::1]
 _I = types.int64
-_PAIRS = types.Array(types.int64, 2, "C", readonly=True)     # a module constant of the kernels
+_RUNS = types.Array(types.int64, 2, "C", readonly=True)      # a module constant of the kernels
 
 # dgemm by a symbol of our own, bound at import: a kernel that calls it by name is cached by Numba
 # (one that held a ctypes pointer could not be).
@@ -43,29 +43,37 @@ def gemm(ws, ta, tb, m, n, k, alpha, a, lda, b, ldb, c):
            ints[5:].ctypes)
 
 
-# The matrix-product contraction of a tile, y[m] = Σ s x[b] W[a]ᵀ over its blade pairs (a, b, m, s)
-# (phg.plan.loops), on slabs of the workspace ws given by their offsets: x [kx, tile, cin],
-# W [ka, cout, cin], y [ky, tile, cout].  The products are of whole tiles, so that a sample's row
+# The matrix-product contraction of a tile, y[m] = Σ s x[b] W[a]ᵀ over its runs of blade pairs
+# (a, b, m, s, count) (phg.plan.loops.runs), on slabs of the workspace ws given by their offsets:
+# x [kx, tile, cin], W [ka, cout, cin], y [ky, tile, cout]; a run's count blades of x, stacked,
+# are one matrix of count * tile rows.  The products are of whole tiles, so that a sample's row
 # takes the same path through BLAS whichever samples share its tile and however many (a product
 # of m rows may round a row differently); the rows past the tile's m samples hold values of rows
 # no op reads, and the adjoints' rows past m are zero.
-@numba.njit(types.void(_WS, *[_I] * 10, _PAIRS), cache=True, nogil=True)
-def contract(ws, m, tile, x, kx, w, ka, y, ky, cin, cout, pairs):
+@numba.njit(types.void(_WS, *[_I] * 10, _RUNS), cache=True, nogil=True)
+def contract(ws, m, tile, x, kx, w, ka, y, ky, cin, cout, runs):
     ws[y:y + ky * tile * cout] = 0.0
-    for p in range(pairs.shape[0]):
-        a, b, k, s = pairs[p, 0], pairs[p, 1], pairs[p, 2], pairs[p, 3]
-        gemm(ws, 0, 1, tile, cout, cin, float(s), x + b * tile * cin, cin, w + a * cout * cin, cin, y + k * tile * cout)
+    for r in range(runs.shape[0]):
+        a, b, k, s, count = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3], runs[r, 4]
+        gemm(ws, 0, 1, count * tile, cout, cin, float(s), x + b * tile * cin, cin, w + a * cout * cin, cin,
+             y + k * tile * cout)
 
 
-@numba.njit(types.void(_WS, *[_I] * 12, _PAIRS), cache=True, nogil=True)
-def contract_adjoint(ws, m, tile, x, dx, kx, w, dw, ka, dy, ky, cin, cout, pairs):
+@numba.njit(types.void(_WS, *[_I] * 12, _RUNS), cache=True, nogil=True)
+def contract_adjoint(ws, m, tile, x, dx, kx, w, dw, ka, dy, ky, cin, cout, runs):
     """The contraction's adjoint: dx[b] += s dy[m] W[a] and (dw >= 0) dW[a] += s dy[m]ᵀ x[b]
-    (dx < 0: x takes none; dw < 0: W's terms are taken per sample, or it takes none)."""
-    for p in range(pairs.shape[0]):
-        a, b, k, s = pairs[p, 0], pairs[p, 1], pairs[p, 2], pairs[p, 3]
+    (dx < 0: x takes none; dw < 0: W's terms are taken per sample, or it takes none).  dW sums
+    the tile's samples only: a run's blades in one product when the tile is full, else blade by
+    blade over its first m rows."""
+    for r in range(runs.shape[0]):
+        a, b, k, s, count = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3], runs[r, 4]
         if dx >= 0:
-            gemm(ws, 0, 0, tile, cin, cout, float(s), dy + k * tile * cout, cout, w + a * cout * cin, cin,
+            gemm(ws, 0, 0, count * tile, cin, cout, float(s), dy + k * tile * cout, cout, w + a * cout * cin, cin,
                  dx + b * tile * cin)
-        if dw >= 0:                     # (float sums: the tile's samples only)
-            gemm(ws, 1, 0, cout, cin, m, float(s), dy + k * tile * cout, cout, x + b * tile * cin, cin,
+        if dw >= 0 and m == tile:
+            gemm(ws, 1, 0, cout, cin, count * tile, float(s), dy + k * tile * cout, cout, x + b * tile * cin, cin,
                  dw + a * cout * cin)
+        elif dw >= 0:
+            for i in range(count):
+                gemm(ws, 1, 0, cout, cin, m, float(s), dy + (k + i) * tile * cout, cout, x + (b + i) * tile * cin, cin,
+                     dw + a * cout * cin)

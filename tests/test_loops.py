@@ -183,3 +183,13 @@ def test_the_slabs_matrix_product_is_blas_on_the_workspace_as_it_lies():
             outside = np.ones(500, bool)
             outside[c:c + m * n] = False
             assert np.array_equal(ws[outside], before[outside])
+
+
+def test_blade_pairs_run_together_where_blades_are_consecutive():
+    """A scalar weight on a vector's three blades is one matrix product of three stacked tiles;
+    pairs that change weights, sign or blade order start a new run; the order is kept."""
+    from phg.plan.loops import runs
+    assert runs([(0, 0, 0, 1), (0, 1, 1, 1), (0, 2, 2, 1)]) == [(0, 0, 0, 1, 3)]
+    assert runs([(0, 0, 1, 1), (0, 1, 2, 1), (1, 2, 3, 1), (1, 3, 4, -1), (1, 4, 5, -1), (1, 6, 7, -1)]) == \
+        [(0, 0, 1, 1, 2), (1, 2, 3, 1, 1), (1, 3, 4, -1, 2), (1, 6, 7, -1, 1)]
+    assert runs([]) == []

@@ -187,6 +187,22 @@ def _linear(g: Hypergraph, e: Edge, slabs: dict[str, Slab], moving: bool, traine
                sources=[regrouped, e.sources[1]])]
 
 
+def runs(pairs: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int, int]]:
+    """A matrix-product contraction's blade pairs (a, b, m, s) as runs (a, b, m, s, count): count
+    consecutive blades b, b+1, ... of x taken to m, m+1, ... of y through the same weights W[a]
+    with the same sign.  Blades are the outer axis of a slab, so a run is one matrix product of
+    count tiles stacked (a scalar weight on a vector's three blades: one product of 3 x 64 rows,
+    which BLAS runs faster than three of 64), in the pairs' order."""
+    out: list[list[int]] = []
+    for a, b, m, s in pairs:
+        last = out[-1] if out else None
+        if last is not None and (last[0], last[3]) == (a, s) and (last[1] + last[4], last[2] + last[4]) == (b, m):
+            last[4] += 1
+        else:
+            out.append([a, b, m, s, 1])
+    return [tuple(r) for r in out]
+
+
 def sample_dependent(g: Hypergraph) -> set[str]:
     """The values that change with the sample: the inputs and everything computed from one."""
     varying = set()
