@@ -13,7 +13,7 @@ if __name__ == "__main__":
     if name not in COMMANDS:
         print("usage: python -m bench [--soundness N] [--jobs J]   (every benchmark, one table)\n"
               "       python -m bench soundness [N_MODELS] [--jobs J] | check | predict | build | train\n"
-              "       python -m bench widths [C ...] [--batches 128,1024] [--accumulate exact|float]\n"
+              "       python -m bench widths [C ...] [--batches 128,1024] [--accumulate exact|float] [--compile]\n"
               "       python -m bench cgenn [C ...] [--batches 128,1024] [--accumulate exact|float] [--compile]\n"
               "       python -m bench learning [--sizes 1024,..] [--steps N] [--width C] [--accumulate A] [--png F]\n"
               "       python -m bench fuzz [N] [--seed S] [--command check|graph]")

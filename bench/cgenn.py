@@ -1,4 +1,4 @@
-"""O3CGMLP (bench/cgenn_volume.phg) at several widths against its PyTorch port (bench/o3cgmlp.py):
+"""O3CGMLP (examples/cgenn_volume.phg) at several widths against its PyTorch port (bench/o3cgmlp.py):
 for each width its `phg check` and cold and warm `phg build` (fresh processes, a fresh directory),
 that phg's network is the port's (predictions from the port's parameters, copied), and the
 loss+grad step of both at several batches, on the same threads.
@@ -25,13 +25,16 @@ WIDTHS = (8, 16, 32, 96)
 BATCHES = (128, 1024)
 
 
+WIDTH = 96                      # examples/cgenn_volume.phg's hidden channels
+
+
 def source(channels: int, accumulate: str = "exact") -> str:
-    """bench/cgenn_volume.phg with `channels` hidden channels, its initial scales to match."""
-    text = (ROOT / "bench" / "cgenn_volume.phg").read_text()
-    text = re.sub(r"\[([0-9, ]+)\]", lambda m: "[" + ", ".join(str(channels) if d.strip() == "32" else d.strip()
+    """examples/cgenn_volume.phg with `channels` hidden channels, its initial scales to match."""
+    text = (ROOT / "examples" / "cgenn_volume.phg").read_text()
+    text = re.sub(r"\[([0-9, ]+)\]", lambda m: "[" + ", ".join(str(channels) if d.strip() == str(WIDTH) else d.strip()
                                                               for d in m.group(1).split(",")) + "]", text)
-    text = re.sub(r" +# 1 / sqrt\([^)]*\)", "", text).replace("3 -> 32 channels", f"3 -> {channels} channels")
-    text = text.replace("(32 -> 1)", f"({channels} -> 1)")
+    text = re.sub(r" +# 1 / sqrt\([^)]*\)", "", text).replace(f"3 -> {WIDTH} channels", f"3 -> {channels} channels")
+    text = text.replace(f"({WIDTH} -> 1)", f"({channels} -> 1)")
     for name, fan in (("W2", 4 * channels), ("L2", channels), ("R2", channels)):
         text = re.sub(rf"(param {name}\[[^\]]*\]: Scalar = normal\()[0-9.]+(\))", rf"\g<1>{1 / math.sqrt(fan):.4f}\2", text)
     return text.replace("    seed 1\n", f"    seed 1\n    accumulate {accumulate}\n")

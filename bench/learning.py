@@ -1,4 +1,4 @@
-"""CGENN's signed-volume experiment, phg against its PyTorch port: O3CGMLP (bench/cgenn_volume.phg
+"""CGENN's signed-volume experiment, phg against its PyTorch port: O3CGMLP (examples/cgenn_volume.phg
 and bench/o3cgmlp.py, the same network from the same initial parameters) trained with Adam
 (lr 1e-3, batch 128) for the same number of steps on training sets of several sizes, drawn as
 CGENN's data/o3.py draws them (three standard normal vectors, target det / 10), and tested on

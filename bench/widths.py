@@ -4,7 +4,7 @@
 kernel), its warm build (a fresh process importing the same build from Numba's cache), and its
 loss+grad step against the same maths in PyTorch eager on the same threads, at several batches.
 
-    python -m bench widths [C ...] [--batches 128,1024,65536] [--accumulate exact|float]
+    python -m bench widths [C ...] [--batches 128,1024,65536] [--accumulate exact|float] [--compile]
 """
 from __future__ import annotations
 
@@ -54,8 +54,9 @@ def build_seconds(src: Path, out: str, model: str = "SignedVolume") -> tuple[flo
     return float(lines[-2]), lines[-1]
 
 
-def torch_step(model, v, target):
-    """The same loss and gradient in PyTorch eager, float64, from the phg model's parameters."""
+def torch_step(model, v, target, compiled: bool = False):
+    """The same loss and gradient in PyTorch, float64, from the phg model's parameters: eager, or
+    its forward and backward under torch.compile."""
     import numba
     import torch
 
@@ -64,9 +65,7 @@ def torch_step(model, v, target):
     vt = torch.from_numpy(v)                     # [N, 3 vectors, 3 components]
     tt = torch.from_numpy(target[:, 0])
 
-    def step():
-        for a in p.values():
-            a.grad = None
+    def forward():
         h = torch.einsum("ij,njk->nik", p["W1"], vt)
         g = h * torch.sigmoid(p["k1"] + (h * h).sum(-1))[..., None]
         u, w, z = (torch.einsum("ij,njk->nik", p[k], g) for k in ("Wu", "Ww", "Wz"))
@@ -74,13 +73,20 @@ def torch_step(model, v, target):
         b13 = u[..., 0] * w[..., 2] - u[..., 2] * w[..., 0]
         b23 = u[..., 1] * w[..., 2] - u[..., 2] * w[..., 1]
         volume = (b12 * z[..., 2] - b13 * z[..., 1] + b23 * z[..., 0]).sum(-1)
-        loss = ((volume - tt) ** 2).mean()
+        return ((volume - tt) ** 2).mean()
+
+    run = torch.compile(forward) if compiled else forward
+
+    def step():
+        for a in p.values():
+            a.grad = None
+        loss = run()
         loss.backward()
         return loss
     return step
 
 
-def measure(widths, batches, accumulate: str) -> list[dict]:
+def measure(widths, batches, accumulate: str, compiled: bool = False) -> list[dict]:
     import phg
 
     rows = []
@@ -103,11 +109,12 @@ def measure(widths, batches, accumulate: str) -> list[dict]:
                 phg_s = best(lambda: model.grad(v=v, target=target))
                 try:
                     torch_s = best(torch_step(model, v, target))
+                    compiled_s = best(torch_step(model, v, target, True)) if compiled else None
                 except ImportError:
-                    torch_s = None
+                    torch_s = compiled_s = None
                 rows.append({"channels": c, "params": sum(a.size for a in model.params.values()),
                              "strategy": strategy, "cold": cold, "warm": warm, "batch": n, "phg": phg_s,
-                             "torch": torch_s, "flops": flops * n})
+                             "torch": torch_s, "compiled": compiled_s, "flops": flops * n})
     return rows
 
 
@@ -122,17 +129,18 @@ def main(argv: list[str]) -> int:
             batches = tuple(int(b) for b in argv[i + 1].split(","))
         if a == "--accumulate":
             accumulate = argv[i + 1]
-    rows = measure(widths, batches, accumulate)
+    rows = measure(widths, batches, accumulate, "--compile" in argv)
     peak = matmul_rate()
     print(f"signed volume widened, accumulate {accumulate}, {numba.get_num_threads()} threads; a float64 "
           f"2,048 x 2,048 matrix product ran at {peak / 1e9:.1f} GFLOP/s on them")
     print("| channels | parameters | strategy (rule) | cold build s | warm build s | batch | phg loss+grad ms "
-          "| mixes GFLOP/s (of the product's) | PyTorch eager ms | PyTorch / phg |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| mixes GFLOP/s (of the product's) | PyTorch eager ms | PyTorch / phg | compiled ms | compiled / phg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         torch_ms = f"{1e3 * r['torch']:.2f}" if r["torch"] is not None else "not installed"
         ratio = f"{r['torch'] / r['phg']:.1f}x" if r["torch"] is not None else ""
         rate = r["flops"] / r["phg"]
+        comp = f"{1e3 * r['compiled']:.2f} | {r['compiled'] / r['phg']:.1f}x" if r["compiled"] is not None else "- | -"
         print(f"| {r['channels']} | {r['params']} | {r['strategy']} | {r['cold']:.1f} | {r['warm']:.2f} | "
-              f"{r['batch']} | {1e3 * r['phg']:.2f} | {rate / 1e9:.1f} ({rate / peak:.0%}) | {torch_ms} | {ratio} |")
+              f"{r['batch']} | {1e3 * r['phg']:.2f} | {rate / 1e9:.1f} ({rate / peak:.0%}) | {torch_ms} | {ratio} | {comp} |")
     return 0

@@ -106,14 +106,20 @@ def main(argv: list[str] | None = None) -> int:
               f"test MSE {mlp:.3g}")
     print(f"variance of the test target: {np.var(y_test):.3g}")
 
-    # One transform per test sample: the output must be det(Q) times the original.
-    base = predict(v_test[:args.transforms])
+    return equivariance(predict, v_test[:args.transforms], rng)
+
+
+def equivariance(predict, v: np.ndarray, rng) -> int:
+    """Prints the largest deviation of predict(v) from O(3) equivariance over one random rotation
+    and one random reflection per sample (the output must be det(Q) times the original); 0 when
+    both are within 1e-9, else 1."""
+    base = predict(v)
     worst = {}
     for det, name in ((1.0, "rotation"), (-1.0, "reflection")):
-        qs = np.stack([random_orthogonal(rng, det) for _ in range(args.transforms)])
-        moved = predict(np.einsum("kij,knj->kni", qs, v_test[:args.transforms]))
+        qs = np.stack([random_orthogonal(rng, det) for _ in range(len(v))])
+        moved = predict(np.einsum("kij,knj->kni", qs, v))
         worst[name] = float(np.max(np.abs(moved - det * base)))
-    print(f"over {args.transforms} random transforms: max |f(Qv) - f(v)| for rotations {worst['rotation']:.2g}, "
+    print(f"over {len(v)} random transforms: max |f(Qv) - f(v)| for rotations {worst['rotation']:.2g}, "
           f"max |f(Qv) + f(v)| for reflections {worst['reflection']:.2g} (bound 1e-9)")
     return 0 if max(worst.values()) <= 1e-9 else 1
 

@@ -75,7 +75,7 @@ def test_drawing_candidates_is_charged_before_they_are_drawn(monkeypatch):
 
 
 def test_the_paper_network_checks_at_full_width():
-    """O3CGMLP (bench/cgenn_volume.phg) at the paper's 96 channels and at 256: every claim proven,
+    """O3CGMLP (examples/cgenn_volume.phg) at the paper's 96 channels and at 256: every claim proven,
     the size budget pricing what loop kernels and the verifier do, not unrolled code."""
     import sys
     from pathlib import Path
