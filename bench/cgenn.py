@@ -96,8 +96,8 @@ def measure(widths, batches, accumulate: str, compiled: bool) -> list[dict]:
                 rows.append({"channels": c, "refused": error.replace(str(src), src.name)})
                 continue
             out = str(Path(tmp) / f"build{c}")
-            cold, strategy = build_seconds(src, out, "O3CGMLP")
-            warm, _ = build_seconds(src, out, "O3CGMLP")
+            cold, strategy = build_seconds(src, out, "O3CGMLP", Path(tmp) / f"numba{c}")
+            warm, _ = build_seconds(src, out, "O3CGMLP", Path(tmp) / f"numba{c}")
             model = phg.build(phg.load(src), out).O3CGMLP(seed=0)
             peer = port.O3CGMLP(hidden=c, seed=0)
             with torch.no_grad():                 # off the zero and unit initial values

@@ -54,7 +54,7 @@ def run(sizes, steps: int, width: int, accumulate: str) -> list[dict]:
     return rows
 
 
-def plot(rows, floor: float, path: str) -> bool:
+def plot(rows, floor: float, path: str, title: str = "O3CGMLP, signed volume") -> bool:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -68,7 +68,7 @@ def plot(rows, floor: float, path: str) -> bool:
     ax.axhline(floor, color="grey", lw=0.8, label="zero predictor")
     ax.set_xlabel("training samples")
     ax.set_ylabel("test MSE")
-    ax.set_title("O3CGMLP, signed volume")
+    ax.set_title(title, fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -101,5 +101,6 @@ def main(argv: list[str]) -> int:
         print(f"| {r['n']:,} | {r['phg']:.2e} | {r['torch']:.2e} | {r['phg'] / r['torch']:.2f} | {r['phg_s']:.1f} | "
               f"{r['torch_s']:.1f} |")
     if png:
-        print(f"learning curves: {png}" if plot(rows, floor, png) else "learning curves: matplotlib is not installed")
+        title = f"O3CGMLP, signed volume: {width} channels, {steps:,} Adam steps of 128"
+        print(f"learning curves: {png}" if plot(rows, floor, png, title) else "learning curves: matplotlib is not installed")
     return 0

@@ -8,6 +8,7 @@ loss+grad step against the same maths in PyTorch eager on the same threads, at s
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,10 +47,13 @@ print(k.{model}.SPEC["train"]["strategy"], k.{model}.SPEC["train"]["rule"])
 """
 
 
-def build_seconds(src: Path, out: str, model: str = "SignedVolume") -> tuple[float, str]:
-    """A build of src into out in a fresh process: its seconds, and the strategy of the model's training."""
+def build_seconds(src: Path, out: str, model: str = "SignedVolume", cache: Path | None = None) -> tuple[float, str]:
+    """A build of src into out in a fresh process, with Numba's cache in `cache` (phg's library
+    kernels included: empty, the build is cold): its seconds, and the strategy of the model's
+    training."""
+    env = dict(os.environ, **({"NUMBA_CACHE_DIR": str(cache)} if cache is not None else {}))
     done = subprocess.run([sys.executable, "-c", BUILD.format(src=str(src), name=src.name, out=out, model=model)],
-                          capture_output=True, text=True, check=True, cwd=ROOT)
+                          capture_output=True, text=True, check=True, cwd=ROOT, env=env)
     lines = done.stdout.strip().splitlines()
     return float(lines[-2]), lines[-1]
 
@@ -96,8 +100,8 @@ def measure(widths, batches, accumulate: str, compiled: bool = False) -> list[di
             src = Path(tmp) / f"signed_volume_{c}.phg"
             src.write_text(source(c, accumulate))
             out = str(Path(tmp) / f"build{c}")
-            cold, strategy = build_seconds(src, out)
-            warm, _ = build_seconds(src, out)
+            cold, strategy = build_seconds(src, out, cache=Path(tmp) / f"numba{c}")
+            warm, _ = build_seconds(src, out, cache=Path(tmp) / f"numba{c}")
             program = phg.load(src)
             phg.check(program)                  # its supports narrowed, as the kernels were planned
             kernels = phg.build(program, out)
