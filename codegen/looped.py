@@ -249,16 +249,15 @@ def products(lp: LoopPlan) -> list[int]:
 def _contract_blas(names: _Names, n: int, op: Op, w: Slab, x: Slab, y: Slab, backward: bool) -> list[str]:
     """A call of codegen.slabs' contraction (its blade pairs a module constant, _phg_pairs_<n>)."""
     pairs = names.pairs(n)
-    sizes = f"{len(w.blades)}"
     if not backward:
-        return [f"_phg_contract(_ws, _m, {TILE}, {x.offset}, {len(x.blades)}, {w.offset}, "
-                f"{sizes}, {y.offset}, {len(y.blades)}, {x.channels}, {y.channels}, {pairs})"]
+        return [f"_phg_contract(_ws, {TILE}, {x.offset}, {w.offset}, {y.offset}, {len(y.blades)}, {x.channels}, "
+                f"{y.channels}, {pairs})"]
     dx = x.adjoint if x.adjoint is not None else -1
     dw = w.adjoint if w.adjoint is not None and not names.lp.exact else -1
     if dx < 0 and dw < 0:
         return []
-    return [f"_phg_contract_adjoint(_ws, _m, {TILE}, {x.offset}, {dx}, {len(x.blades)}, {w.offset}, {dw}, {sizes}, "
-            f"{y.adjoint}, {len(y.blades)}, {x.channels}, {y.channels}, {pairs})"]
+    return [f"_phg_contract_adjoint(_ws, _m, {TILE}, {x.offset}, {dx}, {w.offset}, {dw}, {y.adjoint}, "
+            f"{x.channels}, {y.channels}, {pairs})"]
 
 
 def op_lines(g, lp: LoopPlan, n: int, op: Op, backward: bool, code, statement) -> list[str]:

@@ -143,7 +143,7 @@ class ModelBase:
         outs = {o: np.empty((n, *self.SPEC["outputs"][o]["shape"], len(self.SPEC["outputs"][o]["layout"])))
                 for o in plan["outputs"]}
         spread(self._predict_kernel, (*arrays, *self._params(plan["params"]), *outs.values()), n,
-               n * plan["work"] // SHARE)
+               n * plan["work"] // SHARE, blas=plan["strategy"] == "loops")
         return outs
 
     # ---- training -------------------------------------------------------------------------------
@@ -187,7 +187,8 @@ class ModelBase:
         params = self._params(spec["params"], versors)
         k = slots(n)
         used = [b[role][:k] for role in ("acc", "grid", "deposits", "tiles")]     # leading rows: still contiguous
-        spread(self._slots_kernel, (*arrays, *params, n, *used), k, n * spec["stack_symbols"] // SHARE)
+        spread(self._slots_kernel, (*arrays, *params, n, *used), k, n * spec["stack_symbols"] // SHARE,
+               blas=spec["strategy"] == "loops")
         self._train_kernel(*arrays, *params, n, *used, b["work"], b["sums"], b["loss"],
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])

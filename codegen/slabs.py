@@ -45,13 +45,13 @@ def gemm(ws, ta, tb, m, n, k, alpha, a, lda, b, ldb, c):
 
 # The matrix-product contraction of a tile, y[m] = Σ s x[b] W[a]ᵀ over its runs of blade pairs
 # (a, b, m, s, count) (phg.plan.loops.runs), on slabs of the workspace ws given by their offsets:
-# x [kx, tile, cin], W [ka, cout, cin], y [ky, tile, cout]; a run's count blades of x, stacked,
+# x [blades, tile, cin], W [blades, cout, cin], y [ky, tile, cout]; a run's count blades of x, stacked,
 # are one matrix of count * tile rows.  The products are of whole tiles, so that a sample's row
 # takes the same path through BLAS whichever samples share its tile and however many (a product
 # of m rows may round a row differently); the rows past the tile's m samples hold values of rows
 # no op reads, and the adjoints' rows past m are zero.
-@numba.njit(types.void(_WS, *[_I] * 10, _RUNS), cache=True, nogil=True)
-def contract(ws, m, tile, x, kx, w, ka, y, ky, cin, cout, runs):
+@numba.njit(types.void(_WS, *[_I] * 7, _RUNS), cache=True, nogil=True)
+def contract(ws, tile, x, w, y, ky, cin, cout, runs):
     ws[y:y + ky * tile * cout] = 0.0
     for r in range(runs.shape[0]):
         a, b, k, s, count = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3], runs[r, 4]
@@ -59,8 +59,8 @@ def contract(ws, m, tile, x, kx, w, ka, y, ky, cin, cout, runs):
              y + k * tile * cout)
 
 
-@numba.njit(types.void(_WS, *[_I] * 12, _RUNS), cache=True, nogil=True)
-def contract_adjoint(ws, m, tile, x, dx, kx, w, dw, ka, dy, ky, cin, cout, runs):
+@numba.njit(types.void(_WS, *[_I] * 9, _RUNS), cache=True, nogil=True)
+def contract_adjoint(ws, m, tile, x, dx, w, dw, dy, cin, cout, runs):
     """The contraction's adjoint: dx[b] += s dy[m] W[a] and (dw >= 0) dW[a] += s dy[m]ᵀ x[b]
     (dx < 0: x takes none; dw < 0: W's terms are taken per sample, or it takes none).  dW sums
     the tile's samples only: a run's blades in one product when the tile is full, else blade by

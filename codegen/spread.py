@@ -11,10 +11,12 @@ The threads are Numba's count: NUMBA_NUM_THREADS, or numba.set_num_threads in th
 
 While shares run side by side, the BLAS the kernels' matrix products call (SciPy's) runs on one
 thread: its own threads would contend with the shares for the same cores (a 256-channel step took
-4.0 s with them, 1.4 s without, on two cores).  A single share leaves BLAS its threads.
+4.0 s with them, 1.4 s without, on two cores).  A single share leaves BLAS its threads, and
+kernels that call no BLAS (the fused strategy's) leave it alone.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -55,17 +57,18 @@ def threads() -> int:
     return numba.get_num_threads()
 
 
-def spread(kernel, args: tuple, count: int, shares: int) -> None:
+def spread(kernel, args: tuple, count: int, shares: int, blas: bool = False) -> None:
     """kernel(*args, lo, hi) over [0, count) in at most `shares` contiguous shares, no more than
-    the thread count; the calling thread runs the first share.  An exception of any share is
-    raised here, once every share has finished."""
+    the thread count; the calling thread runs the first share.  `blas`: the kernel calls BLAS,
+    kept on one thread while shares run side by side.  An exception of any share is raised here,
+    once every share has finished."""
     shares = max(1, min(shares, count, threads()))
     if shares == 1:
         kernel(*args, 0, count)
         return
     bounds = [count * k // shares for k in range(shares + 1)]
     pool = _executor(shares - 1)
-    with _one_blas_thread():
+    with _one_blas_thread() if blas else contextlib.nullcontext():
         futures = [pool.submit(kernel, *args, bounds[k], bounds[k + 1]) for k in range(1, shares)]
         try:
             kernel(*args, bounds[0], bounds[1])

@@ -72,8 +72,9 @@ def test_a_forked_child_runs_its_shares():
 
 
 def test_blas_runs_on_one_thread_while_shares_run_side_by_side():
-    """The kernels' matrix products call SciPy's BLAS: its own threads would contend with the
-    shares for the cores, so each share sees it on one thread; afterwards it has its threads back."""
+    """The loop kernels' matrix products call SciPy's BLAS: its own threads would contend with the
+    shares for the cores, so each share sees it on one thread; afterwards it has its threads back.
+    A kernel that calls no BLAS leaves it as it is."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     def blas_threads():
@@ -81,9 +82,12 @@ def test_blas_runs_on_one_thread_while_shares_run_side_by_side():
 
     with threadpool_limits(2, user_api="blas"):
         seen = []
-        spread(lambda lo, hi: seen.append(blas_threads()), (), 4, 4)
+        spread(lambda lo, hi: seen.append(blas_threads()), (), 4, 4, blas=True)
         assert len(seen) == 4 and all(set(s.values()) == {1} for s in seen), seen
         assert set(blas_threads().values()) == {2}
         one = []
-        spread(lambda lo, hi: one.append(blas_threads()), (), 4, 1)          # one share: BLAS keeps its threads
+        spread(lambda lo, hi: one.append(blas_threads()), (), 4, 1, blas=True)    # one share: BLAS keeps its threads
         assert set(one[0].values()) == {2}
+        fused = []
+        spread(lambda lo, hi: fused.append(blas_threads()), (), 4, 4)        # a kernel that calls no BLAS
+        assert all(set(s.values()) == {2} for s in fused), fused

@@ -118,7 +118,7 @@ def admissible(alg: Algebra, v: Value, rng: random.Random, special: bool = False
     out = {}
     for ch in itertools.product(*(range(s) for s in v.shape)):
         kind = v.declared.versor if v.declared is not None else None
-        if kind in ("Rotor", "Motor", "Versor"):
+        if _versor_declared(v):
             if special:
                 m = basis_rotor(alg, rng)
             else:
