@@ -146,7 +146,7 @@ def import_module(path: Path, digest: str):
     module.__file__ = str(path)
     sys.modules[name] = module
     try:
-        with _kernels_cached_for_this_user():
+        with kernels_cached_for_this_user():
             exec(code, module.__dict__)
     except BaseException:
         del sys.modules[name]
@@ -155,7 +155,7 @@ def import_module(path: Path, digest: str):
 
 
 @contextlib.contextmanager
-def _kernels_cached_for_this_user():
+def kernels_cached_for_this_user():
     """Numba's compiled kernels of the functions defined meanwhile are cached in the user's own
     cache, not in a __pycache__ beside the module: Numba unpickles its cache index, so one planted
     in the module's folder would run code.  (A cache folder the user chose, NUMBA_CACHE_DIR,

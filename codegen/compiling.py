@@ -66,7 +66,17 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
 def compile_model(cls, progress: Progress | None = None) -> float:
     """Compile (or load from Numba's cache) every kernel of a model class; the seconds it took.
     A kernel already compiled for its types, in this process, is not reported again."""
+    from .opaque import bind, unbound
+
     total = 0.0
+    if unbound(cls._parts):
+        if progress is not None:
+            progress(cls.SPEC["name"], "parts", None)
+        start = time.perf_counter()
+        bind(cls._parts)
+        total += time.perf_counter() - start
+        if progress is not None:
+            progress(cls.SPEC["name"], "parts", time.perf_counter() - start)
     for label, dispatcher, types in kernels(cls):
         if types in dispatcher.overloads:
             continue

@@ -325,6 +325,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
                                                   for a, b in [m["functions"]]) + "}")
     if module is not None:                    # the functions the loop kernels call come first
         kernels.insert(0, "\n\n\n".join(module.functions.values()))
+        attrs.append("    _parts = (" + "".join(f"({s!r}, {f}), " for s, f in module.opaque) + ")")
     doc = f"{g.name} on {g.algebra.describe()}: parameters, inference and training (LANGUAGE §8)."
     cls = "\n".join([
         f"class {global_name('model', g.name)}(_phg_ModelBase):",
@@ -355,7 +356,9 @@ def module_source(program: Program, status: str) -> str:
         "from phg.codegen.accumulate import " + ", ".join(f"{f} as _phg_{f}" for f in _ACCUMULATE),
         "from phg.codegen.lie import RotorManifold as _phg_RotorManifold, exp_factors as _phg_exp_factors",
         "from phg.codegen.runtime import ModelBase as _phg_ModelBase",
-        "from phg.codegen.slabs import contract as _phg_contract, contract_adjoint as _phg_contract_adjoint",
+        "from phg.codegen.slabs import add_runs as _phg_add_runs, contract as _phg_contract, "
+        "contract_adjoint as _phg_contract_adjoint, copy_runs as _phg_copy_runs, divide_runs as _phg_divide_runs",
+        "from phg.codegen.opaque import carray as _phg_carray, external as _phg_external",
         "",
         "SOURCE_SHA256 = " + repr(program.sha256),
         "CERTIFICATE = " + ascii(status),

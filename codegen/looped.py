@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import ast
 import builtins
+import hashlib
 import math
+import re
+from collections import Counter
 
 from phg.hypergraph import Hypergraph
 from phg.plan.buffers import NORMALISE_EVERY
 from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab, runs
 from phg.plan.scalar import array_name, global_name, identifier
+from .build import generator
 
 
 class _Names:
@@ -124,6 +128,29 @@ def _regrade(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
             f"        {_at(r.offset, r, '_k')} = {_at(w.offset, w, 0, c=at)}"]
 
 
+_COPY = re.compile(r"([A-Za-z_]\w*) = ([A-Za-z_]\w*)")
+_TARGETS = re.compile(r"([\w, ]+?) \+?= ")
+_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
+
+
+def _forward_copies(body: list[str]) -> list[str]:
+    """A straight-line body with its copies `a = b` forwarded into their readers and dropped (a
+    group's registers and loads are mostly copies): Numba's front end spends its time per
+    statement, and over half a wide model's build went to statements that only rename.  A copy is
+    forwarded only when both names are assigned once, so no reader sees another value."""
+    assigned = Counter(t.strip() for ln in body if (m := _TARGETS.match(ln)) for t in m[1].split(",") if t.strip())
+    alias: dict[str, str] = {}
+    out = []
+    for ln in body:
+        ln = _NAME.sub(lambda m: alias.get(m[0], m[0]), ln) if alias else ln
+        copy = _COPY.fullmatch(ln)
+        if copy and assigned[copy[1]] == 1 and assigned[copy[2]] <= 1:
+            alias[copy[1]] = copy[2]
+            continue
+        out.append(ln)
+    return out
+
+
 def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list[str]:
     """One loop nest of a group of pointwise ops (phg.plan.loops.Group): each op's channel code
     in turn (no two bodies share a name), its values passed on in registers _r<op>_<blade> and
@@ -172,7 +199,7 @@ def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list
                     elif x.adjoint is not None:
                         body.append(f"{names.bar(vid, op, **_element(op, i, k))} += {code(bar)}")
     y = lp.slabs[lp.ops[grp.ops[0]].target]
-    return _nest(lp.ops[grp.ops[0]], y, body)
+    return _nest(lp.ops[grp.ops[0]], y, _forward_copies(body))
 
 
 def _blade_map(x: Slab, y: Slab) -> list[tuple[int, int]]:
@@ -208,6 +235,20 @@ def _select(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
         elif x.adjoint is not None:
             body.append(f"{_at(names.bw(src), x, kx, c=f'{op.start} + _c')} += {_at(names.bw(dst), y, ky)}")
     return _nest(op, y, body) if body else []
+
+
+def _select_runs(lp: LoopPlan, op: Op, backward: bool) -> list[tuple[int, int, int]]:
+    """A select of a value that does not vary with the sample, as runs (to, from, words) of the
+    workspace: forward its channels' blades, backward their adjoints (added)."""
+    (src,), dst = op.sources, op.target
+    x, y = lp.slabs[src], lp.slabs[dst]
+    if not backward:
+        return [(y.offset + ky * y.channels, x.offset + kx * x.channels + op.start, y.channels)
+                for ky, kx in _blade_map(x, y)]
+    if x.adjoint is None:
+        return []
+    return [(x.adjoint + kx * x.channels + op.start, y.adjoint + ky * y.channels, y.channels)
+            for ky, kx in _blade_map(x, y)]
 
 
 def _contract(lp: LoopPlan, n: int, op: Op, backward: bool) -> list[str]:
@@ -309,6 +350,8 @@ class Module:
         self.g, self.lp, self.code, self.statement = g, lp, code, statement
         self.functions: dict[str, str] = {}
         self._called: dict[str, list[str]] = {}    # a part's lines -> what the kernels run: its call
+        self.opaque: list[tuple[str, str]] = []     # (symbol, function) of the parts called by address
+        self._tables: dict[str, str] = {}           # runs of copies -> their module constant
         self.parts = 0
         names = _Names(lp)
         for n in products(lp):
@@ -317,16 +360,38 @@ class Module:
                                               "dtype=_phg_np.int64).reshape(-1, 5)")
 
     def ops(self, varying: bool, backward: bool, only) -> list[str]:
-        """The nests of the groups whose ops vary with the sample (or not) and pass `only`."""
-        out = []
+        """The nests of the groups whose ops vary with the sample (or not) and pass `only`; a run
+        of channel selections of parameters, one table of copies."""
+        out: list[str] = []
+        copies: list[tuple[int, int, int]] = []
         for grp in reversed(self.lp.groups) if backward else self.lp.groups:
             n = grp.ops[0]
             op = self.lp.ops[n]
             if op.varying != varying or not only(op) or (backward and not op.trained):
                 continue
+            if op.kind == "select" and not op.varying:
+                copies += _select_runs(self.lp, op, backward)
+                continue
+            out += self._copies(copies, backward)
+            copies = []
             out += (_group(self.g, self.lp, grp, backward, self.code, self.statement) if grp.pointwise else
                     op_lines(self.g, self.lp, n, op, backward, self.code, self.statement))
-        return self.outline(out)
+        return self.outline(out + self._copies(copies, backward))
+
+    def _copies(self, runs: list[tuple[int, int, int]], backward: bool) -> list[str]:
+        """The selects of parameters' channels: the workspace runs copied (backward, added)."""
+        return self.runs("_phg_add_runs(_ws, _ws, {})" if backward else "_phg_copy_runs(_ws, _ws, {})", runs)
+
+    def runs(self, call: str, runs: list[tuple[int, int, int]]) -> list[str]:
+        """`call` (of codegen.slabs' copies) of the runs (to, from, words) as a module constant."""
+        if not runs:
+            return []
+        rows = ", ".join(f"({a}, {b}, {k})" for a, b, k in runs)
+        if rows not in self._tables:              # one constant for the same runs (inference, training)
+            self._tables[rows] = global_name("runs", self.lp.model, str(len(self._tables)))
+            name = self._tables[rows]
+            self.functions[name] = f"{name} = _phg_np.array([{rows}], dtype=_phg_np.int64).reshape(-1, 3)"
+        return [call.format(self._tables[rows])]
 
     def load(self, vids: list[str], sample: str | None) -> list[str]:
         return self.outline(loads(self.g, self.lp, vids, sample))
@@ -360,10 +425,25 @@ class Module:
         args = [a for a in args if not a.startswith("_phg_")]
         name = global_name("part", self.lp.model, str(self.parts))
         self.parts += 1
-        self.functions[name] = _function(name, args, f"Ops of {self.lp.model}'s loop plan, called by its kernels.",
-                                         lines)
-        self._called[text] = [f"{name}({', '.join(args)})"]
+        doc = f"Ops of {self.lp.model}'s loop plan, called by its kernels."
+        if set(args) <= {"_ws", "_m"}:
+            symbol, self.functions[name] = _opaque(name, doc, lines)
+            self.opaque.append((symbol, f"{name}_c"))
+            self._called[text] = [f"{name}(_ws.ctypes, _ws.size, {'_m' if '_m' in args else '0'})"]
+        else:
+            self.functions[name] = _function(name, args, doc, lines)
+            self._called[text] = [f"{name}({', '.join(args)})"]
         return self._called[text]
+
+
+def _opaque(name: str, doc: str, body: list[str]) -> tuple[str, str]:
+    """A part that reads and writes only the workspace: its symbol, and its source as a C
+    function's body (`<name>_c`, compiled and bound by codegen.opaque) with the kernels' name for
+    it, `name`, the external function of that symbol: they call it by address."""
+    fn = [f"def {name}_c(_phg_words, _phg_length, _m):", f"    {ascii(doc)}",
+          "    _ws = _phg_carray(_phg_words, _phg_length)"] + ["    " + ln for ln in body]
+    symbol = "phg_part_" + hashlib.sha256("\n".join([generator(), *fn]).encode()).hexdigest()[:24]
+    return symbol, "\n".join(fn) + f"\n\n\n{name} = _phg_external({symbol!r})"
 
 
 def predict_source(mod: Module, name: str, inputs: list[str], params: list[str], outputs: list[str]) -> str:
@@ -404,10 +484,7 @@ def _epilogue(mod: Module, grads: list[str]) -> list[str]:
     else:                                         # a fixed order over the slots: reproducible too
         out += ["_sums[:] = 0", "for _slot in range(_slots):", "    _sums += _acc[_slot]"]
     out.append("_loss[0] = _sums[0] / _n")
-    for vid in lp.boundary:
-        s = lp.slabs[vid]
-        out += [f"for _k in range({len(s.blades)}):", f"    for _c in range({s.channels}):",
-                f"        {_at(s.adjoint, s, '_k')} = _sums[{lp.first_row[vid]} + _k * {s.channels} + _c] / _n"]
+    out += mod.runs("_phg_divide_runs(_ws, _sums, _n, {})", [(at, row, words) for row, at, words in _boundary(lp)])
     out += mod.ops(False, True, lambda op: op.trained)
     for p, grad in zip(g.params, grads):
         s = lp.slabs.get(p)
@@ -418,6 +495,13 @@ def _epilogue(mod: Module, grads: list[str]) -> list[str]:
         out += [f"_flat = {grad}.reshape({k * s.channels})", f"for _c in range({s.channels}):"]
         out += [f"    _flat[_c * {k} + {q}] = {_at(s.adjoint, s, q)}" for q in range(k)]
     return out
+
+
+def _boundary(lp: LoopPlan) -> list[tuple[int, int, int]]:
+    """(row, word, words): each boundary slab's adjoint, [blades, channels] from its word of the
+    workspace, is the sums' rows from its first."""
+    return [(lp.first_row[vid], lp.slabs[vid].adjoint, len(lp.slabs[vid].blades) * lp.slabs[vid].channels)
+            for vid in lp.boundary]
 
 
 def _deposits(lp: LoopPlan, g: Hypergraph) -> list[str]:
@@ -480,11 +564,7 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
     if lp.exact:
         body += ["_phg_normalise(_a)"]
     else:
-        body += ["_a[0] = _loss"]
-        for vid in lp.boundary:
-            s = lp.slabs[vid]
-            body += [f"for _k in range({len(s.blades)}):", f"    for _c in range({s.channels}):",
-                     f"        _a[{lp.first_row[vid]} + _k * {s.channels} + _c] = {_at(s.adjoint, s, '_k')}"]
+        body += ["_a[0] = _loss"] + mod.runs("_phg_copy_runs(_a, _ws, {})", _boundary(lp))
     doc = f"One slot of the samples of {g.name}: their loss and adjoint sums into the row _a, in tiles of {TILE}."
     parts = [_function(slot, data + ["_n", "_slot", "_slots", "_a", "_G", "_D", "_ws"], doc, body)]
     own = "_slot" if lp.exact else "0"

@@ -10,6 +10,7 @@ import numpy as np
 from phg.plan.buffers import slots
 from phg.program import MAX_STEPS, OPTIMIZERS
 
+from .opaque import bind
 from .optimizers import KINDS, direction
 from .parameters import Parameters, array, finite, require_finite_samples
 from .spread import spread
@@ -56,8 +57,11 @@ def batch_of(name: str, value, spec: dict) -> np.ndarray:
 
 class ModelBase:
     SPEC: dict = {}
+    # (symbol, function) of the loop plan's parts its kernels call by address (codegen.opaque)
+    _parts: tuple = ()
 
     def __init__(self, seed: int = 0):
+        bind(self._parts)                    # before any kernel of the class is compiled or loaded
         rng = np.random.default_rng(seed)
         values = {}
         for name, p in self.SPEC["params"].items():

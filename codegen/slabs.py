@@ -77,3 +77,34 @@ def contract_adjoint(ws, m, tile, x, dx, w, dw, dy, cin, cout, runs):
             for i in range(count):
                 gemm(ws, 1, 0, cout, cin, m, float(s), dy + (k + i) * tile * cout, cout, x + (b + i) * tile * cin, cin,
                      dw + a * cout * cin)
+
+
+
+# Runs (to, from, words), in order, of one array into another (or itself: distinct slabs of the
+# workspace), from a module constant: a kernel's copies between slabs and sums were each a loop of
+# their own, which LLVM unrolled and vectorised one by one (seconds of a wide model's build).
+_COPIES = types.Array(types.int64, 2, "C", readonly=True)
+
+
+@numba.njit(types.void(_WS, _WS, _COPIES), cache=True, nogil=True)
+def copy_runs(dst, src, runs):
+    for r in range(runs.shape[0]):
+        to, at, words = runs[r, 0], runs[r, 1], runs[r, 2]
+        for c in range(words):
+            dst[to + c] = src[at + c]
+
+
+@numba.njit(types.void(_WS, _WS, _COPIES), cache=True, nogil=True)
+def add_runs(dst, src, runs):
+    for r in range(runs.shape[0]):
+        to, at, words = runs[r, 0], runs[r, 1], runs[r, 2]
+        for c in range(words):
+            dst[to + c] += src[at + c]
+
+
+@numba.njit(types.void(_WS, _WS, types.float64, _COPIES), cache=True, nogil=True)
+def divide_runs(dst, src, d, runs):
+    for r in range(runs.shape[0]):
+        to, at, words = runs[r, 0], runs[r, 1], runs[r, 2]
+        for c in range(words):
+            dst[to + c] = src[at + c] / d

@@ -2,12 +2,17 @@
 random models can be tested without compiling each one."""
 from __future__ import annotations
 
+import ctypes
+
+_DOUBLES = ctypes.POINTER(ctypes.c_double)
+
 
 def interpreted(module, model_name: str, seed: int = 1):
     """An instance of the model class whose kernels and helpers are the Python functions Numba
     would have compiled."""
     cls = module.MODELS[model_name]
-    model = cls(seed=seed)
+    # a subclass with no parts to bind: nothing is compiled (its parts run as Python, below)
+    model = type(cls.__name__, (cls,), {"_parts": ()})(seed=seed)
     for kernel in ("_predict_kernel", "_slots_kernel", "_train_kernel"):
         if hasattr(cls, kernel):
             setattr(model, kernel, getattr(cls, kernel).py_func)
@@ -16,6 +21,11 @@ def interpreted(module, model_name: str, seed: int = 1):
     for name in [n for n, f in vars(module).items() if n.startswith(("_phg_exp", "_phg_inv", "_phg_slot_", "_phg_part_"))
                  and getattr(f, "__module__", None) == module.__name__]:
         setattr(module, name, getattr(getattr(module, name), "py_func", getattr(module, name)))
+    # a part the kernels call by address (codegen.opaque) runs as its Python function, on the
+    # workspace's words as a ctypes pointer (the kernels pass `_ws.ctypes`)
+    for symbol, function in cls._parts:
+        name = function.__name__.removesuffix("_c")
+        setattr(module, name, lambda words, length, m, f=function: f(words.data_as(_DOUBLES), length, m))
     # numba's uint64, the slabs' index type, is a slow cast in Python: Python's int indexes alike
     if hasattr(module, "_phg_index"):
         module._phg_index = int

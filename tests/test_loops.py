@@ -3,6 +3,7 @@ the same predictions, losses and gradients, exact sums that do not depend on the
 their tiles, and the rule that picks a strategy."""
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -18,6 +19,7 @@ from test_training import gradient_error, random_inputs, with_loss
 
 import phg
 import phg.plan.kernel
+from phg.codegen.compiling import compile_model, kernels
 from phg.plan.loops import TILE
 
 # Channels, a channel index, a sum over channels, gates by per-channel and by broadcast scalars,
@@ -78,6 +80,37 @@ def test_loops_agree_with_fused(tmp_path, monkeypatch, accumulate):
     assert loss == pytest.approx(loss0, rel=1e-12)
     for name in grad0:
         assert np.allclose(grad[name], grad0[name], rtol=1e-10, atol=1e-12 * np.abs(grad0[name]).max()), name
+
+
+def test_compiled_parts_are_called_by_address_and_agree_with_their_python(tmp_path, monkeypatch):
+    """A loop plan's parts that touch only the workspace are compiled once, as C functions of
+    their own (codegen.opaque): the kernels declare their symbols and define none of them, and the
+    compiled model computes what its Python functions compute."""
+    import numba.core.config
+
+    monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(tmp_path / "cache"))   # compiled here, not loaded
+    program, module = _build(WIDE, tmp_path / "loops", monkeypatch, "loops", "float")
+    cls = module.MODELS["Wide"]
+    events = []
+    compile_model(cls, lambda model, kernel, seconds: events.append((kernel, seconds is None)))
+    assert events[:2] == [("parts", True), ("parts", False)]
+    symbols = {symbol for symbol, _ in cls._parts}
+    assert symbols and all(symbol.startswith("phg_part_") for symbol in symbols)
+    called = set()
+    for label, dispatcher, types in kernels(cls):
+        if label in ("predict", "train", "train sums"):
+            ir = dispatcher.inspect_llvm(types)
+            assert not re.search(r"^define [^\n]*@phg_part_", ir, re.M), label
+            called |= set(re.findall(r"^declare [^\n]*@(phg_part_\w+)\(", ir, re.M))
+    assert called == symbols
+    data = _data(program.models["Wide"], TILE + 9, 1)
+    compiled, python = cls(seed=5), interpreted(module, "Wide", seed=5)
+    assert np.allclose(compiled.predict(v=data["v"])["volume"], python.predict(v=data["v"])["volume"],
+                       rtol=1e-13, atol=1e-13)
+    assert compiled.loss(**data) == pytest.approx(python.loss(**data), rel=1e-13)
+    grad, expected = compiled.grad(**data), python.grad(**data)
+    for name in expected:
+        assert np.allclose(grad[name], expected[name], rtol=1e-12, atol=1e-13 * np.abs(expected[name]).max()), name
 
 
 def test_loop_gradients_match_finite_differences(tmp_path, monkeypatch):
