@@ -473,11 +473,11 @@ def predict_source(mod: Module, name: str, inputs: list[str], params: list[str],
 
 def _epilogue(mod: Module, grads: list[str]) -> list[str]:
     """The step's loss and gradient from the slots' sums: the boundary slabs' summed adjoints
-    carried back to the parameters through the invariant ops, once per step."""
+    carried back to the parameters through the invariant ops, once per step.  It runs in slot 0's
+    workspace, after the slots: the invariant ops' values there are the ones slot 0 computed
+    from the same parameters (no tile writes them), so they are not computed again."""
     g, lp = mod.g, mod.lp
-    consts = [v for v in lp.slabs if lp.slabs[v].const]
     out = ["_ws = _tiles[0]", "_m = 0"]
-    out += mod.load([p for p in g.params if p in lp.slabs] + consts, None) + mod.ops(False, False, lambda op: True)
     out += _zero(lp.invariant_adjoint_range) + ["_slots = _acc.shape[0]"]
     if lp.exact:
         out += [f"for _q in range({lp.rows}):", "    _sums[_q] = _phg_exact_total(_acc, _q, _work)"]
