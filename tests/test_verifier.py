@@ -262,3 +262,17 @@ def test_versor_rules_for_constants_norms_and_special_inputs():
     assert by[("versor", "d")].status == "refuted"
     assert by[("versor", "d")].evidence["counterexample"]["exact"]
     assert by[("versor", "z")].status == "proven"
+
+
+def test_the_support_encoding_refuses_an_operation_it_has_no_rule_for():
+    """An operation the encoding does not know is an error, never a scalar: read as one, it
+    could make a false grade claim proven."""
+    import dataclasses
+
+    from phg.verifier.smt import Encoder
+
+    graph = phg.loads(G3 + "model M on G3 {\n    input x: Vector\n    output y: Vector = -x\n}\n").models["M"]
+    edge = graph.producer(graph.outputs["y"])
+    with pytest.raises(KeyError, match="no rule for operation 'frobnicate'"):
+        Encoder(graph, {}).edge(dataclasses.replace(edge, kind="frobnicate"))
+    Encoder(graph, {}).edge(edge)                   # the real kind is encoded
