@@ -68,11 +68,23 @@ class _Printer(PythonCodePrinter):
         return f"(0.0 if {x} == 0 else _phg_math.copysign(1.0, {x}))"
 
 
+class _LoopPrinter(_Printer):
+    """The loop strategy's printer: its exp is codegen.vexp's, which LLVM vectorises."""
+
+    def _print_exp(self, expr):
+        return f"_phg_exp({self._print(expr.args[0])})"
+
+
 _PRINTER = _Printer()
+_LOOP_PRINTER = _LoopPrinter()
 
 
 def code(expr) -> str:
     return _PRINTER.doprint(expr)
+
+
+def loop_code(expr) -> str:
+    return _LOOP_PRINTER.doprint(expr)
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -179,11 +191,15 @@ def helper_source(alg: Algebra, h: Helper) -> str:
     return "\n".join(lines + ["    " + ln for ln in body])
 
 
-def statement(sym, expr) -> str:
+def statement(sym, expr, code=code) -> str:
     if isinstance(expr, HelperCall):
         targets = ", ".join(str(t) for t in expr.targets) + ("," if len(expr.targets) == 1 else "")
         return f"{targets} = {expr.helper.name}({', '.join(code(a) for a in expr.args)})"
     return f"{sym} = {code(expr)}"
+
+
+def loop_statement(sym, expr) -> str:
+    return statement(sym, expr, loop_code)
 
 
 # ---- kernels --------------------------------------------------------------------------------------
@@ -271,7 +287,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
     if kp.loops is not None:
         for h in kp.loops.helpers:
             h.name = _share(helpers, g.algebra, h)
-        module = looped.Module(g, kp.loops, code, statement)
+        module = looped.Module(g, kp.loops, loop_code, loop_statement)
         kernels = [looped.predict_source(module, kname, inputs, params, outputs)]
         work = unrolled(g, wanted)
     else:
@@ -325,7 +341,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
                                                   for a, b in [m["functions"]]) + "}")
     if module is not None:                    # the functions the loop kernels call come first
         kernels.insert(0, "\n\n\n".join(module.functions.values()))
-        attrs.append("    _parts = (" + "".join(f"({s!r}, {f}), " for s, f in module.opaque) + ")")
+        attrs.append("    _parts = (" + "".join(f"({s!r}, {f}, {nest}), " for s, f, nest in module.opaque) + ")")
     doc = f"{g.name} on {g.algebra.describe()}: parameters, inference and training (LANGUAGE §8)."
     cls = "\n".join([
         f"class {global_name('model', g.name)}(_phg_ModelBase):",
@@ -359,6 +375,7 @@ def module_source(program: Program, status: str) -> str:
         "from phg.codegen.slabs import add_runs as _phg_add_runs, contract as _phg_contract, "
         "contract_adjoint as _phg_contract_adjoint, copy_runs as _phg_copy_runs, divide_runs as _phg_divide_runs",
         "from phg.codegen.opaque import carray as _phg_carray, external as _phg_external",
+        "from phg.codegen.vexp import exp as _phg_exp",
         "",
         "SOURCE_SHA256 = " + repr(program.sha256),
         "CERTIFICATE = " + ascii(status),

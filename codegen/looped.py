@@ -75,8 +75,11 @@ def _at(offset: int, s: Slab, k, t: str = "_t", c: str = "_c", varying: bool | N
     if cs > 1 and c != "0":
         parts.append(c if c.isidentifier() else f"({c})")
     # An unsigned index: Numba then drops its negative-index wraparound, which would keep LLVM
-    # from vectorising the loop over the channels (7x slower at 32 channels).
-    return f"_ws[_phg_index({' + '.join([str(base)] * (base != 0 or not parts) + parts)})]"
+    # from vectorising the loop over the channels (7x slower at 32 channels).  A slab that varies
+    # with the sample is read through _wv, one that does not through _wi: the same workspace, but
+    # the two ranges of its words are disjoint, which a part of nests tells LLVM (codegen.opaque).
+    words = "_wv" if varying else "_wi"
+    return f"{words}[_phg_index({' + '.join([str(base)] * (base != 0 or not parts) + parts)})]"
 
 
 def loads(g: Hypergraph, lp: LoopPlan, vids: list[str], sample: str | None) -> list[str]:
@@ -326,7 +329,8 @@ def _function(name: str, args: list[str], doc: str, body: list[str]) -> str:
 # compiles for minutes; a function costs about 0.2 s of its own, so a few hundred lines each.
 PART_LINES = 400
 # The kernels' own variables: code that assigns one of them stays in the kernel.
-_KERNEL_STATE = frozenset({"_m", "_loss", "_bad", "_f", "_start", "_lo", "_hi", "_ws", "_a", "_slots", "_flat",
+_KERNEL_STATE = frozenset({"_m", "_loss", "_bad", "_f", "_start", "_lo", "_hi", "_ws", "_wv", "_wi", "_a", "_slots",
+                           "_flat",
                            "_i0", "_i1", "_step", "_retry", "_n", "_slot"})
 _BUILTINS = frozenset(dir(builtins))
 
@@ -402,7 +406,8 @@ class Module:
         out: list[str] = []
         chunk: list[str] = []
         for stmt in _statements(lines) + [None]:
-            if chunk and (stmt is None or len(chunk) + len(stmt) > PART_LINES):
+            # a nest and a call on the whole workspace go to parts of their own (codegen.opaque)
+            if chunk and (stmt is None or len(chunk) + len(stmt) > PART_LINES or _calls(stmt) != _calls(chunk)):
                 out += self._part(chunk)
                 chunk = []
             if stmt is not None:
@@ -421,27 +426,42 @@ class Module:
             self._called[text] = lines
             return lines
         args = sorted({n.id for n in names if isinstance(n.ctx, ast.Load)} - stored - _BUILTINS,
-                      key=lambda a: (a != "_ws", a))
+                      key=lambda a: (a not in _WORKSPACE, a))
         args = [a for a in args if not a.startswith("_phg_")]
         name = global_name("part", self.lp.model, str(self.parts))
         self.parts += 1
         doc = f"Ops of {self.lp.model}'s loop plan, called by its kernels."
-        if set(args) <= {"_ws", "_m"}:
-            symbol, self.functions[name] = _opaque(name, doc, lines)
-            self.opaque.append((symbol, f"{name}_c"))
-            self._called[text] = [f"{name}(_ws.ctypes, _ws.size, {'_m' if '_m' in args else '0'})"]
+        if set(args) <= {*_WORKSPACE, "_m"}:
+            nest = "_ws" not in args
+            symbol, self.functions[name] = _opaque(name, doc, lines, nest)
+            self.opaque.append((symbol, f"{name}_c", nest))
+            self._called[text] = [f"{name}(_ws.ctypes, _ws.ctypes, _ws.size, {'_m' if '_m' in args else '0'})"]
         else:
             self.functions[name] = _function(name, args, doc, lines)
             self._called[text] = [f"{name}({', '.join(args)})"]
         return self._called[text]
 
 
-def _opaque(name: str, doc: str, body: list[str]) -> tuple[str, str]:
+# The workspace's names: the array, and its varying and invariant slabs' words (_at).
+_WORKSPACE = ("_ws", "_wv", "_wi")
+
+
+def _calls(lines: list[str]) -> bool:
+    """Whether lines call a function on the whole workspace (a matrix product, a table of copies)."""
+    return any(re.search(r"\b_ws\b", ln) for ln in lines)
+
+
+def _opaque(name: str, doc: str, body: list[str], nest: bool) -> tuple[str, str]:
     """A part that reads and writes only the workspace: its symbol, and its source as a C
     function's body (`<name>_c`, compiled and bound by codegen.opaque) with the kernels' name for
-    it, `name`, the external function of that symbol: they call it by address."""
-    fn = [f"def {name}_c(_phg_words, _phg_length, _m):", f"    {ascii(doc)}",
-          "    _ws = _phg_carray(_phg_words, _phg_length)"] + ["    " + ln for ln in body]
+    it, `name`, the external function of that symbol: they call it by address.  A nest reads the
+    slabs through its two arguments; a part that calls a function on the workspace views it whole."""
+    if nest:
+        fn = [f"def {name}_c(_wv, _wi, _phg_length, _m):", f"    {ascii(doc)}"]
+    else:
+        fn = [f"def {name}_c(_phg_words, _phg_unused, _phg_length, _m):", f"    {ascii(doc)}",
+              "    _ws = _phg_carray(_phg_words, _phg_length)", "    _wv = _ws", "    _wi = _ws"]
+    fn += ["    " + ln for ln in body]
     symbol = "phg_part_" + hashlib.sha256("\n".join([generator(), *fn]).encode()).hexdigest()[:24]
     return symbol, "\n".join(fn) + f"\n\n\n{name} = _phg_external({symbol!r})"
 
@@ -465,7 +485,7 @@ def predict_source(mod: Module, name: str, inputs: list[str], params: list[str],
     args = [array_name(g.values[v]) for v in inputs + params] + [f"_out_{identifier(o)}" for o in outputs]
     doc = (f"Inference of {g.name} for the samples _from to _to, in tiles of {TILE}: channels as loops and "
            "matrix products over slabs of one workspace (phg.plan.loops).")
-    body = [f"_ws = _phg_np.zeros({lp.words})", "_m = 0"] + setup
+    body = [f"_ws = _phg_np.zeros({lp.words})", "_wv = _ws", "_wi = _ws", "_m = 0"] + setup
     body += [f"for _start in range(_from, _to, {TILE}):", f"    _m = min({TILE}, _to - _start)"]
     body += ["    " + ln for ln in tile]
     return _function(name, args + ["_from", "_to"], doc, body)
@@ -477,7 +497,7 @@ def _epilogue(mod: Module, grads: list[str]) -> list[str]:
     workspace, after the slots: the invariant ops' values there are the ones slot 0 computed
     from the same parameters (no tile writes them), so they are not computed again."""
     g, lp = mod.g, mod.lp
-    out = ["_ws = _tiles[0]", "_m = 0"]
+    out = ["_ws = _tiles[0]", "_wv = _ws", "_wi = _ws", "_m = 0"]
     out += _zero(lp.invariant_adjoint_range) + ["_slots = _acc.shape[0]"]
     if lp.exact:
         out += [f"for _q in range({lp.rows}):", "    _sums[_q] = _phg_exact_total(_acc, _q, _work)"]
@@ -549,7 +569,7 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
     data = [array_name(g.values[v]) for v in inputs + params]
     trained = lambda op: op.trained  # noqa: E731
     consts = [v for v in lp.slabs if lp.slabs[v].const]
-    body = ["_m = 0"] + mod.load([p for p in params if p in lp.slabs] + consts, None)
+    body = ["_wv = _ws", "_wi = _ws", "_m = 0"] + mod.load([p for p in params if p in lp.slabs] + consts, None)
     body += mod.ops(False, False, lambda op: True)
     body += _zero(lp.invariant_adjoint_range) + ["_a[:] = 0", "_loss = 0.0", "_f = 0",
                                                   "_lo = _slot * _n // _slots", "_hi = (_slot + 1) * _n // _slots"]

@@ -12,27 +12,56 @@ modules in one process never bind one name to two different parts.  A part compu
 arithmetic (error_model "numpy"): a C function cannot raise, so a division by zero gives the
 infinity or NaN a float gives, kept to its sample as a NaN input is.
 
+Every part receives the workspace twice, as the words of the slabs that vary with the sample
+(`_wv`, a tile's) and of those that do not (`_wi`: parameters, their adjoints), and its length.
+A part of loop nests alone (a `nest`) reads each slab through one of the two and has them
+`noalias`: the two ranges of words are disjoint, and so LLVM knows that a tile's slabs and a
+parameter's never overlap.  Without that it must check at run time every pair of the nest's
+loads and stores for overlap, gives up beyond a few ("too many memory checks needed"), and the
+nest runs one sample-channel at a time.  A part that calls a function on the workspace (a matrix
+product, a table of copies) views it as one array and promises nothing.
+
 Parts are bound when a model class is first instantiated (codegen.runtime), before any of its
 kernels can be compiled or loaded: a kernel's machine code resolves the symbols it calls then.
 """
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable
 
 import llvmlite.binding as llvm
 import numba
 from numba import carray, types
+from numba.core import ccallback, sigutils
 
-# The part's own signature (the workspace's words and length, the tile's sample count) and the
-# kernels' view of it (the workspace as the pointer numba passes for `array.ctypes`).
-PART = types.void(types.CPointer(types.float64), types.int64, types.int64)
-_CALL = types.void(types.voidptr, types.int64, types.int64)
+# The part's own signature (the varying and invariant slabs' words, the workspace's length, the
+# tile's sample count) and the kernels' view of it (the workspace as the pointer numba passes for
+# `array.ctypes`).
+_WORDS = types.CPointer(types.float64)
+PART = types.void(_WORDS, _WORDS, types.int64, types.int64)
+_CALL = types.void(types.voidptr, types.voidptr, types.int64, types.int64)
+_OPTIONS = {"nogil": True, "error_model": "numpy"}
 
 _LOCK = threading.Lock()
 # symbol -> its compiled C function, held for the life of the process: the kernels call its code.
 _BOUND: dict[str, object] = {}
+
+
+class _NoAliasCompiler(ccallback._CFuncCompiler):
+    def _customize_flags(self, flags):
+        flags = super()._customize_flags(flags)
+        flags.noalias = True                     # noalias on every pointer argument
+        return flags
+
+
+class _NoAliasCFunc(ccallback.CFunc):
+    """numba.cfunc with its pointer arguments noalias (numba sets that flag for its parallel
+    loops' kernels only; numba.cfunc takes no such option)."""
+
+    def __init__(self, function):
+        super().__init__(function, sigutils.normalize_signature(PART), {}, _OPTIONS)
+        self._compiler = _NoAliasCompiler(function, self._targetdescr, _OPTIONS, {},
+                                          pipeline_class=numba.core.compiler.Compiler)
 
 
 def external(symbol: str) -> types.ExternalFunction:
@@ -40,21 +69,26 @@ def external(symbol: str) -> types.ExternalFunction:
     return types.ExternalFunction(symbol, _CALL)
 
 
-def unbound(parts: Iterable[tuple[str, object]]) -> bool:
-    return any(symbol not in _BOUND for symbol, _ in parts)
+def unbound(parts: Iterable[tuple]) -> bool:
+    return any(symbol not in _BOUND for symbol, *_ in parts)
 
 
-def bind(parts: Iterable[tuple[str, object]]) -> None:
-    """Compile (or load from Numba's cache) the parts (symbol, Python function) not bound yet, and
-    bind each to its symbol."""
+def bind(parts: Iterable[tuple[str, object, bool]]) -> None:
+    """Compile (or load from Numba's cache) the parts (symbol, Python function, whether it is a
+    nest) not bound yet, and bind each to its symbol."""
     from .build import kernels_cached_for_this_user
 
     with _LOCK:
-        for symbol, function in parts:
+        for symbol, function, nest in parts:
             if symbol in _BOUND:
                 continue
             with kernels_cached_for_this_user():
-                compiled = numba.cfunc(PART, cache=True, nogil=True, error_model="numpy")(function)
+                if nest:
+                    compiled = _NoAliasCFunc(function)
+                    compiled.enable_caching()
+                    compiled.compile()
+                else:
+                    compiled = numba.cfunc(PART, cache=True, **_OPTIONS)(function)
             llvm.add_symbol(symbol, compiled.address)
             _BOUND[symbol] = compiled
 

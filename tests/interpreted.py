@@ -22,10 +22,11 @@ def interpreted(module, model_name: str, seed: int = 1):
                  and getattr(f, "__module__", None) == module.__name__]:
         setattr(module, name, getattr(getattr(module, name), "py_func", getattr(module, name)))
     # a part the kernels call by address (codegen.opaque) runs as its Python function, on the
-    # workspace's words as a ctypes pointer (the kernels pass `_ws.ctypes`)
-    for symbol, function in cls._parts:
+    # workspace's words as ctypes pointers (the kernels pass `_ws.ctypes`, twice)
+    for symbol, function, nest in cls._parts:
         name = function.__name__.removesuffix("_c")
-        setattr(module, name, lambda words, length, m, f=function: f(words.data_as(_DOUBLES), length, m))
+        setattr(module, name, lambda wv, wi, length, m, f=function: f(wv.data_as(_DOUBLES), wi.data_as(_DOUBLES),
+                                                                      length, m))
     # numba's uint64, the slabs' index type, is a slow cast in Python: Python's int indexes alike
     if hasattr(module, "_phg_index"):
         module._phg_index = int

@@ -94,7 +94,7 @@ def test_compiled_parts_are_called_by_address_and_agree_with_their_python(tmp_pa
     events = []
     compile_model(cls, lambda model, kernel, seconds: events.append((kernel, seconds is None)))
     assert events[:2] == [("parts", True), ("parts", False)]
-    symbols = {symbol for symbol, _ in cls._parts}
+    symbols = {symbol for symbol, *_ in cls._parts}
     assert symbols and all(symbol.startswith("phg_part_") for symbol in symbols)
     called = set()
     for label, dispatcher, types in kernels(cls):
@@ -103,6 +103,11 @@ def test_compiled_parts_are_called_by_address_and_agree_with_their_python(tmp_pa
             assert not re.search(r"^define [^\n]*@phg_part_", ir, re.M), label
             called |= set(re.findall(r"^declare [^\n]*@(phg_part_\w+)\(", ir, re.M))
     assert called == symbols
+    # nests have their two views of the workspace noalias, and LLVM vectorises them
+    from phg.codegen.opaque import _BOUND
+    nests = [_BOUND[symbol]._library.get_llvm_str() for symbol, _, nest in cls._parts if nest]
+    assert nests and all(re.search(r"double\* noalias|ptr noalias", ir) for ir in nests)
+    assert any(re.search(r"<[248] x double>", ir) for ir in nests)
     data = _data(program.models["Wide"], TILE + 9, 1)
     compiled, python = cls(seed=5), interpreted(module, "Wide", seed=5)
     assert np.allclose(compiled.predict(v=data["v"])["volume"], python.predict(v=data["v"])["volume"],
@@ -226,3 +231,22 @@ def test_blade_pairs_run_together_where_blades_are_consecutive():
     assert runs([(0, 0, 1, 1), (0, 1, 2, 1), (1, 2, 3, 1), (1, 3, 4, -1), (1, 4, 5, -1), (1, 6, 7, -1)]) == \
         [(0, 0, 1, 1, 2), (1, 2, 3, 1, 1), (1, 3, 4, -1, 2), (1, 6, 7, -1, 1)]
     assert runs([]) == []
+
+
+def test_the_loop_strategys_exp_is_within_an_ulp_of_the_c_librarys():
+    """codegen.vexp's exp, which the loop nests call so that LLVM vectorises them."""
+    import math
+
+    from phg.codegen.vexp import exp
+
+    rng = np.random.default_rng(3)
+    xs = np.concatenate([np.linspace(-760.0, 720.0, 100_001), rng.normal(0.0, 5.0, 50_000), rng.uniform(-1, 1, 50_000),
+                         [0.0, -0.0, 5e-324, -5e-324, 1e-300, 709.78, 709.79, -708.39, -708.4, -745.13, -745.14]])
+    for x in xs:
+        got = exp(x)
+        try:
+            want = math.exp(x)
+        except OverflowError:
+            want = math.inf
+        assert got == want or abs(got - want) <= math.ulp(want), (x, got, want)
+    assert math.isnan(exp(math.nan)) and exp(math.inf) == math.inf and exp(-math.inf) == 0.0
