@@ -273,7 +273,7 @@ def _share(helpers: dict, alg: Algebra, h: Helper) -> str:
     return helpers[key].name
 
 
-def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -> tuple[str, str]:
+def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, source: str = "") -> tuple[str, str]:
     """The kernels and the class of one model; helpers are shared across the module."""
     train = train or TrainSpec(g.name)
     kp = kernel_plan(g, train)
@@ -287,7 +287,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
     if kp.loops is not None:
         for h in kp.loops.helpers:
             h.name = _share(helpers, g.algebra, h)
-        module = looped.Module(g, kp.loops, loop_code, loop_statement)
+        module = looped.Module(g, kp.loops, loop_code, loop_statement, source)
         kernels = [looped.predict_source(module, kname, inputs, params, outputs)]
         work = unrolled(g, wanted)
     else:
@@ -354,7 +354,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
 
 def module_source(program: Program, status: str) -> str:
     helpers: dict = {}
-    parts = [model_source(g, helpers, program.trains.get(g.name)) for g in program.models.values()]
+    parts = [model_source(g, helpers, program.trains.get(g.name), program.sha256) for g in program.models.values()]
     helper_text = [helper_source(h.alg, h) for h in helpers.values()]
     # The source's path is the only text of the user's outside names: written as an ASCII literal,
     # a newline or quote in it stays inside the comment.

@@ -350,8 +350,9 @@ class Module:
     """The module-level parts of one model's loop plan (the blade pairs of its matrix products,
     the functions of PART_LINES its ops are packed into) and the code of its ops."""
 
-    def __init__(self, g: Hypergraph, lp: LoopPlan, code, statement):
+    def __init__(self, g: Hypergraph, lp: LoopPlan, code, statement, source: str = ""):
         self.g, self.lp, self.code, self.statement = g, lp, code, statement
+        self.source = f"{source} {g.name}"     # the program's sha256 and the model: its parts' symbols
         self.functions: dict[str, str] = {}
         self._called: dict[str, list[str]] = {}    # a part's lines -> what the kernels run: its call
         self.opaque: list[tuple[str, str]] = []     # (symbol, function) of the parts called by address
@@ -433,7 +434,7 @@ class Module:
         doc = f"Ops of {self.lp.model}'s loop plan, called by its kernels."
         if set(args) <= {*_WORKSPACE, "_m"}:
             nest = "_ws" not in args
-            symbol, self.functions[name] = _opaque(name, doc, lines, nest)
+            symbol, self.functions[name] = _opaque(name, doc, lines, nest, self.source)
             self.opaque.append((symbol, f"{name}_c", nest))
             self._called[text] = [f"{name}(_ws.ctypes, _ws.ctypes, _ws.size, {'_m' if '_m' in args else '0'})"]
         else:
@@ -451,7 +452,7 @@ def _calls(lines: list[str]) -> bool:
     return any(re.search(r"\b_ws\b", ln) for ln in lines)
 
 
-def _opaque(name: str, doc: str, body: list[str], nest: bool) -> tuple[str, str]:
+def _opaque(name: str, doc: str, body: list[str], nest: bool, source: str) -> tuple[str, str]:
     """A part that reads and writes only the workspace: its symbol, and its source as a C
     function's body (`<name>_c`, compiled and bound by codegen.opaque) with the kernels' name for
     it, `name`, the external function of that symbol: they call it by address.  A nest reads the
@@ -462,7 +463,9 @@ def _opaque(name: str, doc: str, body: list[str], nest: bool) -> tuple[str, str]
         fn = [f"def {name}_c(_phg_words, _phg_unused, _phg_length, _m):", f"    {ascii(doc)}",
               "    _ws = _phg_carray(_phg_words, _phg_length)", "    _wv = _ws", "    _wi = _ws"]
     fn += ["    " + ln for ln in body]
-    symbol = "phg_part_" + hashlib.sha256("\n".join([generator(), *fn]).encode()).hexdigest()[:24]
+    # Named by its source too: parts of the same text in two programs may read module constants
+    # (tables of copies, blade pairs, helpers) of different values.
+    symbol = "phg_part_" + hashlib.sha256("\n".join([generator(), source, *fn]).encode()).hexdigest()[:24]
     return symbol, "\n".join(fn) + f"\n\n\n{name} = _phg_external({symbol!r})"
 
 

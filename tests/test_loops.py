@@ -108,6 +108,10 @@ def test_compiled_parts_are_called_by_address_and_agree_with_their_python(tmp_pa
     nests = [_BOUND[symbol]._library.get_llvm_str() for symbol, _, nest in cls._parts if nest]
     assert nests and all(re.search(r"double\* noalias|ptr noalias", ir) for ir in nests)
     assert any(re.search(r"<[248] x double>", ir) for ir in nests)
+    # another program's parts never take these symbols, even where their text is the same (a
+    # part's text names module constants, whose values are the program's)
+    _, other = _build(WIDE + "# the same model\n", tmp_path / "other", monkeypatch, "loops", "float")
+    assert {symbol for symbol, *_ in other.MODELS["Wide"]._parts}.isdisjoint(symbols)
     data = _data(program.models["Wide"], TILE + 9, 1)
     compiled, python = cls(seed=5), interpreted(module, "Wide", seed=5)
     assert np.allclose(compiled.predict(v=data["v"])["volume"], python.predict(v=data["v"])["volume"],
