@@ -32,6 +32,7 @@ from phg.plan.scalar import (
     scalar_program,
 )
 from . import looped
+from .decorators import njit
 from .training import TrainKernel, train_kernel
 
 # Taylor terms after scaling the argument below 1/2: 0.5^18 / 18! is far below double rounding.
@@ -166,7 +167,7 @@ def helper_source(alg: Algebra, h: Helper) -> str:
     doc = f"{h.kind.replace('_grad', '')} of a multivector on {', '.join(alg.blade_name(b) for b in src)}"
     if h.kind.endswith("_grad"):
         doc = f"adjoint of {doc}: the arguments' adjoints for the result's adjoint g"
-    lines = ["@_phg_numba.njit(cache=True)", f"def {h.name}({', '.join(args)}):", f"    {ascii(doc)}"]
+    lines = [njit(nogil=False), f"def {h.name}({', '.join(args)}):", f"    {ascii(doc)}"]
     body: list[str] = []
     if h.kind == "exp":
         body += _scaling(len(src)) + _exp_lines(alg, src, res, None)
@@ -224,7 +225,7 @@ def kernel_source(g: Hypergraph, sp: ScalarProgram, name: str, inputs: list[str]
     args = [array_name(g.values[v]) for v in inputs + params] + [f"_out_{identifier(o)}" for o in outputs]
     doc = (f"Inference of {g.name} for the samples _from to _to: per-sample scalar code over blade supports "
            "(threads run shares of a batch side by side, codegen.spread).")
-    lines = ["@_phg_numba.njit(cache=True, nogil=True)", f"def {name}({', '.join(args + ['_from', '_to'])}):",
+    lines = [njit(), f"def {name}({', '.join(args + ['_from', '_to'])}):",
              f"    {ascii(doc)}"]
     for p in params:
         lines += ["    " + ln for ln in _loads(g, sp, p, None)]

@@ -17,6 +17,7 @@ from phg.plan.buffers import NORMALISE_EVERY
 from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab, runs
 from phg.plan.scalar import array_name, global_name, identifier
 from .build import generator
+from .decorators import njit
 
 
 class _Names:
@@ -320,7 +321,7 @@ def _zero(lo_hi: tuple[int, int]) -> list[str]:
 
 
 def _function(name: str, args: list[str], doc: str, body: list[str]) -> str:
-    return "\n".join(["@_phg_numba.njit(cache=True, nogil=True)", f"def {name}({', '.join(args)}):",
+    return "\n".join([njit(), f"def {name}({', '.join(args)}):",
                       f"    {ascii(doc)}"] + ["    " + ln for ln in body or ["pass"]])
 
 

@@ -27,6 +27,8 @@ from phg.hypergraph import Value
 
 from phg.plan.scalar import blade_key, global_name, product, reverse
 
+from .decorators import njit
+
 
 @dataclass
 class ManifoldParam:
@@ -97,7 +99,7 @@ def source(alg: Algebra, v: Value, model: str, code) -> tuple[str, ManifoldParam
 
     # tangent: b_i = <G, R e_i> over the stored blades
     doc = f"Bivector coordinates ({bnames}) of the gradient of {v.name} ({names}), per channel."
-    lines = ["@_phg_numba.njit(cache=True)", f"def {tangent_fn}(r, grad, out):", f"    {ascii(doc)}",
+    lines = [njit(nogil=False), f"def {tangent_fn}(r, grad, out):", f"    {ascii(doc)}",
              "    for c in range(r.shape[0]):"]
     lines += ["    " + ln for ln in loads]
     index = {m: k for k, m in enumerate(layout)}
@@ -117,7 +119,7 @@ def _closed_form_retraction(alg: Algebra, v: Value, layout: list[int], biv: list
     b = _symbols("b", alg, biv)
     bnames = ", ".join(alg.blade_name(m) for m in biv)
     doc = f"{v.name} exp(scale B) per channel, renormalised; B on ({bnames}).  out may be r."
-    lines = ["@_phg_numba.njit(cache=True)", f"def {retract_fn}(r, b, scale, out):", f"    {ascii(doc)}",
+    lines = [njit(nogil=False), f"def {retract_fn}(r, b, scale, out):", f"    {ascii(doc)}",
              "    for c in range(r.shape[0]):"]
     lines += ["    " + ln for ln in loads]
     lines += [f"        {b[m]} = scale * b[c, {k}]" for k, m in enumerate(biv)]

@@ -23,6 +23,7 @@ from phg.plan.kernel import TrainPlan, train_program
 from phg.plan.scalar import array_name, global_name, identifier
 
 from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
+from .decorators import njit
 
 
 @dataclass
@@ -83,7 +84,7 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     slot = global_name("slot", g.name)
     inline = "never" if many_sums(plan.rows) else "always"
     doc = f"One slot of the samples of {g.name}: their loss and adjoint sums into the row _a (on the grids _G)."
-    lines = [f"@_phg_numba.njit(cache=True, inline={inline!r})",
+    lines = [njit(nogil=False, inline=inline),
              f"def {slot}({', '.join(data + ['_n', '_slot', '_slots', '_a', '_G', '_D'])}):", f"    {ascii(doc)}"]
     lines += ["    " + ln for ln in preamble]
     lines += ["    _a[:] = 0"]
@@ -105,13 +106,13 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     # slot a fixed share of the batch, so the sums do not depend on the thread count.
     slots = global_name("slots", g.name)
     doc = f"The slots _from to _to of {g.name}'s samples."
-    lines += ["", "", "@_phg_numba.njit(cache=True, nogil=True)",
+    lines += ["", "", njit(),
               f"def {slots}({', '.join(data + ['_n', '_acc', '_grid', '_dep', '_tiles', '_from', '_to'])}):", f"    {ascii(doc)}",
               "    _slots = _acc.shape[0]", "    for _slot in range(_from, _to):",
               f"        {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], _dep[{own if in_array else 0}])"]
     args = data + ["_n", "_acc", "_grid", "_dep", "_tiles", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params]
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({accumulate} accumulation)."
-    lines += ["", "", "@_phg_numba.njit(cache=True, nogil=True)", f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
+    lines += ["", "", njit(), f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
     lines += ["    _slots = _acc.shape[0]"]
     lines += ["    " + ln for ln in preamble]
     if exact:

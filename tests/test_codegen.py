@@ -87,7 +87,7 @@ def test_module_is_deterministic_and_says_what_it_was_built_from(tmp_path):
     b = Path(phg.build(phg.load(ROOT / "examples" / "pga_pose.phg"), tmp_path / "b").__file__).read_text()
     assert a == b
     assert f"# source sha256: {program.sha256}" in a and "# certificate: all proven" in a
-    assert "def _phg_predict_PgaPose(" in a and "@_phg_numba.njit(cache=True, nogil=True)" in a
+    assert "def _phg_predict_PgaPose(" in a and "@_phg_numba.njit(cache=True, nogil=True, error_model='numpy')" in a
 
 
 def test_a_module_from_another_generator_is_rebuilt(tmp_path):

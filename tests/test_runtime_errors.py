@@ -374,3 +374,31 @@ def test_tables_keep_long_cells_whole_when_stdout_is_not_a_terminal(tmp_path, ca
     lines = capsys.readouterr().out.splitlines()
     claim = f"the units of {name} are consistent"
     assert len(claim) > 80 and any(claim in line and "proven" in line for line in lines)
+
+
+DIRECTION = """algebra G3 = Cl(3, 0, 0)
+
+model Direction on G3 {
+    param t: Vector = 0
+    input x: Vector
+    input y: Vector
+    output d: Vector = normalize(x + t)
+    loss norm2(d - y)
+}
+"""
+
+
+def test_a_division_by_zero_in_a_kernel_is_a_nan_in_its_sample_not_an_exception(tmp_path):
+    """normalize of a zero vector divides by zero: inference gives NaN in that sample alone (as
+    a NaN input does), and a step on it stops with TrainingDiverged, parameters unchanged; no
+    ZeroDivisionError comes out of a kernel (codegen.decorators)."""
+    module = phg.build(phg.loads(DIRECTION, "direction.phg"), tmp_path)
+    model = module.Direction()
+    x = np.array([[1.0, 2.0, 2.0], [0.0, 0.0, 0.0], [0.0, 3.0, 4.0]])
+    d = model.predict(x=x)["d"]
+    assert np.isnan(d[1]).all()
+    assert np.allclose(d[[0, 2]], [[1 / 3, 2 / 3, 2 / 3], [0.0, 0.6, 0.8]], rtol=1e-15)
+    before = snapshot(model)
+    with pytest.raises(TrainingDiverged, match="the loss is not finite"):
+        model.step(x=x, y=np.zeros((3, 3)))
+    assert same(model, before)
