@@ -9,6 +9,8 @@ holds changes.  The kernels are cached (cache=True): a later process loads them 
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator
 
@@ -68,22 +70,16 @@ def compile_model(cls, progress: Progress | None = None) -> float:
     A kernel already compiled for its types, in this process, is not reported again."""
     from .opaque import bind, unbound
 
+    # The parts first: instantiating the class to type its kernels binds them (codegen.opaque).
+    parts = [("parts", lambda: bind(cls._parts))] if unbound(cls._parts) else []
+    kernel_steps = ((label, functools.partial(dispatcher.compile, types))
+                    for label, dispatcher, types in kernels(cls) if types not in dispatcher.overloads)
     total = 0.0
-    if unbound(cls._parts):
-        if progress is not None:
-            progress(cls.SPEC["name"], "parts", None)
-        start = time.perf_counter()
-        bind(cls._parts)
-        total += time.perf_counter() - start
-        if progress is not None:
-            progress(cls.SPEC["name"], "parts", time.perf_counter() - start)
-    for label, dispatcher, types in kernels(cls):
-        if types in dispatcher.overloads:
-            continue
+    for label, step in itertools.chain(parts, kernel_steps):
         if progress is not None:
             progress(cls.SPEC["name"], label, None)
         start = time.perf_counter()
-        dispatcher.compile(types)
+        step()
         seconds = time.perf_counter() - start
         total += seconds
         if progress is not None:

@@ -10,7 +10,6 @@ import builtins
 import hashlib
 import math
 import re
-from collections import Counter
 
 from phg.hypergraph import Hypergraph
 from phg.plan.buffers import NORMALISE_EVERY
@@ -132,29 +131,6 @@ def _regrade(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
             f"        {_at(r.offset, r, '_k')} = {_at(w.offset, w, 0, c=at)}"]
 
 
-_COPY = re.compile(r"([A-Za-z_]\w*) = ([A-Za-z_]\w*)")
-_TARGETS = re.compile(r"([\w, ]+?) \+?= ")
-_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
-
-
-def _forward_copies(body: list[str]) -> list[str]:
-    """A straight-line body with its copies `a = b` forwarded into their readers and dropped (a
-    group's registers and loads are mostly copies): Numba's front end spends its time per
-    statement, and over half a wide model's build went to statements that only rename.  A copy is
-    forwarded only when both names are assigned once, so no reader sees another value."""
-    assigned = Counter(t.strip() for ln in body if (m := _TARGETS.match(ln)) for t in m[1].split(",") if t.strip())
-    alias: dict[str, str] = {}
-    out = []
-    for ln in body:
-        ln = _NAME.sub(lambda m: alias.get(m[0], m[0]), ln) if alias else ln
-        copy = _COPY.fullmatch(ln)
-        if copy and assigned[copy[1]] == 1 and assigned[copy[2]] <= 1:
-            alias[copy[1]] = copy[2]
-            continue
-        out.append(ln)
-    return out
-
-
 def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list[str]:
     """One loop nest of a group of pointwise ops (phg.plan.loops.Group): each op's channel code
     in turn (no two bodies share a name), its values passed on in registers _r<op>_<blade> and
@@ -203,7 +179,7 @@ def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list
                     elif x.adjoint is not None:
                         body.append(f"{names.bar(vid, op, **_element(op, i, k))} += {code(bar)}")
     y = lp.slabs[lp.ops[grp.ops[0]].target]
-    return _nest(lp.ops[grp.ops[0]], y, _forward_copies(body))
+    return _nest(lp.ops[grp.ops[0]], y, body)
 
 
 def _blade_map(x: Slab, y: Slab) -> list[tuple[int, int]]:
