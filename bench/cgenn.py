@@ -3,7 +3,9 @@ for each width its `phg check` and cold and warm `phg build` (fresh processes, a
 that phg's network is the port's (predictions from the port's parameters, copied), and the
 loss+grad step of both at several batches, on the same threads.
 
-    python -m bench cgenn [C ...] [--batches 128,1024] [--accumulate exact|float] [--compile]
+    python -m bench cgenn [C ...] [--batches 128,1024] [--accumulate exact|float|exact,float] [--compile]
+
+With both accumulations, each is timed on the same data in the same run, and their ratio printed.
 """
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ def copy_parameters(port_model, model) -> None:
     put("n2", last.normalize.a.T)
 
 
-def measure(widths, batches, accumulate: str, compiled: bool) -> list[dict]:
+def measure(widths, batches, accumulates: list[str], compiled: bool) -> list[dict]:
     import numba
     import torch
 
@@ -89,21 +91,27 @@ def measure(widths, batches, accumulate: str, compiled: bool) -> list[dict]:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         for c in widths:
-            src = Path(tmp) / f"cgenn_{c}.phg"
-            src.write_text(source(c, accumulate))
-            check, error = check_seconds(src)
+            models = {}
+            for accumulate in accumulates:
+                src = Path(tmp) / f"cgenn_{c}_{accumulate}.phg"
+                src.write_text(source(c, accumulate))
+                check, error = check_seconds(src)
+                if error is not None:
+                    break
+                out = str(Path(tmp) / f"build{c}{accumulate}")
+                cold, strategy = build_seconds(src, out, "O3CGMLP", Path(tmp) / f"numba{c}{accumulate}")
+                warm, _ = build_seconds(src, out, "O3CGMLP", Path(tmp) / f"numba{c}{accumulate}")
+                models[accumulate] = (phg.build(phg.load(src), out).O3CGMLP(seed=0), check, cold, warm, strategy)
             if error is not None:
                 rows.append({"channels": c, "refused": error.replace(str(src), src.name)})
                 continue
-            out = str(Path(tmp) / f"build{c}")
-            cold, strategy = build_seconds(src, out, "O3CGMLP", Path(tmp) / f"numba{c}")
-            warm, _ = build_seconds(src, out, "O3CGMLP", Path(tmp) / f"numba{c}")
-            model = phg.build(phg.load(src), out).O3CGMLP(seed=0)
             peer = port.O3CGMLP(hidden=c, seed=0)
             with torch.no_grad():                 # off the zero and unit initial values
                 for p in peer.parameters():
                     p.add_(torch.from_numpy(rng.normal(0, 0.2, size=tuple(p.shape))))
-            copy_parameters(peer, model)
+            for model, *_ in models.values():
+                copy_parameters(peer, model)
+            model, check, cold, warm, strategy = models[accumulates[0]]
             v = rng.normal(size=(512, 3, 3))
             same = float(np.abs(model.predict(v=v)["volume"][:, 0] - peer(torch.from_numpy(v)).detach().numpy()).max())
             step = torch.compile(port.loss_and_grad) if compiled else None
@@ -114,7 +122,7 @@ def measure(widths, batches, accumulate: str, compiled: bool) -> list[dict]:
                 rows.append({"channels": c, "params": sum(a.size for a in model.params.values()),
                              "peer_params": peer.parameter_count(), "strategy": strategy, "check": check,
                              "cold": cold, "warm": warm, "same": same, "batch": n,
-                             "phg": best(lambda: model.grad(v=v, target=target)),
+                             "phg": {a: best(lambda m=m: m.grad(v=v, target=target)) for a, (m, *_) in models.items()},
                              "torch": best(lambda: port.loss_and_grad(peer, pv, pt)),
                              "compiled": best(lambda: step(peer, pv, pt)) if step else None})
     return rows
@@ -124,25 +132,35 @@ def main(argv: list[str]) -> int:
     import numba
 
     widths = [int(a) for a in argv if a.isdigit()] or list(WIDTHS)
-    batches, accumulate = BATCHES, "exact"
+    batches, accumulates = BATCHES, ["exact"]
     for i, a in enumerate(argv):
         if a == "--batches":
             batches = tuple(int(b) for b in argv[i + 1].split(","))
         if a == "--accumulate":
-            accumulate = argv[i + 1]
-    rows = measure(widths, batches, accumulate, "--compile" in argv)
-    print(f"O3CGMLP, accumulate {accumulate}, {numba.get_num_threads()} threads; phg's network against "
-          "its PyTorch port (float64) with the port's parameters copied")
+            accumulates = argv[i + 1].split(",")
+    if not accumulates or any(a not in ("exact", "float") for a in accumulates):
+        print("--accumulate takes exact, float or both (exact,float)", file=sys.stderr)
+        return 2
+    rows = measure(widths, batches, accumulates, "--compile" in argv)
+    print(f"O3CGMLP, accumulate {' and '.join(accumulates)}, {numba.get_num_threads()} threads; phg's network "
+          "against its PyTorch port (float64) with the port's parameters copied (build times: "
+          f"accumulate {accumulates[0]})")
+    both = len(accumulates) == 2
+    timed = " | ".join(f"phg {a} ms | eager / phg {a}" for a in accumulates)
     print("| channels | parameters (port) | strategy | phg check s | cold build s | warm build s | max |phg - port| "
-          "| batch | phg loss+grad ms | eager ms | eager / phg | compiled ms | compiled / phg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"| batch | {timed} | eager ms | compiled ms | compiled / phg {accumulates[0]} |"
+          + (f" {accumulates[0]} / {accumulates[1]} |" if both else ""))
+    print("|---" * (12 + 2 * len(accumulates) + both) + "|")
     for r in rows:
         if "refused" in r:
             print(f"| {r['channels']} | refused by phg check: {r['refused']} |")
             continue
-        comp = (f"{1e3 * r['compiled']:.2f} | {r['compiled'] / r['phg']:.2f}x" if r["compiled"] is not None
+        first = r["phg"][accumulates[0]]
+        comp = (f"{1e3 * r['compiled']:.2f} | {r['compiled'] / first:.2f}x" if r["compiled"] is not None
                 else "- | -")
+        cells = " | ".join(f"{1e3 * r['phg'][a]:.2f} | {r['torch'] / r['phg'][a]:.2f}x" for a in accumulates)
+        ratio = f" {first / r['phg'][accumulates[1]]:.2f}x |" if both else ""
         print(f"| {r['channels']} | {r['params']} ({r['peer_params']}) | {r['strategy']} | {r['check']:.1f} | "
-              f"{r['cold']:.1f} | {r['warm']:.2f} | {r['same']:.1e} | {r['batch']} | {1e3 * r['phg']:.2f} | "
-              f"{1e3 * r['torch']:.2f} | {r['torch'] / r['phg']:.2f}x | {comp} |")
+              f"{r['cold']:.1f} | {r['warm']:.2f} | {r['same']:.1e} | {r['batch']} | {cells} | "
+              f"{1e3 * r['torch']:.2f} | {comp} |{ratio}")
     return 0

@@ -2,7 +2,12 @@
 
 A long accumulator: the value sum(x) * 2^1074 is an integer, kept as DIGITS signed 64-bit
 digits of weight 2^(32 d).  Integer addition is associative, so the digits, and the double they
-round to, do not depend on the order of the terms or on how they were split across slots.
+round to, do not depend on the order of the terms or on how they were split across slots or
+threads.  Each accumulator row has a ledger (`ranges`): per sum the digits it has touched since
+it was last read, so that reading, clearing and propagating carries cost the few digits a sum's
+terms reach, not all DIGITS of every sum; then whether the row was touched at all, and two
+counters of its open pass.  Carries keep digits in [-2^31, 2^31) (balanced), so a negative sum
+does not spread over every digit above it.
 
 Terms reach it in chunks of CHUNK samples (per slot and quantity), deposited in registers
 onto a fixed exponent grid 2^g per quantity, kept from chunk to chunk and step to step: y = x 2^(51 - g)
@@ -16,8 +21,9 @@ terms, which is always exact.  A NaN or an infinity marks the sum NaN.  Carries 
 (normalise) every NORMALISE_EVERY passes; the quire obligation (verifier.memory) checks that no
 digit can overflow in between.
 
-The training kernels give every slot (a fixed share of the batch, run by whichever thread) its
-own accumulator row and grid, and read the total once per step.
+The fused kernels give every slot (a fixed share of the batch) its own accumulator row and
+grid; the loop kernels one per share of the slots a thread runs, whose pass stays open from tile
+to tile (codegen.deposits).  The step reads the total once and leaves the rows clear.
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import numba
 import numpy as np
 
 # The sizes are the kernel plan's (phg.plan.buffers), which the quire obligation checks (verifier.memory).
-from phg.plan.buffers import CHUNK, DIGITS, NORMALISE_EVERY, SLOTS, many_sums  # noqa: F401
+from phg.plan.buffers import CHUNK, DIGITS, LEDGER, NORMALISE_EVERY, SLOTS, STATE_ROWS, many_sums  # noqa: F401
 
 _MASK32 = 0xFFFFFFFF
 # The deposit's constants, printed into the training kernels (codegen.training).
@@ -38,24 +44,17 @@ ABS = 0x7FFFFFFFFFFFFFFF                           # a double's bits without the
 
 
 @numba.njit(cache=True, inline="always")
-def _add_bits(digits, m, q, sign):
-    """digits += (-1)^sign m 2^(q - 1074) for 0 <= m < 2^62 (sign 0 or -1): three pieces below
-    2^32, each added to its digit."""
+def _add_bits(acc, col, m, q, sign):
+    """The digits acc[:, col] += (-1)^sign m 2^(q - 1074) for 0 <= m < 2^62 (sign 0 or -1): three
+    pieces below 2^32, each added to its digit."""
     d = q >> 5
     s = q & 31
     lo = (m << s) & _MASK32
     mid = (m >> (32 - s)) & _MASK32
     hi = (m >> 32) >> (32 - s)
-    digits[d] += (lo ^ sign) - sign
-    digits[d + 1] += (mid ^ sign) - sign
-    digits[d + 2] += (hi ^ sign) - sign
-
-
-@numba.njit(cache=True, inline="always")
-def _add_int(digits, v, g):
-    """digits += v 2^g, exactly, for |v| < 2^62 and g >= -1074."""
-    sign = v >> 63
-    _add_bits(digits, (v ^ sign) - sign, g + 1074, sign)
+    acc[d, col] += (lo ^ sign) - sign
+    acc[d + 1, col] += (mid ^ sign) - sign
+    acc[d + 2, col] += (hi ^ sign) - sign
 
 
 # The top digit only ever takes carries (far below 2^61); a non-finite term marks it with 2^62.
@@ -71,6 +70,12 @@ def _grid_of(scale):
     return 51 - (((np.float64(scale).view(np.int64) >> 52) & 0x7FF) - 1023)
 
 
+@numba.njit(cache=True, inline="always")
+def _power(e):
+    """2^e for -1022 <= e <= 1023, from its bits; 2^1024 is the infinity."""
+    return np.int64(min(e + 1023, 2047) << 52).view(np.float64)
+
+
 @numba.njit(cache=True)
 def regrid(top):
     """The grid scale 2^(51 - g) for terms whose largest magnitude has the bits `top`: all of
@@ -79,7 +84,7 @@ def regrid(top):
     if top >= _INF_BITS:
         return math.nan
     e = ((top >> 52) & 0x7FF) - 1022 + _HEADROOM   # |x| < 2^(e - headroom)
-    return math.ldexp(1.0, 51 - min(max(e, _LOWEST), 1024))
+    return _power(51 - min(max(e, _LOWEST), 1024))
 
 
 @numba.njit(cache=True)
@@ -89,38 +94,107 @@ def low_bits(scale):
     if not math.isfinite(scale):
         return np.int64(0)
     g = _grid_of(scale)
-    return np.int64(0) if g == _LOWEST else np.float64(math.ldexp(1.0, g - 51)).view(np.int64)
+    return np.int64(0) if g == _LOWEST else np.float64(_power(g - 51)).view(np.int64)
+
+
+@numba.njit(cache=True)
+def top_bits(scale):
+    """The bits of the grid's 2^g, which every term it keeps lies below (0 for an unknown grid)."""
+    return np.float64(_power(_grid_of(scale))).view(np.int64) if math.isfinite(scale) else np.int64(0)
 
 
 @numba.njit(cache=True)
 def fits(scale, top):
     """Whether terms of largest magnitude `top` (bits) were below the grid's 2^g."""
-    return math.isfinite(scale) and top < np.float64(math.ldexp(1.0, _grid_of(scale))).view(np.int64)
+    return top < top_bits(scale)
+
+
+# The ledger of a row: per sum q, the digits touched, first | (end << 8) (0: none), then these.
+DIRTY, SAMPLES, PASSES, OPEN = 0, 1, 2, 3    # offsets past the sums: digits touched at all; the open
+# pass's terms per sum; passes (and terms deposited on their own) since carries were propagated;
+# whether the row's pass state holds an open pass, which its total reads as it reads its digits
+
+
+@numba.njit(cache=True, inline="always")
+def _touch(ranges, q, first, end):
+    r = ranges[q]
+    ranges[q] = first | (end << 8) if r == 0 else min(r & 255, first) | (max(r >> 8, end) << 8)
+    ranges[ranges.shape[0] - LEDGER + DIRTY] = 1
+
+
+@numba.njit(cache=True, inline="always")
+def _add_at(acc, ranges, q, v, g):
+    """Sum q += v 2^g, exactly, for |v| < 2^62 and g >= -1074."""
+    sign = v >> 63
+    p = g + 1074
+    _add_bits(acc, q, (v ^ sign) - sign, p, sign)
+    _touch(ranges, q, p >> 5, min((p >> 5) + 3, DIGITS))
+
+
+@numba.njit(cache=True, inline="always")
+def _mark(acc, ranges, q):
+    acc[DIGITS - 1, q] = NONFINITE
+    _touch(ranges, q, DIGITS - 1, DIGITS)
 
 
 @numba.njit(cache=True)
-def settle(digits, high, low, scale, top):
-    """digits += the two level sums of a pass (units 2^(g - 51) and 2^(g - 103)), or the mark of
+def add_double(acc, ranges, q, x):
+    """Sum q += x exactly, whatever x (a NaN or an infinity marks the sum): the deposit of a term
+    no grid of its pass keeps."""
+    b = np.float64(x).view(np.int64)
+    a = b & ABS
+    if a >= _INF_BITS:
+        _mark(acc, ranges, q)
+    elif a != 0:
+        e = a >> 52
+        m = a & 0xFFFFFFFFFFFFF
+        p = 0                                        # a subnormal: m 2^-1074
+        if e != 0:
+            m |= 1 << 52
+            p = e - 1                                # m 2^(e - 1075)
+        sign = np.int64(-1) if b < 0 else np.int64(0)
+        _add_bits(acc, q, m, p, sign)
+        _touch(ranges, q, p >> 5, min((p >> 5) + 3, DIGITS))
+
+
+@numba.njit(cache=True)
+def settle(acc, ranges, q, high, low, scale, top):
+    """Sum q += the two level sums of a pass (units 2^(g - 51) and 2^(g - 103)), or the mark of
     a non-finite term."""
     if top >= _INF_BITS:
-        digits[DIGITS - 1] = NONFINITE
-    elif top != 0:
+        _mark(acc, ranges, q)
+    elif (high | low) != 0:
         g = _grid_of(scale)
-        _add_int(digits, high, g - 51)
-        _add_int(digits, low, g - 103)
+        _add_at(acc, ranges, q, high, g - 51)
+        _add_at(acc, ranges, q, low, g - 103)
 
 
-# A model with many sums keeps each pass's state in an array, [rows, 4] int64 per slot (the two
-# level sums, the largest magnitude and the grid's lowest magnitude, as bits): one call per term
-# in the per-sample code instead of a dozen statements and three loop-carried scalars, which
-# Numba's compiler passes handle in time that grows faster than linearly (see codegen.training).
+# An accumulator row is [DIGITS, sums]: a pass's settling and the step's totals touch a few
+# digits of every sum, which then lie side by side.
+# A pass's state, [6, sums] int64 per row: the two level sums, the largest magnitude (bits), the
+# grid's lowest magnitude kept exactly and its top (bits, 0 for an unknown grid: no term fits), and
+# a row of scratch for the terms being deposited (codegen.deposits): STATE_ROWS rows.  The fused
+# kernels' many-sum passes deposit one term at a time (deposit); the loop kernels a row of terms
+# at a time.
+
+
+@numba.njit(cache=True)
+def open_pass(acc, ranges, state, grid):
+    """A loop kernel's share of slots begins: its row clear, and a pass open on its grids, which
+    the step's total reads where no tile settled it."""
+    clear(acc, ranges)
+    begin_pass(state, grid)
+    ranges[ranges.shape[0] - LEDGER + OPEN] = 1
+
+
 @numba.njit(cache=True)
 def begin_pass(state, grid):
-    for q in range(state.shape[0]):
-        state[q, 0] = 0
-        state[q, 1] = 0
-        state[q, 2] = 0
-        state[q, 3] = low_bits(grid[q])
+    for q in range(state.shape[1]):
+        state[0, q] = 0
+        state[1, q] = 0
+        state[2, q] = 0
+        state[3, q] = low_bits(grid[q])
+        state[4, q] = top_bits(grid[q])
 
 
 # One signature: the kernels call deposit with the sum's index as a literal, on which Numba would
@@ -132,84 +206,186 @@ def deposit(state, q, x, scale):
     b = np.float64(x).view(np.int64) & ABS
     y = x * scale
     t = y + MAGIC
-    state[q, 0] += np.float64(t).view(np.int64) - MAGIC_BITS
-    state[q, 1] += np.float64((y - (t - MAGIC)) * TWO52 + MAGIC).view(np.int64) - MAGIC_BITS
-    state[q, 2] = max(state[q, 2], b)
-    return (b < state[q, 3]) & (b != 0)
+    state[0, q] += np.float64(t).view(np.int64) - MAGIC_BITS
+    state[1, q] += np.float64((y - (t - MAGIC)) * TWO52 + MAGIC).view(np.int64) - MAGIC_BITS
+    state[2, q] = max(state[2, q], b)
+    return (b < state[3, q]) & (b != 0)
 
 
 @numba.njit(cache=True)
 def pass_fits(state, grid):
-    for q in range(state.shape[0]):
-        if not fits(grid[q], state[q, 2]):
+    for q in range(state.shape[1]):
+        if not fits(grid[q], state[2, q]):
             return False
     return True
 
 
 @numba.njit(cache=True)
-def settle_pass(rows, state, grid):
-    for q in range(state.shape[0]):
-        settle(rows[q], state[q, 0], state[q, 1], grid[q], state[q, 2])
+def settle_pass(acc, ranges, state, grid):
+    for q in range(state.shape[1]):
+        settle(acc, ranges, q, state[0, q], state[1, q], grid[q], state[2, q])
 
 
 @numba.njit(cache=True)
 def regrid_pass(state, grid):
-    for q in range(state.shape[0]):
-        grid[q] = regrid(state[q, 2])
+    for q in range(state.shape[1]):
+        grid[q] = regrid(state[2, q])
+
+
+# Binades below its top within which a pass's largest term keeps its sum's grid: a grid moves
+# only when its terms outgrow it or shrink well below it, and settling skips the rest.
+_KEEP_BINADES = 6
 
 
 @numba.njit(cache=True)
-def _normalise(digits):
-    """Carries propagated: every digit in [0, 2^32) but the top one, which holds the sign."""
-    for d in range(digits.shape[0] - 1):
-        carry = digits[d] >> 32
-        digits[d] -= carry << 32
-        digits[d + 1] += carry
+def settle_regrid(acc, ranges, state, grid):
+    """The open pass settled, a sum's grid moved from its largest term when that outgrew it or
+    fell _KEEP_BINADES binades below its top (kept for a sum that had none, or a non-finite one),
+    and the next pass begun."""
+    for q in range(state.shape[1]):
+        top = state[2, q]
+        if top == 0:
+            continue
+        settle(acc, ranges, q, state[0, q], state[1, q], grid[q], top)
+        if top < _INF_BITS and (top >= state[4, q] or top < state[4, q] - (_KEEP_BINADES << 52)):
+            grid[q] = regrid(top)
+            state[3, q] = low_bits(grid[q])
+            state[4, q] = top_bits(grid[q])
+        state[0, q] = 0
+        state[1, q] = 0
+        state[2, q] = 0
+    rows = ranges.shape[0] - LEDGER
+    ranges[rows + SAMPLES] = 0
+    ranges[rows + PASSES] += 1
 
 
 @numba.njit(cache=True)
-def normalise(rows):
-    """Every accumulator of one slot ([quantities, DIGITS]) normalised."""
-    for q in range(rows.shape[0]):
-        _normalise(rows[q])
+def end_tile(acc, ranges, state, grid, terms, aside, most):
+    """A tile's end in a loop kernel's open pass: `terms` more per sum (at most `most` a tile), of
+    which `aside` were deposited on their own.  The pass is settled when the next tile could take
+    it past CHUNK terms a sum, or when some terms did not fit its grids (so the next tile's grids
+    come from the largest terms); carries are propagated before a digit could near 2^63."""
+    rows = ranges.shape[0] - LEDGER
+    ranges[rows + SAMPLES] += terms
+    if aside:
+        ranges[rows + PASSES] += most            # a term on its own adds below 2^32 a digit, as a pass does
+    if aside or ranges[rows + SAMPLES] + most > CHUNK:
+        settle_regrid(acc, ranges, state, grid)
+    if ranges[rows + PASSES] + most + 1 >= NORMALISE_EVERY:
+        normalise(acc, ranges)
 
 
 @numba.njit(cache=True)
-def exact_total(acc, q, work):
-    """The double nearest to the exact sum of accumulator q over every slot of acc
-    [slots, quantities, DIGITS] (round to nearest, ties to even).  `work` is DIGITS int64s."""
-    work[:] = 0
+def clear(acc, ranges):
+    """A row's sums back to zero (the digits its ledger lists) and its ledger to empty."""
+    rows = ranges.shape[0] - LEDGER
+    if ranges[rows + DIRTY] != 0:
+        for q in range(rows):
+            r = ranges[q]
+            if r != 0:
+                acc[r & 255:r >> 8, q] = 0
+                ranges[q] = 0
+    for k in range(LEDGER):
+        ranges[rows + k] = 0
+
+
+@numba.njit(cache=True)
+def normalise(acc, ranges):
+    """Carries propagated in every sum of a row: every digit in [-2^31, 2^31) but the top one,
+    which holds what is left and a non-finite term's mark."""
+    rows = ranges.shape[0] - LEDGER
+    for q in range(rows):
+        r = ranges[q]
+        if r == 0:
+            continue
+        first, end = r & 255, r >> 8
+        last = end                                   # past the last digit that may be nonzero
+        d = first
+        while d < min(last, DIGITS - 1):
+            carry = (acc[d, q] + (1 << 31)) >> 32
+            if carry != 0:
+                acc[d, q] -= carry << 32
+                acc[d + 1, q] += carry
+                last = max(last, d + 2)
+            d += 1
+        if last > end:
+            _touch(ranges, q, first, min(last, DIGITS))
+    ranges[rows + PASSES] = 0
+
+
+@numba.njit(cache=True)
+def exact_total(acc, ranges, state, grid, q, work):
+    """The double nearest to the exact sum q over every row of acc [rows, DIGITS, sums] (round to
+    nearest, ties to even): the digits their ledgers ranges [rows, sums + LEDGER] list, and the
+    level sums of a row's open pass (state [rows, STATE_ROWS, sums] on grid [rows, sums]).
+    `work` is DIGITS int64s."""
+    first, end = DIGITS, 0
+    rows = ranges.shape[1] - LEDGER
     for s in range(acc.shape[0]):
-        row = acc[s, q]
-        if abs(row[DIGITS - 1]) >= NONFINITE // 2:     # marked (carries may have moved it a little)
-            return math.nan
-        for d in range(DIGITS - 1):
-            work[d] += row[d] & _MASK32              # split, so that many slots cannot overflow
-            work[d + 1] += row[d] >> 32
-        work[DIGITS - 1] += row[DIGITS - 1]          # only carries reach the top digit
-    _normalise(work)
-    negative = work[DIGITS - 1] < 0
-    if negative:
-        for d in range(DIGITS):
-            work[d] = -work[d]
-        _normalise(work)
-    h = DIGITS - 1
-    while h >= 0 and work[h] == 0:
-        h -= 1
-    if h < 0:
+        r = ranges[s, q]
+        if r != 0:
+            first = min(first, r & 255)
+            end = max(end, r >> 8)
+        if ranges[s, rows + OPEN] != 0 and state[s, 2, q] != 0:
+            if state[s, 2, q] >= _INF_BITS:
+                return math.nan
+            if (state[s, 0, q] | state[s, 1, q]) != 0:
+                g = _grid_of(grid[s, q])
+                first = min(first, (g - 103 + 1074) >> 5)
+                end = max(end, ((g - 51 + 1074) >> 5) + 3)
+    if end == 0:
         return 0.0
-    top = work[h]
+    top = min(end + 2, DIGITS - 1)                   # the signed digit: rows sum to below 2^(32 (end + 1) + 36)
+    for d in range(first, top + 1):
+        work[d] = 0
+    column = work.reshape(DIGITS, 1)
+    for s in range(acc.shape[0]):
+        if ranges[s, rows + OPEN] != 0 and (state[s, 0, q] | state[s, 1, q]) != 0:
+            g = _grid_of(grid[s, q])
+            for v, p in ((state[s, 0, q], g - 51 + 1074), (state[s, 1, q], g - 103 + 1074)):
+                sign = v >> 63
+                _add_bits(column, 0, (v ^ sign) - sign, p, sign)
+        r = ranges[s, q]
+        if r == 0:
+            continue
+        row = acc[s, :, q]
+        stop = r >> 8
+        if stop == DIGITS and abs(row[DIGITS - 1]) >= NONFINITE // 2:    # marked (carries may have moved it a little)
+            return math.nan
+        for d in range(r & 255, min(stop, DIGITS - 1)):
+            work[d] += row[d] & _MASK32              # split, so that many rows cannot overflow
+            work[d + 1] += row[d] >> 32
+        if stop == DIGITS:
+            work[DIGITS - 1] += row[DIGITS - 1]      # only carries reach the top digit
+    for d in range(first, top):
+        carry = work[d] >> 32
+        work[d] -= carry << 32
+        work[d + 1] += carry
+    negative = work[top] < 0
+    if negative:
+        for d in range(first, top + 1):
+            work[d] = -work[d]
+        for d in range(first, top):
+            carry = work[d] >> 32
+            work[d] -= carry << 32
+            work[d + 1] += carry
+    h = top
+    while h >= first and work[h] == 0:
+        h -= 1
+    if h < first:
+        return 0.0
+    lead = work[h]
     p = 0
-    while top >> (p + 1):
+    while lead >> (p + 1):
         p += 1                                       # leading bit of the top digit
-    window = np.uint64(top) << np.uint64(63 - p)
-    if h >= 1:
+    window = np.uint64(lead) << np.uint64(63 - p)
+    if h - 1 >= first:
         window |= np.uint64(work[h - 1]) << np.uint64(31 - p)
     sticky = False
-    if h >= 2:
+    if h - 2 >= first:
         window |= np.uint64(work[h - 2]) >> np.uint64(p + 1)
         sticky = (work[h - 2] & ((1 << (p + 1)) - 1)) != 0
-    for d in range(h - 3, -1, -1):
+    for d in range(h - 3, first - 1, -1):
         sticky = sticky or work[d] != 0
     mant = window >> np.uint64(11)
     rest = window & np.uint64(0x7FF)
@@ -218,3 +394,16 @@ def exact_total(acc, q, work):
     # window's bit 63 is bit 32 h + p of the integer, so mant's bit 0 has weight 2^(32 h + p - 52).
     value = math.ldexp(float(mant), 32 * h + p - 52 - 1074)
     return -value if negative else value
+
+
+@numba.njit(cache=True)
+def exact_totals(acc, ranges, state, grid, sums, work):
+    """Every sum's exact total over the rows (exact_total), and the rows left clear: digits zero,
+    passes closed."""
+    for q in range(sums.shape[0]):
+        sums[q] = exact_total(acc, ranges, state, grid, q, work)
+    rows = ranges.shape[1] - LEDGER
+    for s in range(acc.shape[0]):
+        if ranges[s, rows + OPEN] != 0:
+            state[s, 0:3] = 0
+        clear(acc[s], ranges[s])

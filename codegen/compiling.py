@@ -49,7 +49,8 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     if train is None:
         return
     b = model._plan()
-    data = (*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]), 1, b["acc"], b["grid"], b["deposits"])
+    data = (*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]), 1, b["acc"], b["grid"], b["deposits"],
+            b["ranges"])
     yield "train", cls._slots_kernel, _typed(*data, b["tiles"], 0, 1)
     yield "train sums", cls._train_kernel, _typed(*data, b["tiles"], b["work"], b["sums"], b["loss"],
                                                   *(b["grads"][p] for p in train["params"]))

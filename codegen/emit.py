@@ -371,6 +371,8 @@ def module_source(program: Program, status: str) -> str:
         "import numpy as _phg_np",
         "",
         "from phg.codegen.accumulate import " + ", ".join(f"{f} as _phg_{f}" for f in _ACCUMULATE),
+        "from phg.codegen.deposits import deposit_products as _phg_deposit_products, "
+        "deposit_rows as _phg_deposit_rows",
         "from phg.codegen.lie import RotorManifold as _phg_RotorManifold, exp_factors as _phg_exp_factors",
         "from phg.codegen.runtime import ModelBase as _phg_ModelBase",
         "from phg.codegen.slabs import add_runs as _phg_add_runs, contract as _phg_contract, "
@@ -388,8 +390,8 @@ def module_source(program: Program, status: str) -> str:
 
 
 # The functions of codegen.accumulate the training kernels call, imported as _phg_<name>.
-_ACCUMULATE = ("begin_pass", "deposit", "exact_total", "fits", "low_bits", "normalise", "pass_fits",
-               "regrid", "regrid_pass", "settle", "settle_pass")
+_ACCUMULATE = ("begin_pass", "clear", "deposit", "end_tile", "exact_totals", "fits", "low_bits", "normalise",
+               "open_pass", "pass_fits", "regrid", "regrid_pass", "settle", "settle_pass", "settle_regrid")
 
 # A model class is an attribute of the module by its own name (kernels.RigidRegistration) without
 # being bound in the module's globals, which the kernels read when Numba compiles them: a model

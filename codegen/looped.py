@@ -12,7 +12,6 @@ import math
 import re
 
 from phg.hypergraph import Hypergraph
-from phg.plan.buffers import NORMALISE_EVERY
 from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab, runs
 from phg.plan.scalar import array_name, global_name, identifier
 from .build import generator
@@ -306,7 +305,7 @@ def _function(name: str, args: list[str], doc: str, body: list[str]) -> str:
 # compiles for minutes; a function costs about 0.2 s of its own, so a few hundred lines each.
 PART_LINES = 400
 # The kernels' own variables: code that assigns one of them stays in the kernel.
-_KERNEL_STATE = frozenset({"_m", "_loss", "_bad", "_f", "_start", "_lo", "_hi", "_ws", "_wv", "_wi", "_a", "_slots",
+_KERNEL_STATE = frozenset({"_m", "_loss", "_bad", "_aside", "_f", "_start", "_lo", "_hi", "_ws", "_wv", "_wi", "_a", "_slots",
                            "_flat",
                            "_i0", "_i1", "_step", "_retry", "_n", "_slot"})
 _BUILTINS = frozenset(dir(builtins))
@@ -333,7 +332,7 @@ class Module:
         self.functions: dict[str, str] = {}
         self._called: dict[str, list[str]] = {}    # a part's lines -> what the kernels run: its call
         self.opaque: list[tuple[str, str]] = []     # (symbol, function) of the parts called by address
-        self._tables: dict[str, str] = {}           # runs of copies -> their module constant
+        self._tables: dict[tuple[str, int], str] = {}   # int64 tables (runs of copies) -> module constant
         self.parts = 0
         names = _Names(lp)
         for n in products(lp):
@@ -366,14 +365,15 @@ class Module:
 
     def runs(self, call: str, runs: list[tuple[int, int, int]]) -> list[str]:
         """`call` (of codegen.slabs' copies) of the runs (to, from, words) as a module constant."""
-        if not runs:
-            return []
-        rows = ", ".join(f"({a}, {b}, {k})" for a, b, k in runs)
-        if rows not in self._tables:              # one constant for the same runs (inference, training)
-            self._tables[rows] = global_name("runs", self.lp.model, str(len(self._tables)))
-            name = self._tables[rows]
-            self.functions[name] = f"{name} = _phg_np.array([{rows}], dtype=_phg_np.int64).reshape(-1, 3)"
-        return [call.format(self._tables[rows])]
+        return [call.format(self.table(runs, 3))] if runs else []
+
+    def table(self, rows: list[tuple[int, ...]], width: int) -> str:
+        """The module constant of an int64 table of `rows`, each `width` long (one per distinct table)."""
+        text = ", ".join(f"({', '.join(str(v) for v in r)})" for r in rows)
+        if (text, width) not in self._tables:      # one constant for the same rows (inference, training)
+            name = self._tables[text, width] = global_name("runs", self.lp.model, str(len(self._tables)))
+            self.functions[name] = f"{name} = _phg_np.array([{text}], dtype=_phg_np.int64).reshape(-1, {width})"
+        return self._tables[text, width]
 
     def load(self, vids: list[str], sample: str | None) -> list[str]:
         return self.outline(loads(self.g, self.lp, vids, sample))
@@ -480,7 +480,7 @@ def _epilogue(mod: Module, grads: list[str]) -> list[str]:
     out = ["_ws = _tiles[0]", "_wv = _ws", "_wi = _ws", "_m = 0"]
     out += _zero(lp.invariant_adjoint_range) + ["_slots = _acc.shape[0]"]
     if lp.exact:
-        out += [f"for _q in range({lp.rows}):", "    _sums[_q] = _phg_exact_total(_acc, _q, _work)"]
+        out += ["_phg_exact_totals(_acc, _rng, _dep, _grid, _sums, _work)"]
     else:                                         # a fixed order over the slots: reproducible too
         out += ["_sums[:] = 0", "for _slot in range(_slots):", "    _sums += _acc[_slot]"]
     out.append("_loss[0] = _sums[0] / _n")
@@ -504,46 +504,36 @@ def _boundary(lp: LoopPlan) -> list[tuple[int, int, int]]:
             for vid in lp.boundary]
 
 
-def _deposits(lp: LoopPlan, g: Hypergraph) -> list[str]:
-    """One pass's deposits of the tile's samples _i0 to _i1: each sum's term of sample _t, from
-    the slabs (the loss, a boundary slab's per-sample adjoint, a matrix product's dy x)."""
-    names = _Names(lp)
-    out = ["_bad = 0", "for _t in range(_i0, _i1):",
-           f"    _bad |= _phg_deposit(_D, 0, {_at(names.fw(g.loss), lp.slabs[g.loss], 0)}, _G[0])"]
+def _deposits(mod: Module) -> tuple[list[str], int]:
+    """The tile's exact deposits (codegen.deposits): the loss, each boundary slab's per-sample
+    adjoint, a matrix product's weights from its stored dy and x; then the tile's end of the
+    open pass (codegen.accumulate).  Also the most terms a sum takes per sample."""
+    g, lp = mod.g, mod.lp
+    args = "_D, _G, _a, _U, _ws"
+    out = ["_aside = 0", f"_aside += _phg_deposit_rows({args}, 0, {lp.slabs[g.loss].offset}, 0, _m, 1)"]
+    most = 1
     for vid in lp.boundary:
         s = lp.slabs[vid]
         products = [op for op in lp.ops if op.blas and op.trained and op.sources[0] == vid]
+        most = max(most, len(products))
         for a in range(len(s.blades)):
-            terms = [_at(s.per_sample, s, a, varying=True)] if s.per_sample is not None else []
+            q = lp.first_row[vid] + a * s.channels
+            add = s.per_sample + a * TILE * s.channels if s.per_sample is not None else None
+            if not products:
+                out.append(f"_aside += _phg_deposit_rows({args}, {q}, {add}, 0, _m, {s.channels})")
             for op in products:
-                x = lp.slabs[op.sources[1]]
-                y = lp.slabs[op.target]
-                terms += [f"{sign} * {_at(y.adjoint, y, m, c=f'_c // {x.channels}')} * "
-                          f"{_at(x.offset, x, b, c=f'_c % {x.channels}')}"
-                          for aa, b, m, sign in op.pairs if aa == a]
-            q = f"{lp.first_row[vid] + a * s.channels} + _c"
-            out += [f"    for _c in range({s.channels}):",
-                    f"        _bad |= _phg_deposit(_D, {q}, {' + '.join(terms) or '0.0'}, _G[{q}])"]
-    return out
-
-
-def _exact_tile(deposits: list[str]) -> list[str]:
-    """The tile's samples deposited in passes (codegen.accumulate), as the fused code's chunks:
-    settled when every term fits the grids, else again on grids from the largest terms, else
-    sample by sample."""
-    return ["_i0 = 0", "_i1 = _m", "_step = _m", "_retry = False", "while _i0 < _m:",
-            "    _phg_begin_pass(_D, _G)"] + ["    " + ln for ln in deposits] + [
-            "    if (_bad == 0 and _phg_pass_fits(_D, _G)) or (_retry and _i1 - _i0 == 1):",
-            "        _phg_settle_pass(_a, _D, _G)", "        _f += 1",
-            f"        if _f == {NORMALISE_EVERY}:", "            _phg_normalise(_a)", "            _f = 0",
-            "        _i0 = _i1", "        _i1 = min(_i0 + _step, _m)", "        _retry = False",
-            "    elif not _retry:", "        _phg_regrid_pass(_D, _G)", "        _retry = True",
-            "    else:", "        _step = 1", "        _i1 = _i0 + 1", "        _retry = False"]
+                x, y = lp.slabs[op.sources[1]], lp.slabs[op.target]
+                pairs = mod.table([(b, m, sign) for aa, b, m, sign in op.pairs if aa == a], 3)
+                out.append(f"_aside += _phg_deposit_products({args}, {pairs}, {q}, {y.adjoint}, {x.offset}, "
+                           f"{add if add is not None else -1}, 0, _m, {y.channels}, {x.channels}, {TILE})")
+                add = None
+    return out + [f"_phg_end_tile(_a, _U, _D, _G, _m * {most}, _aside, {TILE * most})"], most
 
 
 def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str]) -> str:
     """The slot function (a slot's samples, in tiles: forward, loss, adjoint; its sums in the row
-    _a), the slots kernel, and the step's loss and gradient from the slots' sums."""
+    _a), the slots kernel, and the step's loss and gradient from the slots' sums.  Exact sums go to
+    one row per share of the slots (the share's first), whose pass stays open from tile to tile."""
     g, lp = mod.g, mod.lp
     params = list(g.params)
     data = [array_name(g.values[v]) for v in inputs + params]
@@ -551,30 +541,36 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
     consts = [v for v in lp.slabs if lp.slabs[v].const]
     body = ["_wv = _ws", "_wi = _ws", "_m = 0"] + mod.load([p for p in params if p in lp.slabs] + consts, None)
     body += mod.ops(False, False, lambda op: True)
-    body += _zero(lp.invariant_adjoint_range) + ["_a[:] = 0", "_loss = 0.0", "_f = 0",
-                                                  "_lo = _slot * _n // _slots", "_hi = (_slot + 1) * _n // _slots"]
+    body += _zero(lp.invariant_adjoint_range)
+    if not lp.exact:
+        body += ["_a[:] = 0", "_loss = 0.0"]
+    body += ["_lo = _slot * _n // _slots", "_hi = (_slot + 1) * _n // _slots"]
     loss = lp.slabs[g.loss]
     tile = [f"_m = min({TILE}, _hi - _start)"]
     tile += mod.load(inputs, "_start") + mod.ops(True, False, trained) + _zero(lp.adjoint_range)
-    tile += ["for _t in range(_m):", f"    {_at(loss.adjoint, loss, 0)} = 1.0", f"    _loss += {_at(loss.offset, loss, 0)}"]
+    tile += ["for _t in range(_m):", f"    {_at(loss.adjoint, loss, 0)} = 1.0"]
+    if not lp.exact:
+        tile += [f"    _loss += {_at(loss.offset, loss, 0)}"]
     tile += mod.ops(True, True, trained)
     if lp.exact:
-        tile += _exact_tile(_deposits(lp, g))
+        tile += _deposits(mod)[0]
     body += [f"for _start in range(_lo, _hi, {TILE}):"] + ["    " + ln for ln in tile]
-    if lp.exact:
-        body += ["_phg_normalise(_a)"]
-    else:
+    if not lp.exact:
         body += ["_a[0] = _loss"] + mod.runs("_phg_copy_runs(_a, _ws, {})", _boundary(lp))
     doc = f"One slot of the samples of {g.name}: their loss and adjoint sums into the row _a, in tiles of {TILE}."
-    parts = [_function(slot, data + ["_n", "_slot", "_slots", "_a", "_G", "_D", "_ws"], doc, body)]
-    own = "_slot" if lp.exact else "0"
+    parts = [_function(slot, data + ["_n", "_slot", "_slots", "_a", "_G", "_D", "_U", "_ws"], doc, body)]
     doc = f"The slots _from to _to of {g.name}'s samples."
-    parts.append(_function(slots, data + ["_n", "_acc", "_grid", "_dep", "_tiles", "_from", "_to"], doc, [
-        "_slots = _acc.shape[0]", "for _slot in range(_from, _to):",
-        f"    {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], "
-        f"_dep[{own}], _tiles[_slot])"]))
+    call = f"{slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, {{}}, _tiles[_slot])"
+    if lp.exact:
+        share = ["_slots = _acc.shape[0]", "for _slot in range(_from, _to):", "    _phg_clear(_acc[_slot], _rng[_slot])",
+                 "_phg_open_pass(_acc[_from], _rng[_from], _dep[_from], _grid[_from])", "for _slot in range(_from, _to):",
+                 "    " + call.format("_acc[_from], _grid[_from], _dep[_from], _rng[_from]")]
+    else:
+        share = ["_slots = _acc.shape[0]", "for _slot in range(_from, _to):",
+                 "    " + call.format("_acc[_slot], _grid[0], _dep[0], _rng[0]")]
+    parts.append(_function(slots, data + ["_n", "_acc", "_grid", "_dep", "_rng", "_tiles", "_from", "_to"], doc, share))
     grads = [f"_grad_{identifier(g.values[p].name)}" for p in params]
-    args = data + ["_n", "_acc", "_grid", "_dep", "_tiles", "_work", "_sums", "_loss"] + grads
+    args = data + ["_n", "_acc", "_grid", "_dep", "_rng", "_tiles", "_work", "_sums", "_loss"] + grads
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({'exact' if lp.exact else 'float'} accumulation)."
     parts.append(_function(name, args, doc, _epilogue(mod, grads)))
     return "\n\n\n".join(parts)

@@ -54,12 +54,12 @@ class _NoAliasCompiler(ccallback._CFuncCompiler):
         return flags
 
 
-class _NoAliasCFunc(ccallback.CFunc):
+class NoAliasCFunc(ccallback.CFunc):
     """numba.cfunc with its pointer arguments noalias (numba sets that flag for its parallel
     loops' kernels only; numba.cfunc takes no such option)."""
 
-    def __init__(self, function):
-        super().__init__(function, sigutils.normalize_signature(PART), {}, _OPTIONS)
+    def __init__(self, function, signature=PART):
+        super().__init__(function, sigutils.normalize_signature(signature), {}, _OPTIONS)
         self._compiler = _NoAliasCompiler(function, self._targetdescr, _OPTIONS, {},
                                           pipeline_class=numba.core.compiler.Compiler)
 
@@ -84,7 +84,7 @@ def bind(parts: Iterable[tuple[str, object, bool]]) -> None:
                 continue
             with kernels_cached_for_this_user():
                 if nest:
-                    compiled = _NoAliasCFunc(function)
+                    compiled = NoAliasCFunc(function)
                     compiled.enable_caching()
                     compiled.compile()
                 else:
@@ -93,4 +93,4 @@ def bind(parts: Iterable[tuple[str, object, bool]]) -> None:
             _BOUND[symbol] = compiled
 
 
-__all__ = ["PART", "bind", "carray", "external", "unbound"]
+__all__ = ["PART", "NoAliasCFunc", "bind", "carray", "external", "unbound"]

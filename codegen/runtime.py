@@ -190,7 +190,7 @@ class ModelBase:
         b = self._plan()
         params = self._params(spec["params"], versors)
         k = slots(n)
-        used = [b[role][:k] for role in ("acc", "grid", "deposits", "tiles")]     # leading rows: still contiguous
+        used = [b[role][:k] for role in ("acc", "grid", "deposits", "ranges", "tiles")]     # leading rows: still contiguous
         spread(self._slots_kernel, (*arrays, *params, n, *used), k, n * spec["stack_symbols"] // SHARE,
                blas=spec["strategy"] == "loops")
         self._train_kernel(*arrays, *params, n, *used, b["work"], b["sums"], b["loss"],

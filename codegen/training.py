@@ -85,9 +85,9 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     inline = "never" if many_sums(plan.rows) else "always"
     doc = f"One slot of the samples of {g.name}: their loss and adjoint sums into the row _a (on the grids _G)."
     lines = [njit(nogil=False, inline=inline),
-             f"def {slot}({', '.join(data + ['_n', '_slot', '_slots', '_a', '_G', '_D'])}):", f"    {ascii(doc)}"]
+             f"def {slot}({', '.join(data + ['_n', '_slot', '_slots', '_a', '_G', '_D', '_U'])}):", f"    {ascii(doc)}"]
     lines += ["    " + ln for ln in preamble]
-    lines += ["    _a[:] = 0"]
+    lines += ["    _phg_clear(_a, _U)" if exact else "    _a[:] = 0"]
     live = [q for q, expr in enumerate(quantities) if expr != 0]
     body = [ln for v in inputs for ln in loads(g, sp, v, "_i")]
     body += [statement(s, e) for s, e in per_sample]
@@ -107,17 +107,16 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     slots = global_name("slots", g.name)
     doc = f"The slots _from to _to of {g.name}'s samples."
     lines += ["", "", njit(),
-              f"def {slots}({', '.join(data + ['_n', '_acc', '_grid', '_dep', '_tiles', '_from', '_to'])}):", f"    {ascii(doc)}",
+              f"def {slots}({', '.join(data + ['_n', '_acc', '_grid', '_dep', '_rng', '_tiles', '_from', '_to'])}):", f"    {ascii(doc)}",
               "    _slots = _acc.shape[0]", "    for _slot in range(_from, _to):",
-              f"        {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], _dep[{own if in_array else 0}])"]
-    args = data + ["_n", "_acc", "_grid", "_dep", "_tiles", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params]
+              f"        {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], _dep[{own if in_array else 0}], _rng[{own}])"]
+    args = data + ["_n", "_acc", "_grid", "_dep", "_rng", "_tiles", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params]
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({accumulate} accumulation)."
     lines += ["", "", njit(), f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
     lines += ["    _slots = _acc.shape[0]"]
     lines += ["    " + ln for ln in preamble]
     if exact:
-        lines.append(f"    for _q in range({len(quantities)}):")
-        lines.append("        _sums[_q] = _phg_exact_total(_acc, _q, _work)")
+        lines.append("    _phg_exact_totals(_acc, _rng, _dep, _grid, _sums, _work)")
     else:                                         # a fixed order over the slots: reproducible too
         lines += ["    _sums[:] = 0", "    for _slot in range(_slots):", "        _sums += _acc[_slot]"]
     lines.append("    _loss[0] = _sums[0] / _n")
@@ -156,7 +155,7 @@ def _exact_slot(live: list[int], body: list[str], terms: list[str], in_array: bo
     if in_array:
         pre += ["_phg_begin_pass(_D, _G)"]
         loop += [f"    _bad |= _phg_deposit(_D, {q}, {term}, _G[{q}])" for q, term in zip(live, terms)]
-        fit, settled, regridded = "_phg_pass_fits(_D, _G)", ["    _phg_settle_pass(_a, _D, _G)"], ["    _phg_regrid_pass(_D, _G)"]
+        fit, settled, regridded = "_phg_pass_fits(_D, _G)", ["    _phg_settle_pass(_a, _U, _D, _G)"], ["    _phg_regrid_pass(_D, _G)"]
     else:
         for q in live:
             pre += [f"_sc{q} = _G[{q}]", f"_lo{q} = _phg_low_bits(_sc{q})", f"_h{q} = 0", f"_w{q} = 0", f"_m{q} = 0"]
@@ -170,13 +169,13 @@ def _exact_slot(live: list[int], body: list[str], terms: list[str], in_array: bo
                      f"    _h{q} += _phg_np.float64(_t{q}).view(_phg_np.int64) - {_MAGIC_BITS}",
                      f"    _w{q} += _phg_np.float64((_y{q} - (_t{q} - {_MAGIC})) * {_TWO52} + {_MAGIC}).view(_phg_np.int64) - {_MAGIC_BITS}"]
         fit = " and ".join([f"_phg_fits(_sc{q}, _m{q})" for q in live] or ["True"])
-        settled = [f"    _phg_settle(_a[{q}], _h{q}, _w{q}, _sc{q}, _m{q})" for q in live]
+        settled = [f"    _phg_settle(_a, _U, {q}, _h{q}, _w{q}, _sc{q}, _m{q})" for q in live]
         regridded = [f"    _G[{q}] = _phg_regrid(_m{q})" for q in live]
     loop += ["    pass"] if len(loop) == 1 else []
     after = [f"if (_bad == 0 and {fit}) or (_retry and _i1 - _i0 == 1):"] + settled
-    after += ["    _f += 1", f"    if _f == {NORMALISE_EVERY}:", "        _phg_normalise(_a)", "        _f = 0",
+    after += ["    _f += 1", f"    if _f == {NORMALISE_EVERY}:", "        _phg_normalise(_a, _U)", "        _f = 0",
               "    _i0 = _i1", "    _i1 = min(_i0 + _step, _stop)", "    _retry = False",
               "elif not _retry:"] + regridded + ["    _retry = True",
               "else:", "    _step = 1", "    _i1 = _i0 + 1", "    _retry = False"]
     out += ["        " + ln for ln in pre + loop + after]
-    return out + ["_phg_normalise(_a)"]
+    return out

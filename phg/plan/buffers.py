@@ -10,8 +10,9 @@ buffer grows with the batch.
 - accumulators: SLOTS slots (a batch of n samples uses slots(n) of them, each a fixed share of
   the batch whatever the thread count) of
   `rows` sums, DIGITS int64 digits each for `accumulate exact`, one float64 for `float`; with
-  `exact`, a grid scale per sum and slot, kept between steps, and beyond REGISTER_SUMS sums a
-  pass's deposit state (4 int64) per sum and slot;
+  `exact`, a grid scale per sum and slot, kept between steps, a ledger per slot (the digits each
+  sum touched, and LEDGER words more), and in the loop strategy or beyond REGISTER_SUMS sums a
+  pass's deposit state (STATE_ROWS int64) per sum and slot;
 - the exact total's work digits, the sums, the loss; in the loop strategy (phg.plan.loops), a
   workspace per slot for a tile's slabs, forward and adjoint;
 - per parameter: its gradient, its coefficients saved before an update (put back when the
@@ -36,8 +37,11 @@ DIGITS = 68                     # 32-bit digits of one exact sum (codegen.accumu
 CHUNK = 1024                    # samples per pass: a level sum stays below 1024 * 2^51 = 2^61
 NORMALISE_EVERY = 2**20         # passes between carry propagations
 REGISTER_SUMS = 32              # exact sums a pass keeps in registers; more keep it in an array
-# a normalised digit is below 2^32; a pass adds below 2^33 to a digit (two level sums, each split
-# into pieces below 2^32 over three digits)
+STATE_ROWS = 6                  # a pass's state per sum in an array (codegen.accumulate)
+LEDGER = 4                      # words of an accumulator row's ledger past its sums' digit ranges
+# a normalised digit is below 2^32 in magnitude; a pass adds below 2^33 to a digit (two level sums,
+# each split into pieces below 2^32 over three digits), a term deposited on its own below 2^32 (and
+# counts as a pass)
 DIGIT_BOUND = 2**32 + NORMALISE_EVERY * 2**33
 # the top digit (weight 2^(32 (DIGITS - 1)) of 2^-1074) holds the sign and up to 2^62: sums below
 # 2^1132, so any count below 2^108 of doubles (each below 2^1024)
@@ -45,7 +49,7 @@ CAPACITY = 2**(32 * (DIGITS - 1) + 62 - 1074 - 1024)
 MOMENTS = {"sgd": 0, "adam": 2, "prm": 3}       # moment arrays per optimizer coordinate
 
 # What each role is called in the certificate's memory plan.
-LABELS = {"acc": "accumulators", "grid": "grids", "deposits": "deposit states", "work": "work digits",
+LABELS = {"acc": "accumulators", "grid": "grids", "deposits": "deposit states", "ranges": "ledgers", "work": "work digits",
           "sums": "sums", "loss": "loss", "grads": "gradients", "before": "saved parameters",
           "tiles": "tile workspaces", "tangent": "tangents", "direction": "directions", "state": "optimizer moments"}
 
@@ -94,9 +98,11 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0, deposit
     strategy, a workspace of `tiles` words per slot (phg.plan.loops), in allocation order;
     `deposits`: exact passes keep their state in an array however few the sums."""
     exact = train.accumulate == "exact"
-    out = [Buffer("acc", None, (SLOTS, rows, DIGITS) if exact else (SLOTS, rows), "int64" if exact else "float64"),
+    out = [Buffer("acc", None, (SLOTS, DIGITS, rows) if exact else (SLOTS, rows), "int64" if exact else "float64"),
            Buffer("grid", None, (SLOTS, rows) if exact else (1, 1), "float64"),
-           Buffer("deposits", None, (SLOTS, rows, 4) if exact and (deposits or many_sums(rows)) else (1, 1, 4), "int64"),
+           Buffer("deposits", None, (SLOTS, STATE_ROWS, rows) if exact and (deposits or many_sums(rows))
+                  else (1, STATE_ROWS, 1), "int64"),
+           Buffer("ranges", None, (SLOTS, rows + LEDGER) if exact else (1, 1), "int64"),
            Buffer("work", None, (DIGITS if exact else 1,), "int64"),
            Buffer("sums", None, (rows,), "float64"),
            Buffer("loss", None, (1,), "float64"),

@@ -1,0 +1,152 @@
+"""The loop kernels' exact deposits: a tile's terms onto their sums' grids, a row at a time.
+
+A loop plan's exact step has a term per sample for each of its sums (the loss, every coefficient
+of a boundary slab: codegen.looped), tens of thousands of them in a wide layer's weights.  Each
+row of terms (one sample's terms of consecutive sums) is deposited in one loop over the sums that
+the compiler vectorises: the term scaled onto its sum's grid and split into two int64 level sums
+(codegen.accumulate), its magnitude kept as the pass's largest, and a term the grid cannot keep
+exactly (above its top, below its lowest magnitude, or not finite) masked out and flagged.  A row
+with such a term then deposits those alone, each exactly into the sum's digits (add_double), so
+no pass is ever summed again: the result is the exact sum whatever the grids were.
+
+A matrix product's weights take their per-sample term, Σ s dy[m] x[b] over the product's blade
+pairs of one weight blade, for one output channel and every input channel at a time, into a row of
+scratch that the same loop then deposits.
+
+The loops are C functions with noalias pointer arguments (codegen.opaque.NoAliasCFunc) and
+unsigned indices (no negative-index wraparound), compiled once for every model and bound to
+symbols at import: without either LLVM deposits one term at a time (about 4 ns a term; 1.3 ns
+vectorised).  The
+kernels call them through deposit_rows and deposit_products, which take arrays.
+"""
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+from numba import carray, types, uint64
+
+from .accumulate import ABS, DIGITS, LEDGER, MAGIC, MAGIC_BITS, TWO52, add_double
+from .build import kernels_cached_for_this_user
+from .opaque import NoAliasCFunc
+
+_F = types.CPointer(types.float64)
+_Q = types.CPointer(types.int64)
+_I = types.int64
+
+
+@numba.njit(cache=True, inline="always")
+def _row(hi, lo, top, low, lim, grid, terms, base, q0, width):
+    """terms[base + c] onto sum q0 + c, c < width; whether one of them did not fit its grid."""
+    bad = False
+    for c in range(width):
+        x = terms[uint64(base + c)]
+        q = uint64(q0 + c)
+        b = np.float64(x).view(np.int64) & ABS
+        kept = (b < lim[q]) & (b >= low[q]) & (b != 0)    # a zero adds nothing (and on no grid, a NaN)
+        y = x * grid[q]
+        t = y + MAGIC
+        h = np.float64(t).view(np.int64) - MAGIC_BITS
+        w = np.float64((y - (t - MAGIC)) * TWO52 + MAGIC).view(np.int64) - MAGIC_BITS
+        hi[q] += h if kept else 0
+        lo[q] += w if kept else 0
+        top[q] = max(top[q], b)
+        bad |= not (kept | (b == 0))
+    return bad
+
+
+@numba.njit(cache=True, inline="always")
+def _aside(acc, ranges, low, lim, terms, base, q0, width):
+    """The terms _row masked out, each into its sum's digits; how many."""
+    n = 0
+    for c in range(width):
+        x = terms[uint64(base + c)]
+        q = uint64(q0 + c)
+        b = np.float64(x).view(np.int64) & ABS
+        if not ((b == 0) | ((b < lim[q]) & (b >= low[q]))):
+            add_double(acc, ranges, q, x)
+            n += 1
+    return n
+
+
+def _rows_c(hip, lop, topp, lowp, limp, gridp, wsp, accp, rangesp, q0, at, t0, t1, width, sums, words):
+    hi, lo, top, low, lim = (carray(hip, sums), carray(lop, sums), carray(topp, sums), carray(lowp, sums),
+                             carray(limp, sums))
+    grid, ws = carray(gridp, sums), carray(wsp, words)
+    acc, ranges = carray(accp, (DIGITS, sums)), carray(rangesp, sums + LEDGER)
+    aside = 0
+    for t in range(t0, t1):
+        if _row(hi, lo, top, low, lim, grid, ws, at + t * width, q0, width):
+            aside += _aside(acc, ranges, low, lim, ws, at + t * width, q0, width)
+    return aside
+
+
+def _products_c(hip, lop, topp, lowp, limp, gridp, wsp, scratchp, accp, rangesp, pairsp, npairs, q0, dy, x, add,
+                t0, t1, cout, cin, tile, sums, words):
+    hi, lo, top, low, lim = (carray(hip, sums), carray(lop, sums), carray(topp, sums), carray(lowp, sums),
+                             carray(limp, sums))
+    grid, ws, term = carray(gridp, sums), carray(wsp, words), carray(scratchp, cin)
+    acc, ranges, pairs = carray(accp, (DIGITS, sums)), carray(rangesp, sums + LEDGER), carray(pairsp, 3 * npairs)
+    aside = 0
+    for i in range(cout):
+        q = q0 + i * cin
+        for t in range(t0, t1):
+            if add >= 0:
+                at = add + t * cout * cin + i * cin
+                for j in range(cin):
+                    term[uint64(j)] = ws[uint64(at + j)]
+            else:
+                for j in range(cin):
+                    term[uint64(j)] = 0.0
+            for p in range(npairs):
+                f = pairs[3 * p + 2] * ws[dy + pairs[3 * p + 1] * tile * cout + t * cout + i]
+                xs = x + pairs[3 * p] * tile * cin + t * cin
+                for j in range(cin):
+                    term[uint64(j)] += f * ws[uint64(xs + j)]
+            if _row(hi, lo, top, low, lim, grid, term, 0, q, cin):
+                aside += _aside(acc, ranges, low, lim, term, 0, q, cin)
+    return aside
+
+
+_ROWS = types.int64(_Q, _Q, _Q, _Q, _Q, _F, _F, _Q, _Q, _I, _I, _I, _I, _I, _I, _I)
+_PRODUCTS = types.int64(_Q, _Q, _Q, _Q, _Q, _F, _F, _F, _Q, _Q, _Q, *[_I] * 12)
+
+
+def _bind(symbol: str, function, signature) -> types.ExternalFunction:
+    with kernels_cached_for_this_user():
+        compiled = NoAliasCFunc(function, signature)
+        compiled.enable_caching()
+        compiled.compile()
+    llvm.add_symbol(symbol, compiled.address)
+    _KEEP.append(compiled)
+    return types.ExternalFunction(symbol, signature.return_type(*[types.voidptr if isinstance(a, types.CPointer) else a
+                                                                  for a in signature.args]))
+
+
+_KEEP: list = []                # the compiled functions, alive as long as the process: kernels call their code
+_rows_call = _bind("phg_deposit_rows", _rows_c, _ROWS)
+_products_call = _bind("phg_deposit_products", _products_c, _PRODUCTS)
+
+_STATE = types.int64[:, ::1]
+_WS = types.float64[::1]
+_PAIRS = types.Array(types.int64, 2, "C", readonly=True)      # a module constant of the kernels
+
+
+@numba.njit(types.int64(_STATE, _WS, _STATE, types.int64[::1], _WS, *[_I] * 5), cache=True, nogil=True)
+def deposit_rows(state, grid, acc, ranges, ws, q0, at, t0, t1, width):
+    """Samples t0 to t1 of a slab of the workspace at word `at`, [tile, width], deposited onto the
+    sums q0 to q0 + width of the pass `state` (codegen.accumulate) on `grid`, the terms no grid
+    keeps into acc (with its ledger `ranges`); returns how many of those."""
+    return _rows_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, state[3].ctypes, state[4].ctypes,
+                      grid.ctypes, ws.ctypes, acc.ctypes, ranges.ctypes, q0, at, t0, t1, width, state.shape[1],
+                      ws.size)
+
+
+@numba.njit(types.int64(_STATE, _WS, _STATE, types.int64[::1], _WS, _PAIRS, *[_I] * 9), cache=True, nogil=True)
+def deposit_products(state, grid, acc, ranges, ws, pairs, q0, dy, x, add, t0, t1, cout, cin, tile):
+    """A matrix product's weight terms of samples t0 to t1: for output channel i and input channel
+    j, Σ s dy[m][t, i] x[b][t, j] over `pairs` (b, m, s), plus (add >= 0) the per-sample slab at
+    `add`, [tile, cout * cin], deposited onto the sums q0 + i cin + j as deposit_rows does."""
+    return _products_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, state[3].ctypes, state[4].ctypes,
+                          grid.ctypes, ws.ctypes, state[5].ctypes, acc.ctypes, ranges.ctypes, pairs.ctypes,
+                          pairs.shape[0], q0, dy, x, add, t0, t1, cout, cin, tile, state.shape[1], ws.size)

@@ -1,0 +1,160 @@
+"""The loop kernels' exact sums (codegen.deposits, codegen.accumulate) against Fractions, and a
+wide network's exact gradients bit for bit under sample permutations and thread counts."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numba
+import numpy as np
+import pytest
+
+import phg
+from phg.codegen import accumulate as acc_
+from phg.codegen.deposits import deposit_products, deposit_rows
+from phg.plan.buffers import DIGITS, LEDGER, STATE_ROWS
+
+
+class Rows:
+    """`shares` accumulator rows of `sums` sums, as a loop kernel's buffers lay them out."""
+
+    def __init__(self, sums: int, shares: int):
+        self.acc = np.zeros((shares, DIGITS, sums), np.int64)
+        self.grid = np.full((shares, sums), np.nan)
+        self.state = np.zeros((shares, STATE_ROWS, sums), np.int64)
+        self.ranges = np.zeros((shares, sums + LEDGER), np.int64)
+        for s in range(shares):
+            self.open(s)
+
+    def open(self, s):
+        acc_.open_pass(self.acc[s], self.ranges[s], self.state[s], self.grid[s])
+
+    def row(self, s):
+        return self.state[s], self.grid[s], self.acc[s], self.ranges[s]
+
+    def end_tile(self, s, terms, aside, most):
+        acc_.end_tile(self.acc[s], self.ranges[s], self.state[s], self.grid[s], terms, aside, most)
+
+    def totals(self):
+        sums = np.zeros(self.grid.shape[1])
+        acc_.exact_totals(self.acc, self.ranges, self.state, self.grid, sums, np.zeros(DIGITS, np.int64))
+        return sums
+
+
+def _terms(rng, kind: str, shape) -> np.ndarray:
+    x = rng.normal(size=shape)
+    if kind == "binades":                     # 600 binades and more
+        x *= np.exp2(rng.integers(-1074, 1000, size=shape))
+    elif kind == "subnormal":
+        x = rng.integers(-2**20, 2**20, size=shape) * 5e-324
+    elif kind == "mixed":                     # ordinary terms, and a few from the ends of the range
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, size=5)] = [1e300, 5e-324, -2.5e-310, 1e-200, -7e250]
+    return x
+
+
+@pytest.mark.parametrize("kind", ["normal", "binades", "subnormal", "mixed", "cancel"])
+def test_deposited_rows_sum_exactly(kind):
+    """Tiles of terms over two shares (each its own row and grids, a pass open across tiles,
+    settled when terms miss its grids or it fills) total to the correctly rounded exact sum."""
+    rng = np.random.default_rng(hash(kind) % 2**32)
+    sums, tile = 37, 64
+    rows = Rows(sums, 2)
+    exact = [Fraction(0)] * sums
+    for step in range(2):
+        blocks = []
+        for t in range(12):
+            s = t % 2
+            block = _terms(rng, kind if kind != "cancel" else "binades", (tile, sums))
+            if kind == "cancel" and t >= 6:      # the last tiles take back the first ones, in the other share
+                block = -blocks[t - 5]
+            blocks.append(block)
+            m = tile - (t == 11) * 9             # a short last tile
+            ws = np.concatenate([np.zeros(3), block.reshape(-1)])
+            aside = deposit_rows(*rows.row(s), ws, 0, 3, 0, m, sums)
+            rows.end_tile(s, m, aside, tile)
+            for c in range(sums):
+                exact[c] += sum(Fraction(float(v)) for v in block[:m, c])
+        got = rows.totals()
+        for c in range(sums):
+            assert got[c] == float(exact[c]), (kind, step, c)
+        exact = [Fraction(0)] * sums
+        for s in range(2):
+            rows.open(s)
+        assert not rows.acc.any() and not rows.state[:, :3].any()      # totals leave the rows clear
+
+
+def test_deposited_products_sum_exactly():
+    """A matrix product's weight terms (Σ s dy x over blade pairs, plus a per-sample part) of wide
+    range: the exact sum of each sample's term."""
+    rng = np.random.default_rng(7)
+    cout, cin, tile, m = 5, 7, 64, 50
+    pairs = np.array([[0, 1, 1], [2, 0, -1], [1, 2, 1]], np.int64)
+    dy = rng.normal(size=(3, tile, cout)) * np.exp2(rng.integers(-500, 500, size=(3, tile, cout)))
+    x = rng.normal(size=(3, tile, cin)) * np.exp2(rng.integers(-500, 500, size=(3, tile, cin)))
+    add = rng.normal(size=(tile, cout * cin))
+    ws = np.concatenate([dy.reshape(-1), x.reshape(-1), add.reshape(-1)])
+    rows = Rows(cout * cin + 3, 1)
+    aside = deposit_products(*rows.row(0), ws, pairs, 3, 0, dy.size, dy.size + x.size, 0, m, cout, cin, tile)
+    rows.end_tile(0, m, aside, tile)
+    got = rows.totals()
+    for i in range(cout):
+        for j in range(cin):
+            total = Fraction(0)
+            for t in range(m):
+                term = add[t, i * cin + j]
+                for b, k, s in pairs:
+                    term += s * dy[k, t, i] * x[b, t, j]
+                total += Fraction(float(term))
+            assert got[3 + i * cin + j] == float(total), (i, j)
+    assert got[:3].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_ties_round_to_even_and_non_finite_terms_mark_the_sum():
+    rows = Rows(4, 1)
+    one_ulp = 2.0 ** -52
+    # 1 + ulp/2 is a tie: even is 1; 1 + ulp + ulp/2 a tie: even is 1 + 2 ulp; a sticky bit far
+    # below a tie rounds up; an infinity and a NaN mark their sums
+    block = np.array([[1.0, 1.0 + one_ulp, 1.0, 1.0],
+                      [one_ulp / 2, one_ulp / 2, one_ulp / 2, np.nan],
+                      [0.0, 0.0, 2.0 ** -1000, np.inf]])
+    ws = block.reshape(-1)
+    aside = deposit_rows(*rows.row(0), ws, 0, 0, 0, 3, 4)
+    rows.end_tile(0, 3, aside, 64)
+    got = rows.totals()
+    assert got[0] == 1.0 and got[1] == 1.0 + 2 * one_ulp and got[2] == 1.0 + one_ulp and np.isnan(got[3])
+
+
+@pytest.fixture(scope="module")
+def networks(tmp_path_factory):
+    from bench.cgenn import source
+
+    out = {}
+    for c in (32, 96):
+        path = tmp_path_factory.mktemp(f"cgenn{c}") / "cgenn.phg"
+        path.write_text(source(c, "exact"))
+        out[c] = phg.build(phg.load(path), path.parent / "build").O3CGMLP(seed=0)
+    return out
+
+
+@pytest.mark.parametrize("channels", [32, 96])
+def test_wide_exact_gradients_do_not_depend_on_order_or_threads(networks, channels):
+    """O3CGMLP's exact gradient, bit for bit, whatever the order of the samples and the number of
+    threads (1 or 2), at batches that fill one or several tiles per share."""
+    model = networks[channels]
+    rng = np.random.default_rng(channels)
+    for n in (100, 700):
+        v = rng.normal(size=(n, 3, 3))
+        target = np.linalg.det(v)[:, None] / 10
+        before = numba.get_num_threads()
+        try:
+            numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+            ref = model.grad(v=v, target=target)
+            perm = rng.permutation(n)
+            shuffled = model.grad(v=v[perm], target=target[perm])
+            numba.set_num_threads(1)
+            alone = model.grad(v=v[perm[::-1]], target=target[perm[::-1]])
+        finally:
+            numba.set_num_threads(before)
+        for name in ref:
+            assert np.array_equal(ref[name], shuffled[name]), (channels, n, name)
+            assert np.array_equal(ref[name], alone[name]), (channels, n, name)
