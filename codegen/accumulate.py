@@ -123,11 +123,17 @@ def _touch(ranges, q, first, end):
 
 
 @numba.njit(cache=True, inline="always")
-def _add_at(acc, ranges, q, v, g):
-    """Sum q += v 2^g, exactly, for |v| < 2^62 and g >= -1074."""
+def _add_int(acc, col, v, g):
+    """The digits acc[:, col] += v 2^g, exactly, for |v| < 2^62 and g >= -1074."""
     sign = v >> 63
+    _add_bits(acc, col, (v ^ sign) - sign, g + 1074, sign)
+
+
+@numba.njit(cache=True, inline="always")
+def _add_at(acc, ranges, q, v, g):
+    """Sum q += v 2^g (_add_int), in its ledger."""
+    _add_int(acc, q, v, g)
     p = g + 1074
-    _add_bits(acc, q, (v ^ sign) - sign, p, sign)
     _touch(ranges, q, p >> 5, min((p >> 5) + 3, DIGITS))
 
 
@@ -313,14 +319,76 @@ def normalise(acc, ranges):
     ranges[rows + PASSES] = 0
 
 
+@numba.njit(cache=True, inline="always")
+def _rounded(high, low, e):
+    """The double nearest to (high 2^52 + low) 2^e, |high|, |low| < 2^63, ties to even (e >= -1074:
+    a sum below 2^52 units is exact, so a subnormal result is never rounded twice)."""
+    carry = low >> 52
+    low -= carry << 52                               # in [0, 2^52)
+    high += carry
+    negative = high < 0
+    if negative:                                     # the magnitude, high 2^52 + low again
+        high = -high - (1 if low else 0)
+        low = ((1 << 52) - low) if low else 0
+    if high == 0:
+        value = math.ldexp(float(low), e)
+        return -value if negative else value
+    p = _leading_bit(high)                           # the magnitude has p + 53 bits
+    if p <= 52:
+        mant = (high << (52 - p)) | (low >> p)
+        rest = low & ((1 << p) - 1)
+        half = (1 << (p - 1)) if p else 0
+        up = p > 0 and (rest > half or (rest == half and (mant & 1) == 1))
+    else:
+        mant = high >> (p - 52)
+        rest = high & ((1 << (p - 52)) - 1)
+        half = 1 << (p - 53)
+        up = rest > half or (rest == half and (low != 0 or (mant & 1) == 1))
+    value = math.ldexp(float(mant + up), e + p)
+    return -value if negative else value
+
+
+@numba.njit(cache=True, inline="always")
+def _leading_bit(v):
+    """The position of the leading bit of 0 < v < 2^63: the exponent of its double, one less where
+    rounding to the double carried into the next binade."""
+    p = ((np.float64(v).view(np.int64) >> 52) & 0x7FF) - 1023
+    return p - 1 if (v >> p) == 0 else p
+
+
+@numba.njit(cache=True)
+def _open_total(acc, ranges, state, grid, q):
+    """The common case of a sum's total: no digits, only open passes on one grid, few enough that
+    their level sums add in int64 (each below 2^61), rounded without the digits; (whether it is
+    that case, the total)."""
+    rows = ranges.shape[1] - LEDGER
+    high, low, scale, passes = 0, 0, 0.0, 0
+    for s in range(acc.shape[0]):
+        if ranges[s, q] != 0:
+            return False, 0.0
+        if ranges[s, rows + OPEN] != 0 and state[s, 2, q] != 0:
+            if state[s, 2, q] >= _INF_BITS:
+                return True, math.nan
+            if (state[s, 0, q] | state[s, 1, q]) != 0:
+                if passes and grid[s, q] != scale:
+                    return False, 0.0
+                scale = grid[s, q]
+                high += state[s, 0, q]
+                low += state[s, 1, q]
+                passes += 1
+    if passes > 4:
+        return False, 0.0
+    return True, (0.0 if passes == 0 else _rounded(high, low, _grid_of(scale) - 103))
+
+
 @numba.njit(cache=True)
 def exact_total(acc, ranges, state, grid, q, work):
     """The double nearest to the exact sum q over every row of acc [rows, DIGITS, sums] (round to
     nearest, ties to even): the digits their ledgers ranges [rows, sums + LEDGER] list, and the
     level sums of a row's open pass (state [rows, STATE_ROWS, sums] on grid [rows, sums]).
     `work` is DIGITS int64s."""
-    first, end = DIGITS, 0
     rows = ranges.shape[1] - LEDGER
+    first, end = DIGITS, 0
     for s in range(acc.shape[0]):
         r = ranges[s, q]
         if r != 0:
@@ -342,9 +410,8 @@ def exact_total(acc, ranges, state, grid, q, work):
     for s in range(acc.shape[0]):
         if ranges[s, rows + OPEN] != 0 and (state[s, 0, q] | state[s, 1, q]) != 0:
             g = _grid_of(grid[s, q])
-            for v, p in ((state[s, 0, q], g - 51 + 1074), (state[s, 1, q], g - 103 + 1074)):
-                sign = v >> 63
-                _add_bits(column, 0, (v ^ sign) - sign, p, sign)
+            _add_int(column, 0, state[s, 0, q], g - 51)
+            _add_int(column, 0, state[s, 1, q], g - 103)
         r = ranges[s, q]
         if r == 0:
             continue
@@ -375,9 +442,7 @@ def exact_total(acc, ranges, state, grid, q, work):
     if h < first:
         return 0.0
     lead = work[h]
-    p = 0
-    while lead >> (p + 1):
-        p += 1                                       # leading bit of the top digit
+    p = _leading_bit(lead)                           # of the top digit
     window = np.uint64(lead) << np.uint64(63 - p)
     if h - 1 >= first:
         window |= np.uint64(work[h - 1]) << np.uint64(31 - p)
@@ -396,14 +461,36 @@ def exact_total(acc, ranges, state, grid, q, work):
     return -value if negative else value
 
 
+@numba.njit(cache=True, nogil=True)
+def totals(acc, ranges, state, grid, sums, work, pieces, first, last):
+    """The exact totals (exact_total) of pieces `first` to `last` of the sums cut into `pieces`
+    equal runs, with the work digits work[first]: threads run pieces side by side (codegen.spread)."""
+    n = sums.shape[0]
+    digits = work[first]
+    for j in range(first, last):
+        for q in range(n * j // pieces, n * (j + 1) // pieces):
+            done, value = _open_total(acc, ranges, state, grid, q)
+            sums[q] = value if done else exact_total(acc, ranges, state, grid, q, digits)
+
+
+@numba.njit(cache=True)
+def close(acc, ranges, state, grid):
+    """The rows left clear once their totals are read: digits zero, ledgers empty, passes closed;
+    and each sum's grid made the same in every row, the coarsest of them, so that the next step's
+    passes share their grids and their totals need no digits (_open_total)."""
+    for s in range(acc.shape[0]):
+        clear(acc[s], ranges[s])                     # its pass too: the next opening zeroes it
+    for q in range(grid.shape[1]):
+        scale = math.nan                             # the smallest scale of the rows that have one
+        for s in range(grid.shape[0]):
+            if math.isfinite(grid[s, q]) and not grid[s, q] >= scale:
+                scale = grid[s, q]
+        for s in range(grid.shape[0]):
+            grid[s, q] = scale
+
+
 @numba.njit(cache=True)
 def exact_totals(acc, ranges, state, grid, sums, work):
-    """Every sum's exact total over the rows (exact_total), and the rows left clear: digits zero,
-    passes closed."""
-    for q in range(sums.shape[0]):
-        sums[q] = exact_total(acc, ranges, state, grid, q, work)
-    rows = ranges.shape[1] - LEDGER
-    for s in range(acc.shape[0]):
-        if ranges[s, rows + OPEN] != 0:
-            state[s, 0:3] = 0
-        clear(acc[s], ranges[s])
+    """Every sum's exact total over the rows, on one thread, and the rows left clear."""
+    totals(acc, ranges, state, grid, sums, work, 1, 0, 1)
+    close(acc, ranges, state, grid)

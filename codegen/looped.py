@@ -480,7 +480,7 @@ def _epilogue(mod: Module, grads: list[str]) -> list[str]:
     out = ["_ws = _tiles[0]", "_wv = _ws", "_wi = _ws", "_m = 0"]
     out += _zero(lp.invariant_adjoint_range) + ["_slots = _acc.shape[0]"]
     if lp.exact:
-        out += ["_phg_exact_totals(_acc, _rng, _dep, _grid, _sums, _work)"]
+        out += ["_phg_close(_acc, _rng, _dep, _grid)"]         # the totals: read side by side before (codegen.runtime)
     else:                                         # a fixed order over the slots: reproducible too
         out += ["_sums[:] = 0", "for _slot in range(_slots):", "    _sums += _acc[_slot]"]
     out.append("_loss[0] = _sums[0] / _n")

@@ -7,17 +7,20 @@ from numbers import Integral
 
 import numpy as np
 
-from phg.plan.buffers import slots
+from phg.plan.buffers import SLOTS, slots
 from phg.program import MAX_STEPS, OPTIMIZERS
 
 from .opaque import bind
 from .optimizers import KINDS, direction
 from .parameters import Parameters, array, finite, require_finite_samples
-from .spread import spread
+from .accumulate import totals
+from .spread import spread, threads
 
 # The scalar operations below which a share of a batch is not worth a thread of its own (handing
 # a share to a thread costs some tens of microseconds; these take about as long).
 SHARE = 2**16
+# Exact totals below which a share of them is not worth a thread (each takes some 0.1 us).
+TOTALS_PER_PIECE = 2048
 
 
 class TrainingDiverged(ArithmeticError):
@@ -104,9 +107,11 @@ class ModelBase:
 
     # ---- checking arrays ------------------------------------------------------------------------
     def _inputs(self, given: dict, needed: list[str], training: bool = False) -> tuple[list[np.ndarray], int]:
-        """The needed inputs checked and as float64; for training also finite (one non-finite sample
-        makes the mean loss, and after one step every parameter, non-finite).  Inference is per
-        sample, so it keeps a NaN where it was given one."""
+        """The needed inputs checked and as float64; with `training` (fit's data set) also finite
+        (one non-finite sample makes the mean loss, and after one step every parameter,
+        non-finite).  loss, grad and step check the samples only when the step's result is not
+        finite (_run_train_kernel).  Inference is per sample, so it keeps a NaN where it was given
+        one."""
         unknown = sorted(set(given) - set(self.SPEC["inputs"]))
         if unknown:
             raise ValueError(f"{self.SPEC['name']} has no input {unknown[0]!r}; its inputs are "
@@ -180,10 +185,16 @@ class ModelBase:
 
     def _run_train_kernel(self, inputs: dict, versors: bool = True) -> float:
         spec = self._training()
-        arrays, n = self._inputs(inputs, spec["inputs"], training=True)
+        arrays, n = self._inputs(inputs, spec["inputs"])
         if n == 0:
             raise ValueError("an empty batch has no mean loss; pass at least one sample")
-        return self._train_pass(arrays, n, versors)
+        loss = self._train_pass(arrays, n, versors)
+        # A non-finite sample shows in the loss or a gradient; only then are the samples read
+        # again, to name it (a pass over the batch that the kernel's own pass makes unnecessary).
+        if not (np.isfinite(loss) and all(finite(g) for g in self._buffers["grads"].values())):
+            for name, a in zip(spec["inputs"], arrays):
+                require_finite_samples(name, a)
+        return loss
 
     def _train_pass(self, arrays: list[np.ndarray], n: int, versors: bool = True) -> float:
         spec = self._training()
@@ -193,6 +204,11 @@ class ModelBase:
         used = [b[role][:k] for role in ("acc", "grid", "deposits", "ranges", "tiles")]     # leading rows: still contiguous
         spread(self._slots_kernel, (*arrays, *params, n, *used), k, n * spec["stack_symbols"] // SHARE,
                blas=spec["strategy"] == "loops")
+        if spec["strategy"] == "loops" and spec["settings"]["accumulate"] == "exact":
+            # the exact totals, pieces of the sums side by side; the step's kernel then reads them
+            acc, grid, deposits, ranges, _ = used
+            pieces = max(1, min(SLOTS, threads(), len(b["sums"]) // TOTALS_PER_PIECE))
+            spread(totals, (acc, ranges, deposits, grid, b["sums"], b["work"], pieces), pieces, pieces)
         self._train_kernel(*arrays, *params, n, *used, b["work"], b["sums"], b["loss"],
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])

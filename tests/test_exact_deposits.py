@@ -36,7 +36,7 @@ class Rows:
 
     def totals(self):
         sums = np.zeros(self.grid.shape[1])
-        acc_.exact_totals(self.acc, self.ranges, self.state, self.grid, sums, np.zeros(DIGITS, np.int64))
+        acc_.exact_totals(self.acc, self.ranges, self.state, self.grid, sums, np.zeros((1, DIGITS), np.int64))
         return sums
 
 
@@ -122,6 +122,25 @@ def test_ties_round_to_even_and_non_finite_terms_mark_the_sum():
     rows.end_tile(0, 3, aside, 64)
     got = rows.totals()
     assert got[0] == 1.0 and got[1] == 1.0 + 2 * one_ulp and got[2] == 1.0 + one_ulp and np.isnan(got[3])
+    # again on the grids that tile left, in passes two shares leave open, which the totals read
+    # without the digits: the same ties, a negative one, and a sum of two shares' terms
+    rows = Rows(4, 2)
+    for s in range(2):
+        aside = deposit_rows(*rows.row(s), np.array([4.0, 4.0, 4.0, 4.0]), 0, 0, 0, 1, 4)
+        rows.end_tile(s, 1, aside, 64)
+    rows.totals()
+    for s in range(2):
+        rows.open(s)
+    tie = 0.5 + one_ulp / 2                   # with 0.5 taken back below, a tie on top of 1 or 1 + ulp
+    first = [1.0, 1.0 + one_ulp, -1.0, 1.0, tie, tie, -tie, tie]     # share 0: two samples of 4 sums
+    second = [-0.5, -0.5, 0.5, -0.5, 0.0, 0.0, 0.0, 2.0 ** -40]       # share 1
+    for s, terms in enumerate((first, second)):
+        aside = deposit_rows(*rows.row(s), np.array(terms), 0, 0, 0, 2, 4)
+        assert aside == 0
+        rows.end_tile(s, 2, aside, 64)
+    assert rows.ranges[:, :4].sum() == 0 and rows.ranges[:, -1].all()     # open passes, no digits
+    got = rows.totals()
+    assert got.tolist() == [1.0, 1.0 + 2 * one_ulp, -1.0, float(1 + Fraction(one_ulp / 2) + Fraction(2.0 ** -40))]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ buffer grows with the batch.
   `exact`, a grid scale per sum and slot, kept between steps, a ledger per slot (the digits each
   sum touched, and LEDGER words more), and in the loop strategy or beyond REGISTER_SUMS sums a
   pass's deposit state (STATE_ROWS int64) per sum and slot;
-- the exact total's work digits, the sums, the loss; in the loop strategy (phg.plan.loops), a
+- the exact totals' work digits (per thread that reads a share of the sums), the sums, the loss; in the loop strategy (phg.plan.loops), a
   workspace per slot for a tile's slabs, forward and adjoint;
 - per parameter: its gradient, its coefficients saved before an update (put back when the
   update overflows), the step direction and the optimizer's moments per optimizer coordinate
@@ -103,7 +103,7 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0, deposit
            Buffer("deposits", None, (SLOTS, STATE_ROWS, rows) if exact and (deposits or many_sums(rows))
                   else (1, STATE_ROWS, 1), "int64"),
            Buffer("ranges", None, (SLOTS, rows + LEDGER) if exact else (1, 1), "int64"),
-           Buffer("work", None, (DIGITS if exact else 1,), "int64"),
+           Buffer("work", None, (SLOTS, DIGITS) if exact else (1, 1), "int64"),
            Buffer("sums", None, (rows,), "float64"),
            Buffer("loss", None, (1,), "float64"),
            Buffer("tiles", None, (SLOTS, tiles) if tiles else (1, 1), "float64")]
