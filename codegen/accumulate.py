@@ -177,9 +177,10 @@ def settle(acc, ranges, q, high, low, scale, top):
 
 # An accumulator row is [DIGITS, sums]: a pass's settling and the step's totals touch a few
 # digits of every sum, which then lie side by side.
-# A pass's state, [6, sums] int64 per row: the two level sums, the largest magnitude (bits), the
-# grid's lowest magnitude kept exactly and its top (bits, 0 for an unknown grid: no term fits), and
-# a row of scratch for the terms being deposited (codegen.deposits): STATE_ROWS rows.  The fused
+# A pass's state, [6, sums] int64 per row: the two level sums, the largest magnitude (bits; in the
+# loop kernels, of the terms set aside), the grid's lowest magnitude kept exactly and its top
+# (bits, 0 for an unknown grid: no term fits), and a row of scratch for the terms being deposited
+# (codegen.deposits): STATE_ROWS rows.  The fused
 # kernels' many-sum passes deposit one term at a time (deposit); the loop kernels a row of terms
 # at a time.
 
@@ -238,22 +239,18 @@ def regrid_pass(state, grid):
         grid[q] = regrid(state[2, q])
 
 
-# Binades below its top within which a pass's largest term keeps its sum's grid: a grid moves
-# only when its terms outgrow it or shrink well below it, and settling skips the rest.
-_KEEP_BINADES = 6
-
-
 @numba.njit(cache=True)
 def settle_regrid(acc, ranges, state, grid):
-    """The open pass settled, a sum's grid moved from its largest term when that outgrew it or
-    fell _KEEP_BINADES binades below its top (kept for a sum that had none, or a non-finite one),
-    and the next pass begun."""
+    """A loop kernel's open pass settled and the next begun; a sum's grid moved to the largest of
+    the terms it could not keep (codegen.deposits) where one outgrew it, or where it kept none
+    (its first pass, or terms that shrank below it); otherwise kept, however far below its top
+    the kept terms lie: they are exact there."""
     for q in range(state.shape[1]):
-        top = state[2, q]
-        if top == 0:
+        high, low, top = state[0, q], state[1, q], state[2, q]
+        if (high | low | top) == 0:
             continue
-        settle(acc, ranges, q, state[0, q], state[1, q], grid[q], top)
-        if top < _INF_BITS and (top >= state[4, q] or top < state[4, q] - (_KEEP_BINADES << 52)):
+        settle(acc, ranges, q, high, low, grid[q], top)
+        if top != 0 and top < _INF_BITS and (top >= state[4, q] or (high | low) == 0):
             grid[q] = regrid(top)
             state[3, q] = low_bits(grid[q])
             state[4, q] = top_bits(grid[q])
@@ -366,16 +363,13 @@ def _open_total(acc, ranges, state, grid, q):
     for s in range(acc.shape[0]):
         if ranges[s, q] != 0:
             return False, 0.0
-        if ranges[s, rows + OPEN] != 0 and state[s, 2, q] != 0:
-            if state[s, 2, q] >= _INF_BITS:
-                return True, math.nan
-            if (state[s, 0, q] | state[s, 1, q]) != 0:
-                if passes and grid[s, q] != scale:
-                    return False, 0.0
-                scale = grid[s, q]
-                high += state[s, 0, q]
-                low += state[s, 1, q]
-                passes += 1
+        if ranges[s, rows + OPEN] != 0 and (state[s, 0, q] | state[s, 1, q]) != 0:
+            if passes and grid[s, q] != scale:
+                return False, 0.0
+            scale = grid[s, q]
+            high += state[s, 0, q]
+            low += state[s, 1, q]
+            passes += 1
     if passes > 4:
         return False, 0.0
     return True, (0.0 if passes == 0 else _rounded(high, low, _grid_of(scale) - 103))
@@ -394,13 +388,10 @@ def exact_total(acc, ranges, state, grid, q, work):
         if r != 0:
             first = min(first, r & 255)
             end = max(end, r >> 8)
-        if ranges[s, rows + OPEN] != 0 and state[s, 2, q] != 0:
-            if state[s, 2, q] >= _INF_BITS:
-                return math.nan
-            if (state[s, 0, q] | state[s, 1, q]) != 0:
-                g = _grid_of(grid[s, q])
-                first = min(first, (g - 103 + 1074) >> 5)
-                end = max(end, ((g - 51 + 1074) >> 5) + 3)
+        if ranges[s, rows + OPEN] != 0 and (state[s, 0, q] | state[s, 1, q]) != 0:
+            g = _grid_of(grid[s, q])
+            first = min(first, (g - 103 + 1074) >> 5)
+            end = max(end, ((g - 51 + 1074) >> 5) + 3)
     if end == 0:
         return 0.0
     top = min(end + 2, DIGITS - 1)                   # the signed digit: rows sum to below 2^(32 (end + 1) + 36)

@@ -4,8 +4,8 @@ A loop plan's exact step has a term per sample for each of its sums (the loss, e
 of a boundary slab: codegen.looped), tens of thousands of them in a wide layer's weights.  Each
 row of terms (one sample's terms of consecutive sums) is deposited in one loop over the sums that
 the compiler vectorises: the term scaled onto its sum's grid and split into two int64 level sums
-(codegen.accumulate), its magnitude kept as the pass's largest, and a term the grid cannot keep
-exactly (above its top, below its lowest magnitude, or not finite) masked out and flagged.  A row
+(codegen.accumulate), and a term the grid cannot keep exactly (above its top, below its lowest
+magnitude, or not finite) masked out and flagged.  A row
 with such a term then deposits those alone, each exactly into the sum's digits (add_double), so
 no pass is ever summed again: the result is the exact sum whatever the grids were.
 
@@ -36,7 +36,7 @@ _I = types.int64
 
 
 @numba.njit(cache=True, inline="always")
-def _row(hi, lo, top, low, lim, grid, terms, base, q0, width):
+def _row(hi, lo, low, lim, grid, terms, base, q0, width):
     """terms[base + c] onto sum q0 + c, c < width; whether one of them did not fit its grid."""
     bad = False
     for c in range(width):
@@ -50,14 +50,14 @@ def _row(hi, lo, top, low, lim, grid, terms, base, q0, width):
         w = np.float64((y - (t - MAGIC)) * TWO52 + MAGIC).view(np.int64) - MAGIC_BITS
         hi[q] += h if kept else 0
         lo[q] += w if kept else 0
-        top[q] = max(top[q], b)
         bad |= not (kept | (b == 0))
     return bad
 
 
 @numba.njit(cache=True, inline="always")
-def _aside(acc, ranges, low, lim, terms, base, q0, width):
-    """The terms _row masked out, each into its sum's digits; how many."""
+def _aside(acc, ranges, top, low, lim, terms, base, q0, width):
+    """The terms _row masked out, each into its sum's digits, the largest of them kept as the
+    pass's `top` (whence settling moves the grid); how many."""
     n = 0
     for c in range(width):
         x = terms[uint64(base + c)]
@@ -65,6 +65,7 @@ def _aside(acc, ranges, low, lim, terms, base, q0, width):
         b = np.float64(x).view(np.int64) & ABS
         if not ((b == 0) | ((b < lim[q]) & (b >= low[q]))):
             add_double(acc, ranges, q, x)
+            top[q] = max(top[q], b)
             n += 1
     return n
 
@@ -76,8 +77,8 @@ def _rows_c(hip, lop, topp, lowp, limp, gridp, wsp, accp, rangesp, q0, at, t0, t
     acc, ranges = carray(accp, (DIGITS, sums)), carray(rangesp, sums + LEDGER)
     aside = 0
     for t in range(t0, t1):
-        if _row(hi, lo, top, low, lim, grid, ws, at + t * width, q0, width):
-            aside += _aside(acc, ranges, low, lim, ws, at + t * width, q0, width)
+        if _row(hi, lo, low, lim, grid, ws, at + t * width, q0, width):
+            aside += _aside(acc, ranges, top, low, lim, ws, at + t * width, q0, width)
     return aside
 
 
@@ -91,20 +92,21 @@ def _products_c(hip, lop, topp, lowp, limp, gridp, wsp, scratchp, accp, rangesp,
     for i in range(cout):
         q = q0 + i * cin
         for t in range(t0, t1):
-            if add >= 0:
-                at = add + t * cout * cin + i * cin
-                for j in range(cin):
-                    term[uint64(j)] = ws[uint64(at + j)]
-            else:
-                for j in range(cin):
-                    term[uint64(j)] = 0.0
             for p in range(npairs):
                 f = pairs[3 * p + 2] * ws[dy + pairs[3 * p + 1] * tile * cout + t * cout + i]
                 xs = x + pairs[3 * p] * tile * cin + t * cin
-                for j in range(cin):
-                    term[uint64(j)] += f * ws[uint64(xs + j)]
-            if _row(hi, lo, top, low, lim, grid, term, 0, q, cin):
-                aside += _aside(acc, ranges, low, lim, term, 0, q, cin)
+                if p > 0:
+                    for j in range(cin):
+                        term[uint64(j)] += f * ws[uint64(xs + j)]
+                elif add >= 0:                   # the per-sample part first, as the sample's own sum
+                    at = add + t * cout * cin + i * cin
+                    for j in range(cin):
+                        term[uint64(j)] = ws[uint64(at + j)] + f * ws[uint64(xs + j)]
+                else:
+                    for j in range(cin):
+                        term[uint64(j)] = f * ws[uint64(xs + j)]
+            if _row(hi, lo, low, lim, grid, term, 0, q, cin):
+                aside += _aside(acc, ranges, top, low, lim, term, 0, q, cin)
     return aside
 
 
@@ -145,8 +147,9 @@ def deposit_rows(state, grid, acc, ranges, ws, q0, at, t0, t1, width):
 @numba.njit(types.int64(_STATE, _WS, _STATE, types.int64[::1], _WS, _PAIRS, *[_I] * 9), cache=True, nogil=True)
 def deposit_products(state, grid, acc, ranges, ws, pairs, q0, dy, x, add, t0, t1, cout, cin, tile):
     """A matrix product's weight terms of samples t0 to t1: for output channel i and input channel
-    j, Σ s dy[m][t, i] x[b][t, j] over `pairs` (b, m, s), plus (add >= 0) the per-sample slab at
-    `add`, [tile, cout * cin], deposited onto the sums q0 + i cin + j as deposit_rows does."""
+    j, Σ s dy[m][t, i] x[b][t, j] over `pairs` (b, m, s), at least one, plus (add >= 0) the
+    per-sample slab at `add`, [tile, cout * cin], deposited onto the sums q0 + i cin + j as
+    deposit_rows does."""
     return _products_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, state[3].ctypes, state[4].ctypes,
                           grid.ctypes, ws.ctypes, state[5].ctypes, acc.ctypes, ranges.ctypes, pairs.ctypes,
                           pairs.shape[0], q0, dy, x, add, t0, t1, cout, cin, tile, state.shape[1], ws.size)

@@ -523,10 +523,14 @@ def _deposits(mod: Module) -> tuple[list[str], int]:
                 out.append(f"_aside += _phg_deposit_rows({args}, {q}, {add}, 0, _m, {s.channels})")
             for op in products:
                 x, y = lp.slabs[op.sources[1]], lp.slabs[op.target]
-                pairs = mod.table([(b, m, sign) for aa, b, m, sign in op.pairs if aa == a], 3)
-                out.append(f"_aside += _phg_deposit_products({args}, {pairs}, {q}, {y.adjoint}, {x.offset}, "
-                           f"{add if add is not None else -1}, 0, _m, {y.channels}, {x.channels}, {TILE})")
-                add = None
+                pairs = [(b, m, sign) for aa, b, m, sign in op.pairs if aa == a]
+                if pairs:
+                    out.append(f"_aside += _phg_deposit_products({args}, {mod.table(pairs, 3)}, {q}, {y.adjoint}, "
+                               f"{x.offset}, {add if add is not None else -1}, 0, _m, {y.channels}, {x.channels}, "
+                               f"{TILE})")
+                    add = None
+            if products and add is not None:      # no product reaches this blade: its per-sample part alone
+                out.append(f"_aside += _phg_deposit_rows({args}, {q}, {add}, 0, _m, {s.channels})")
     return out + [f"_phg_end_tile(_a, _U, _D, _G, _m * {most}, _aside, {TILE * most})"], most
 
 
