@@ -239,6 +239,14 @@ def regrid_pass(state, grid):
         grid[q] = regrid(state[2, q])
 
 
+@numba.njit(cache=True, inline="always")
+def _moves(state, q):
+    """Whether sum q's grid moves to the largest of the terms it set aside (finite, nonzero):
+    where one outgrew it, or where it kept none."""
+    top = state[2, q]
+    return top != 0 and top < _INF_BITS and (top >= state[4, q] or (state[0, q] | state[1, q]) == 0)
+
+
 @numba.njit(cache=True)
 def settle_regrid(acc, ranges, state, grid):
     """A loop kernel's open pass settled and the next begun; a sum's grid moved to the largest of
@@ -250,7 +258,7 @@ def settle_regrid(acc, ranges, state, grid):
         if (high | low | top) == 0:
             continue
         settle(acc, ranges, q, high, low, grid[q], top)
-        if top != 0 and top < _INF_BITS and (top >= state[4, q] or (high | low) == 0):
+        if _moves(state, q):
             grid[q] = regrid(top)
             state[3, q] = low_bits(grid[q])
             state[4, q] = top_bits(grid[q])
@@ -263,17 +271,38 @@ def settle_regrid(acc, ranges, state, grid):
 
 
 @numba.njit(cache=True)
+def regrid_aside(acc, ranges, state, grid):
+    """After a tile whose terms did not all fit: each sum that set terms aside and needs a new grid
+    (settle_regrid's rule) settled and moved; the others keep their open pass."""
+    for q in range(state.shape[1]):
+        top = state[2, q]
+        if top == 0:
+            continue
+        if _moves(state, q):
+            settle(acc, ranges, q, state[0, q], state[1, q], grid[q], 0)
+            grid[q] = regrid(top)
+            state[3, q] = low_bits(grid[q])
+            state[4, q] = top_bits(grid[q])
+            state[0, q] = 0
+            state[1, q] = 0
+        state[2, q] = 0
+
+
+@numba.njit(cache=True)
 def end_tile(acc, ranges, state, grid, terms, aside, most):
     """A tile's end in a loop kernel's open pass: `terms` more per sum (at most `most` a tile), of
     which `aside` were deposited on their own.  The pass is settled when the next tile could take
-    it past CHUNK terms a sum, or when some terms did not fit its grids (so the next tile's grids
-    come from the largest terms); carries are propagated before a digit could near 2^63."""
+    it past CHUNK terms a sum; where terms did not fit their sum's grid, that sum alone is settled
+    and moved to a new grid, if it needs one (regrid_aside); carries are propagated before a digit
+    could near 2^63."""
     rows = ranges.shape[0] - LEDGER
     ranges[rows + SAMPLES] += terms
     if aside:
         ranges[rows + PASSES] += most            # a term on its own adds below 2^32 a digit, as a pass does
-    if aside or ranges[rows + SAMPLES] + most > CHUNK:
+    if ranges[rows + SAMPLES] + most > CHUNK:
         settle_regrid(acc, ranges, state, grid)
+    elif aside:
+        regrid_aside(acc, ranges, state, grid)
     if ranges[rows + PASSES] + most + 1 >= NORMALISE_EVERY:
         normalise(acc, ranges)
 
