@@ -247,6 +247,19 @@ def _moves(state, q):
     return top != 0 and top < _INF_BITS and (top >= state[4, q] or (state[0, q] | state[1, q]) == 0)
 
 
+@numba.njit(cache=True, inline="always")
+def _settle_sum(acc, ranges, state, grid, q):
+    """Sum q's open pass into its digits, its grid moved where _moves says, its pass state zero."""
+    settle(acc, ranges, q, state[0, q], state[1, q], grid[q], state[2, q])
+    if _moves(state, q):
+        grid[q] = regrid(state[2, q])
+        state[3, q] = low_bits(grid[q])
+        state[4, q] = top_bits(grid[q])
+    state[0, q] = 0
+    state[1, q] = 0
+    state[2, q] = 0
+
+
 @numba.njit(cache=True)
 def settle_regrid(acc, ranges, state, grid):
     """A loop kernel's open pass settled and the next begun; a sum's grid moved to the largest of
@@ -254,17 +267,8 @@ def settle_regrid(acc, ranges, state, grid):
     (its first pass, or terms that shrank below it); otherwise kept, however far below its top
     the kept terms lie: they are exact there."""
     for q in range(state.shape[1]):
-        high, low, top = state[0, q], state[1, q], state[2, q]
-        if (high | low | top) == 0:
-            continue
-        settle(acc, ranges, q, high, low, grid[q], top)
-        if _moves(state, q):
-            grid[q] = regrid(top)
-            state[3, q] = low_bits(grid[q])
-            state[4, q] = top_bits(grid[q])
-        state[0, q] = 0
-        state[1, q] = 0
-        state[2, q] = 0
+        if (state[0, q] | state[1, q] | state[2, q]) != 0:
+            _settle_sum(acc, ranges, state, grid, q)
     rows = ranges.shape[0] - LEDGER
     ranges[rows + SAMPLES] = 0
     ranges[rows + PASSES] += 1
@@ -275,17 +279,10 @@ def regrid_aside(acc, ranges, state, grid):
     """After a tile whose terms did not all fit: each sum that set terms aside and needs a new grid
     (settle_regrid's rule) settled and moved; the others keep their open pass."""
     for q in range(state.shape[1]):
-        top = state[2, q]
-        if top == 0:
-            continue
         if _moves(state, q):
-            settle(acc, ranges, q, state[0, q], state[1, q], grid[q], 0)
-            grid[q] = regrid(top)
-            state[3, q] = low_bits(grid[q])
-            state[4, q] = top_bits(grid[q])
-            state[0, q] = 0
-            state[1, q] = 0
-        state[2, q] = 0
+            _settle_sum(acc, ranges, state, grid, q)
+        else:
+            state[2, q] = 0
 
 
 @numba.njit(cache=True)
