@@ -8,13 +8,15 @@ sample in registers (fused) or a tile of samples at a time in its slot's workspa
 buffer grows with the batch.
 
 - accumulators: SLOTS slots (a batch of n samples uses slots(n) of them, each a fixed share of
-  the batch whatever the thread count) of
+  the batch whatever the thread count; exact loop kernels write only the first slot of each
+  thread's share of them) of
   `rows` sums, DIGITS int64 digits each for `accumulate exact`, one float64 for `float`; with
   `exact`, a grid scale per sum and slot, kept between steps, a ledger per slot (the digits each
   sum touched, and LEDGER words more), and in the loop strategy or beyond REGISTER_SUMS sums a
   pass's deposit state (STATE_ROWS int64) per sum and slot;
-- the exact totals' work digits (per thread that reads a share of the sums), the sums, the loss; in the loop strategy (phg.plan.loops), a
-  workspace per slot for a tile's slabs, forward and adjoint;
+- the exact totals' work digits (per thread that reads a share of the sums), the sums, the loss;
+  in the loop strategy (phg.plan.loops), a workspace per slot for a tile's slabs, forward and
+  adjoint;
 - per parameter: its gradient, its coefficients saved before an update (put back when the
   update overflows), the step direction and the optimizer's moments per optimizer coordinate
   (a Euclidean coefficient, or a tangent-bivector coordinate of a Rotor/Motor channel: MOMENTS),
