@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 # The sizes are the kernel plan's (phg.plan.buffers), which the quire obligation checks (verifier.memory).
-from phg.plan.buffers import CHUNK, DIGITS, LEDGER, NORMALISE_EVERY, SLOTS, STATE_ROWS, many_sums  # noqa: F401
+from phg.plan.buffers import CHUNK, DIGITS, LEDGER, NORMALISE_EVERY
 
 _MASK32 = 0xFFFFFFFF
 # The deposit's constants, printed into the training kernels (codegen.training).

@@ -70,11 +70,17 @@ def _aside(acc, ranges, top, low, lim, terms, base, q0, width):
     return n
 
 
+@numba.njit(cache=True, inline="always")
+def _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums):
+    """The views of a pass's state (its level sums, largest term set aside, lowest and top
+    magnitudes, grid) and of the row's digits and ledger, from the C functions' pointers."""
+    return (carray(hip, sums), carray(lop, sums), carray(topp, sums), carray(lowp, sums), carray(limp, sums),
+            carray(gridp, sums), carray(accp, (DIGITS, sums)), carray(rangesp, sums + LEDGER))
+
+
 def _rows_c(hip, lop, topp, lowp, limp, gridp, wsp, accp, rangesp, q0, at, t0, t1, width, sums, words):
-    hi, lo, top, low, lim = (carray(hip, sums), carray(lop, sums), carray(topp, sums), carray(lowp, sums),
-                             carray(limp, sums))
-    grid, ws = carray(gridp, sums), carray(wsp, words)
-    acc, ranges = carray(accp, (DIGITS, sums)), carray(rangesp, sums + LEDGER)
+    hi, lo, top, low, lim, grid, acc, ranges = _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums)
+    ws = carray(wsp, words)
     aside = 0
     for t in range(t0, t1):
         if _row(hi, lo, low, lim, grid, ws, at + t * width, q0, width):
@@ -84,10 +90,8 @@ def _rows_c(hip, lop, topp, lowp, limp, gridp, wsp, accp, rangesp, q0, at, t0, t
 
 def _products_c(hip, lop, topp, lowp, limp, gridp, wsp, scratchp, accp, rangesp, pairsp, npairs, q0, dy, x, add,
                 t0, t1, cout, cin, tile, sums, words):
-    hi, lo, top, low, lim = (carray(hip, sums), carray(lop, sums), carray(topp, sums), carray(lowp, sums),
-                             carray(limp, sums))
-    grid, ws, term = carray(gridp, sums), carray(wsp, words), carray(scratchp, cin)
-    acc, ranges, pairs = carray(accp, (DIGITS, sums)), carray(rangesp, sums + LEDGER), carray(pairsp, 3 * npairs)
+    hi, lo, top, low, lim, grid, acc, ranges = _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums)
+    ws, term, pairs = carray(wsp, words), carray(scratchp, cin), carray(pairsp, 3 * npairs)
     aside = 0
     for i in range(cout):
         q = q0 + i * cin

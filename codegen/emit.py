@@ -391,7 +391,7 @@ def module_source(program: Program, status: str) -> str:
 
 # The functions of codegen.accumulate the training kernels call, imported as _phg_<name>.
 _ACCUMULATE = ("begin_pass", "clear", "close", "deposit", "end_tile", "exact_totals", "fits", "low_bits", "normalise",
-               "open_pass", "pass_fits", "regrid", "regrid_pass", "settle", "settle_pass", "settle_regrid")
+               "open_pass", "pass_fits", "regrid", "regrid_pass", "settle", "settle_pass")
 
 # A model class is an attribute of the module by its own name (kernels.RigidRegistration) without
 # being bound in the module's globals, which the kernels read when Numba compiles them: a model

@@ -504,10 +504,10 @@ def _boundary(lp: LoopPlan) -> list[tuple[int, int, int]]:
             for vid in lp.boundary]
 
 
-def _deposits(mod: Module) -> tuple[list[str], int]:
+def _deposits(mod: Module) -> list[str]:
     """The tile's exact deposits (codegen.deposits): the loss, each boundary slab's per-sample
     adjoint, a matrix product's weights from its stored dy and x; then the tile's end of the
-    open pass (codegen.accumulate).  Also the most terms a sum takes per sample."""
+    open pass (codegen.accumulate), given the most terms a sum takes per sample."""
     g, lp = mod.g, mod.lp
     args = "_D, _G, _a, _U, _ws"
     out = ["_aside = 0", f"_aside += _phg_deposit_rows({args}, 0, {lp.slabs[g.loss].offset}, 0, _m, 1)"]
@@ -531,7 +531,7 @@ def _deposits(mod: Module) -> tuple[list[str], int]:
                     add = None
             if products and add is not None:      # no product reaches this blade: its per-sample part alone
                 out.append(f"_aside += _phg_deposit_rows({args}, {q}, {add}, 0, _m, {s.channels})")
-    return out + [f"_phg_end_tile(_a, _U, _D, _G, _m * {most}, _aside, {TILE * most})"], most
+    return out + [f"_phg_end_tile(_a, _U, _D, _G, _m * {most}, _aside, {TILE * most})"]
 
 
 def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str]) -> str:
@@ -557,7 +557,7 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
         tile += [f"    _loss += {_at(loss.offset, loss, 0)}"]
     tile += mod.ops(True, True, trained)
     if lp.exact:
-        tile += _deposits(mod)[0]
+        tile += _deposits(mod)
     body += [f"for _start in range(_lo, _hi, {TILE}):"] + ["    " + ln for ln in tile]
     if not lp.exact:
         body += ["_a[0] = _loss"] + mod.runs("_phg_copy_runs(_a, _ws, {})", _boundary(lp))
