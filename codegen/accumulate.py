@@ -109,17 +109,44 @@ def fits(scale, top):
     return top < top_bits(scale)
 
 
-# The ledger of a row: per sum q, the digits touched, first | (end << 8) (0: none), then these.
-DIRTY, SAMPLES, PASSES, OPEN = 0, 1, 2, 3    # offsets past the sums: digits touched at all; the open
-# pass's terms per sum; passes (and terms deposited on their own) since carries were propagated;
-# whether the row's pass state holds an open pass, which its total reads as it reads its digits
+# The ledger of a row: per sum q, its digit column and the digits it touched there,
+# first | (end << 8) | ((column + 1) << 16) (0: none), then these.
+DIRTY, SAMPLES, PASSES, OPEN, NEXT, FULL, BLOCK_LO, BLOCK_HI = range(8)   # offsets past the sums:
+# digits touched at all; the open pass's terms per sum; passes (and terms deposited on their own)
+# since carries were propagated; whether the row's pass state holds an open pass, which its total
+# reads as it reads its digits; the next free digit column; whether a sum found none left (the
+# row's sums are then incomplete: codegen.runtime sums the step again); and the sums BLOCK_LO to
+# BLOCK_HI that alone keep digits, when BLOCK_HI is not 0 (the others' are dropped)
+CLEARED = FULL + 1                           # the words a row's clearing resets: not its block
+_SPAN = 0xFFFF                               # a sum's digits, first | (end << 8)
 
 
 @numba.njit(cache=True, inline="always")
 def _touch(ranges, q, first, end):
     r = ranges[q]
-    ranges[q] = first | (end << 8) if r == 0 else min(r & 255, first) | (max(r >> 8, end) << 8)
+    span = first | (end << 8) if r & _SPAN == 0 else min(r & 255, first) | (max((r >> 8) & 255, end) << 8)
+    ranges[q] = span | (r >> 16 << 16)
     ranges[ranges.shape[0] - LEDGER + DIRTY] = 1
+
+
+@numba.njit(cache=True, inline="always")
+def _column(acc, ranges, q):
+    """Sum q's column of digits, acc[:, column], given it from the row's free ones as its terms
+    first reach the digits; -1 where none is left (the row is marked FULL) or q lies outside the
+    row's block: its digits are dropped."""
+    r = ranges[q]
+    if r >> 16 != 0:
+        return (r >> 16) - 1
+    rows = ranges.shape[0] - LEDGER
+    if ranges[rows + BLOCK_HI] != 0 and not (ranges[rows + BLOCK_LO] <= q < ranges[rows + BLOCK_HI]):
+        return -1
+    c = ranges[rows + NEXT]
+    if c >= acc.shape[1]:
+        ranges[rows + FULL] = 1
+        return -1
+    ranges[rows + NEXT] = c + 1
+    ranges[q] = (c + 1) << 16
+    return c
 
 
 @numba.njit(cache=True, inline="always")
@@ -131,16 +158,20 @@ def _add_int(acc, col, v, g):
 
 @numba.njit(cache=True, inline="always")
 def _add_at(acc, ranges, q, v, g):
-    """Sum q += v 2^g (_add_int), in its ledger."""
-    _add_int(acc, q, v, g)
-    p = g + 1074
-    _touch(ranges, q, p >> 5, min((p >> 5) + 3, DIGITS))
+    """Sum q += v 2^g (_add_int), in its column and ledger."""
+    c = _column(acc, ranges, q)
+    if c >= 0:
+        _add_int(acc, c, v, g)
+        p = g + 1074
+        _touch(ranges, q, p >> 5, min((p >> 5) + 3, DIGITS))
 
 
 @numba.njit(cache=True, inline="always")
 def _mark(acc, ranges, q):
-    acc[DIGITS - 1, q] = NONFINITE
-    _touch(ranges, q, DIGITS - 1, DIGITS)
+    c = _column(acc, ranges, q)
+    if c >= 0:
+        acc[DIGITS - 1, c] = NONFINITE
+        _touch(ranges, q, DIGITS - 1, DIGITS)
 
 
 @numba.njit(cache=True)
@@ -159,8 +190,10 @@ def add_double(acc, ranges, q, x):
             m |= 1 << 52
             p = e - 1                                # m 2^(e - 1075)
         sign = np.int64(-1) if b < 0 else np.int64(0)
-        _add_bits(acc, q, m, p, sign)
-        _touch(ranges, q, p >> 5, min((p >> 5) + 3, DIGITS))
+        c = _column(acc, ranges, q)
+        if c >= 0:
+            _add_bits(acc, c, m, p, sign)
+            _touch(ranges, q, p >> 5, min((p >> 5) + 3, DIGITS))
 
 
 @numba.njit(cache=True)
@@ -175,14 +208,15 @@ def settle(acc, ranges, q, high, low, scale, top):
         _add_at(acc, ranges, q, low, g - 103)
 
 
-# An accumulator row is [DIGITS, sums]: a pass's settling and the step's totals touch a few
-# digits of every sum, which then lie side by side.
+# An accumulator row is [DIGITS, columns]: a sum's digits are a column given it when its terms
+# first reach them (_column), as many columns as sums in the fused kernels, fewer in the loop
+# kernels, whose open passes fold rather than settle, so that few sums reach their digits.
 # A pass's state, [6, sums] int64 per row: the two level sums, the largest magnitude (bits; in the
 # loop kernels, of the terms set aside), the grid's lowest magnitude kept exactly and its top
-# (bits, 0 for an unknown grid: no term fits), and a row of scratch for the terms being deposited
-# (codegen.deposits): STATE_ROWS rows.  The fused
-# kernels' many-sum passes deposit one term at a time (deposit); the loop kernels a row of terms
-# at a time.
+# (bits, 0 for an unknown grid: no term fits), and the carry of the level sums folded (fold, in
+# units 2^(g + 1)): STATE_ROWS rows.  The fused kernels' many-sum passes deposit one term at a
+# time (deposit); the loop kernels a row of terms at a time.
+CARRY = 5
 
 
 @numba.njit(cache=True)
@@ -202,6 +236,7 @@ def begin_pass(state, grid):
         state[2, q] = 0
         state[3, q] = low_bits(grid[q])
         state[4, q] = top_bits(grid[q])
+        state[CARRY, q] = 0
 
 
 # One signature: the kernels call deposit with the sum's index as a literal, on which Numba would
@@ -251,6 +286,8 @@ def _moves(state, q):
 def _settle_sum(acc, ranges, state, grid, q):
     """Sum q's open pass into its digits, its grid moved where _moves says, its pass state zero."""
     settle(acc, ranges, q, state[0, q], state[1, q], grid[q], state[2, q])
+    if state[CARRY, q] != 0 and state[2, q] < _INF_BITS:
+        _add_at(acc, ranges, q, state[CARRY, q], _grid_of(grid[q]) + 1)
     if _moves(state, q):
         grid[q] = regrid(state[2, q])
         state[3, q] = low_bits(grid[q])
@@ -258,20 +295,38 @@ def _settle_sum(acc, ranges, state, grid, q):
     state[0, q] = 0
     state[1, q] = 0
     state[2, q] = 0
+    state[CARRY, q] = 0
+
+
+@numba.njit(cache=True, inline="always")
+def _fold(state, q):
+    """Sum q's level sums reduced to [0, 2^52) units, their carries into CARRY: the same value,
+    and room for CHUNK more terms (each level sum below 2^52 + CHUNK 2^51 < 2^62)."""
+    low = state[1, q]
+    carry = low >> 52
+    state[1, q] = low - (carry << 52)
+    high = state[0, q] + carry
+    carry = high >> 52
+    state[0, q] = high - (carry << 52)
+    state[CARRY, q] += carry                     # below 2^11 a fold: CHUNK terms below 2^(g + 11)
 
 
 @numba.njit(cache=True)
 def settle_regrid(acc, ranges, state, grid):
-    """A loop kernel's open pass settled and the next begun; a sum's grid moved to the largest of
-    the terms it could not keep (codegen.deposits) where one outgrew it, or where it kept none
-    (its first pass, or terms that shrank below it); otherwise kept, however far below its top
-    the kept terms lie: they are exact there."""
+    """A loop kernel's open pass full: each sum's level sums folded (_fold), and the pass goes on,
+    but where a sum's grid moves to the largest of the terms it could not keep (codegen.deposits):
+    where one outgrew it, or where it kept none (its first pass, or terms that shrank below it).
+    That sum alone is settled into its digits; the others keep their grids, however far below its
+    top their terms lie: they are exact there."""
     for q in range(state.shape[1]):
-        if (state[0, q] | state[1, q] | state[2, q]) != 0:
+        if _moves(state, q):
             _settle_sum(acc, ranges, state, grid, q)
+        else:
+            _fold(state, q)
+            state[2, q] = 0
     rows = ranges.shape[0] - LEDGER
     ranges[rows + SAMPLES] = 0
-    ranges[rows + PASSES] += 1
+    ranges[rows + PASSES] += 1                   # a settled sum adds to its digits as a pass does
 
 
 @numba.njit(cache=True)
@@ -295,7 +350,8 @@ def end_tile(acc, ranges, state, grid, terms, aside, most):
     rows = ranges.shape[0] - LEDGER
     ranges[rows + SAMPLES] += terms
     if aside:
-        ranges[rows + PASSES] += most            # a term on its own adds below 2^32 a digit, as a pass does
+        # a term on its own adds below 2^32 a digit, as a pass does; and regrid_aside may settle
+        ranges[rows + PASSES] += most + 1
     if ranges[rows + SAMPLES] + most > CHUNK:
         settle_regrid(acc, ranges, state, grid)
     elif aside:
@@ -306,15 +362,16 @@ def end_tile(acc, ranges, state, grid, terms, aside, most):
 
 @numba.njit(cache=True)
 def clear(acc, ranges):
-    """A row's sums back to zero (the digits its ledger lists) and its ledger to empty."""
+    """A row's sums back to zero (the digits its ledger lists, their columns free again) and its
+    ledger to empty; its block stays."""
     rows = ranges.shape[0] - LEDGER
-    if ranges[rows + DIRTY] != 0:
+    if ranges[rows + NEXT] != 0:
         for q in range(rows):
             r = ranges[q]
             if r != 0:
-                acc[r & 255:r >> 8, q] = 0
+                acc[r & 255:(r >> 8) & 255, (r >> 16) - 1] = 0
                 ranges[q] = 0
-    for k in range(LEDGER):
+    for k in range(CLEARED):
         ranges[rows + k] = 0
 
 
@@ -325,16 +382,16 @@ def normalise(acc, ranges):
     rows = ranges.shape[0] - LEDGER
     for q in range(rows):
         r = ranges[q]
-        if r == 0:
+        if r & _SPAN == 0:
             continue
-        first, end = r & 255, r >> 8
+        first, end, c = r & 255, (r >> 8) & 255, (r >> 16) - 1
         last = end                                   # past the last digit that may be nonzero
         d = first
         while d < min(last, DIGITS - 1):
-            carry = (acc[d, q] + (1 << 31)) >> 32
+            carry = (acc[d, c] + (1 << 31)) >> 32
             if carry != 0:
-                acc[d, q] -= carry << 32
-                acc[d + 1, q] += carry
+                acc[d, c] -= carry << 32
+                acc[d + 1, c] += carry
                 last = max(last, d + 2)
             d += 1
         if last > end:
@@ -387,7 +444,7 @@ def _open_total(acc, ranges, state, grid, q):
     rows = ranges.shape[1] - LEDGER
     high, low, scale, passes = 0, 0, 0.0, 0
     for s in range(acc.shape[0]):
-        if ranges[s, q] != 0:
+        if ranges[s, q] != 0 or state[s, CARRY, q] != 0:
             return False, 0.0
         if ranges[s, rows + OPEN] != 0 and (state[s, 0, q] | state[s, 1, q]) != 0:
             if passes and grid[s, q] != scale:
@@ -411,13 +468,13 @@ def exact_total(acc, ranges, state, grid, q, work):
     first, end = DIGITS, 0
     for s in range(acc.shape[0]):
         r = ranges[s, q]
-        if r != 0:
+        if r & _SPAN != 0:
             first = min(first, r & 255)
-            end = max(end, r >> 8)
-        if ranges[s, rows + OPEN] != 0 and (state[s, 0, q] | state[s, 1, q]) != 0:
+            end = max(end, (r >> 8) & 255)
+        if ranges[s, rows + OPEN] != 0 and (state[s, 0, q] | state[s, 1, q] | state[s, CARRY, q]) != 0:
             g = _grid_of(grid[s, q])
             first = min(first, (g - 103 + 1074) >> 5)
-            end = max(end, ((g - 51 + 1074) >> 5) + 3)
+            end = max(end, ((g + 1 + 1074) >> 5) + 3)
     if end == 0:
         return 0.0
     top = min(end + 2, DIGITS - 1)                   # the signed digit: rows sum to below 2^(32 (end + 1) + 36)
@@ -425,15 +482,16 @@ def exact_total(acc, ranges, state, grid, q, work):
         work[d] = 0
     column = work.reshape(DIGITS, 1)
     for s in range(acc.shape[0]):
-        if ranges[s, rows + OPEN] != 0 and (state[s, 0, q] | state[s, 1, q]) != 0:
+        if ranges[s, rows + OPEN] != 0 and (state[s, 0, q] | state[s, 1, q] | state[s, CARRY, q]) != 0:
             g = _grid_of(grid[s, q])
             _add_int(column, 0, state[s, 0, q], g - 51)
             _add_int(column, 0, state[s, 1, q], g - 103)
+            _add_int(column, 0, state[s, CARRY, q], g + 1)
         r = ranges[s, q]
-        if r == 0:
+        if r & _SPAN == 0:
             continue
-        row = acc[s, :, q]
-        stop = r >> 8
+        row = acc[s, :, (r >> 16) - 1]
+        stop = (r >> 8) & 255
         if stop == DIGITS and abs(row[DIGITS - 1]) >= NONFINITE // 2:    # marked (carries may have moved it a little)
             return math.nan
         for d in range(r & 255, min(stop, DIGITS - 1)):
@@ -479,13 +537,14 @@ def exact_total(acc, ranges, state, grid, q, work):
 
 
 @numba.njit(cache=True, nogil=True)
-def totals(acc, ranges, state, grid, sums, work, pieces, first, last):
-    """The exact totals (exact_total) of pieces `first` to `last` of the sums cut into `pieces`
-    equal runs, with the work digits work[first]: threads run pieces side by side (codegen.spread)."""
-    n = sums.shape[0]
+def totals(acc, ranges, state, grid, sums, work, q0, q1, pieces, first, last):
+    """The exact totals (exact_total) of the sums q0 to q1, of pieces `first` to `last` of them
+    cut into `pieces` equal runs, with the work digits work[first]: threads run pieces side by
+    side (codegen.spread)."""
+    n = q1 - q0
     digits = work[first]
     for j in range(first, last):
-        for q in range(n * j // pieces, n * (j + 1) // pieces):
+        for q in range(q0 + n * j // pieces, q0 + n * (j + 1) // pieces):
             done, value = _open_total(acc, ranges, state, grid, q)
             sums[q] = value if done else exact_total(acc, ranges, state, grid, q, digits)
 
@@ -509,5 +568,5 @@ def close(acc, ranges, state, grid):
 @numba.njit(cache=True)
 def exact_totals(acc, ranges, state, grid, sums, work):
     """Every sum's exact total over the rows, on one thread, and the rows left clear."""
-    totals(acc, ranges, state, grid, sums, work, 1, 0, 1)
+    totals(acc, ranges, state, grid, sums, work, 0, sums.shape[0], 1, 0, 1)
     close(acc, ranges, state, grid)

@@ -36,22 +36,34 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     manifold maps and optimizer)."""
     # Imported here, once a generated module has been imported: its import (codegen.build) decides
     # where Numba caches the shared kernels, in the user's own cache.
+    from .accumulate import close, totals
     from .optimizers import KINDS, direction
+    from .parameters import VERSOR_TOLERANCE, _off_versor
 
     spec = cls.SPEC
     model = cls(seed=0)
     params = {n: np.ascontiguousarray(v, dtype=np.float64) for n, v in model.params.items()}
     plan = spec["predict"]
     outs = [np.empty((1, *spec["outputs"][o]["shape"], len(spec["outputs"][o]["layout"]))) for o in plan["outputs"]]
-    yield "predict", cls._predict_kernel, _typed(*_samples(spec, plan["inputs"]),
-                                                 *(params[p] for p in plan["params"]), *outs, 0, 1)
+    tiles = [np.zeros((1, *shape)) for role, _, shape, _, _ in plan["buffers"] if role == "tiles"]
+    yield "predict", cls._predict_kernel, _typed(*_samples(spec, plan["inputs"]), *(params[p] for p in plan["params"]),
+                                                 *outs, *tiles, *([0] if tiles else []), 0, 1)
+    for name, p in spec["params"].items():
+        if p.get("norm"):                      # a Rotor's or Motor's check, before every kernel that reads it
+            terms, target = model.params._norm_terms(name)
+            yield f"{name} versor check", _off_versor, _typed(params[name].reshape(-1, len(p["layout"])), terms, target,
+                                                              VERSOR_TOLERANCE)
     train = spec.get("train")
     if train is None:
         return
     b = model._plan()
-    data = (*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]), 1, b["acc"], b["grid"], b["deposits"],
-            b["ranges"])
-    yield "train", cls._slots_kernel, _typed(*data, b["tiles"], 0, 1)
+    data = (*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]), 1, 1, b["acc"], b["grid"],
+            b["deposits"], b["ranges"])
+    yield "train", cls._slots_kernel, _typed(*data, b["tiles"], 0, 0, 1)
+    if train["strategy"] == "loops" and train["settings"]["accumulate"] == "exact":
+        exact = (b["acc"], b["ranges"], b["deposits"], b["grid"])
+        yield "exact totals", totals, _typed(*exact, b["sums"], b["work"], 0, 1, 1, 0, 1)
+        yield "exact rows cleared", close, _typed(*exact)
     yield "train sums", cls._train_kernel, _typed(*data, b["tiles"], b["work"], b["sums"], b["loss"],
                                                   *(b["grads"][p] for p in train["params"]))
     for name, (tangent_fn, retract_fn) in cls._manifold.items():

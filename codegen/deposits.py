@@ -71,15 +71,15 @@ def _aside(acc, ranges, top, low, lim, terms, base, q0, width):
 
 
 @numba.njit(cache=True, inline="always")
-def _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums):
+def _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums, columns):
     """The views of a pass's state (its level sums, largest term set aside, lowest and top
-    magnitudes, grid) and of the row's digits and ledger, from the C functions' pointers."""
+    magnitudes, grid) and of the row's digit columns and ledger, from the C functions' pointers."""
     return (carray(hip, sums), carray(lop, sums), carray(topp, sums), carray(lowp, sums), carray(limp, sums),
-            carray(gridp, sums), carray(accp, (DIGITS, sums)), carray(rangesp, sums + LEDGER))
+            carray(gridp, sums), carray(accp, (DIGITS, columns)), carray(rangesp, sums + LEDGER))
 
 
-def _rows_c(hip, lop, topp, lowp, limp, gridp, wsp, accp, rangesp, q0, at, t0, t1, width, sums, words):
-    hi, lo, top, low, lim, grid, acc, ranges = _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums)
+def _rows_c(hip, lop, topp, lowp, limp, gridp, wsp, accp, rangesp, q0, at, t0, t1, width, sums, columns, words):
+    hi, lo, top, low, lim, grid, acc, ranges = _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums, columns)
     ws = carray(wsp, words)
     aside = 0
     for t in range(t0, t1):
@@ -89,8 +89,8 @@ def _rows_c(hip, lop, topp, lowp, limp, gridp, wsp, accp, rangesp, q0, at, t0, t
 
 
 def _products_c(hip, lop, topp, lowp, limp, gridp, wsp, scratchp, accp, rangesp, pairsp, npairs, q0, dy, x, add,
-                t0, t1, cout, cin, tile, sums, words):
-    hi, lo, top, low, lim, grid, acc, ranges = _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums)
+                t0, t1, cout, cin, tile, sums, columns, words):
+    hi, lo, top, low, lim, grid, acc, ranges = _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums, columns)
     ws, term, pairs = carray(wsp, words), carray(scratchp, cin), carray(pairsp, 3 * npairs)
     aside = 0
     for i in range(cout):
@@ -114,8 +114,8 @@ def _products_c(hip, lop, topp, lowp, limp, gridp, wsp, scratchp, accp, rangesp,
     return aside
 
 
-_ROWS = types.int64(_Q, _Q, _Q, _Q, _Q, _F, _F, _Q, _Q, _I, _I, _I, _I, _I, _I, _I)
-_PRODUCTS = types.int64(_Q, _Q, _Q, _Q, _Q, _F, _F, _F, _Q, _Q, _Q, *[_I] * 12)
+_ROWS = types.int64(_Q, _Q, _Q, _Q, _Q, _F, _F, _Q, _Q, *[_I] * 8)
+_PRODUCTS = types.int64(_Q, _Q, _Q, _Q, _Q, _F, _F, _F, _Q, _Q, _Q, *[_I] * 13)
 
 
 def _bind(symbol: str, function, signature) -> types.ExternalFunction:
@@ -145,15 +145,17 @@ def deposit_rows(state, grid, acc, ranges, ws, q0, at, t0, t1, width):
     keeps into acc (with its ledger `ranges`); returns how many of those."""
     return _rows_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, state[3].ctypes, state[4].ctypes,
                       grid.ctypes, ws.ctypes, acc.ctypes, ranges.ctypes, q0, at, t0, t1, width, state.shape[1],
-                      ws.size)
+                      acc.shape[1], ws.size)
 
 
-@numba.njit(types.int64(_STATE, _WS, _STATE, types.int64[::1], _WS, _PAIRS, *[_I] * 9), cache=True, nogil=True)
-def deposit_products(state, grid, acc, ranges, ws, pairs, q0, dy, x, add, t0, t1, cout, cin, tile):
+@numba.njit(types.int64(_STATE, _WS, _STATE, types.int64[::1], _WS, _PAIRS, *[_I] * 10), cache=True, nogil=True)
+def deposit_products(state, grid, acc, ranges, ws, pairs, q0, dy, x, add, t0, t1, cout, cin, tile, scratch):
     """A matrix product's weight terms of samples t0 to t1: for output channel i and input channel
     j, Σ s dy[m][t, i] x[b][t, j] over `pairs` (b, m, s), at least one, plus (add >= 0) the
     per-sample slab at `add`, [tile, cout * cin], deposited onto the sums q0 + i cin + j as
-    deposit_rows does."""
+    deposit_rows does; a row of terms is made in the workspace's cin words at `scratch`, which no
+    slab uses."""
     return _products_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, state[3].ctypes, state[4].ctypes,
-                          grid.ctypes, ws.ctypes, state[5].ctypes, acc.ctypes, ranges.ctypes, pairs.ctypes,
-                          pairs.shape[0], q0, dy, x, add, t0, t1, cout, cin, tile, state.shape[1], ws.size)
+                          grid.ctypes, ws[:scratch].ctypes, ws[scratch:].ctypes, acc.ctypes, ranges.ctypes,
+                          pairs.ctypes, pairs.shape[0], q0, dy, x, add, t0, t1, cout, cin, tile, state.shape[1],
+                          acc.shape[1], scratch)

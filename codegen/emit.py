@@ -16,6 +16,7 @@ from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Hypergraph
 from phg.plan import kernel_plan
+from phg.plan.kernel import predicted
 from phg.plan.loops import unrolled
 from phg.program import Program, TrainSpec
 
@@ -278,11 +279,8 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
     """The kernels and the class of one model; helpers are shared across the module."""
     train = train or TrainSpec(g.name)
     kp = kernel_plan(g, train)
-    wanted = [g.outputs[o] for o in sorted(g.outputs)]
-    cone = {u for w in wanted for u in g.cone(w)}
-    inputs = [v for v in g.inputs if v in cone]
-    params = [v for v in g.params if v in cone]
-    outputs = sorted(g.outputs)
+    inputs, params, outputs = predicted(g)
+    wanted = [g.outputs[o] for o in outputs]
     kname = global_name("predict", g.name)
     module = None
     if kp.loops is not None:
@@ -308,7 +306,8 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                     for o in outputs},
         "predict": {"inputs": [name(v) for v in inputs], "params": [name(p) for p in params], "outputs": outputs,
                     # scalar operations per sample: what a share of a batch is worth (codegen.spread)
-                    "work": work, "strategy": kp.strategy.split(":")[0], "rule": kp.reason},
+                    "work": work, "strategy": kp.strategy.split(":")[0], "rule": kp.reason,
+                    "buffers": [b.to_list() for b in kp.inference]},
         "train": None,
     }
     attrs = [f"    _predict_kernel = staticmethod({kname})"]

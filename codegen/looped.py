@@ -306,7 +306,7 @@ def _function(name: str, args: list[str], doc: str, body: list[str]) -> str:
 PART_LINES = 400
 # The kernels' own variables: code that assigns one of them stays in the kernel.
 _KERNEL_STATE = frozenset({"_m", "_loss", "_bad", "_aside", "_f", "_start", "_lo", "_hi", "_ws", "_wv", "_wi", "_a", "_slots",
-                           "_flat",
+                           "_flat", "_share", "_tiles",
                            "_i0", "_i1", "_step", "_retry", "_n", "_slot"})
 _BUILTINS = frozenset(dir(builtins))
 
@@ -464,11 +464,11 @@ def predict_source(mod: Module, name: str, inputs: list[str], params: list[str],
                      f"        _out_{identifier(o)}[{idx}] = {_at(names.fw(vid), s, k)}"]
     args = [array_name(g.values[v]) for v in inputs + params] + [f"_out_{identifier(o)}" for o in outputs]
     doc = (f"Inference of {g.name} for the samples _from to _to, in tiles of {TILE}: channels as loops and "
-           "matrix products over slabs of one workspace (phg.plan.loops).")
-    body = [f"_ws = _phg_np.zeros({lp.words})", "_wv = _ws", "_wi = _ws", "_m = 0"] + setup
+           "matrix products over slabs of the share's workspace _tiles[_share], its forward slabs (phg.plan.loops).")
+    body = ["_ws = _tiles[_share]", "_wv = _ws", "_wi = _ws", "_m = 0"] + setup
     body += [f"for _start in range(_from, _to, {TILE}):", f"    _m = min({TILE}, _to - _start)"]
     body += ["    " + ln for ln in tile]
-    return _function(name, args + ["_from", "_to"], doc, body)
+    return _function(name, args + ["_tiles", "_share", "_from", "_to"], doc, body)
 
 
 def _epilogue(mod: Module, grads: list[str]) -> list[str]:
@@ -478,7 +478,7 @@ def _epilogue(mod: Module, grads: list[str]) -> list[str]:
     from the same parameters (no tile writes them), so they are not computed again."""
     g, lp = mod.g, mod.lp
     out = ["_ws = _tiles[0]", "_wv = _ws", "_wi = _ws", "_m = 0"]
-    out += _zero(lp.invariant_adjoint_range) + ["_slots = _acc.shape[0]"]
+    out += _zero(lp.invariant_adjoint_range)
     if lp.exact:
         out += ["_phg_close(_acc, _rng, _dep, _grid)"]         # the totals: read side by side before (codegen.runtime)
     else:                                         # a fixed order over the slots: reproducible too
@@ -527,7 +527,7 @@ def _deposits(mod: Module) -> list[str]:
                 if pairs:
                     out.append(f"_aside += _phg_deposit_products({args}, {mod.table(pairs, 3)}, {q}, {y.adjoint}, "
                                f"{x.offset}, {add if add is not None else -1}, 0, _m, {y.channels}, {x.channels}, "
-                               f"{TILE})")
+                               f"{TILE}, {lp.scratch})")
                     add = None
             if products and add is not None:      # no product reaches this blade: its per-sample part alone
                 out.append(f"_aside += _phg_deposit_rows({args}, {q}, {add}, 0, _m, {s.channels})")
@@ -563,18 +563,18 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
         body += ["_a[0] = _loss"] + mod.runs("_phg_copy_runs(_a, _ws, {})", _boundary(lp))
     doc = f"One slot of the samples of {g.name}: their loss and adjoint sums into the row _a, in tiles of {TILE}."
     parts = [_function(slot, data + ["_n", "_slot", "_slots", "_a", "_G", "_D", "_U", "_ws"], doc, body)]
-    doc = f"The slots _from to _to of {g.name}'s samples."
-    call = f"{slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, {{}}, _tiles[_slot])"
+    doc = f"The slots _from to _to of {g.name}'s _slots slots of samples, the share _share of them."
+    call = f"{slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, {{}}, _tiles[_share])"
     if lp.exact:
-        share = ["_slots = _acc.shape[0]", "for _slot in range(_from, _to):", "    _phg_clear(_acc[_slot], _rng[_slot])",
-                 "_phg_open_pass(_acc[_from], _rng[_from], _dep[_from], _grid[_from])", "for _slot in range(_from, _to):",
-                 "    " + call.format("_acc[_from], _grid[_from], _dep[_from], _rng[_from]")]
+        share = ["_phg_clear(_acc[_share], _rng[_share])",
+                 "_phg_open_pass(_acc[_share], _rng[_share], _dep[_share], _grid[_share])", "for _slot in range(_from, _to):",
+                 "    " + call.format("_acc[_share], _grid[_share], _dep[_share], _rng[_share]")]
     else:
-        share = ["_slots = _acc.shape[0]", "for _slot in range(_from, _to):",
-                 "    " + call.format("_acc[_slot], _grid[0], _dep[0], _rng[0]")]
-    parts.append(_function(slots, data + ["_n", "_acc", "_grid", "_dep", "_rng", "_tiles", "_from", "_to"], doc, share))
+        share = ["for _slot in range(_from, _to):", "    " + call.format("_acc[_slot], _grid[0], _dep[0], _rng[0]")]
+    parts.append(_function(slots, data + ["_n", "_slots", "_acc", "_grid", "_dep", "_rng", "_tiles", "_share", "_from",
+                                          "_to"], doc, share))
     grads = [f"_grad_{identifier(g.values[p].name)}" for p in params]
-    args = data + ["_n", "_acc", "_grid", "_dep", "_rng", "_tiles", "_work", "_sums", "_loss"] + grads
+    args = data + ["_n", "_slots", "_acc", "_grid", "_dep", "_rng", "_tiles", "_work", "_sums", "_loss"] + grads
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({'exact' if lp.exact else 'float'} accumulation)."
     parts.append(_function(name, args, doc, _epilogue(mod, grads)))
     return "\n\n\n".join(parts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, MutableMapping
 
+import numba
 import numpy as np
 
 # |(V ~V)_k - [k is the scalar]| may be this many roundings of the products summed into
@@ -44,6 +45,26 @@ def array(where: str, value, spec: dict, batched: bool) -> np.ndarray:
         raise ValueError(f"{where} has shape {list(arr.shape)}; expected {layout}")
     # float32 and integers are widened, strided views copied: the kernels read float64 rows.
     return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _off_versor(flat, terms, target, tolerance):
+    """The first (channel, component k) where V ~V (norm_table's terms) is further from its
+    target than `tolerance` roundings of its products allow, and its value; (-1, -1, 0.0) when
+    every channel is a normalised versor.  A loop, so that a check allocates nothing (its
+    bytes would count against the certificate's memory bound)."""
+    for c in range(flat.shape[0]):
+        for k in range(target.shape[0]):
+            value = 0.0
+            scale = 0.0
+            for t in range(terms.shape[0]):
+                if terms[t, 2] == k:
+                    product = flat[c, terms[t, 0]] * flat[c, terms[t, 1]]
+                    value += terms[t, 3] * product
+                    scale += abs(product)
+            if not abs(value - target[k]) <= tolerance * max(1.0, scale):
+                return c, k, value
+    return -1, -1, 0.0
 
 
 def finite(a: np.ndarray) -> bool:
@@ -147,31 +168,24 @@ class Parameters(MutableMapping):
         norm = spec.get("norm")
         if norm is None or not versor:
             return
-        flat = arr.reshape(-1, arr.shape[-1])
-        first, second, signs, target = self._norm_terms(name)
-        products = flat[:, first] * flat[:, second]
-        value = products @ signs
-        scale = np.abs(products) @ np.abs(signs)
-        off = np.abs(value - target) > VERSOR_TOLERANCE * np.maximum(1.0, scale)
-        if off.any():
-            channel, col = (int(i) for i in np.argwhere(off)[0])
+        terms, target = self._norm_terms(name)
+        channel, col, value = _off_versor(arr.reshape(-1, arr.shape[-1]), terms, target, VERSOR_TOLERANCE)
+        if channel >= 0:
             what, blade = spec["versor"], norm["blades"][col]
             inside = f" in channel {[int(i) for i in np.unravel_index(channel, arr.shape[:-1])]}" if arr.ndim > 1 else ""
             part = "its scalar part" if blade == "1" else f"its {blade} part"
             should = "1" if blade == "1" else "0" + (" (the study condition)" if what == "Motor" else "")
             raise ValueError(f"parameter {name!r} is not a {what}{inside}: {name} ~{name} has {part} = "
-                             f"{float(value[channel, col])!r}, which should be {should}; a {what} is a normalised "
+                             f"{value!r}, which should be {should}; a {what} is a normalised "
                              f"versor (V ~V = 1), e.g. the identity {', '.join(['1'] + ['0'] * (arr.shape[-1] - 1))}")
 
-    def _norm_terms(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(i, j, sign[term, k], V ~V of a versor) of norm_table's terms as arrays, made once."""
+    def _norm_terms(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(norm_table's terms [i, j, k, sign], V ~V of a versor) as arrays, made once."""
         if name not in self._terms:
             norm = self._specs[name]["norm"]
             terms = np.array(norm["terms"], dtype=np.int64).reshape(-1, 4)
-            signs = np.zeros((len(terms), len(norm["blades"])))
-            signs[np.arange(len(terms)), terms[:, 2]] = terms[:, 3]
             target = np.array([1.0 if b == "1" else 0.0 for b in norm["blades"]])
-            self._terms[name] = terms[:, 0], terms[:, 1], signs, target
+            self._terms[name] = terms, target
         return self._terms[name]
 
     def _unknown(self, name) -> UnknownParameter:

@@ -2,19 +2,20 @@
 that turn a wrong array into a clear ValueError before any kernel sees it."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from numbers import Integral
 
 import numpy as np
 
-from phg.plan.buffers import SLOTS, slots
+from phg.plan.buffers import slots
 from phg.program import MAX_STEPS, OPTIMIZERS
 
 from .opaque import bind
 from .optimizers import KINDS, direction
 from .parameters import Parameters, array, finite, require_finite_samples
-from .accumulate import totals
-from .spread import spread, threads
+from .accumulate import BLOCK_HI, BLOCK_LO, FULL, close, totals
+from .spread import prepare, shares_of, spread, threads
 
 # The scalar operations below which a share of a batch is not worth a thread of its own (handing
 # a share to a thread costs some tens of microseconds; these take about as long).
@@ -65,6 +66,7 @@ class ModelBase:
 
     def __init__(self, seed: int = 0):
         bind(self._parts)                    # before any kernel of the class is compiled or loaded
+        prepare(blas=self.SPEC["predict"]["strategy"] == "loops")
         rng = np.random.default_rng(seed)
         values = {}
         for name, p in self.SPEC["params"].items():
@@ -151,8 +153,13 @@ class ModelBase:
         arrays, n = self._inputs(inputs, plan["inputs"])
         outs = {o: np.empty((n, *self.SPEC["outputs"][o]["shape"], len(self.SPEC["outputs"][o]["layout"])))
                 for o in plan["outputs"]}
-        spread(self._predict_kernel, (*arrays, *self._params(plan["params"]), *outs.values()), n,
-               n * plan["work"] // SHARE, blas=plan["strategy"] == "loops")
+        args = (*arrays, *self._params(plan["params"]), *outs.values())
+        shares = shares_of(n, n * plan["work"] // SHARE)
+        tiles = [shape for role, _, shape, _, _ in plan["buffers"] if role == "tiles"]
+        if tiles:           # the loop strategy: a workspace per thread, the kernel plan's (phg.plan.buffers)
+            spread(self._predict_kernel, (*args, np.zeros((shares, *tiles[0]))), n, shares, blas=True, indexed=True)
+        else:
+            spread(self._predict_kernel, args, n, shares)
         return outs
 
     # ---- training -------------------------------------------------------------------------------
@@ -168,12 +175,15 @@ class ModelBase:
         if getattr(self, "_buffers", None) is None:
             spec = self._training()
             settings = spec["settings"]
-            b = {"grads": {}, "before": {}, "tangent": {}, "direction": {}, "state": {}}
-            for role, param, shape, dtype in spec["buffers"]:
+            b = {"grads": {}, "before": {}, "tangent": {}, "direction": {}, "state": {}, "axes": {}}
+            b["threads"] = threads()                  # the rows of per-thread buffers
+            for role, param, shape, dtype, axis in spec["buffers"]:
+                shape = (b["threads"], *shape) if axis == "threads" else tuple(shape)
                 # the grids are unknown until a first pass
                 array = np.full(shape, np.nan) if role == "grid" else np.zeros(shape, dtype)
                 if param is None:
                     b[role] = array
+                    b["axes"][role] = axis
                 else:
                     b[role][param] = array
             b["t"] = 0
@@ -201,17 +211,50 @@ class ModelBase:
         b = self._plan()
         params = self._params(spec["params"], versors)
         k = slots(n)
-        used = [b[role][:k] for role in ("acc", "grid", "deposits", "ranges", "tiles")]     # leading rows: still contiguous
-        spread(self._slots_kernel, (*arrays, *params, n, *used), k, n * spec["stack_symbols"] // SHARE,
-               blas=spec["strategy"] == "loops")
+        shares = shares_of(k, n * spec["stack_symbols"] // SHARE, b["threads"])
+        # leading rows, still contiguous: a slot's rows of the first k, a thread's of the first `shares`
+        used = [b[role][:shares] if b["axes"][role] == "threads" else b[role][:k]
+                for role in ("acc", "grid", "deposits", "ranges", "tiles")]
+        slots_pass = functools.partial(spread, self._slots_kernel, (*arrays, *params, n, k, *used), k, shares,
+                                       blas=spec["strategy"] == "loops", most=shares, indexed=True)
+        slots_pass()
         if spec["strategy"] == "loops" and spec["settings"]["accumulate"] == "exact":
-            # the exact totals, pieces of the sums side by side; the step's kernel then reads them
-            acc, grid, deposits, ranges, _ = used
-            pieces = max(1, min(SLOTS, threads(), len(b["sums"]) // TOTALS_PER_PIECE))
-            spread(totals, (acc, ranges, deposits, grid, b["sums"], b["work"], pieces), pieces, pieces)
-        self._train_kernel(*arrays, *params, n, *used, b["work"], b["sums"], b["loss"],
+            self._exact_totals(slots_pass, used)
+        self._train_kernel(*arrays, *params, n, k, *used, b["work"], b["sums"], b["loss"],
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])
+
+    def _exact_totals(self, slots_pass, used: list) -> None:
+        """The exact totals of a loop step's sums, whose slots pass just ran: pieces of the sums
+        side by side; the step's kernel then reads them.  A row whose sums found no digit column
+        left (codegen.accumulate: few of its sums reach their digits, and a first step's terms all
+        do, on no grid yet) has dropped digits: the pass runs again on the grids its terms set,
+        and where that too runs out, once for each block of as many sums as a row has columns,
+        each block's totals read in turn.  The sums are exact whichever way they ran; only the
+        time differs."""
+        b = self._buffers
+        acc, grid, deposits, ranges, _ = used
+        sums = b["sums"]
+        rows = len(sums)
+        full = lambda: any(r[rows + FULL] for r in ranges)  # noqa: E731
+        blocks = [(0, rows)]
+        if full():
+            close(acc, ranges, deposits, grid)
+            slots_pass()
+            if full():
+                columns = acc.shape[2]
+                blocks = [(q0, min(q0 + columns, rows)) for q0 in range(0, rows, columns)]
+        for q0, q1 in blocks:
+            if len(blocks) > 1:
+                close(acc, ranges, deposits, grid)
+                for r in ranges:
+                    r[rows + BLOCK_LO], r[rows + BLOCK_HI] = q0, q1
+                slots_pass()
+            pieces = shares_of((q1 - q0) // TOTALS_PER_PIECE, b["threads"], b["threads"])
+            spread(totals, (acc, ranges, deposits, grid, sums, b["work"], q0, q1, pieces), pieces, pieces)
+        if len(blocks) > 1:
+            for r in ranges:
+                r[rows + BLOCK_LO], r[rows + BLOCK_HI] = 0, 0
 
     def loss(self, /, **inputs) -> float:
         """The batch-mean loss."""

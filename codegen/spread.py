@@ -7,7 +7,8 @@ would do the same inside the kernel, but its parallel passes more than double a 
 time (examples/signed_volume.phg: 47 s against 20; rigid registration: 11 s against 4), and
 compile time is what a model's size costs first.  Shares are contiguous and their results go to
 places of their own (output rows, accumulator slots), so nothing depends on the thread count.
-The threads are Numba's count: NUMBA_NUM_THREADS, or numba.set_num_threads in the calling thread.
+The threads are Numba's count (NUMBA_NUM_THREADS, or numba.set_num_threads in the calling thread),
+at most THREADS: the kernel plan sizes per-thread buffers by it.
 
 While shares run side by side, the BLAS the kernels' matrix products call (SciPy's) runs on one
 thread: its own threads would contend with the shares for the same cores (a 256-channel step took
@@ -22,6 +23,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+
+from phg.plan.buffers import THREADS
 
 _pool: ThreadPoolExecutor | None = None
 _size = 0
@@ -53,27 +56,53 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
+def prepare(blas: bool = False) -> None:
+    """What the first call that runs shares side by side would set up, done beforehand: the pool's
+    threads and, for kernels that call BLAS, the control of its threads (threadpoolctl inspects
+    the loaded libraries once, some megabytes of transient objects).  A model instance does this
+    as it is made, so no call of its allocates them (its certified memory does not count them)."""
+    workers = threads() - 1
+    if workers > 0:
+        for f in [_executor(workers).submit(int) for _ in range(workers)]:
+            f.result()
+    if blas:
+        with _one_blas_thread():
+            pass
+
+
 def threads() -> int:
-    return numba.get_num_threads()
+    """The threads a call runs shares on side by side: Numba's count, at most THREADS (the rows
+    of the kernel plan's per-thread buffers)."""
+    return min(numba.get_num_threads(), THREADS)
 
 
-def spread(kernel, args: tuple, count: int, shares: int, blas: bool = False) -> None:
+def shares_of(count: int, shares: int, most: int | None = None) -> int:
+    """The shares spread() cuts `count` units of work into, asked for `shares`: at most the
+    thread count, and `most` where given."""
+    return max(1, min(shares, count, threads(), most if most is not None else THREADS))
+
+
+def spread(kernel, args: tuple, count: int, shares: int, blas: bool = False, most: int | None = None,
+           indexed: bool = False) -> int:
     """kernel(*args, lo, hi) over [0, count) in at most `shares` contiguous shares, no more than
-    the thread count; the calling thread runs the first share.  `blas`: the kernel calls BLAS,
-    kept on one thread while shares run side by side.  An exception of any share is raised here,
-    once every share has finished."""
-    shares = max(1, min(shares, count, threads()))
+    the thread count nor `most`; `indexed`: kernel(*args, k, lo, hi), k the share's index (its
+    row of a per-thread buffer).  The calling thread runs the first share.  `blas`: the kernel
+    calls BLAS, kept on one thread while shares run side by side.  An exception of any share is
+    raised here, once every share has finished.  Returns the number of shares."""
+    shares = shares_of(count, shares, most)
+    share = (lambda k: (k,)) if indexed else (lambda k: ())
     if shares == 1:
-        kernel(*args, 0, count)
-        return
+        kernel(*args, *share(0), 0, count)
+        return 1
     bounds = [count * k // shares for k in range(shares + 1)]
     pool = _executor(shares - 1)
     with _one_blas_thread() if blas else contextlib.nullcontext():
-        futures = [pool.submit(kernel, *args, bounds[k], bounds[k + 1]) for k in range(1, shares)]
+        futures = [pool.submit(kernel, *args, *share(k), bounds[k], bounds[k + 1]) for k in range(1, shares)]
         try:
-            kernel(*args, bounds[0], bounds[1])
+            kernel(*args, *share(0), bounds[0], bounds[1])
         finally:
             errors = [f.exception() for f in futures]
     for error in errors:
         if error is not None:
             raise error
+    return shares

@@ -105,15 +105,15 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     # The slots _from to _to; threads run shares of the slots side by side (codegen.spread), each
     # slot a fixed share of the batch, so the sums do not depend on the thread count.
     slots = global_name("slots", g.name)
-    doc = f"The slots _from to _to of {g.name}'s samples."
+    doc = f"The slots _from to _to of {g.name}'s _slots slots of samples (the share _share of them)."
     lines += ["", "", njit(),
-              f"def {slots}({', '.join(data + ['_n', '_acc', '_grid', '_dep', '_rng', '_tiles', '_from', '_to'])}):", f"    {ascii(doc)}",
-              "    _slots = _acc.shape[0]", "    for _slot in range(_from, _to):",
+              f"def {slots}({', '.join(data + ['_n', '_slots', '_acc', '_grid', '_dep', '_rng', '_tiles', '_share', '_from', '_to'])}):",
+              f"    {ascii(doc)}", "    for _slot in range(_from, _to):",
               f"        {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], _dep[{own if in_array else 0}], _rng[{own}])"]
-    args = data + ["_n", "_acc", "_grid", "_dep", "_rng", "_tiles", "_work", "_sums", "_loss"] + [f"_grad_{identifier(g.values[p].name)}" for p in params]
+    args = data + ["_n", "_slots", "_acc", "_grid", "_dep", "_rng", "_tiles", "_work", "_sums", "_loss"] + \
+        [f"_grad_{identifier(g.values[p].name)}" for p in params]
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({accumulate} accumulation)."
     lines += ["", "", njit(), f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
-    lines += ["    _slots = _acc.shape[0]"]
     lines += ["    " + ln for ln in preamble]
     if exact:
         lines.append("    _phg_exact_totals(_acc, _rng, _dep, _grid, _sums, _work)")

@@ -17,8 +17,8 @@ from phg.plan.buffers import DIGITS, LEDGER, STATE_ROWS
 class Rows:
     """`shares` accumulator rows of `sums` sums, as a loop kernel's buffers lay them out."""
 
-    def __init__(self, sums: int, shares: int):
-        self.acc = np.zeros((shares, DIGITS, sums), np.int64)
+    def __init__(self, sums: int, shares: int, columns: int | None = None):
+        self.acc = np.zeros((shares, DIGITS, columns or sums), np.int64)
         self.grid = np.full((shares, sums), np.nan)
         self.state = np.zeros((shares, STATE_ROWS, sums), np.int64)
         self.ranges = np.zeros((shares, sums + LEDGER), np.int64)
@@ -34,10 +34,16 @@ class Rows:
     def end_tile(self, s, terms, aside, most):
         acc_.end_tile(self.acc[s], self.ranges[s], self.state[s], self.grid[s], terms, aside, most)
 
-    def totals(self):
-        sums = np.zeros(self.grid.shape[1])
-        acc_.exact_totals(self.acc, self.ranges, self.state, self.grid, sums, np.zeros((1, DIGITS), np.int64))
+    def totals(self, sums=None, q0=0, q1=None):
+        """The totals of the sums q0 to q1 (all), into `sums`."""
+        sums = np.zeros(self.grid.shape[1]) if sums is None else sums
+        acc_.totals(self.acc, self.ranges, self.state, self.grid, sums, np.zeros((1, DIGITS), np.int64), q0,
+                    sums.size if q1 is None else q1, 1, 0, 1)
+        acc_.close(self.acc, self.ranges, self.state, self.grid)
         return sums
+
+    def full(self) -> bool:
+        return bool(self.ranges[:, -LEDGER + acc_.FULL].any())
 
 
 def _terms(rng, kind: str, shape) -> np.ndarray:
@@ -83,6 +89,51 @@ def test_deposited_rows_sum_exactly(kind):
         assert not rows.acc.any() and not rows.state[:, :3].any()      # totals leave the rows clear
 
 
+def test_a_pass_folds_its_level_sums_and_never_reaches_its_digits():
+    """Terms on their grids for many more samples than a pass holds (CHUNK): the open pass folds
+    its level sums into their carry, no sum takes a digit column (there is one, for nine sums),
+    and the totals are exact."""
+    rng = np.random.default_rng(3)
+    sums, tile = 9, 64
+    rows = Rows(sums, 1, columns=1)
+    rows.grid[0] = acc_.regrid(np.float64(1.0).view(np.int64))
+    rows.open(0)
+    exact = [Fraction(0)] * sums
+    for t in range(40):                       # 2,560 samples: folded twice
+        block = rng.uniform(0, 1, size=(tile, sums))
+        aside = deposit_rows(*rows.row(0), block.reshape(-1), 0, 0, 0, tile, sums)
+        assert aside == 0
+        rows.end_tile(0, tile, aside, tile)
+        for c in range(sums):
+            exact[c] += sum(Fraction(float(v)) for v in block[:, c])
+    assert rows.state[0, acc_.CARRY].all() and not rows.ranges[0, :sums].any() and not rows.full()
+    assert rows.totals().tolist() == [float(e) for e in exact]
+
+
+def test_a_row_out_of_digit_columns_is_marked_and_blocks_of_sums_total_exactly():
+    """Terms over 600 binades, which no grid keeps, reach the digits of every sum: a row of fewer
+    columns than sums is marked FULL; summed again once per block of as many sums as it has
+    columns (the others' digits dropped), each block's totals are exact."""
+    rng = np.random.default_rng(4)
+    sums, columns, tile = 11, 4, 64
+    tiles = [_terms(rng, "binades", (tile, sums)) for _ in range(3)]
+    exact = [float(sum(Fraction(float(v)) for b in tiles for v in b[:, c])) for c in range(sums)]
+    rows = Rows(sums, 1, columns=columns)
+    for block in tiles:
+        rows.end_tile(0, tile, deposit_rows(*rows.row(0), block.reshape(-1), 0, 0, 0, tile, sums), tile)
+    assert rows.full()
+    got = np.zeros(sums)
+    for q0 in range(0, sums, columns):
+        q1 = min(q0 + columns, sums)
+        rows.ranges[0, sums + acc_.BLOCK_LO], rows.ranges[0, sums + acc_.BLOCK_HI] = q0, q1
+        rows.open(0)
+        for block in tiles:
+            rows.end_tile(0, tile, deposit_rows(*rows.row(0), block.reshape(-1), 0, 0, 0, tile, sums), tile)
+        assert not rows.full()
+        rows.totals(got, q0, q1)
+    assert got.tolist() == exact
+
+
 def test_deposited_products_sum_exactly():
     """A matrix product's weight terms (Σ s dy x over blade pairs, plus a per-sample part) of wide
     range: the exact sum of each sample's term."""
@@ -92,9 +143,10 @@ def test_deposited_products_sum_exactly():
     dy = rng.normal(size=(3, tile, cout)) * np.exp2(rng.integers(-500, 500, size=(3, tile, cout)))
     x = rng.normal(size=(3, tile, cin)) * np.exp2(rng.integers(-500, 500, size=(3, tile, cin)))
     add = rng.normal(size=(tile, cout * cin))
-    ws = np.concatenate([dy.reshape(-1), x.reshape(-1), add.reshape(-1)])
+    ws = np.concatenate([dy.reshape(-1), x.reshape(-1), add.reshape(-1), np.full(cin, np.nan)])   # then scratch
     rows = Rows(cout * cin + 3, 1)
-    aside = deposit_products(*rows.row(0), ws, pairs, 3, 0, dy.size, dy.size + x.size, 0, m, cout, cin, tile)
+    aside = deposit_products(*rows.row(0), ws, pairs, 3, 0, dy.size, dy.size + x.size, 0, m, cout, cin, tile,
+                             ws.size - cin)
     rows.end_tile(0, m, aside, tile)
     got = rows.totals()
     for i in range(cout):
@@ -138,7 +190,7 @@ def test_ties_round_to_even_and_non_finite_terms_mark_the_sum():
         aside = deposit_rows(*rows.row(s), np.array(terms), 0, 0, 0, 2, 4)
         assert aside == 0
         rows.end_tile(s, 2, aside, 64)
-    assert rows.ranges[:, :4].sum() == 0 and rows.ranges[:, -1].all()     # open passes, no digits
+    assert rows.ranges[:, :4].sum() == 0 and rows.ranges[:, 4 + acc_.OPEN].all()     # open passes, no digits
     got = rows.totals()
     assert got.tolist() == [1.0, 1.0 + 2 * one_ulp, -1.0, float(1 + Fraction(one_ulp / 2) + Fraction(2.0 ** -40))]
 

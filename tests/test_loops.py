@@ -200,9 +200,13 @@ def test_the_rule_keeps_small_models_fused_and_loops_wide_ones(built):
     graph = program.models["Wide"]
     plan = phg.plan.kernel.kernel_plan(graph, program.trains.get("Wide"))
     assert plan.strategy.startswith("loops") and "more than" in plan.reason
-    # The certificate's memory plan counts the slots' workspaces the runtime allocates.
+    # The certificate's memory plan counts the threads' workspaces the runtime allocates: a step's
+    # slabs, forward and adjoint, and predict's forward slabs alone.
     tiles = [b for b in plan.train.buffers if b.role == "tiles"]
-    assert tiles and tiles[0].shape == (phg.plan.buffers.SLOTS, plan.loops.words)
+    assert tiles and tiles[0].shape == (plan.loops.words,) and tiles[0].axis == "threads"
+    forward = [b for b in plan.inference if b.role == "tiles"]
+    assert forward and forward[0].shape == (plan.loops.adjoint_range[0],) and forward[0].axis == "threads"
+    assert plan.loops.adjoint_range[0] < plan.loops.words
 
 
 def test_the_slabs_matrix_product_is_blas_on_the_workspace_as_it_lies():

@@ -209,8 +209,10 @@ OBLIGATION = {"id": str, "kind": str, "model": str, "subject": str, "span": SPAN
               "status": str, "evidence": Map(JSON), "smt2": (str, None)}
 VALUE = {"blades": [str], "grades": [int], "unit": (str, None), "unit_written": bool, "versor": bool,
          "shape": [int], "role": str, "coefficient_units?": Map(str)}
-PLAN = {"inference_bytes": str, "training_bytes": str, "per_sample_stack_bytes": int,
-        "training_buffers": Map(int), "slots": int, "accumulate": str, "note": str}
+PLAN = {"inference_bytes": str, "training_bytes": str, "threads": int, "inference_bytes_per_thread": int,
+        "training_bytes_per_thread": int, "conversion_bytes_per_sample": int, "optimizer_bytes": int,
+        "per_sample_stack_bytes": int, "training_buffers": Map(int), "inference_buffers": Map(str), "slots": int,
+        "accumulate": str, "note": str}
 SIGNATURE = {"algorithm": str, "key_id": str, "public_key": str, "value": str}
 CERTIFICATE = {"format": str, "source": {"path": str, "sha256": str}, "tool": {"phg": str, "z3": str},
                "ok": bool, "scope": str, "obligations": [OBLIGATION], "values": Map(VALUE),

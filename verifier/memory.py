@@ -1,12 +1,20 @@
 """The memory obligation of training, on the kernel plan's buffers, and the exact accumulator's
 `quire` obligation.
 
-Every buffer a training step touches is listed by the kernel plan (phg.plan.buffers), from the
-hypergraph and the train block, before any step runs; the generated runtime allocates exactly
-that list.  Here its bytes are added up, with a fixed allowance per array for NumPy's array
-headers and one for the interpreter's bookkeeping during a step (both measured with tracemalloc,
-see tests/test_training.py).  Inference allocates its outputs, which grow with the batch; a step
-reads the caller's batch in place, so its buffers do not.
+Every buffer predict and a training step allocate is listed by the kernel plan
+(phg.plan.buffers), from the hypergraph and the train block, before any call runs; the generated
+runtime allocates exactly that list (LANGUAGE §17).  Here its bytes are added up, with fixed
+allowances for what no buffer holds (measured with tracemalloc and peak RSS, see
+tests/test_memory.py): NumPy's array headers, the interpreter's objects during a call, and per
+thread a share's bookkeeping and the few words a matrix product hands BLAS.
+
+The bounds are functions of the batch size N and of T, the threads a call runs its shares on
+(Numba's count, at most THREADS): a per-thread buffer has one row per thread.  The certificate
+states them at T = THREADS, so they hold for any thread count, and gives the bytes per thread
+beside them.  A call reads inputs given as float64 C-contiguous rows in place; one given otherwise
+is first copied so (its float64 bytes per sample).  inference_bytes counts those copies; a step's
+bytes do not grow with its batch only when it is given float64 rows, so training_bytes assumes
+them and the copies are stated apart.
 """
 from __future__ import annotations
 
@@ -17,60 +25,99 @@ import z3
 
 from phg.hypergraph import Hypergraph
 from phg.plan import kernel_plan
-from phg.plan.buffers import CAPACITY, CHUNK, DIGIT_BOUND, DIGITS, LABELS, NORMALISE_EVERY, SLOTS
+from phg.plan.buffers import (CAPACITY, CHUNK, DIGIT_BOUND, DIGITS, LABELS, NORMALISE_EVERY, OPTIMIZER, SLOTS,
+                              THREADS, Buffer)
 from phg.program import TrainSpec
 
 from .obligations import Ledger
 
 ARRAY_HEADER = 256              # bytes NumPy allocates per array beside its data
-STEP_ALLOWANCE = 8192           # the interpreter's transient objects during one step
+CALL_ALLOWANCE = 8192           # the interpreter's transient objects during one call
+THREAD_ALLOWANCE = 2048         # per thread: its share's future and views, a matrix product's words for BLAS
 
 
-def _coefficients(g: Hypergraph, vid: str) -> int:
-    v = g.values[vid]
-    return math.prod(v.shape) * bin(v.support).count("1")
+def _per_sample(buffers: list[Buffer], roles: set[str]) -> int:
+    return sum(b.bytes for b in buffers if b.axis == "samples" and b.role in roles)
+
+
+def _labelled(buffers: list[Buffer], axis: str | None, skip: frozenset = frozenset()) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for b in buffers:
+        if b.axis == axis and b.role not in skip:
+            out[LABELS[b.role]] = out.get(LABELS[b.role], 0) + b.bytes
+    return out
 
 
 @dataclass
 class MemoryPlan:
     model: str
-    buffers: dict[str, int]             # training buffers, bytes each
-    output_bytes_per_sample: int        # what inference allocates per sample
-    stack_bytes_per_sample: int         # scalars live in one sample's forward and adjoint (bound)
     accumulate: str
+    training_fixed: dict[str, int]        # label -> bytes, whatever the threads (optimizer's state apart)
+    training_per_thread: dict[str, int]   # label -> bytes per thread
+    optimizer: dict[str, int]             # the optimizer's own state: label -> bytes
+    output_bytes_per_sample: int          # what inference allocates per sample for its outputs
+    conversion_bytes_per_sample: int      # a float64 copy of every input a call reads
+    inference_fixed_bytes: int
+    inference_per_thread: dict[str, int]
+    stack_bytes_per_sample: int           # scalars live in one sample's forward and adjoint (bound)
 
-    @property
-    def training_bytes(self) -> int:
-        return sum(self.buffers.values())
+    def training_bytes(self, threads: int = THREADS, optimizer: bool = True) -> int:
+        """What a step allocates at `threads` threads, given float64 C-contiguous inputs."""
+        return (sum(self.training_fixed.values()) + threads * sum(self.training_per_thread.values())
+                + (sum(self.optimizer.values()) if optimizer else 0))
 
-    def inference_bytes(self, n: int) -> int:
-        return self.output_bytes_per_sample * n + self.inference_fixed
-
-    @property
-    def inference_fixed(self) -> int:
-        return ARRAY_HEADER                  # the output arrays' headers (one per output, at least)
+    def inference_bytes(self, n: int, threads: int = THREADS, conversions: bool = True) -> int:
+        """What a predict call on n samples allocates at `threads` threads; `conversions`: its inputs
+        given otherwise than as float64 C-contiguous rows."""
+        per_sample = self.output_bytes_per_sample + (self.conversion_bytes_per_sample if conversions else 0)
+        return per_sample * n + self.inference_fixed_bytes + threads * sum(self.inference_per_thread.values())
 
     def to_dict(self) -> dict:
-        return {"inference_bytes": f"{self.output_bytes_per_sample} * N + {self.inference_fixed}",
-                "training_bytes": f"{self.training_bytes}",
+        per_sample = self.output_bytes_per_sample + self.conversion_bytes_per_sample
+        training = dict(self.training_fixed)
+        for label, size in self.training_per_thread.items():
+            training[label] = training.get(label, 0) + THREADS * size
+        training.update(self.optimizer)
+        inference = {LABELS["outputs"]: f"{self.output_bytes_per_sample} * N",
+                     LABELS["conversions"]: f"{self.conversion_bytes_per_sample} * N",
+                     **{label: f"{size} * T" for label, size in self.inference_per_thread.items()},
+                     "array headers and interpreter": f"{self.inference_fixed_bytes}"}
+        return {"inference_bytes": f"{per_sample} * N + {self.inference_bytes(0)}",
+                "training_bytes": f"{self.training_bytes()}",
+                "threads": THREADS,
+                "inference_bytes_per_thread": sum(self.inference_per_thread.values()),
+                "training_bytes_per_thread": sum(self.training_per_thread.values()),
+                "conversion_bytes_per_sample": self.conversion_bytes_per_sample,
+                "optimizer_bytes": sum(self.optimizer.values()),
                 "per_sample_stack_bytes": self.stack_bytes_per_sample,
-                "training_buffers": self.buffers, "slots": SLOTS, "accumulate": self.accumulate,
-                "note": "N is the batch size; a training step does not copy its batch, so its bytes do not "
-                        "grow with N"}
+                "training_buffers": training, "inference_buffers": inference,
+                "slots": SLOTS, "accumulate": self.accumulate,
+                "note": f"N is the batch size, T the threads a call runs on.  Both bounds hold for any thread count "
+                        f"up to {THREADS}; at T threads each is ({THREADS} - T) times its bytes per thread less.  "
+                        "inference_bytes counts a float64 copy of each input given otherwise; training_bytes is "
+                        "for float64 C-contiguous inputs, which a step reads in place (its bytes do not grow with "
+                        "N), and others add conversion_bytes_per_sample * N"}
 
 
 def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
     train = train or TrainSpec(g.name)
-    planned = kernel_plan(g, train).train
-    buffers = {label: 0 for label in LABELS.values()}
-    for b in planned.buffers:
-        buffers[LABELS[b.role]] += b.bytes
-    buffers["array headers"] = len(planned.buffers) * ARRAY_HEADER
-    buffers["interpreter"] = STEP_ALLOWANCE
-    outputs = sum(_coefficients(g, v) for v in g.outputs.values()) * 8
+    kp = kernel_plan(g, train)
+    step = kp.train.buffers
+    fixed = _labelled(step, None, OPTIMIZER)
+    fixed["array headers"] = len(step) * ARRAY_HEADER
+    fixed["interpreter"] = CALL_ALLOWANCE
+    per_thread = _labelled(step, "threads")
+    per_thread["thread allowance"] = THREAD_ALLOWANCE
+    optimizer = {LABELS[r]: sum(b.bytes for b in step if b.role == r) for r in sorted(OPTIMIZER)}
+    predict = kp.inference
+    threads = _labelled(predict, "threads")
+    threads["thread allowance"] = THREAD_ALLOWANCE
+    fixed_inference = len(predict) * ARRAY_HEADER + CALL_ALLOWANCE
     cone = set(g.cone(g.loss)) if g.loss else set()
-    stack = 2 * 8 * sum(_coefficients(g, v) for v in cone if g.values[v].role != "param")
-    return MemoryPlan(g.name, buffers, outputs, stack, train.accumulate)
+    stack = 2 * 8 * sum(math.prod(g.values[v].shape) * bin(g.values[v].support).count("1")
+                        for v in cone if g.values[v].role != "param")
+    return MemoryPlan(g.name, train.accumulate, fixed, per_thread, optimizer, _per_sample(predict, {"outputs"}),
+                      _per_sample(predict, {"conversions"}), fixed_inference, threads, stack)
 
 
 def _status(result) -> str:
@@ -98,27 +145,37 @@ class MemoryChecker(Ledger):
     def memory(self):
         k = self.train.memory_factor
         ctx = z3.Context()          # a context of its own: the recorded query is the same in every process
-        n = z3.Int("N", ctx)
+        n, t = z3.Int("N", ctx), z3.Int("T", ctx)
         s = z3.Solver(ctx=ctx)
         s.set("rlimit", 1_000_000)
-        s.add(n >= 1)
+        s.add(n >= 1, t >= 1, t <= THREADS)
         if self.train.batch is not None:
             s.add(n == self.train.batch)
-        inference = self.plan.output_bytes_per_sample * n + self.plan.inference_fixed
+        p = self.plan
+        num = lambda v: z3.IntVal(v, ctx)  # noqa: E731
+        # without the optimizer's own state, against inference on float64 inputs (no copies), at the
+        # same thread count: both bounds are linear in N and T
+        training = num(p.training_bytes(0, optimizer=False)) + num(sum(p.training_per_thread.values())) * t
+        inference = num(p.output_bytes_per_sample) * n + num(p.inference_bytes(0, 0, False)) + \
+            num(sum(p.inference_per_thread.values())) * t
         # training > K * inference, over the rationals: K may be fractional
-        s.add(z3.ToReal(z3.IntVal(self.plan.training_bytes, ctx)) > z3.RealVal(str(k), ctx) * z3.ToReal(inference))
+        s.add(z3.ToReal(training) > z3.RealVal(str(k), ctx) * z3.ToReal(inference))
         result = s.check()
         batch = "the batch of the train block" if self.train.batch is not None else "every batch size N >= 1"
-        claim = f"a training step needs at most {k:g} times the memory of inference on {batch}"
-        evidence = {"training_bytes": self.plan.training_bytes,
-                    "inference_bytes": self.plan.to_dict()["inference_bytes"], "z3": str(result)}
-        evidence["expected"] = f"memory <= {k:g} * inference"
+        claim = (f"the certified bytes of a training step, the optimizer's state apart, are at most {k:g} times "
+                 f"those of inference on {batch}, at any thread count up to {THREADS}")
+        evidence = {"training_bytes": f"{p.training_bytes(0, optimizer=False)} + "
+                                      f"{sum(p.training_per_thread.values())} * T",
+                    "inference_bytes": f"{p.output_bytes_per_sample} * N + {p.inference_bytes(0, 0, False)} + "
+                                       f"{sum(p.inference_per_thread.values())} * T",
+                    "z3": str(result), "expected": f"memory <= {k:g} * inference"}
         if result == z3.sat:
-            nv = s.model()[n].as_long()
-            inf = self.plan.inference_bytes(nv)
-            evidence["at"] = {"N": nv, "training_bytes": self.plan.training_bytes, "inference_bytes": inf}
-            evidence["reason"] = (f"at N = {nv} a training step needs {self.plan.training_bytes:,} bytes and "
-                                  f"inference {inf:,}: {self.plan.training_bytes / inf:.3g} times")
+            model = s.model()
+            nv, tv = model[n].as_long(), model[t].as_long()
+            tr, inf = p.training_bytes(tv, optimizer=False), p.inference_bytes(nv, tv, False)
+            evidence["at"] = {"N": nv, "T": tv, "training_bytes": tr, "inference_bytes": inf}
+            evidence["reason"] = (f"at N = {nv} on {tv} thread{'s' * (tv != 1)} a training step needs {tr:,} bytes "
+                                  f"and inference {inf:,}: {tr / inf:.3g} times")
         self.add("memory", self.g.name, self.train.memory_span or self.train.span, claim, _status(result), evidence, s.to_smt2())
 
     def quire(self):

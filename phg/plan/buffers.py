@@ -1,21 +1,28 @@
-"""Every buffer a training step touches, with its shape, and the exact accumulator's sizes.
+"""Every buffer predict and a training step allocate, with its shape, and the exact
+accumulator's sizes.
 
-The buffers are listed here once, from the hypergraph, the train block and the kernel plan's
-accumulator rows: the generated runtime allocates exactly this list (codegen.runtime) and the
-memory obligation adds up its bytes (verifier.memory), so the certificate's bound and what a
-step allocates cannot drift apart.  A step reads the caller's batch in place and computes each
-sample in registers (fused) or a tile of samples at a time in its slot's workspace (loops), so no
-buffer grows with the batch.
+The buffers are listed here once, from the hypergraph, the train block and the kernel plan: the
+generated runtime allocates exactly this list (codegen.runtime) and the memory obligation adds up
+its bytes (verifier.memory), so the certificate's bounds and what a call allocates cannot drift
+apart.  A buffer's leading axis may be symbolic: one row per sample of the batch (`samples`:
+predict's outputs, and the float64 copy of an input given in another layout) or one per thread
+that runs a share of the call side by side (`threads`, at most THREADS; codegen.spread).  A step
+reads the caller's batch in place and computes each sample in registers (fused) or a tile of
+samples at a time in its thread's workspace (loops), so no buffer of a step grows with the batch.
 
-- accumulators: SLOTS slots (a batch of n samples uses slots(n) of them, each a fixed share of
-  the batch whatever the thread count; exact loop kernels write only the first slot of each
-  thread's share of them) of
-  `rows` sums, DIGITS int64 digits each for `accumulate exact`, one float64 for `float`; with
-  `exact`, a grid scale per sum and slot, kept between steps, a ledger per slot (the digits each
-  sum touched, and LEDGER words more), and in the loop strategy or beyond REGISTER_SUMS sums a
-  pass's deposit state (STATE_ROWS int64) per sum and slot;
+Predict: its outputs, a conversion per input given otherwise than as float64 C-contiguous rows,
+and in the loop strategy a workspace per thread for a tile's forward slabs.
+
+A step:
+- accumulators: the float sums of SLOTS slots (a batch of n samples uses slots(n) of them, each a
+  fixed share of the batch whatever the thread count, so that float sums do not depend on it) of
+  `rows` sums, one float64 each; `accumulate exact`: DIGITS int64 digits a sum, a grid scale a
+  sum (kept between steps), a ledger (the digits each sum touched, and LEDGER words more) and,
+  in the loop strategy or beyond REGISTER_SUMS sums, a pass's deposit state (STATE_ROWS int64) a
+  sum, per slot in the fused strategy, per thread in the loop strategy (exact sums do not depend
+  on which thread summed which sample, so a thread's share of the slots shares its row);
 - the exact totals' work digits (per thread that reads a share of the sums), the sums, the loss;
-  in the loop strategy (phg.plan.loops), a workspace per slot for a tile's slabs, forward and
+  in the loop strategy (phg.plan.loops), a workspace per thread for a tile's slabs, forward and
   adjoint;
 - per parameter: its gradient, its coefficients saved before an update (put back when the
   update overflows), the step direction and the optimizer's moments per optimizer coordinate
@@ -34,17 +41,20 @@ from phg.program import TrainSpec
 from .loops import TILE
 
 SLOTS = 16                      # accumulator rows per step, at most
+THREADS = 16                    # threads a call runs shares on side by side, at most (codegen.spread)
 SLOT_SAMPLES = TILE             # samples a slot has at least, while it can
 DIGITS = 68                     # 32-bit digits of one exact sum (codegen.accumulate)
 CHUNK = 1024                    # samples per pass: a level sum stays below 1024 * 2^51 = 2^61
 NORMALISE_EVERY = 2**20         # passes between carry propagations
 REGISTER_SUMS = 32              # exact sums a pass keeps in registers; more keep it in an array
 STATE_ROWS = 6                  # a pass's state per sum in an array (codegen.accumulate)
-LEDGER = 4                      # words of an accumulator row's ledger past its sums' digit ranges
-# a normalised digit is below 2^32 in magnitude; a pass adds below 2^33 to a digit (two level sums,
-# each split into pieces below 2^32 over three digits), a term deposited on its own below 2^32 (and
-# counts as a pass)
-DIGIT_BOUND = 2**32 + NORMALISE_EVERY * 2**33
+LEDGER = 8                      # words of an accumulator row's ledger past its sums' digit ranges
+COLUMNS = 512                   # digit columns of a loop kernel's exact row: the sums whose terms reach
+                                # their digits in one step (its pass folds rather than settles)
+# a normalised digit is below 2^32 in magnitude; a pass adds below 2^34 to a digit (two level sums
+# and their folded carry, each split into pieces below 2^32 over three digits), a term deposited on
+# its own below 2^32 (and counts as a pass)
+DIGIT_BOUND = 2**32 + NORMALISE_EVERY * 2**34
 # the top digit (weight 2^(32 (DIGITS - 1)) of 2^-1074) holds the sign and up to 2^62: sums below
 # 2^1132, so any count below 2^108 of doubles (each below 2^1024)
 CAPACITY = 2**(32 * (DIGITS - 1) + 62 - 1074 - 1024)
@@ -53,7 +63,11 @@ MOMENTS = {"sgd": 0, "adam": 2, "prm": 3}       # moment arrays per optimizer co
 # What each role is called in the certificate's memory plan.
 LABELS = {"acc": "accumulators", "grid": "grids", "deposits": "deposit states", "ranges": "ledgers", "work": "work digits",
           "sums": "sums", "loss": "loss", "grads": "gradients", "before": "saved parameters",
-          "tiles": "tile workspaces", "tangent": "tangents", "direction": "directions", "state": "optimizer moments"}
+          "tiles": "tile workspaces", "tangent": "tangents", "direction": "directions", "state": "optimizer moments",
+          "outputs": "outputs", "conversions": "input conversions"}
+# The optimizer's own state: not counted against inference by `memory <= K * inference` (LANGUAGE §17).
+OPTIMIZER = frozenset({"before", "state"})
+AXES = ("samples", "threads")
 
 
 def slots(n: int) -> int:
@@ -62,6 +76,11 @@ def slots(n: int) -> int:
     a small batch then runs whole tiles (loop kernels multiply whole tiles) in few slots, each of
     which lays out the step's weights once."""
     return max(1, min(SLOTS, -(-n // SLOT_SAMPLES)))
+
+
+def columns(rows: int) -> int:
+    """The digit columns of a loop kernel's exact row of `rows` sums (codegen.accumulate)."""
+    return min(rows, COLUMNS)
 
 
 def many_sums(rows: int) -> bool:
@@ -73,16 +92,18 @@ def many_sums(rows: int) -> bool:
 @dataclass(frozen=True)
 class Buffer:
     role: str                   # a key of LABELS
-    param: str | None           # the parameter's name, for the per-parameter roles
-    shape: tuple[int, ...]
+    param: str | None           # the parameter's (or input's, output's) name, for the per-value roles
+    shape: tuple[int, ...]      # past the leading axis, where it has one
     dtype: str                  # "float64" or "int64", 8 bytes an element either way
+    axis: str | None = None     # a leading axis of one row per sample or per thread (AXES)
 
     @property
     def bytes(self) -> int:
+        """The bytes of the buffer, or of one row of its leading axis."""
         return 8 * math.prod(self.shape)
 
     def to_list(self) -> list:
-        return [self.role, self.param, list(self.shape), self.dtype]
+        return [self.role, self.param, list(self.shape), self.dtype, self.axis]
 
 
 def coordinates(g: Hypergraph, vid: str) -> tuple[int, ...]:
@@ -95,20 +116,27 @@ def coordinates(g: Hypergraph, vid: str) -> tuple[int, ...]:
     return (channels * bin(v.support).count("1"),)
 
 
-def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0, deposits: bool = False) -> list[Buffer]:
+def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0) -> list[Buffer]:
     """The buffers of a training step of g with `rows` accumulated sums and, in the loop
-    strategy, a workspace of `tiles` words per slot (phg.plan.loops), in allocation order;
-    `deposits`: exact passes keep their state in an array however few the sums."""
+    strategy, a workspace of `tiles` words per thread (phg.plan.loops), in allocation order."""
     exact = train.accumulate == "exact"
-    out = [Buffer("acc", None, (SLOTS, DIGITS, rows) if exact else (SLOTS, rows), "int64" if exact else "float64"),
-           Buffer("grid", None, (SLOTS, rows) if exact else (1, 1), "float64"),
-           Buffer("deposits", None, (SLOTS, STATE_ROWS, rows) if exact and (deposits or many_sums(rows))
-                  else (1, STATE_ROWS, 1), "int64"),
-           Buffer("ranges", None, (SLOTS, rows + LEDGER) if exact else (1, 1), "int64"),
-           Buffer("work", None, (SLOTS, DIGITS) if exact else (1, 1), "int64"),
-           Buffer("sums", None, (rows,), "float64"),
-           Buffer("loss", None, (1,), "float64"),
-           Buffer("tiles", None, (SLOTS, tiles) if tiles else (1, 1), "float64")]
+    loops = tiles > 0
+    # exact rows: one per thread in the loop strategy, one per slot in the fused
+    per, lead = ("threads", ()) if loops else (None, (SLOTS,))
+    if exact:
+        out = [Buffer("acc", None, (*lead, DIGITS, columns(rows) if loops else rows), "int64", per),
+               Buffer("grid", None, (*lead, rows), "float64", per),
+               Buffer("deposits", None, (*lead, STATE_ROWS, rows), "int64", per) if loops or many_sums(rows)
+               else Buffer("deposits", None, (1, STATE_ROWS, 1), "int64"),
+               Buffer("ranges", None, (*lead, rows + LEDGER), "int64", per),
+               Buffer("work", None, (DIGITS,), "int64", "threads")]
+    else:
+        out = [Buffer("acc", None, (SLOTS, rows), "float64"), Buffer("grid", None, (1, 1), "float64"),
+               Buffer("deposits", None, (1, STATE_ROWS, 1), "int64"), Buffer("ranges", None, (1, 1), "int64"),
+               Buffer("work", None, (1, 1), "int64")]
+    out += [Buffer("sums", None, (rows,), "float64"),
+            Buffer("loss", None, (1,), "float64"),
+            Buffer("tiles", None, (tiles,), "float64", "threads") if loops else Buffer("tiles", None, (1, 1), "float64")]
     manifold = g.manifold_params()
     for p in g.params:
         v = g.values[p]
@@ -119,4 +147,19 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0, deposit
             out.append(Buffer("tangent", v.name, coords, "float64"))
         out += [Buffer("direction", v.name, coords, "float64"),
                 Buffer("state", v.name, (MOMENTS[train.optimizer], math.prod(coords)), "float64")]
+    return out
+
+
+def inference(g: Hypergraph, inputs: list[str], outputs: list[str], tiles: int = 0) -> list[Buffer]:
+    """The buffers of a predict call of g reading `inputs` (value ids) for `outputs` (names), in
+    allocation order: a float64 copy of each input given in another layout, the outputs, and in
+    the loop strategy a workspace of `tiles` words per thread for a tile's forward slabs."""
+    def rows(vid: str) -> tuple[int, ...]:
+        v = g.values[vid]
+        return (*v.shape, bin(v.support).count("1"))
+
+    out = [Buffer("conversions", g.values[v].name, rows(v), "float64", "samples") for v in inputs]
+    out += [Buffer("outputs", o, rows(g.outputs[o]), "float64", "samples") for o in outputs]
+    if tiles:
+        out.append(Buffer("tiles", None, (tiles,), "float64", "threads"))
     return out

@@ -21,7 +21,7 @@ The rule: `fused` while the products it would unroll per sample are at most UNRO
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy
 
@@ -76,6 +76,15 @@ class KernelPlan:
     reason: str                # the rule's reading
     train: TrainPlan | None    # None for a model without a loss
     loops: LoopPlan | None = None       # the loop plan, shared by inference and training
+    inference: list[buffers.Buffer] = field(default_factory=list)       # what a predict call allocates
+
+
+def predicted(g: Hypergraph) -> tuple[list[str], list[str], list[str]]:
+    """What predict reads and writes: the inputs and parameters (value ids) its outputs depend
+    on, and the outputs (names)."""
+    outputs = sorted(g.outputs)
+    cone = {u for o in outputs for u in g.cone(g.outputs[o])}
+    return [v for v in g.inputs if v in cone], [p for p in g.params if p in cone], outputs
 
 
 def choose(g: Hypergraph, wanted: list[str]) -> tuple[str, str]:
@@ -109,8 +118,7 @@ def train_program(g: Hypergraph) -> TrainProgram:
 
 def _train_plan(g: Hypergraph, train: TrainSpec, lp: LoopPlan | None, strategy: str, reason: str) -> TrainPlan:
     if lp is not None:
-        return TrainPlan(Sums(False, lp.rows), buffers.training(g, train, lp.rows, lp.words, deposits=True),
-                         strategy, reason)
+        return TrainPlan(Sums(False, lp.rows), buffers.training(g, train, lp.rows, lp.words), strategy, reason)
     sums = train_program(g).sums
     return TrainPlan(sums, buffers.training(g, train, sums.rows), strategy, reason)
 
@@ -122,7 +130,10 @@ def _plan(g: Hypergraph, train: TrainSpec) -> KernelPlan:
         strategy, reason = FUSED, reason + "; but its loss depends on no sample, which the fused code sums"
     lp = loop_plan(g, wanted, g.loss is not None, train.accumulate == "exact") if strategy == LOOPS else None
     planned = _train_plan(g, train, lp, strategy, reason) if g.loss is not None else None
-    return KernelPlan(g.name, strategy, reason, planned, lp)
+    inputs, _, outputs = predicted(g)
+    # predict reads the forward slabs only, which come first in the workspace
+    forward = lp.adjoint_range[0] if lp is not None else 0
+    return KernelPlan(g.name, strategy, reason, planned, lp, buffers.inference(g, inputs, outputs, forward))
 
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

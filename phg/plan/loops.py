@@ -116,6 +116,7 @@ class LoopPlan:
     first_row: dict[str, int] = field(default_factory=dict)
     rows: int = 1
     groups: list[Group] = field(default_factory=list)
+    scratch: int = 0                       # exact training: words of a deposit's row of terms (codegen.deposits)
 
 
 def _ordered(g: Hypergraph, support: int) -> list[int]:
@@ -287,6 +288,10 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
                    and not (op.blas and vid == op.sources[0]) for op in ops):
                 slabs[vid].per_sample = place(len(slabs[vid].blades) * TILE * slabs[vid].channels)
     adjoint_range = (start, words)
+    scratch = 0
+    if exact:                                   # a matrix product's weight terms, a row of input channels
+        widest = [slabs[op.sources[1]].channels for op in ops if op.blas and op.trained and op.sources[0] in boundary]
+        scratch = place(max(widest)) if widest else 0
     start = words
     if train:
         for s in slabs.values():
@@ -298,7 +303,7 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
         first[vid] = row
         row += slabs[vid].words
     return LoopPlan(g.name, slabs, ops, words, adjoint_range, invariant_adjoint_range,
-                    helpers, exact, boundary, first, row, groups)
+                    helpers, exact, boundary, first, row, groups, scratch)
 
 
 def _groups(g: Hypergraph, wanted: list[str], ops: list[Op], slabs: dict[str, Slab]) -> list[Group]:
