@@ -58,6 +58,20 @@ def build_seconds(src: Path, out: str, model: str = "SignedVolume", cache: Path 
     return float(lines[-2]), lines[-1]
 
 
+def torch_volume(p: dict, vt):
+    """The network's output in PyTorch: parameters p (name -> tensor, phg's without their one
+    component axis), vt [N, 3 vectors, 3 components]."""
+    import torch
+
+    h = torch.einsum("ij,njk->nik", p["W1"], vt)
+    g = h * torch.sigmoid(p["k1"] + (h * h).sum(-1))[..., None]
+    u, w, z = (torch.einsum("ij,njk->nik", p[k], g) for k in ("Wu", "Ww", "Wz"))
+    b12 = u[..., 0] * w[..., 1] - u[..., 1] * w[..., 0]
+    b13 = u[..., 0] * w[..., 2] - u[..., 2] * w[..., 0]
+    b23 = u[..., 1] * w[..., 2] - u[..., 2] * w[..., 1]
+    return (b12 * z[..., 2] - b13 * z[..., 1] + b23 * z[..., 0]).sum(-1)
+
+
 def torch_step(model, v, target, compiled: bool = False):
     """The same loss and gradient in PyTorch, float64, from the phg model's parameters: eager, or
     its forward and backward under torch.compile."""
@@ -70,14 +84,7 @@ def torch_step(model, v, target, compiled: bool = False):
     tt = torch.from_numpy(target[:, 0])
 
     def forward():
-        h = torch.einsum("ij,njk->nik", p["W1"], vt)
-        g = h * torch.sigmoid(p["k1"] + (h * h).sum(-1))[..., None]
-        u, w, z = (torch.einsum("ij,njk->nik", p[k], g) for k in ("Wu", "Ww", "Wz"))
-        b12 = u[..., 0] * w[..., 1] - u[..., 1] * w[..., 0]
-        b13 = u[..., 0] * w[..., 2] - u[..., 2] * w[..., 0]
-        b23 = u[..., 1] * w[..., 2] - u[..., 2] * w[..., 1]
-        volume = (b12 * z[..., 2] - b13 * z[..., 1] + b23 * z[..., 0]).sum(-1)
-        return ((volume - tt) ** 2).mean()
+        return ((torch_volume(p, vt) - tt) ** 2).mean()
 
     run = torch.compile(forward) if compiled else forward
 

@@ -103,6 +103,16 @@ def top_bits(scale):
     return np.float64(_power(_grid_of(scale))).view(np.int64) if math.isfinite(scale) else np.int64(0)
 
 
+@numba.njit(cache=True, inline="always")
+def kept(b, scale):
+    """Whether a term of magnitude bits b, not zero, lies on the grid of `scale` (2^(51 - g)):
+    below its 2^g and at or above its 2^(g - 51), or anywhere below 2^g on the finest grid; never
+    on an unknown one (NaN).  Branch-free, from the scale's exponent field E = 1074 - g, so
+    that the deposit loops vectorise (codegen.deposits)."""
+    e = (np.float64(scale).view(np.int64) >> 52) & 0x7FF
+    return (e != 0x7FF) & (b < ((2097 - e) << 52)) & ((b >= ((2046 - e) << 52)) | (e == 1074 - _LOWEST))
+
+
 @numba.njit(cache=True)
 def fits(scale, top):
     """Whether terms of largest magnitude `top` (bits) were below the grid's 2^g."""
@@ -211,12 +221,11 @@ def settle(acc, ranges, q, high, low, scale, top):
 # An accumulator row is [DIGITS, columns]: a sum's digits are a column given it when its terms
 # first reach them (_column), as many columns as sums in the fused kernels, fewer in the loop
 # kernels, whose open passes fold rather than settle, so that few sums reach their digits.
-# A pass's state, [6, sums] int64 per row: the two level sums, the largest magnitude (bits; in the
-# loop kernels, of the terms set aside), the grid's lowest magnitude kept exactly and its top
-# (bits, 0 for an unknown grid: no term fits), and the carry of the level sums folded (fold, in
-# units 2^(g + 1)): STATE_ROWS rows.  The fused kernels' many-sum passes deposit one term at a
-# time (deposit); the loop kernels a row of terms at a time.
-CARRY = 5
+# A pass's state, [4, sums] int64 per row: the two level sums, the largest magnitude (bits; in the
+# loop kernels, of the terms set aside), and the carry of the level sums folded (fold, in units
+# 2^(g + 1)): STATE_ROWS rows.  The fused kernels' many-sum passes deposit one term at a time
+# (deposit); the loop kernels a row of terms at a time.
+CARRY = 3
 
 
 @numba.njit(cache=True)
@@ -234,8 +243,6 @@ def begin_pass(state, grid):
         state[0, q] = 0
         state[1, q] = 0
         state[2, q] = 0
-        state[3, q] = low_bits(grid[q])
-        state[4, q] = top_bits(grid[q])
         state[CARRY, q] = 0
 
 
@@ -244,14 +251,16 @@ def begin_pass(state, grid):
 @numba.njit(numba.types.boolean(numba.types.int64[:, ::1], numba.types.int64, numba.types.float64,
                                 numba.types.float64), cache=True)
 def deposit(state, q, x, scale):
-    """Term x of sum q deposited on its grid; whether it lies below the grid (nonzero)."""
+    """Term x of sum q deposited on its grid; whether it lies below the grid (nonzero; on a known
+    grid: pass_fits refuses an unknown one)."""
     b = np.float64(x).view(np.int64) & ABS
     y = x * scale
     t = y + MAGIC
     state[0, q] += np.float64(t).view(np.int64) - MAGIC_BITS
     state[1, q] += np.float64((y - (t - MAGIC)) * TWO52 + MAGIC).view(np.int64) - MAGIC_BITS
     state[2, q] = max(state[2, q], b)
-    return (b < state[3, q]) & (b != 0)
+    e = (np.float64(scale).view(np.int64) >> 52) & 0x7FF
+    return (b < ((2046 - e) << 52)) & (e != 1074 - _LOWEST) & (b != 0)
 
 
 @numba.njit(cache=True)
@@ -275,11 +284,11 @@ def regrid_pass(state, grid):
 
 
 @numba.njit(cache=True, inline="always")
-def _moves(state, q):
+def _moves(state, grid, q):
     """Whether sum q's grid moves to the largest of the terms it set aside (finite, nonzero):
     where one outgrew it, or where it kept none."""
     top = state[2, q]
-    return top != 0 and top < _INF_BITS and (top >= state[4, q] or (state[0, q] | state[1, q]) == 0)
+    return top != 0 and top < _INF_BITS and (not fits(grid[q], top) or (state[0, q] | state[1, q]) == 0)
 
 
 @numba.njit(cache=True, inline="always")
@@ -288,10 +297,8 @@ def _settle_sum(acc, ranges, state, grid, q):
     settle(acc, ranges, q, state[0, q], state[1, q], grid[q], state[2, q])
     if state[CARRY, q] != 0 and state[2, q] < _INF_BITS:
         _add_at(acc, ranges, q, state[CARRY, q], _grid_of(grid[q]) + 1)
-    if _moves(state, q):
+    if _moves(state, grid, q):
         grid[q] = regrid(state[2, q])
-        state[3, q] = low_bits(grid[q])
-        state[4, q] = top_bits(grid[q])
     state[0, q] = 0
     state[1, q] = 0
     state[2, q] = 0
@@ -319,7 +326,7 @@ def settle_regrid(acc, ranges, state, grid):
     That sum alone is settled into its digits; the others keep their grids, however far below its
     top their terms lie: they are exact there."""
     for q in range(state.shape[1]):
-        if _moves(state, q):
+        if _moves(state, grid, q):
             _settle_sum(acc, ranges, state, grid, q)
         else:
             _fold(state, q)
@@ -334,7 +341,7 @@ def regrid_aside(acc, ranges, state, grid):
     """After a tile whose terms did not all fit: each sum that set terms aside and needs a new grid
     (settle_regrid's rule) settled and moved; the others keep their open pass."""
     for q in range(state.shape[1]):
-        if _moves(state, q):
+        if _moves(state, grid, q):
             _settle_sum(acc, ranges, state, grid, q)
         else:
             state[2, q] = 0

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numba import carray, types, uint64
 
-from .accumulate import ABS, DIGITS, LEDGER, MAGIC, MAGIC_BITS, TWO52, add_double
+from .accumulate import ABS, DIGITS, LEDGER, MAGIC, MAGIC_BITS, TWO52, add_double, kept
 from .build import kernels_cached_for_this_user
 from .opaque import NoAliasCFunc
 
@@ -36,26 +36,26 @@ _I = types.int64
 
 
 @numba.njit(cache=True, inline="always")
-def _row(hi, lo, low, lim, grid, terms, base, q0, width):
+def _row(hi, lo, grid, terms, base, q0, width):
     """terms[base + c] onto sum q0 + c, c < width; whether one of them did not fit its grid."""
     bad = False
     for c in range(width):
         x = terms[uint64(base + c)]
         q = uint64(q0 + c)
         b = np.float64(x).view(np.int64) & ABS
-        kept = (b < lim[q]) & (b >= low[q]) & (b != 0)    # a zero adds nothing (and on no grid, a NaN)
+        on = kept(b, grid[q]) & (b != 0)          # a zero adds nothing (and on no grid, a NaN)
         y = x * grid[q]
         t = y + MAGIC
         h = np.float64(t).view(np.int64) - MAGIC_BITS
         w = np.float64((y - (t - MAGIC)) * TWO52 + MAGIC).view(np.int64) - MAGIC_BITS
-        hi[q] += h if kept else 0
-        lo[q] += w if kept else 0
-        bad |= not (kept | (b == 0))
+        hi[q] += h if on else 0
+        lo[q] += w if on else 0
+        bad |= not (on | (b == 0))
     return bad
 
 
 @numba.njit(cache=True, inline="always")
-def _aside(acc, ranges, top, low, lim, terms, base, q0, width):
+def _aside(acc, ranges, top, grid, terms, base, q0, width):
     """The terms _row masked out, each into its sum's digits, the largest of them kept as the
     pass's `top` (whence settling moves the grid); how many."""
     n = 0
@@ -63,7 +63,7 @@ def _aside(acc, ranges, top, low, lim, terms, base, q0, width):
         x = terms[uint64(base + c)]
         q = uint64(q0 + c)
         b = np.float64(x).view(np.int64) & ABS
-        if not ((b == 0) | ((b < lim[q]) & (b >= low[q]))):
+        if not ((b == 0) | kept(b, grid[q])):
             add_double(acc, ranges, q, x)
             top[q] = max(top[q], b)
             n += 1
@@ -71,26 +71,26 @@ def _aside(acc, ranges, top, low, lim, terms, base, q0, width):
 
 
 @numba.njit(cache=True, inline="always")
-def _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums, columns):
-    """The views of a pass's state (its level sums, largest term set aside, lowest and top
-    magnitudes, grid) and of the row's digit columns and ledger, from the C functions' pointers."""
-    return (carray(hip, sums), carray(lop, sums), carray(topp, sums), carray(lowp, sums), carray(limp, sums),
-            carray(gridp, sums), carray(accp, (DIGITS, columns)), carray(rangesp, sums + LEDGER))
+def _pass(hip, lop, topp, gridp, accp, rangesp, sums, columns):
+    """The views of a pass's state (its level sums, largest term set aside, grid) and of the row's
+    digit columns and ledger, from the C functions' pointers."""
+    return (carray(hip, sums), carray(lop, sums), carray(topp, sums), carray(gridp, sums),
+            carray(accp, (DIGITS, columns)), carray(rangesp, sums + LEDGER))
 
 
-def _rows_c(hip, lop, topp, lowp, limp, gridp, wsp, accp, rangesp, q0, at, t0, t1, width, sums, columns, words):
-    hi, lo, top, low, lim, grid, acc, ranges = _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums, columns)
+def _rows_c(hip, lop, topp, gridp, wsp, accp, rangesp, q0, at, t0, t1, width, sums, columns, words):
+    hi, lo, top, grid, acc, ranges = _pass(hip, lop, topp, gridp, accp, rangesp, sums, columns)
     ws = carray(wsp, words)
     aside = 0
     for t in range(t0, t1):
-        if _row(hi, lo, low, lim, grid, ws, at + t * width, q0, width):
-            aside += _aside(acc, ranges, top, low, lim, ws, at + t * width, q0, width)
+        if _row(hi, lo, grid, ws, at + t * width, q0, width):
+            aside += _aside(acc, ranges, top, grid, ws, at + t * width, q0, width)
     return aside
 
 
-def _products_c(hip, lop, topp, lowp, limp, gridp, wsp, scratchp, accp, rangesp, pairsp, npairs, q0, dy, x, add,
+def _products_c(hip, lop, topp, gridp, wsp, scratchp, accp, rangesp, pairsp, npairs, q0, dy, x, add,
                 t0, t1, cout, cin, tile, sums, columns, words):
-    hi, lo, top, low, lim, grid, acc, ranges = _pass(hip, lop, topp, lowp, limp, gridp, accp, rangesp, sums, columns)
+    hi, lo, top, grid, acc, ranges = _pass(hip, lop, topp, gridp, accp, rangesp, sums, columns)
     ws, term, pairs = carray(wsp, words), carray(scratchp, cin), carray(pairsp, 3 * npairs)
     aside = 0
     for i in range(cout):
@@ -109,13 +109,13 @@ def _products_c(hip, lop, topp, lowp, limp, gridp, wsp, scratchp, accp, rangesp,
                 else:
                     for j in range(cin):
                         term[uint64(j)] = f * ws[uint64(xs + j)]
-            if _row(hi, lo, low, lim, grid, term, 0, q, cin):
-                aside += _aside(acc, ranges, top, low, lim, term, 0, q, cin)
+            if _row(hi, lo, grid, term, 0, q, cin):
+                aside += _aside(acc, ranges, top, grid, term, 0, q, cin)
     return aside
 
 
-_ROWS = types.int64(_Q, _Q, _Q, _Q, _Q, _F, _F, _Q, _Q, *[_I] * 8)
-_PRODUCTS = types.int64(_Q, _Q, _Q, _Q, _Q, _F, _F, _F, _Q, _Q, _Q, *[_I] * 13)
+_ROWS = types.int64(_Q, _Q, _Q, _F, _F, _Q, _Q, *[_I] * 8)
+_PRODUCTS = types.int64(_Q, _Q, _Q, _F, _F, _F, _Q, _Q, _Q, *[_I] * 13)
 
 
 def _bind(symbol: str, function, signature) -> types.ExternalFunction:
@@ -143,9 +143,8 @@ def deposit_rows(state, grid, acc, ranges, ws, q0, at, t0, t1, width):
     """Samples t0 to t1 of a slab of the workspace at word `at`, [tile, width], deposited onto the
     sums q0 to q0 + width of the pass `state` (codegen.accumulate) on `grid`, the terms no grid
     keeps into acc (with its ledger `ranges`); returns how many of those."""
-    return _rows_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, state[3].ctypes, state[4].ctypes,
-                      grid.ctypes, ws.ctypes, acc.ctypes, ranges.ctypes, q0, at, t0, t1, width, state.shape[1],
-                      acc.shape[1], ws.size)
+    return _rows_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, grid.ctypes, ws.ctypes, acc.ctypes,
+                      ranges.ctypes, q0, at, t0, t1, width, state.shape[1], acc.shape[1], ws.size)
 
 
 @numba.njit(types.int64(_STATE, _WS, _STATE, types.int64[::1], _WS, _PAIRS, *[_I] * 10), cache=True, nogil=True)
@@ -155,7 +154,6 @@ def deposit_products(state, grid, acc, ranges, ws, pairs, q0, dy, x, add, t0, t1
     per-sample slab at `add`, [tile, cout * cin], deposited onto the sums q0 + i cin + j as
     deposit_rows does; a row of terms is made in the workspace's cin words at `scratch`, which no
     slab uses."""
-    return _products_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, state[3].ctypes, state[4].ctypes,
-                          grid.ctypes, ws[:scratch].ctypes, ws[scratch:].ctypes, acc.ctypes, ranges.ctypes,
-                          pairs.ctypes, pairs.shape[0], q0, dy, x, add, t0, t1, cout, cin, tile, state.shape[1],
-                          acc.shape[1], scratch)
+    return _products_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, grid.ctypes, ws[:scratch].ctypes,
+                          ws[scratch:].ctypes, acc.ctypes, ranges.ctypes, pairs.ctypes, pairs.shape[0], q0, dy, x, add,
+                          t0, t1, cout, cin, tile, state.shape[1], acc.shape[1], scratch)

@@ -229,3 +229,36 @@ def test_wide_exact_gradients_do_not_depend_on_order_or_threads(networks, channe
         for name in ref:
             assert np.array_equal(ref[name], shuffled[name]), (channels, n, name)
             assert np.array_equal(ref[name], alone[name]), (channels, n, name)
+
+
+def test_steps_out_of_digit_columns_sum_again_to_the_same_bits(built, tmp_path, monkeypatch):
+    """signed_volume built with two digit columns a row.  A first step's terms reach their digits
+    (no grid yet), so its slots run again on the grids they set; terms over hundreds of binades
+    keep reaching them, so the slots run once per block of two sums.  The gradients are the bits of
+    the build whose rows have a column for every sum."""
+    import phg.plan.buffers
+    program, module = built["signed_volume"]
+    monkeypatch.setattr(phg.plan.buffers, "COLUMNS", 2)
+    narrow_program = phg.load(program.path)
+    narrow = phg.build(narrow_program, tmp_path / "narrow", progress=lambda *_: None).SignedVolume
+    assert narrow.SPEC["train"]["buffers"][0][2][1] == 2 and module.SignedVolume.SPEC["train"]["buffers"][0][2][1] > 2
+    rng = np.random.default_rng(9)
+    n = 512
+    v = rng.normal(size=(n, 3, 3))
+    wide = v * np.exp2(rng.integers(-150, 150, size=(n, 1, 1)))
+    for data in (v, wide):
+        target = np.linalg.det(data)[:, None] / 10
+        model, reference = narrow(seed=0), module.SignedVolume(seed=0)
+        calls = []
+        kernel = type(model)._slots_kernel
+        model._slots_kernel = lambda *args: (calls.append(args[-2:]), kernel(*args))   # (from, to) of each share
+        for step in range(2):
+            calls.clear()
+            got, want = model.grad(v=data, target=target), reference.grad(v=data, target=target)
+            for name in want:
+                np.testing.assert_array_equal(got[name], want[name])
+            passes = sum(lo == 0 for lo, _ in calls)          # each pass's first share starts at 0
+            if data is v:
+                assert passes == (2 if step == 0 else 1), (step, passes)
+            else:
+                assert passes > 2 + 129 // 2 - 1, (step, passes)

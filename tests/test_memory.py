@@ -8,47 +8,17 @@ certificate states it (any thread count) and at the thread count of the run (its
 """
 from __future__ import annotations
 
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import phg
+from bench.memory import rss_growth, traced
 from phg.codegen.spread import threads
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (1, 128, 4096, 100_000)
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise LookupError(field)
-
-
-def _rss_growth(call) -> int | None:
-    """The peak resident bytes during call() above those resident before it; None where the
-    kernel cannot reset the peak."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = _status("VmRSS")
-    except (OSError, LookupError):
-        return None
-    call()
-    return _status("VmHWM") - before
-
-
-def _traced(call) -> int:
-    tracemalloc.start()
-    try:
-        call()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def _inputs(cls, n: int, rng, dtype=np.float64) -> dict:
@@ -83,7 +53,7 @@ def check_memory(cls, plan: dict, sizes=SIZES) -> list[str]:
         for dtype, converted in cases:
             data = _inputs(cls, n, rng, dtype)
             for name, bound, stated in (("predict", inference, any_inference), ("step", training, any_training)):
-                for measure in (_traced, _rss_growth):
+                for measure in (traced, rss_growth):
                     model = cls(seed=0)
                     call = lambda: getattr(model, name)(**data)  # noqa: E731
                     for when in ("first", "warm"):

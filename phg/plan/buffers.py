@@ -47,7 +47,7 @@ DIGITS = 68                     # 32-bit digits of one exact sum (codegen.accumu
 CHUNK = 1024                    # samples per pass: a level sum stays below 1024 * 2^51 = 2^61
 NORMALISE_EVERY = 2**20         # passes between carry propagations
 REGISTER_SUMS = 32              # exact sums a pass keeps in registers; more keep it in an array
-STATE_ROWS = 6                  # a pass's state per sum in an array (codegen.accumulate)
+STATE_ROWS = 4                  # a pass's state per sum in an array (codegen.accumulate)
 LEDGER = 8                      # words of an accumulator row's ledger past its sums' digit ranges
 COLUMNS = 512                   # digit columns of a loop kernel's exact row: the sums whose terms reach
                                 # their digits in one step (its pass folds rather than settles)
