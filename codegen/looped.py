@@ -345,11 +345,15 @@ class Module:
         of channel selections of parameters, one table of copies."""
         out: list[str] = []
         copies: list[tuple[int, int, int]] = []
-        for grp in reversed(self.lp.groups) if backward else self.lp.groups:
+        order = list(enumerate(self.lp.groups))
+        for i, grp in reversed(order) if backward else order:
             n = grp.ops[0]
             op = self.lp.ops[n]
             if op.varying != varying or not only(op) or (backward and not op.trained):
                 continue
+            if backward and varying:            # the adjoint slabs whose lives start here (phg.plan.loops)
+                out += [f"_ws[{s.adjoint}:{s.adjoint + s.words}] = 0.0" for s in self.lp.slabs.values()
+                        if s.born == i]
             if op.kind == "select" and not op.varying:
                 copies += _select_runs(self.lp, op, backward)
                 continue
@@ -552,7 +556,8 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
     loss = lp.slabs[g.loss]
     tile = [f"_m = min({TILE}, _hi - _start)"]
     tile += mod.load(inputs, "_start") + mod.ops(True, False, trained) + _zero(lp.adjoint_range)
-    tile += ["for _t in range(_m):", f"    {_at(loss.adjoint, loss, 0)} = 1.0"]
+    tile += [f"_ws[{loss.adjoint}:{loss.adjoint + loss.words}] = 0.0", "for _t in range(_m):",
+             f"    {_at(loss.adjoint, loss, 0)} = 1.0"]
     if not lp.exact:
         tile += [f"    _loss += {_at(loss.offset, loss, 0)}"]
     tile += mod.ops(True, True, trained)

@@ -205,8 +205,8 @@ def test_the_rule_keeps_small_models_fused_and_loops_wide_ones(built):
     tiles = [b for b in plan.train.buffers if b.role == "tiles"]
     assert tiles and tiles[0].shape == (plan.loops.words,) and tiles[0].axis == "threads"
     forward = [b for b in plan.inference if b.role == "tiles"]
-    assert forward and forward[0].shape == (plan.loops.adjoint_range[0],) and forward[0].axis == "threads"
-    assert plan.loops.adjoint_range[0] < plan.loops.words
+    assert forward and forward[0].shape == (plan.loops.forward_words,) and forward[0].axis == "threads"
+    assert plan.loops.forward_words < plan.loops.words
 
 
 def test_the_slabs_matrix_product_is_blas_on_the_workspace_as_it_lies():

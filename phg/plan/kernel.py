@@ -131,8 +131,7 @@ def _plan(g: Hypergraph, train: TrainSpec) -> KernelPlan:
     lp = loop_plan(g, wanted, g.loss is not None, train.accumulate == "exact") if strategy == LOOPS else None
     planned = _train_plan(g, train, lp, strategy, reason) if g.loss is not None else None
     inputs, _, outputs = predicted(g)
-    # predict reads the forward slabs only, which come first in the workspace
-    forward = lp.adjoint_range[0] if lp is not None else 0
+    forward = lp.forward_words if lp is not None else 0      # predict reads the forward slabs only
     return KernelPlan(g.name, strategy, reason, planned, lp, buffers.inference(g, inputs, outputs, forward))
 
 

@@ -43,6 +43,7 @@ class Slab:
     varying: bool              # changes with the sample
     offset: int = 0            # forward slab, words into the workspace
     adjoint: int | None = None  # adjoint slab (training), words into the workspace
+    born: int | None = None     # varying adjoint: the group before whose adjoint it is zeroed (-1: the tile's start)
     per_sample: int | None = None   # exact training: the per-sample adjoint of a boundary slab
     internal: bool = False     # read only inside its own group: kept in registers, no slab
     const: bool = False        # a constant's (no adjoint)
@@ -104,8 +105,8 @@ class LoopPlan:
     model: str
     slabs: dict[str, Slab]                 # cone, in the graph's order
     ops: list[Op]                          # forward order
-    words: int                             # workspace words per slot
-    adjoint_range: tuple[int, int]         # varying adjoint slabs, zeroed per tile
+    words: int                             # workspace words per thread
+    adjoint_range: tuple[int, int]         # the per-sample adjoints of exact sums, zeroed per tile
     invariant_adjoint_range: tuple[int, int]
     helpers: list[Helper]
     exact: bool = False
@@ -117,6 +118,7 @@ class LoopPlan:
     rows: int = 1
     groups: list[Group] = field(default_factory=list)
     scratch: int = 0                       # exact training: words of a deposit's row of terms (codegen.deposits)
+    forward_words: int = 0                 # the forward slabs, first: what inference needs
 
 
 def _ordered(g: Hypergraph, support: int) -> list[int]:
@@ -258,8 +260,9 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
                           grouped=grouped))
     trained |= {op.target for op in ops if op.trained}      # the slabs ops add (linear's regrouped weights)
     groups = _groups(g, wanted, ops, slabs)
-    # Workspace: invariant forward slabs, varying forward slabs, varying adjoints (one range,
-    # zeroed per tile), then invariant adjoints.
+    # Workspace: invariant forward slabs, varying forward slabs (inference needs no more), varying
+    # adjoints (sharing words where their lives do not overlap), exact sums' per-sample adjoints
+    # (one range, zeroed per tile), a deposit's scratch, then invariant adjoints.
     words = 0
 
     def place(n: int) -> int:
@@ -273,13 +276,12 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
     for s in slabs.values():
         if s.varying and not s.internal:
             s.offset = place(s.words)
-    start = words
-    if train:
-        for s in slabs.values():
-            if s.varying and s.vid in trained and not s.internal:
-                s.adjoint = place(s.words)
+    forward = words
     boundary = [vid for vid, s in slabs.items() if not s.varying and not s.const
                 and any(op.trained and op.varying and vid in op.sources for op in ops)] if train else []
+    if train:
+        words += _adjoints(g, ops, groups, slabs, trained, boundary if exact else [], words)
+    start = words
     if exact:
         # An exact sum needs each sample's term: a boundary slab's adjoint from a varying op is
         # kept per sample, but for a matrix product's weights, whose terms the deposit computes.
@@ -303,7 +305,51 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
         first[vid] = row
         row += slabs[vid].words
     return LoopPlan(g.name, slabs, ops, words, adjoint_range, invariant_adjoint_range,
-                    helpers, exact, boundary, first, row, groups, scratch)
+                    helpers, exact, boundary, first, row, groups, scratch, forward)
+
+
+def _adjoints(g: Hypergraph, ops: list[Op], groups: list[Group], slabs: dict[str, Slab], trained: set[str],
+              boundary: list[str], base: int) -> int:
+    """Words from `base` for the varying adjoint slabs of a tile's backward pass, placed first-fit
+    by their lives, which run from the first group (in the backward order codegen.looped runs
+    them) that writes or reads a slab to the last that reads it: the loss's from the tile's start,
+    and a matrix product's output's to the tile's end where its weights' exact terms are deposited
+    from it (boundary: the exact sums' weights).  Each slab is zeroed as its life starts (`born`),
+    so that words an earlier slab left are never read.  Returns the words used."""
+    def kept(vid: str) -> bool:
+        s = slabs.get(vid)
+        return s is not None and s.varying and not s.internal and not s.const and vid in trained
+
+    events: dict[str, list[int]] = {}            # slab -> [birth, death] in backward positions
+
+    def touch(vid: str, at: int):
+        if kept(vid):
+            life = events.setdefault(vid, [at, at])
+            life[0], life[1] = min(life[0], at), max(life[1], at)
+
+    touch(g.loss, -1)                            # seeded at the tile's start
+    order = [i for i in reversed(range(len(groups)))
+             if ops[groups[i].ops[0]].varying and ops[groups[i].ops[0]].trained]
+    for at, i in enumerate(order):
+        targets = {ops[n].target for n in groups[i].ops}         # their adjoints read
+        for vid in targets | {src for n in groups[i].ops for src in ops[n].sources}:     # and the sources' written
+            touch(vid, at)
+    for op in ops:                               # the exact deposits read dy at the tile's end
+        if op.blas and op.trained and op.sources[0] in boundary:
+            touch(op.target, len(order))
+    live: list[tuple[int, int, int]] = []        # (offset, words, death)
+    used = 0
+    for vid, (birth, death) in sorted(events.items(), key=lambda kv: (kv[1][0], -slabs[kv[0]].words, kv[0])):
+        live = [x for x in live if x[2] >= birth]      # a slab read last at `birth` keeps its words there
+        size, at = slabs[vid].words, 0
+        for offset, words, _ in sorted(live):
+            if offset - at >= size:
+                break
+            at = max(at, offset + words)
+        slabs[vid].adjoint, slabs[vid].born = base + at, (order[birth] if birth >= 0 else -1)
+        live.append((at, size, death))
+        used = max(used, at + size)
+    return used
 
 
 def _groups(g: Hypergraph, wanted: list[str], ops: list[Op], slabs: dict[str, Slab]) -> list[Group]:
