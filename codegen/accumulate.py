@@ -44,17 +44,17 @@ ABS = 0x7FFFFFFFFFFFFFFF                           # a double's bits without the
 
 
 @numba.njit(cache=True, inline="always")
-def _add_bits(acc, col, m, q, sign):
-    """The digits acc[:, col] += (-1)^sign m 2^(q - 1074) for 0 <= m < 2^62 (sign 0 or -1): three
-    pieces below 2^32, each added to its digit."""
+def _add_bits(acc, col, m, q, sign, off=0):
+    """The digits += (-1)^sign m 2^(q - 1074) for 0 <= m < 2^62 (sign 0 or -1), digit d at
+    acc[d + off, col]: three pieces below 2^32, each added to its digit."""
     d = q >> 5
     s = q & 31
     lo = (m << s) & _MASK32
     mid = (m >> (32 - s)) & _MASK32
     hi = (m >> 32) >> (32 - s)
-    acc[d, col] += (lo ^ sign) - sign
-    acc[d + 1, col] += (mid ^ sign) - sign
-    acc[d + 2, col] += (hi ^ sign) - sign
+    acc[d + off, col] += (lo ^ sign) - sign
+    acc[d + 1 + off, col] += (mid ^ sign) - sign
+    acc[d + 2 + off, col] += (hi ^ sign) - sign
 
 
 # The top digit only ever takes carries (far below 2^61); a non-finite term marks it with 2^62.
@@ -119,16 +119,25 @@ def fits(scale, top):
     return top < top_bits(scale)
 
 
-# The ledger of a row: per sum q, its digit column and the digits it touched there,
-# first | (end << 8) | ((column + 1) << 16) (0: none), then these.
-DIRTY, SAMPLES, PASSES, OPEN, NEXT, FULL, BLOCK_LO, BLOCK_HI = range(8)   # offsets past the sums:
-# digits touched at all; the open pass's terms per sum; passes (and terms deposited on their own)
-# since carries were propagated; whether the row's pass state holds an open pass, which its total
-# reads as it reads its digits; the next free digit column; whether a sum found none left (the
-# row's sums are then incomplete: codegen.runtime sums the step again); and the sums BLOCK_LO to
-# BLOCK_HI that alone keep digits, when BLOCK_HI is not 0 (the others' are dropped)
+# The ledger of a row: per sum q, where its digits live and which it touched, then these.  A
+# sum's digits live in a window of WINDOW digits from a base digit, WINDOWS of them to a column of
+# acc [DIGITS, columns], or, once its digits span more, in a whole column (digit d at acc[d, c]):
+# first | end << 8 | (column + 1) << 16 | window << 40 | whole << 42 | base << 43 (0: no digits).
+DIRTY, SAMPLES, PASSES, OPEN, NEXT, WNEXT, FULL, BLOCK_LO, BLOCK_HI = range(9)   # offsets past the
+# sums: digits touched at all; the open pass's terms per sum; passes (and terms deposited on their
+# own) since carries were propagated; whether the row's pass state holds an open pass, which its
+# total reads as it reads its digits; the whole columns taken (from the first) and the windows
+# taken (from the last column down); whether a sum found no room left (the row's sums are then
+# incomplete: codegen.runtime sums the step again); and the sums BLOCK_LO to BLOCK_HI that alone
+# keep digits, when BLOCK_HI is not 0 (the others' are dropped)
 CLEARED = FULL + 1                           # the words a row's clearing resets: not its block
-_SPAN = 0xFFFF                               # a sum's digits, first | (end << 8)
+# Past a sum's entry: DROPPED, its digits found no room (its total is not exact); NEEDED, it is one
+# of the sums a row's blocks sum again (kept by clearing): codegen.runtime.
+DROPPED, NEEDED = 1 << 50, 1 << 51
+WINDOW = 17                                  # digits of a window: 544 bits, terms over 480 binades
+WINDOWS = 4                                  # windows a column holds (WINDOWS * WINDOW == DIGITS)
+_SPAN = 0xFFFF                               # a sum's digits touched, first | (end << 8)
+_WHOLE = 1 << 42
 
 
 @numba.njit(cache=True, inline="always")
@@ -140,47 +149,141 @@ def _touch(ranges, q, first, end):
 
 
 @numba.njit(cache=True, inline="always")
-def _column(acc, ranges, q):
-    """Sum q's column of digits, acc[:, column], given it from the row's free ones as its terms
-    first reach the digits; -1 where none is left (the row is marked FULL) or q lies outside the
-    row's block: its digits are dropped."""
+def _where(r):
+    """(column, offset) of a ledger entry's digits: digit d at acc[d + offset, column]; column -1
+    for none."""
+    c = ((r >> 16) & 0xFFFFFF) - 1
+    if r & _WHOLE:
+        return c, 0
+    return c, ((r >> 40) & 3) * WINDOW - ((r >> 43) & 127)
+
+
+@numba.njit(cache=True)
+def _room(acc, ranges, q, lo, hi):
+    """(column, offset) where sum q's digits lo to hi - 1 are to be written (digit d at
+    acc[d + offset, column]), given a window as its terms first reach its digits, a whole column
+    once they outgrow it (the window's digits moved there); (-1, 0) where there is no room (the row
+    is marked FULL) or q lies outside the row's block: its digits are dropped.  A row with a
+    column for every sum gives whole columns only, so that it never runs out, and so does a
+    block whose BLOCK_LO is negative (from -1 - BLOCK_LO)."""
     r = ranges[q]
-    if r >> 16 != 0:
-        return (r >> 16) - 1
     rows = ranges.shape[0] - LEDGER
-    if ranges[rows + BLOCK_HI] != 0 and not (ranges[rows + BLOCK_LO] <= q < ranges[rows + BLOCK_HI]):
-        return -1
-    c = ranges[rows + NEXT]
-    if c >= acc.shape[1]:
+    columns = acc.shape[1]
+    c, off = _where(r)
+    if c >= 0:
+        base = (r >> 43) & 127
+        if r & _WHOLE or (base <= lo and hi <= base + WINDOW):
+            return c, off
+    elif ranges[rows + BLOCK_HI] != 0 and not (max(ranges[rows + BLOCK_LO], -1 - ranges[rows + BLOCK_LO]) <= q
+                                               < ranges[rows + BLOCK_HI] and r & NEEDED):
+        return -1, 0
+    if c < 0 and columns < rows and hi - lo <= WINDOW and ranges[rows + BLOCK_LO] >= 0:
+        w = ranges[rows + WNEXT]                 # the next window, from the last column down
+        column = columns - 1 - w // WINDOWS
+        if column < ranges[rows + NEXT]:
+            ranges[rows + FULL] = 1
+            ranges[q] = r | DROPPED
+            return -1, 0
+        ranges[rows + WNEXT] = w + 1
+        base = max(0, min(lo - (WINDOW - (hi - lo)) // 2, DIGITS - WINDOW))
+        ranges[q] = (r & (_SPAN | NEEDED)) | ((column + 1) << 16) | ((w % WINDOWS) << 40) | (base << 43)
+        return column, (w % WINDOWS) * WINDOW - base
+    whole = ranges[rows + NEXT]                  # a whole column, from the first up
+    if whole >= columns - (ranges[rows + WNEXT] + WINDOWS - 1) // WINDOWS:
         ranges[rows + FULL] = 1
-        return -1
-    ranges[rows + NEXT] = c + 1
-    ranges[q] = (c + 1) << 16
-    return c
+        ranges[q] = r | DROPPED
+        return -1, 0
+    ranges[rows + NEXT] = whole + 1
+    if c >= 0 and r & _SPAN != 0:                # the window's digits to the whole column, and it left clear
+        for d in range(r & 255, (r >> 8) & 255):
+            acc[d, whole] = acc[d + off, c]
+            acc[d + off, c] = 0
+    ranges[q] = (r & (_SPAN | NEEDED)) | ((whole + 1) << 16) | _WHOLE
+    return whole, 0
+
+
+@numba.njit(cache=True)
+def mark_needed(ranges):
+    """The sums whose digits some row dropped marked NEEDED in every row (for blocks of them to be
+    summed again), the others not; how many."""
+    rows = ranges.shape[1] - LEDGER
+    count = 0
+    for q in range(rows):
+        dropped = False
+        for s in range(ranges.shape[0]):
+            dropped |= (ranges[s, q] & DROPPED) != 0
+        for s in range(ranges.shape[0]):
+            ranges[s, q] = (ranges[s, q] & ~(DROPPED | NEEDED)) | (NEEDED if dropped else 0)
+        count += dropped
+    return count
+
+
+@numba.njit(cache=True)
+def complete(ranges, lo, hi):
+    """After a block's pass: its NEEDED sums that no row dropped, whose totals are now exact, no
+    longer needed; how many."""
+    rows = ranges.shape[1] - LEDGER
+    count = 0
+    for q in range(lo, hi):
+        done = (ranges[0, q] & NEEDED) != 0
+        for s in range(ranges.shape[0]):
+            done &= (ranges[s, q] & DROPPED) == 0
+        for s in range(ranges.shape[0]):
+            ranges[s, q] &= ~(DROPPED | (NEEDED if done else 0))
+        count += done
+    return count
+
+
+@numba.njit(cache=True)
+def unmark(ranges):
+    """Every row's sums unmarked, its block none."""
+    rows = ranges.shape[1] - LEDGER
+    for s in range(ranges.shape[0]):
+        for q in range(rows):
+            ranges[s, q] &= ~(DROPPED | NEEDED)
+        ranges[s, rows + BLOCK_LO] = 0
+        ranges[s, rows + BLOCK_HI] = 0
+
+
+@numba.njit(cache=True)
+def next_block(ranges, lo, most):
+    """The end of the block of sums from lo that holds `most` NEEDED sums (or the rest); with
+    `most` 0, the first NEEDED sum from lo (or the number of sums, where none is)."""
+    rows = ranges.shape[1] - LEDGER
+    count = 0
+    q = lo
+    while q < rows and (count < most or most == 0):
+        if ranges[0, q] & NEEDED:
+            if most == 0:
+                return q
+            count += 1
+        q += 1
+    return q
 
 
 @numba.njit(cache=True, inline="always")
-def _add_int(acc, col, v, g):
-    """The digits acc[:, col] += v 2^g, exactly, for |v| < 2^62 and g >= -1074."""
+def _add_int(acc, col, v, g, off=0):
+    """The digits (d at acc[d + off, col]) += v 2^g, exactly, for |v| < 2^62 and g >= -1074."""
     sign = v >> 63
-    _add_bits(acc, col, (v ^ sign) - sign, g + 1074, sign)
+    _add_bits(acc, col, (v ^ sign) - sign, g + 1074, sign, off)
 
 
 @numba.njit(cache=True, inline="always")
 def _add_at(acc, ranges, q, v, g):
-    """Sum q += v 2^g (_add_int), in its column and ledger."""
-    c = _column(acc, ranges, q)
+    """Sum q += v 2^g (_add_int), in its digits and ledger."""
+    p = g + 1074
+    first, end = p >> 5, min((p >> 5) + 3, DIGITS)
+    c, off = _room(acc, ranges, q, first, end)
     if c >= 0:
-        _add_int(acc, c, v, g)
-        p = g + 1074
-        _touch(ranges, q, p >> 5, min((p >> 5) + 3, DIGITS))
+        _add_int(acc, c, v, g, off)
+        _touch(ranges, q, first, end)
 
 
 @numba.njit(cache=True, inline="always")
 def _mark(acc, ranges, q):
-    c = _column(acc, ranges, q)
+    c, off = _room(acc, ranges, q, DIGITS - 1, DIGITS)
     if c >= 0:
-        acc[DIGITS - 1, c] = NONFINITE
+        acc[DIGITS - 1 + off, c] = NONFINITE
         _touch(ranges, q, DIGITS - 1, DIGITS)
 
 
@@ -200,10 +303,11 @@ def add_double(acc, ranges, q, x):
             m |= 1 << 52
             p = e - 1                                # m 2^(e - 1075)
         sign = np.int64(-1) if b < 0 else np.int64(0)
-        c = _column(acc, ranges, q)
+        first, end = p >> 5, min((p >> 5) + 3, DIGITS)
+        c, off = _room(acc, ranges, q, first, end)
         if c >= 0:
-            _add_bits(acc, c, m, p, sign)
-            _touch(ranges, q, p >> 5, min((p >> 5) + 3, DIGITS))
+            _add_bits(acc, c, m, p, sign, off)
+            _touch(ranges, q, first, end)
 
 
 @numba.njit(cache=True)
@@ -218,9 +322,9 @@ def settle(acc, ranges, q, high, low, scale, top):
         _add_at(acc, ranges, q, low, g - 103)
 
 
-# An accumulator row is [DIGITS, columns]: a sum's digits are a column given it when its terms
-# first reach them (_column), as many columns as sums in the fused kernels, fewer in the loop
-# kernels, whose open passes fold rather than settle, so that few sums reach their digits.
+# An accumulator row is [DIGITS, columns]: a sum's digits are a window or a column given it when
+# its terms first reach them (_room), a column for every sum in the fused kernels, fewer in the
+# loop kernels, whose open passes fold rather than settle, so that few sums reach their digits.
 # A pass's state, [4, sums] int64 per row: the two level sums, the largest magnitude (bits; in the
 # loop kernels, of the terms set aside), and the carry of the level sums folded (fold, in units
 # 2^(g + 1)): STATE_ROWS rows.  The fused kernels' many-sum passes deposit one term at a time
@@ -372,12 +476,14 @@ def clear(acc, ranges):
     """A row's sums back to zero (the digits its ledger lists, their columns free again) and its
     ledger to empty; its block stays."""
     rows = ranges.shape[0] - LEDGER
-    if ranges[rows + NEXT] != 0:
+    if ranges[rows + NEXT] != 0 or ranges[rows + WNEXT] != 0:
         for q in range(rows):
             r = ranges[q]
-            if r != 0:
-                acc[r & 255:(r >> 8) & 255, (r >> 16) - 1] = 0
-                ranges[q] = 0
+            if r & ~NEEDED != 0:
+                c, off = _where(r)
+                if c >= 0:
+                    acc[(r & 255) + off:((r >> 8) & 255) + off, c] = 0
+                ranges[q] = r & NEEDED
     for k in range(CLEARED):
         ranges[rows + k] = 0
 
@@ -391,14 +497,18 @@ def normalise(acc, ranges):
         r = ranges[q]
         if r & _SPAN == 0:
             continue
-        first, end, c = r & 255, (r >> 8) & 255, (r >> 16) - 1
+        first, end = r & 255, (r >> 8) & 255
+        c, off = _where(r)
         last = end                                   # past the last digit that may be nonzero
         d = first
         while d < min(last, DIGITS - 1):
-            carry = (acc[d, c] + (1 << 31)) >> 32
+            carry = (acc[d + off, c] + (1 << 31)) >> 32
             if carry != 0:
-                acc[d, c] -= carry << 32
-                acc[d + 1, c] += carry
+                c, off = _room(acc, ranges, q, first, d + 2)     # the window may not reach d + 1
+                if c < 0:
+                    break
+                acc[d + off, c] -= carry << 32
+                acc[d + 1 + off, c] += carry
                 last = max(last, d + 2)
             d += 1
         if last > end:
@@ -497,15 +607,16 @@ def exact_total(acc, ranges, state, grid, q, work):
         r = ranges[s, q]
         if r & _SPAN == 0:
             continue
-        row = acc[s, :, (r >> 16) - 1]
+        c, off = _where(r)
+        row = acc[s, :, c]
         stop = (r >> 8) & 255
-        if stop == DIGITS and abs(row[DIGITS - 1]) >= NONFINITE // 2:    # marked (carries may have moved it a little)
+        if stop == DIGITS and abs(row[DIGITS - 1 + off]) >= NONFINITE // 2:    # marked (carries may have moved it a little)
             return math.nan
         for d in range(r & 255, min(stop, DIGITS - 1)):
-            work[d] += row[d] & _MASK32              # split, so that many rows cannot overflow
-            work[d + 1] += row[d] >> 32
+            work[d] += row[d + off] & _MASK32        # split, so that many rows cannot overflow
+            work[d + 1] += row[d + off] >> 32
         if stop == DIGITS:
-            work[DIGITS - 1] += row[DIGITS - 1]      # only carries reach the top digit
+            work[DIGITS - 1] += row[DIGITS - 1 + off]      # only carries reach the top digit
     for d in range(first, top):
         carry = work[d] >> 32
         work[d] -= carry << 32
@@ -543,15 +654,27 @@ def exact_total(acc, ranges, state, grid, q, work):
     return -value if negative else value
 
 
+@numba.njit(cache=True, inline="always")
+def _dropped(ranges, q):
+    """Whether a row dropped sum q's digits."""
+    for s in range(ranges.shape[0]):
+        if ranges[s, q] & DROPPED:
+            return True
+    return False
+
+
 @numba.njit(cache=True, nogil=True)
-def totals(acc, ranges, state, grid, sums, work, q0, q1, pieces, first, last):
-    """The exact totals (exact_total) of the sums q0 to q1, of pieces `first` to `last` of them
-    cut into `pieces` equal runs, with the work digits work[first]: threads run pieces side by
-    side (codegen.spread)."""
+def totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first, last):
+    """The exact totals (exact_total) of the sums q0 to q1 (`needed`: those marked NEEDED, that no
+    row dropped, alone),
+    of pieces `first` to `last` of them cut into `pieces` equal runs, with the work digits
+    work[first]: threads run pieces side by side (codegen.spread)."""
     n = q1 - q0
     digits = work[first]
     for j in range(first, last):
         for q in range(q0 + n * j // pieces, q0 + n * (j + 1) // pieces):
+            if needed and (ranges[0, q] & NEEDED == 0 or _dropped(ranges, q)):
+                continue
             done, value = _open_total(acc, ranges, state, grid, q)
             sums[q] = value if done else exact_total(acc, ranges, state, grid, q, digits)
 
@@ -575,5 +698,5 @@ def close(acc, ranges, state, grid):
 @numba.njit(cache=True)
 def exact_totals(acc, ranges, state, grid, sums, work):
     """Every sum's exact total over the rows, on one thread, and the rows left clear."""
-    totals(acc, ranges, state, grid, sums, work, 0, sums.shape[0], 1, 0, 1)
+    totals(acc, ranges, state, grid, sums, work, 0, sums.shape[0], False, 1, 0, 1)
     close(acc, ranges, state, grid)

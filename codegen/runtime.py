@@ -14,7 +14,8 @@ from phg.program import MAX_STEPS, OPTIMIZERS
 from .opaque import bind
 from .optimizers import KINDS, direction
 from .parameters import Parameters, array, finite, require_finite_samples
-from .accumulate import BLOCK_HI, BLOCK_LO, FULL, close, totals
+from .accumulate import (BLOCK_HI, BLOCK_LO, FULL, WINDOWS, close, complete, mark_needed, next_block, totals,
+                         unmark)
 from .spread import prepare, shares_of, spread, threads
 
 # The scalar operations below which a share of a batch is not worth a thread of its own (handing
@@ -187,6 +188,7 @@ class ModelBase:
                 else:
                     b[role][param] = array
             b["t"] = 0
+            b["grids"] = False                    # whether a step has set the exact sums' grids
             # the optimizer's hyper-parameters in direction()'s order; unused ones at prm's defaults
             b["hyper"] = tuple(float({**OPTIMIZERS["prm"], **settings["hyper"]}[k])
                                for k in ("lr", "beta1", "beta2", "eps", "softness"))
@@ -226,35 +228,46 @@ class ModelBase:
 
     def _exact_totals(self, slots_pass, used: list) -> None:
         """The exact totals of a loop step's sums, whose slots pass just ran: pieces of the sums
-        side by side; the step's kernel then reads them.  A row whose sums found no digit column
-        left (codegen.accumulate: few of its sums reach their digits, and a first step's terms all
-        do, on no grid yet) has dropped digits: the pass runs again on the grids its terms set,
-        and where that too runs out, once for each block of as many sums as a row has columns,
-        each block's totals read in turn.  The sums are exact whichever way they ran; only the
-        time differs."""
+        side by side; the step's kernel then reads them.  A row keeps digits for few of its sums
+        (codegen.accumulate: those whose terms its grids do not keep); where it found no room for
+        some, their totals are not exact, the others' are.  On a first step (no grid yet, every
+        term reaches the digits) the pass runs again on the grids its terms set; where room still
+        runs out, the sums that found none are summed again, a block of as many as a row has
+        columns at a time, the others' totals read as they are.  Exact whichever way it runs;
+        only the time differs."""
         b = self._buffers
         acc, grid, deposits, ranges, _ = used
         sums = b["sums"]
         rows = len(sums)
         full = lambda: any(r[rows + FULL] for r in ranges)  # noqa: E731
-        blocks = [(0, rows)]
-        if full():
+
+        def read(q0: int, q1: int, needed: bool) -> None:
+            pieces = shares_of((q1 - q0) // TOTALS_PER_PIECE, b["threads"], b["threads"])
+            spread(totals, (acc, ranges, deposits, grid, sums, b["work"], q0, q1, needed, pieces), pieces, pieces)
+
+        if full() and not b["grids"]:
             close(acc, ranges, deposits, grid)
             slots_pass()
-            if full():
-                columns = acc.shape[2]
-                blocks = [(q0, min(q0 + columns, rows)) for q0 in range(0, rows, columns)]
-        for q0, q1 in blocks:
-            if len(blocks) > 1:
-                close(acc, ranges, deposits, grid)
-                for r in ranges:
-                    r[rows + BLOCK_LO], r[rows + BLOCK_HI] = q0, q1
-                slots_pass()
-            pieces = shares_of((q1 - q0) // TOTALS_PER_PIECE, b["threads"], b["threads"])
-            spread(totals, (acc, ranges, deposits, grid, sums, b["work"], q0, q1, pieces), pieces, pieces)
-        if len(blocks) > 1:
+        b["grids"] = True
+        read(0, rows, False)
+        if not full():
+            return
+        mark_needed(ranges)
+        close(acc, ranges, deposits, grid)
+        q0, whole = next_block(ranges, 0, 0), False
+        while q0 < rows:
+            # a window for each sum of a block (WINDOWS a column); where one outgrows its window and
+            # finds no column, the block's others are done and the rest try again, and where none
+            # was done, with a whole column each (which cannot run out)
+            q1 = next_block(ranges, q0, acc.shape[2] * (1 if whole else WINDOWS))
             for r in ranges:
-                r[rows + BLOCK_LO], r[rows + BLOCK_HI] = 0, 0
+                r[rows + BLOCK_LO], r[rows + BLOCK_HI] = (-1 - q0 if whole else q0), q1
+            slots_pass()
+            read(q0, q1, True)
+            whole = complete(ranges, q0, q1) == 0
+            close(acc, ranges, deposits, grid)
+            q0 = next_block(ranges, q0, 0)
+        unmark(ranges)
 
     def loss(self, /, **inputs) -> float:
         """The batch-mean loss."""

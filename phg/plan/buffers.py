@@ -48,9 +48,12 @@ CHUNK = 1024                    # samples per pass: a level sum stays below 1024
 NORMALISE_EVERY = 2**20         # passes between carry propagations
 REGISTER_SUMS = 32              # exact sums a pass keeps in registers; more keep it in an array
 STATE_ROWS = 4                  # a pass's state per sum in an array (codegen.accumulate)
-LEDGER = 8                      # words of an accumulator row's ledger past its sums' digit ranges
-COLUMNS = 512                   # digit columns of a loop kernel's exact row: the sums whose terms reach
-                                # their digits in one step (its pass folds rather than settles)
+LEDGER = 9                      # words of an accumulator row's ledger past its sums' digit ranges
+# Digit columns of a loop kernel's exact row, at least: each holds the digits of four sums whose
+# terms reach them in a step (its pass folds rather than settles), or of one whose terms span more
+# than 480 binades; one per SUMS_PER_COLUMN sums beyond.
+COLUMNS = 512
+SUMS_PER_COLUMN = 32
 # a normalised digit is below 2^32 in magnitude; a pass adds below 2^34 to a digit (two level sums
 # and their folded carry, each split into pieces below 2^32 over three digits), a term deposited on
 # its own below 2^32 (and counts as a pass)
@@ -80,7 +83,7 @@ def slots(n: int) -> int:
 
 def columns(rows: int) -> int:
     """The digit columns of a loop kernel's exact row of `rows` sums (codegen.accumulate)."""
-    return min(rows, COLUMNS)
+    return min(rows, max(COLUMNS, -(-rows // SUMS_PER_COLUMN)))
 
 
 def many_sums(rows: int) -> bool:
