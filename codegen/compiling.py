@@ -73,13 +73,12 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     for name, (tangent_fn, retract_fn) in cls._manifold.items():
         r = params[name].reshape(-1, len(spec["params"][name]["layout"]))
         yield f"{name} tangent", tangent_fn, _typed(r, b["grads"][name].reshape(r.shape), b["tangent"][name])
-        yield f"{name} retraction", retract_fn, _typed(r, b["direction"][name], -1.0, r)
+        yield f"{name} retraction", retract_fn, _typed(r, b["tangent"][name], -1.0, r)
     kind = KINDS[train["settings"]["optimizer"]]
     for name in spec["params"]:
-        d = b["direction"][name]
-        flat = b["tangent"][name] if name in train["manifold"] else b["grads"][name]
+        d = (b["tangent"][name] if name in train["manifold"] else b["grads"][name]).reshape(-1)     # in place
         yield f"{train['settings']['optimizer']} step", direction, \
-            _typed(kind, flat.reshape(-1), b["state"][name], b["t"] + 1, *b["hyper"], d.reshape(-1))
+            _typed(kind, d, b["state"][name], b["t"] + 1, *b["hyper"], d)
 
 
 def compile_model(cls, progress: Progress | None = None) -> float:

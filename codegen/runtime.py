@@ -176,7 +176,7 @@ class ModelBase:
         if getattr(self, "_buffers", None) is None:
             spec = self._training()
             settings = spec["settings"]
-            b = {"grads": {}, "before": {}, "tangent": {}, "direction": {}, "state": {}, "axes": {}}
+            b = {"grads": {}, "before": {}, "tangent": {}, "state": {}, "axes": {}}
             b["threads"] = threads()                  # the rows of per-thread buffers
             for role, param, shape, dtype, axis in spec["buffers"]:
                 shape = (b["threads"], *shape) if axis == "threads" else tuple(shape)
@@ -298,18 +298,21 @@ class ModelBase:
             np.copyto(b["before"][name], self._parameters[name])
         b["t"] += 1
         kind = KINDS[settings["optimizer"]]
+        # The step direction takes the place of the coordinates it is made from (codegen.optimizers
+        # reads each before it writes it): the tangent on the manifold, the gradient elsewhere.
         for name, p in self.SPEC["params"].items():
             value = self._parameters[name]             # a float64 array this model owns: updated in place
-            d = b["direction"][name]
             if name in spec["manifold"]:
                 tangent_fn, retract_fn = self._manifold[name]
                 r = value.reshape(-1, len(p["layout"]))
-                tangent_fn(r, b["grads"][name].reshape(r.shape), b["tangent"][name])
-                direction(kind, b["tangent"][name].reshape(-1), b["state"][name], b["t"], *b["hyper"], d.reshape(-1))
+                d = b["tangent"][name]
+                tangent_fn(r, b["grads"][name].reshape(r.shape), d)
+                direction(kind, d.reshape(-1), b["state"][name], b["t"], *b["hyper"], d.reshape(-1))
                 retract_fn(r, d, -1.0, r)
             else:
-                flat = value.reshape(-1)
-                direction(kind, b["grads"][name].reshape(-1), b["state"][name], b["t"], *b["hyper"], d)
+                d = b["grads"][name].reshape(-1)
+                direction(kind, d, b["state"][name], b["t"], *b["hyper"], d)
+                flat = value.reshape(-1)                # a view: the parameter itself
                 flat -= d
         bad = next((n for n in self.SPEC["params"] if not finite(self._parameters[n])), None)
         if bad is not None:

@@ -25,9 +25,9 @@ A step:
   in the loop strategy (phg.plan.loops), a workspace per thread for a tile's slabs, forward and
   adjoint;
 - per parameter: its gradient, its coefficients saved before an update (put back when the
-  update overflows), the step direction and the optimizer's moments per optimizer coordinate
-  (a Euclidean coefficient, or a tangent-bivector coordinate of a Rotor/Motor channel: MOMENTS),
-  and the tangent of each Rotor/Motor parameter.
+  update overflows), the optimizer's moments per optimizer coordinate (a Euclidean coefficient,
+  or a tangent-bivector coordinate of a Rotor/Motor channel: MOMENTS), and the tangent of each
+  Rotor/Motor parameter; the step direction takes the place of the gradient (or the tangent).
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ MOMENTS = {"sgd": 0, "adam": 2, "prm": 3}       # moment arrays per optimizer co
 # What each role is called in the certificate's memory plan.
 LABELS = {"acc": "accumulators", "grid": "grids", "deposits": "deposit states", "ranges": "ledgers", "work": "work digits",
           "sums": "sums", "loss": "loss", "grads": "gradients", "before": "saved parameters",
-          "tiles": "tile workspaces", "tangent": "tangents", "direction": "directions", "state": "optimizer moments",
+          "tiles": "tile workspaces", "tangent": "tangents", "state": "optimizer moments",
           "outputs": "outputs", "conversions": "input conversions"}
 # The optimizer's own state: not counted against inference by `memory <= K * inference` (LANGUAGE §17).
 OPTIMIZER = frozenset({"before", "state"})
@@ -148,8 +148,7 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0) -> list
         out += [Buffer("grads", v.name, shape, "float64"), Buffer("before", v.name, shape, "float64")]
         if p in manifold:
             out.append(Buffer("tangent", v.name, coords, "float64"))
-        out += [Buffer("direction", v.name, coords, "float64"),
-                Buffer("state", v.name, (MOMENTS[train.optimizer], math.prod(coords)), "float64")]
+        out.append(Buffer("state", v.name, (MOMENTS[train.optimizer], math.prod(coords)), "float64"))
     return out
 
 
