@@ -6,7 +6,7 @@ Every buffer predict and a training step allocate is listed by the kernel plan
 runtime allocates exactly that list (LANGUAGE §17).  Here its bytes are added up, with fixed
 allowances for what no buffer holds (measured with tracemalloc and peak RSS, see
 tests/test_memory.py): NumPy's array headers, the interpreter's objects during a call, and per
-thread a share's bookkeeping and the few words a matrix product hands BLAS.
+thread a share's bookkeeping, the few words a matrix product hands BLAS and its kernels' stack.
 
 The bounds are functions of the batch size N and of T, the threads a call runs its shares on
 (Numba's count, at most THREADS): a per-thread buffer has one row per thread.  The certificate
@@ -33,7 +33,9 @@ from .obligations import Ledger
 
 ARRAY_HEADER = 256              # bytes NumPy allocates per array beside its data
 CALL_ALLOWANCE = 8192           # the interpreter's transient objects during one call
-THREAD_ALLOWANCE = 2048         # per thread: its share's future and views, a matrix product's words for BLAS
+# per thread: its share's future and views, a matrix product's words for BLAS, and the stack pages
+# its kernels touch (peak RSS grew by 29 KB more on a pool thread's first 256-channel predict)
+THREAD_ALLOWANCE = 2048 + 32768
 
 
 def _per_sample(buffers: list[Buffer], roles: set[str]) -> int:
