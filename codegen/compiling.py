@@ -32,27 +32,21 @@ def _samples(spec: dict, names: list[str]) -> list[np.ndarray]:
 
 def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     """(label, dispatcher, argument types) of every kernel a model class calls, in the order of
-    runtime.ModelBase's call sites (predict, the train pass's slots and sums, then a step's
-    manifold maps and optimizer)."""
+    runtime.ModelBase's call sites (predict, the train pass's slots and sums and an exact pass's
+    totals, then a step's manifold maps and optimizer)."""
     # Imported here, once a generated module has been imported: its import (codegen.build) decides
     # where Numba caches the shared kernels, in the user's own cache.
     from .accumulate import close, complete, mark_needed, next_block, totals, unmark
     from .optimizers import KINDS, direction
-    from .parameters import VERSOR_TOLERANCE, _off_versor
 
     spec = cls.SPEC
-    model = cls(seed=0)
+    model = cls(seed=0)                        # (which compiles its parameters' versor checks: it runs them)
     params = {n: np.ascontiguousarray(v, dtype=np.float64) for n, v in model.params.items()}
     plan = spec["predict"]
     outs = [np.empty((1, *spec["outputs"][o]["shape"], len(spec["outputs"][o]["layout"]))) for o in plan["outputs"]]
     tiles = [np.zeros((1, *shape)) for role, _, shape, _, _ in plan["buffers"] if role == "tiles"]
     yield "predict", cls._predict_kernel, _typed(*_samples(spec, plan["inputs"]), *(params[p] for p in plan["params"]),
                                                  *outs, *tiles, *([0] if tiles else []), 0, 1)
-    for name, p in spec["params"].items():
-        if p.get("norm"):                      # a Rotor's or Motor's check, before every kernel that reads it
-            terms, target = model.params._norm_terms(name)
-            yield f"{name} versor check", _off_versor, _typed(params[name].reshape(-1, len(p["layout"])), terms, target,
-                                                              VERSOR_TOLERANCE)
     train = spec.get("train")
     if train is None:
         return

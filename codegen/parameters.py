@@ -47,6 +47,12 @@ def array(where: str, value, spec: dict, batched: bool) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def norm_arrays(norm: dict) -> tuple[np.ndarray, np.ndarray]:
+    """norm_table's terms [i, j, k, sign] as an array, and V ~V of a versor."""
+    terms = np.array(norm["terms"], dtype=np.int64).reshape(-1, 4)
+    return terms, np.array([1.0 if b == "1" else 0.0 for b in norm["blades"]])
+
+
 @numba.njit(cache=True, nogil=True)
 def _off_versor(flat, terms, target, tolerance):
     """The first (channel, component k) where V ~V (norm_table's terms) is further from its
@@ -180,12 +186,9 @@ class Parameters(MutableMapping):
                              f"versor (V ~V = 1), e.g. the identity {', '.join(['1'] + ['0'] * (arr.shape[-1] - 1))}")
 
     def _norm_terms(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(norm_table's terms [i, j, k, sign], V ~V of a versor) as arrays, made once."""
+        """norm_arrays of a parameter, made once."""
         if name not in self._terms:
-            norm = self._specs[name]["norm"]
-            terms = np.array(norm["terms"], dtype=np.int64).reshape(-1, 4)
-            target = np.array([1.0 if b == "1" else 0.0 for b in norm["blades"]])
-            self._terms[name] = terms, target
+            self._terms[name] = norm_arrays(self._specs[name]["norm"])
         return self._terms[name]
 
     def _unknown(self, name) -> UnknownParameter:

@@ -391,12 +391,12 @@ def test_memory_claims_are_decided_at_the_batch_size(tmp_path, capsys):
     assert memory.status == "proven"
     plan = proven.to_dict()["memory"]
     # outputs and a copy of x given in another layout, 24 bytes a sample each; per thread an allowance
-    assert plan["inference_bytes"] == "48 * N + 565760" and plan["conversion_bytes_per_sample"] == 24
+    assert plan["inference_bytes"] == "48 * N + 623104" and plan["conversion_bytes_per_sample"] == 24
     assert plan["threads"] == 16 and plan["inference_bytes_per_thread"] == 34816
     for t in (1, 16):               # the step's bytes, its optimizer's apart, against inference's on float64 rows
         less = 16 - t
         step = int(plan["training_bytes"]) - plan["optimizer_bytes"] - less * plan["training_bytes_per_thread"]
-        assert step <= 2 * (24 * 4096 + 565760 - less * 34816)
+        assert step <= 2 * (24 * 4096 + 623104 - less * 34816)
     # adam on a batch of 16 needs far more than twice what inference on 16 samples allocates
     tiny = phg.check(phg.loads(_train_block(batch=16, memory="<= 2 * inference"), "m.phg"))
     memory = next(o for o in tiny.obligations if o.kind == "memory")
@@ -413,8 +413,9 @@ def test_memory_claims_are_decided_at_the_batch_size(tmp_path, capsys):
     assert not [o for o in plain.obligations if o.kind == "quire"]
     sizes = lambda c: c.to_dict()["memory"]["training_buffers"]  # noqa: E731
     assert sizes(plain)["accumulators"] * 60 < sizes(proven)["accumulators"]      # one float64 a sum, not 68 digits
-    fixed = lambda c: int(c.to_dict()["memory"]["training_bytes"]) - 16 * c.to_dict()["memory"]["training_bytes_per_thread"]  # noqa: E731
-    assert fixed(plain) < fixed(proven) / 3                       # what does not grow with the threads
+    summing = lambda c: sum(sizes(c).get(k, 0) for k in ("accumulators", "grids", "deposit states", "ledgers",  # noqa: E731
+                                                          "work digits"))
+    assert summing(plain) * 20 < summing(proven)
     # the accumulator's digits stay below 2^63 between normalisations, for any batch an int64 counts
     quire = next(o for o in phg.check(phg.loads(_train_block(batch=2**40), "m.phg")).obligations
                  if o.kind == "quire")

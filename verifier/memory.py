@@ -32,7 +32,7 @@ from phg.program import TrainSpec
 from .obligations import Ledger
 
 ARRAY_HEADER = 256              # bytes NumPy allocates per array beside its data
-CALL_ALLOWANCE = 8192           # the interpreter's transient objects during one call
+CALL_ALLOWANCE = 65536          # the interpreter's transient objects during one call, and the caches they grow
 # per thread: its share's future and views, a matrix product's words for BLAS, and the stack pages
 # its kernels touch (peak RSS grew by 29 KB more on a pool thread's first 256-channel predict)
 THREAD_ALLOWANCE = 2048 + 32768
