@@ -45,7 +45,7 @@ def rss_growth(call) -> int | None:
     except (OSError, LookupError):
         return None
     call()
-    return _status("VmHWM") - before
+    return max(0, _status("VmHWM") - before)        # the reset's level may lie a page above `before`
 
 
 def traced(call) -> int:
@@ -148,7 +148,8 @@ def main(argv: list[str]) -> int:
         batches = tuple(int(b) for b in argv[argv.index("--batches") + 1].split(","))
     rows = measure(widths, batches)
     print(f"signed volume widened, accumulate exact, {rows[0]['threads']} threads; MB = 10^6 bytes; "
-          "certified at this thread count, float64 inputs; measured: tracemalloc peak / peak RSS growth")
+          "certified at this thread count, float64 inputs; measured: tracemalloc peak / peak RSS growth; PyTorch: "
+          "step / forward RSS growth, where the forward's is 1 MB or more")
     print("| channels | batch | predict: certified | measured | step: certified | measured | "
           "training / inference: certified | measured | PyTorch (RSS) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -157,7 +158,7 @@ def main(argv: list[str]) -> int:
         ratio_cert = (r["step_certified"] - r["optimizer"]) / r["predict_certified"]
         ratio = (s["traced"] - r["optimizer"]) / p["traced"]
         torch_ratio = f"{t['step'] / t['predict']:.2f} ({_mb(t['step'])} / {_mb(t['predict'])})" \
-            if t and t["predict"] else "-"
+            if t and t["predict"] >= 1e6 else "-"
         print(f"| {r['channels']} | {r['batch']:,} | {_mb(r['predict_certified'])} | {_mb(p['traced'])} / "
               f"{_mb(p['rss'])} | {_mb(r['step_certified'])} | {_mb(s['traced'])} / {_mb(s['rss'])} | "
               f"{ratio_cert:.2f} | {ratio:.2f} | {torch_ratio} |")
