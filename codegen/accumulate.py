@@ -158,8 +158,27 @@ def _where(r):
     return c, ((r >> 40) & 3) * WINDOW - ((r >> 43) & 127)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _room(acc, ranges, q, lo, hi):
+    """_find_room, its common cases first: a row with a column for every sum, whose column q is
+    sum q's; a sum that has a whole column, or a window that holds digits lo to hi - 1 (inline: a
+    fused kernel's settling calls this per chunk and sum)."""
+    r = ranges[q]
+    if acc.shape[1] >= ranges.shape[0] - LEDGER:    # a column for every sum (the fused kernels): its own
+        c = np.int64(q)
+        ranges[q] = r | ((c + 1) << 16) | _WHOLE
+        return c, 0
+    if (r >> 16) & 0xFFFFFF != 0:
+        if r & _WHOLE:
+            return ((r >> 16) & 0xFFFFFF) - 1, 0
+        base = (r >> 43) & 127
+        if base <= lo and hi <= base + WINDOW:
+            return _where(r)
+    return _find_room(acc, ranges, q, lo, hi)
+
+
+@numba.njit(cache=True)
+def _find_room(acc, ranges, q, lo, hi):
     """(column, offset) where sum q's digits lo to hi - 1 are to be written (digit d at
     acc[d + offset, column]), given a window as its terms first reach its digits, a whole column
     once they outgrow it (the window's digits moved there); (-1, 0) where there is no room (the row
@@ -476,7 +495,7 @@ def clear(acc, ranges):
     """A row's sums back to zero (the digits its ledger lists, their columns free again) and its
     ledger to empty; its block stays."""
     rows = ranges.shape[0] - LEDGER
-    if ranges[rows + NEXT] != 0 or ranges[rows + WNEXT] != 0:
+    if ranges[rows + DIRTY] != 0 or ranges[rows + FULL] != 0:
         for q in range(rows):
             r = ranges[q]
             if r & ~NEEDED != 0:
@@ -561,9 +580,13 @@ def _open_total(acc, ranges, state, grid, q):
     rows = ranges.shape[1] - LEDGER
     high, low, scale, passes = 0, 0, 0.0, 0
     for s in range(acc.shape[0]):
-        if ranges[s, q] != 0 or state[s, CARRY, q] != 0:
+        if ranges[s, q] != 0:
             return False, 0.0
-        if ranges[s, rows + OPEN] != 0 and (state[s, 0, q] | state[s, 1, q]) != 0:
+        if ranges[s, rows + OPEN] == 0:          # no pass state (a fused kernel's row): its digits alone
+            continue
+        if state[s, CARRY, q] != 0:
+            return False, 0.0
+        if (state[s, 0, q] | state[s, 1, q]) != 0:
             if passes and grid[s, q] != scale:
                 return False, 0.0
             scale = grid[s, q]
