@@ -110,7 +110,14 @@ def kept(b, scale):
     on an unknown one (NaN).  Branch-free, from the scale's exponent field E = 1074 - g, so
     that the deposit loops vectorise (codegen.deposits)."""
     e = (np.float64(scale).view(np.int64) >> 52) & 0x7FF
-    return (e != 0x7FF) & (b < ((2097 - e) << 52)) & ((b >= ((2046 - e) << 52)) | (e == 1074 - _LOWEST))
+    return (e != 0x7FF) & (b < ((2097 - e) << 52)) & (_below(b, e) == False)  # noqa: E712 (branch-free)
+
+
+@numba.njit(cache=True, inline="always")
+def _below(b, e):
+    """Whether magnitude bits b lie below 2^(g - 51), the least a grid of exponent field e keeps
+    (nothing does on the finest grid)."""
+    return (b < ((2046 - e) << 52)) & (e != 1074 - _LOWEST)
 
 
 @numba.njit(cache=True)
@@ -166,7 +173,8 @@ def _room(acc, ranges, q, lo, hi):
     r = ranges[q]
     if acc.shape[1] >= ranges.shape[0] - LEDGER:    # a column for every sum (the fused kernels): its own
         c = np.int64(q)
-        ranges[q] = r | ((c + 1) << 16) | _WHOLE
+        if r & _WHOLE == 0:
+            ranges[q] = r | ((c + 1) << 16) | _WHOLE
         return c, 0
     if (r >> 16) & 0xFFFFFF != 0:
         if r & _WHOLE:
@@ -180,23 +188,19 @@ def _room(acc, ranges, q, lo, hi):
 @numba.njit(cache=True)
 def _find_room(acc, ranges, q, lo, hi):
     """(column, offset) where sum q's digits lo to hi - 1 are to be written (digit d at
-    acc[d + offset, column]), given a window as its terms first reach its digits, a whole column
-    once they outgrow it (the window's digits moved there); (-1, 0) where there is no room (the row
-    is marked FULL) or q lies outside the row's block: its digits are dropped.  A row with a
-    column for every sum gives whole columns only, so that it never runs out, and so does a
-    block whose BLOCK_LO is negative (from -1 - BLOCK_LO)."""
+    acc[d + offset, column]) in a row of fewer columns than sums, where _room found none: a window
+    as its terms first reach its digits, a whole column once they outgrow it (the window's digits
+    moved there); (-1, 0) where there is no room (the row is marked FULL) or q lies outside the
+    row's block: its digits are dropped.  A block whose BLOCK_LO is negative (from -1 - BLOCK_LO)
+    gives whole columns only, so that it never runs out."""
     r = ranges[q]
     rows = ranges.shape[0] - LEDGER
     columns = acc.shape[1]
     c, off = _where(r)
-    if c >= 0:
-        base = (r >> 43) & 127
-        if r & _WHOLE or (base <= lo and hi <= base + WINDOW):
-            return c, off
-    elif ranges[rows + BLOCK_HI] != 0 and not (max(ranges[rows + BLOCK_LO], -1 - ranges[rows + BLOCK_LO]) <= q
-                                               < ranges[rows + BLOCK_HI] and r & NEEDED):
+    if c < 0 and ranges[rows + BLOCK_HI] != 0 and not (max(ranges[rows + BLOCK_LO], -1 - ranges[rows + BLOCK_LO]) <= q
+                                                       < ranges[rows + BLOCK_HI] and r & NEEDED):
         return -1, 0
-    if c < 0 and columns < rows and hi - lo <= WINDOW and ranges[rows + BLOCK_LO] >= 0:
+    if c < 0 and hi - lo <= WINDOW and ranges[rows + BLOCK_LO] >= 0:
         w = ranges[rows + WNEXT]                 # the next window, from the last column down
         column = columns - 1 - w // WINDOWS
         if column < ranges[rows + NEXT]:
@@ -382,8 +386,7 @@ def deposit(state, q, x, scale):
     state[0, q] += np.float64(t).view(np.int64) - MAGIC_BITS
     state[1, q] += np.float64((y - (t - MAGIC)) * TWO52 + MAGIC).view(np.int64) - MAGIC_BITS
     state[2, q] = max(state[2, q], b)
-    e = (np.float64(scale).view(np.int64) >> 52) & 0x7FF
-    return (b < ((2046 - e) << 52)) & (e != 1074 - _LOWEST) & (b != 0)
+    return _below(b, (np.float64(scale).view(np.int64) >> 52) & 0x7FF) & (b != 0)
 
 
 @numba.njit(cache=True)
