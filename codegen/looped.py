@@ -361,6 +361,8 @@ class Module:
             copies = []
             out += (_group(self.g, self.lp, grp, backward, self.code, self.statement) if grp.pointwise else
                     op_lines(self.g, self.lp, n, op, backward, self.code, self.statement))
+            if backward and self.lp.deposit(op) == "adjoint":        # its dy's words are free from here
+                out += product_deposits(self, op)
         return self.outline(out + self._copies(copies, backward))
 
     def _copies(self, runs: list[tuple[int, int, int]], backward: bool) -> list[str]:
@@ -508,33 +510,51 @@ def _boundary(lp: LoopPlan) -> list[tuple[int, int, int]]:
             for vid in lp.boundary]
 
 
+def product_deposits(mod: "Module", op: Op, parts: frozenset = frozenset()) -> list[str]:
+    """The exact deposits of a matrix product's weight terms from its dy and x (codegen.deposits),
+    blade by blade of its weights; those of the blades in `parts` take in the weights' per-sample
+    part."""
+    lp = mod.lp
+    w, x, y = (lp.slabs[v] for v in (op.sources[0], op.sources[1], op.target))
+    out = []
+    for a in range(len(w.blades)):
+        pairs = [(b, m, sign) for aa, b, m, sign in op.pairs if aa == a]
+        if not pairs:
+            continue
+        add = w.per_sample + a * TILE * w.channels if a in parts else -1
+        out.append(f"_aside += _phg_deposit_products({_STATE_ARGS}, {mod.table(pairs, 3)}, "
+                   f"{lp.first_row[op.sources[0]] + a * w.channels}, {y.adjoint}, {x.offset}, {add}, 0, _m, "
+                   f"{y.channels}, {x.channels}, {TILE}, {lp.scratch})")
+    return out
+
+
+_STATE_ARGS = "_D, _G, _a, _U, _ws"        # a deposit's pass, grid, digits, ledger and workspace
+
+
 def _deposits(mod: Module) -> list[str]:
-    """The tile's exact deposits (codegen.deposits): the loss, each boundary slab's per-sample
-    adjoint, a matrix product's weights from its stored dy and x; then the tile's end of the
-    open pass (codegen.accumulate), given the most terms a sum takes per sample."""
+    """The tile's exact deposits at its end (codegen.deposits): the loss, each boundary slab's
+    per-sample adjoint, the weight terms of the matrix products deposited there (phg.plan.loops:
+    those of weights with a per-sample part, which the first product's terms take in; the others
+    went in as their adjoints ran); then the tile's end of the open pass (codegen.accumulate),
+    given the most terms a sum takes per sample."""
     g, lp = mod.g, mod.lp
-    args = "_D, _G, _a, _U, _ws"
-    out = ["_aside = 0", f"_aside += _phg_deposit_rows({args}, 0, {lp.slabs[g.loss].offset}, 0, _m, 1)"]
+    out = [f"_aside += _phg_deposit_rows({_STATE_ARGS}, 0, {lp.slabs[g.loss].offset}, 0, _m, 1)"]
     most = 1
     for vid in lp.boundary:
         s = lp.slabs[vid]
-        products = [op for op in lp.ops if op.blas and op.trained and op.sources[0] == vid]
+        products = [op for op in lp.ops if lp.deposit(op) and op.sources[0] == vid]
         most = max(most, len(products))
+        if s.per_sample is None:
+            continue
+        taken: set[int] = set()                  # a blade's per-sample part goes with its first product's terms
+        for op in products:
+            blades = {a for a, _, _, _ in op.pairs}
+            out += product_deposits(mod, op, frozenset(blades - taken))
+            taken |= blades
         for a in range(len(s.blades)):
-            q = lp.first_row[vid] + a * s.channels
-            add = s.per_sample + a * TILE * s.channels if s.per_sample is not None else None
-            if not products:
-                out.append(f"_aside += _phg_deposit_rows({args}, {q}, {add}, 0, _m, {s.channels})")
-            for op in products:
-                x, y = lp.slabs[op.sources[1]], lp.slabs[op.target]
-                pairs = [(b, m, sign) for aa, b, m, sign in op.pairs if aa == a]
-                if pairs:
-                    out.append(f"_aside += _phg_deposit_products({args}, {mod.table(pairs, 3)}, {q}, {y.adjoint}, "
-                               f"{x.offset}, {add if add is not None else -1}, 0, _m, {y.channels}, {x.channels}, "
-                               f"{TILE}, {lp.scratch})")
-                    add = None
-            if products and add is not None:      # no product reaches this blade: its per-sample part alone
-                out.append(f"_aside += _phg_deposit_rows({args}, {q}, {add}, 0, _m, {s.channels})")
+            if a not in taken:
+                out.append(f"_aside += _phg_deposit_rows({_STATE_ARGS}, {lp.first_row[vid] + a * s.channels}, "
+                           f"{s.per_sample + a * TILE * s.channels}, 0, _m, {s.channels})")
     return out + [f"_phg_end_tile(_a, _U, _D, _G, _m * {most}, _aside, {TILE * most})"]
 
 
@@ -549,8 +569,8 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
     consts = [v for v in lp.slabs if lp.slabs[v].const]
     body = ["_wv = _ws", "_wi = _ws", "_m = 0"] + mod.load([p for p in params if p in lp.slabs] + consts, None)
     body += mod.ops(False, False, lambda op: True)
-    body += _zero(lp.invariant_adjoint_range)
-    if not lp.exact:
+    if not lp.exact:                              # exact: only the epilogue writes the invariant adjoints
+        body += _zero(lp.invariant_adjoint_range)
         body += ["_a[:] = 0", "_loss = 0.0"]
     body += ["_lo = _slot * _n // _slots", "_hi = (_slot + 1) * _n // _slots"]
     loss = lp.slabs[g.loss]
@@ -560,6 +580,8 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
              f"    {_at(loss.adjoint, loss, 0)} = 1.0"]
     if not lp.exact:
         tile += [f"    _loss += {_at(loss.offset, loss, 0)}"]
+    else:
+        tile += ["_aside = 0"]
     tile += mod.ops(True, True, trained)
     if lp.exact:
         tile += _deposits(mod)

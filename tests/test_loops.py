@@ -258,3 +258,114 @@ def test_the_loop_strategys_exp_is_within_an_ulp_of_the_c_librarys():
             want = math.inf
         assert got == want or abs(got - want) <= math.ulp(want), (x, got, want)
     assert math.isnan(exp(math.nan)) and exp(math.inf) == math.inf and exp(-math.inf) == 0.0
+
+
+def _tile_lives(graph, lp) -> None:
+    """Runs a training tile's schedule (as codegen.looped prints it) over the loop plan's
+    workspace, word by word: each slab written marks its words as its own, and every read must
+    find them still its own, so no slab's words were taken by another while it was live."""
+    owner = np.full(lp.words, -1, dtype=np.int64)
+    ids: dict[tuple[str, str], int] = {}
+
+    def words(vid: str, kind: str) -> range | None:
+        s = lp.slabs[vid]
+        if s.internal or s.const:
+            return None
+        if kind == "fw":
+            return range(s.offset, s.offset + s.words)
+        if kind == "ps":
+            return None if s.per_sample is None else range(s.per_sample, s.per_sample + len(s.blades) * TILE * s.channels)
+        return None if s.adjoint is None else range(s.adjoint, s.adjoint + s.words)
+
+    def write(vid: str, kind: str):
+        r = words(vid, kind)
+        if r is not None:
+            assert kind != "bw" or lp.slabs[vid].varying or not lp.exact, ("a tile writes an invariant adjoint", vid)
+            owner[r.start:r.stop] = ids.setdefault((vid, kind), len(ids))
+
+    def read(vid: str, kind: str):
+        r = words(vid, kind)
+        if r is not None:
+            mine = ids.get((vid, kind))
+            assert mine is not None and (owner[r.start:r.stop] == mine).all(), (vid, kind, "read after its words were taken")
+
+    def bar(vid: str, op):                          # a source's adjoint, added to
+        s = lp.slabs[vid]
+        kind = "ps" if op.varying and not s.varying and s.per_sample is not None else "bw"
+        if not s.varying and kind == "bw":
+            return
+        read(vid, kind)
+        write(vid, kind)
+
+    for s in lp.slabs.values():                     # the slot's invariant slabs, laid out first
+        if not s.varying:
+            write(s.vid, "fw")
+    for vid in graph.inputs.values() if isinstance(graph.inputs, dict) else graph.inputs:
+        if vid in lp.slabs:
+            write(vid, "fw")
+    tiled = [(i, grp) for i, grp in enumerate(lp.groups) if lp.ops[grp.ops[0]].varying and lp.ops[grp.ops[0]].trained]
+    for _, grp in tiled:
+        for n in grp.ops:
+            op = lp.ops[n]
+            made = {lp.ops[m].target for m in grp.ops if m < n}
+            for src in op.sources:
+                if src not in made and lp.slabs[src].varying:
+                    read(src, "fw")
+            write(op.target, "fw")
+    for vid in lp.boundary:
+        write(vid, "ps")
+    write(graph.loss, "bw")
+    if not lp.exact:
+        read(graph.loss, "fw")
+    for i, grp in reversed(tiled):
+        for s in lp.slabs.values():
+            if s.born == i:
+                write(s.vid, "bw")
+        made = {lp.ops[n].target for n in grp.ops}
+        for n in reversed(grp.ops):
+            op = lp.ops[n]
+            if not lp.slabs[op.target].internal:
+                read(op.target, "bw")
+            for src in op.sources:
+                if lp.slabs[src].varying and (src not in made or not grp.pointwise):
+                    read(src, "fw")
+                if src not in made or not grp.pointwise:
+                    bar(src, op)
+            if lp.deposit(op) == "adjoint":
+                read(op.target, "bw")
+                read(op.sources[1], "fw")
+    if lp.exact:
+        read(graph.loss, "fw")
+        for op in lp.ops:
+            if lp.deposit(op) == "end":
+                read(op.target, "bw")
+                read(op.sources[1], "fw")
+        for vid in lp.boundary:
+            read(vid, "ps")
+
+
+@pytest.mark.parametrize("accumulate", ["float", "exact"])
+def test_a_tiles_slabs_share_words_only_where_their_lives_do_not_meet(accumulate):
+    """The adjoint slabs take the words of forward slabs the backward pass is done with, and of
+    each other (phg.plan.loops); run over random models, the wide one and the widened network."""
+    from bench.widths import source as widened
+
+    def check(text):
+        program = phg.loads(text, filename="lives.phg")
+        phg.check(program)
+        graph = next(iter(program.models.values()))
+        if graph.loss is None or graph.loss not in phg.plan.loops.sample_dependent(graph):
+            return                                  # a loss of parameters alone trains fused
+        lp = phg.plan.loops.loop_plan(graph, [*graph.outputs.values(), graph.loss], True, accumulate == "exact")
+        _tile_lives(graph, lp)
+
+    check(WIDE)
+    check(widened(16, accumulate))
+    sweep(models(), 30, 0, 1, lambda text: check(with_loss(text)))
+    # the widened network's step: its adjoints in words the forward pass is done with (and in
+    # float sums, a tile's weight gradients beside them)
+    program = phg.loads(widened(256, accumulate), filename="widened.phg")
+    phg.check(program)
+    graph = program.models["SignedVolume"]
+    lp = phg.plan.loops.loop_plan(graph, [*graph.outputs.values(), graph.loss], True, accumulate == "exact")
+    assert lp.words < (1.4 if accumulate == "exact" else 1.7) * lp.forward_words

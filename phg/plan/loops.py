@@ -16,8 +16,9 @@ A short last tile writes the first rows of its slabs only; a matrix product read
 row's rounding then does not depend on the other rows), and the adjoint slabs, zeroed per tile,
 are zero past the tile's samples, so the rows past them add nothing to a sum.
 
-The plan lists the workspace's words, which the runtime allocates per slot (phg.plan.buffers)
-and the verifier counts; the emitter (codegen.looped) only prints it.
+The plan lists the workspace's words, which the runtime allocates per thread (phg.plan.buffers)
+and the verifier counts; the emitter (codegen.looped) only prints it.  A step's adjoint slabs take
+the words of forward slabs the backward pass is done with, and of each other, by their lives.
 """
 from __future__ import annotations
 
@@ -119,6 +120,12 @@ class LoopPlan:
     groups: list[Group] = field(default_factory=list)
     scratch: int = 0                       # exact training: words of a deposit's row of terms (codegen.deposits)
     forward_words: int = 0                 # the forward slabs, first: what inference needs
+
+    def deposit(self, op: Op) -> str:
+        """Where op's weight terms are deposited (`deposited`)."""
+        if not self.exact:
+            return ""
+        return deposited(op, self.boundary, [v for v in self.boundary if self.slabs[v].per_sample is not None])
 
 
 def _ordered(g: Hypergraph, support: int) -> list[int]:
@@ -260,9 +267,11 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
                           grouped=grouped))
     trained |= {op.target for op in ops if op.trained}      # the slabs ops add (linear's regrouped weights)
     groups = _groups(g, wanted, ops, slabs)
-    # Workspace: invariant forward slabs, varying forward slabs (inference needs no more), varying
-    # adjoints (sharing words where their lives do not overlap), exact sums' per-sample adjoints
-    # (one range, zeroed per tile), a deposit's scratch, then invariant adjoints.
+    # Workspace: invariant forward slabs, then varying forward slabs (inference needs no more);
+    # the varying adjoints share words with each other and with the forward slabs the backward
+    # pass has read for the last time; then the exact sums' per-sample adjoints (one range, zeroed
+    # per tile) and a deposit's scratch; then the invariant adjoints, which in exact sums only the
+    # step's epilogue writes, after every tile: they take the varying slabs' words.
     words = 0
 
     def place(n: int) -> int:
@@ -273,33 +282,38 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
     for s in slabs.values():
         if not s.varying and not s.internal:
             s.offset = place(s.words)
+    varying_start = words
     for s in slabs.values():
         if s.varying and not s.internal:
             s.offset = place(s.words)
     forward = words
     boundary = [vid for vid, s in slabs.items() if not s.varying and not s.const
                 and any(op.trained and op.varying and vid in op.sources for op in ops)] if train else []
+    # An exact sum needs each sample's term: a boundary slab's adjoint from a varying op is kept
+    # per sample, but for a matrix product's weights, whose terms the deposit computes.
+    per_sample = [vid for vid in boundary if exact and any(
+        op.trained and op.varying and vid in op.sources and not (op.blas and vid == op.sources[0]) for op in ops)]
     if train:
-        words += _adjoints(g, ops, groups, slabs, trained, boundary if exact else [], words)
+        words = max(words, _adjoints(g, ops, groups, slabs, trained, boundary if exact else [], per_sample,
+                                     varying_start))
     start = words
-    if exact:
-        # An exact sum needs each sample's term: a boundary slab's adjoint from a varying op is
-        # kept per sample, but for a matrix product's weights, whose terms the deposit computes.
-        for vid in boundary:
-            if any(op.trained and op.varying and vid in op.sources
-                   and not (op.blas and vid == op.sources[0]) for op in ops):
-                slabs[vid].per_sample = place(len(slabs[vid].blades) * TILE * slabs[vid].channels)
+    for vid in per_sample:
+        slabs[vid].per_sample = place(len(slabs[vid].blades) * TILE * slabs[vid].channels)
     adjoint_range = (start, words)
     scratch = 0
     if exact:                                   # a matrix product's weight terms, a row of input channels
         widest = [slabs[op.sources[1]].channels for op in ops if op.blas and op.trained and op.sources[0] in boundary]
         scratch = place(max(widest)) if widest else 0
+    end = words
+    if exact:
+        words = varying_start
     start = words
     if train:
         for s in slabs.values():
             if not s.varying and not s.const and s.vid in trained and not s.internal:
                 s.adjoint = place(s.words)
     invariant_adjoint_range = (start, words)
+    words = max(words, end)
     first, row = {}, 1
     for vid in boundary:
         first[vid] = row
@@ -308,37 +322,67 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
                     helpers, exact, boundary, first, row, groups, scratch, forward)
 
 
+def deposited(op: Op, boundary: list[str], per_sample: list[str]) -> str:
+    """Where a matrix product's weight terms (exact sums) are deposited: "" (none: float sums, or
+    weights that take no sum), "end" (at the tile's end, its dy kept until then: its weights have
+    a per-sample part too, which the first product's terms take in, codegen.deposits) or "adjoint"
+    (as the product's adjoint runs, so that its dy's words are free from there)."""
+    if not (op.blas and op.trained and op.sources[0] in boundary):
+        return ""
+    return "end" if op.sources[0] in per_sample else "adjoint"
+
+
 def _adjoints(g: Hypergraph, ops: list[Op], groups: list[Group], slabs: dict[str, Slab], trained: set[str],
-              boundary: list[str], base: int) -> int:
-    """Words from `base` for the varying adjoint slabs of a tile's backward pass, placed first-fit
-    by their lives, which run from the first group (in the backward order codegen.looped runs
-    them) that writes or reads a slab to the last that reads it: the loss's from the tile's start,
-    and a matrix product's output's to the tile's end where its weights' exact terms are deposited
-    from it (boundary: the exact sums' weights).  Each slab is zeroed as its life starts (`born`),
-    so that words an earlier slab left are never read.  Returns the words used."""
+              boundary: list[str], per_sample: list[str], base: int) -> int:
+    """The varying adjoint slabs of a tile's backward pass, placed first-fit by their lives among
+    the varying forward slabs from word `base` (where those start): a life runs from the first
+    group (in the backward order codegen.looped runs them) that writes or reads the slab to the
+    last that reads it; the loss's adjoint from the tile's start.  A forward slab keeps its words
+    until the backward pass reads it for the last time (a group's adjoint reads its sources); the
+    loss's and, in exact sums, the ones a deposit at the tile's end reads (a matrix product's dy
+    and x whose weights have a per-sample part) until the tile's end.  Each adjoint slab is zeroed
+    as its life starts (`born`), so that words an earlier slab left are never read.  Returns the
+    end of the words used."""
     def kept(vid: str) -> bool:
         s = slabs.get(vid)
         return s is not None and s.varying and not s.internal and not s.const and vid in trained
 
-    events: dict[str, list[int]] = {}            # slab -> [birth, death] in backward positions
+    def forward(vid: str) -> bool:
+        s = slabs.get(vid)
+        return s is not None and s.varying and not s.internal
+
+    events: dict[str, list[int]] = {}            # adjoint slab -> [birth, death] in backward positions
+    reads: dict[str, int] = {}                   # forward slab -> its last read in the backward pass
 
     def touch(vid: str, at: int):
         if kept(vid):
             life = events.setdefault(vid, [at, at])
             life[0], life[1] = min(life[0], at), max(life[1], at)
 
+    def read(vid: str, at: int):
+        if forward(vid):
+            reads[vid] = max(reads.get(vid, at), at)
+
     touch(g.loss, -1)                            # seeded at the tile's start
     order = [i for i in reversed(range(len(groups)))
              if ops[groups[i].ops[0]].varying and ops[groups[i].ops[0]].trained]
+    end = len(order)
     for at, i in enumerate(order):
         targets = {ops[n].target for n in groups[i].ops}         # their adjoints read
-        for vid in targets | {src for n in groups[i].ops for src in ops[n].sources}:     # and the sources' written
+        sources = {src for n in groups[i].ops for src in ops[n].sources}
+        for vid in targets | sources:            # and the sources' written
             touch(vid, at)
-    for op in ops:                               # the exact deposits read dy at the tile's end
-        if op.blas and op.trained and op.sources[0] in boundary:
-            touch(op.target, len(order))
-    live: list[tuple[int, int, int]] = []        # (offset, words, death)
-    used = 0
+        for vid in sources:
+            read(vid, at)
+    read(g.loss, end)                            # summed after the pass (float) or deposited at the end (exact)
+    for op in ops:
+        if deposited(op, boundary, per_sample) == "end":
+            touch(op.target, end)
+            read(op.sources[1], end)
+    # (offset from base, words, death): the forward slabs first, then each adjoint as its life starts
+    live: list[tuple[int, int, int]] = [(slabs[vid].offset - base, slabs[vid].words, reads.get(vid, -2))
+                                        for vid in slabs if forward(vid)]
+    used = max((at + words for at, words, _ in live), default=0)
     for vid, (birth, death) in sorted(events.items(), key=lambda kv: (kv[1][0], -slabs[kv[0]].words, kv[0])):
         live = [x for x in live if x[2] >= birth]      # a slab read last at `birth` keeps its words there
         size, at = slabs[vid].words, 0
@@ -349,7 +393,7 @@ def _adjoints(g: Hypergraph, ops: list[Op], groups: list[Group], slabs: dict[str
         slabs[vid].adjoint, slabs[vid].born = base + at, (order[birth] if birth >= 0 else -1)
         live.append((at, size, death))
         used = max(used, at + size)
-    return used
+    return base + used
 
 
 def _groups(g: Hypergraph, wanted: list[str], ops: list[Op], slabs: dict[str, Slab]) -> list[Group]:
