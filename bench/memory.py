@@ -8,7 +8,8 @@ runtime) and by the growth of the peak resident set (/proc/self/clear_refs, then
 to return large blocks, so that the pages a call touches are new ones).  PyTorch's forward (no
 grad) and forward + backward of the same network, float64, on the same threads, by the resident
 set alone (tracemalloc does not see its allocator).  The training/inference ratios count a step
-without its optimizer's own state (moments, saved parameters), as `memory <= K * inference` does.
+without its optimizer's own state (moments, saved parameters), as `memory <= K * inference` does;
+"with parameters" adds the parameters' own bytes, which both hold, to either side.
 
     python -m bench memory [C ...] [--batches 128,1024,4096]
 """
@@ -108,6 +109,7 @@ def _run(src: Path, out: str, n: int, kind: str = "", torch: bool = False) -> di
 def measure(widths, batches) -> list[dict]:
     import phg
     from phg.codegen.spread import threads
+    from phg.plan import kernel_plan
     from phg.verifier.memory import plan
 
     from .widths import source
@@ -124,6 +126,9 @@ def measure(widths, batches) -> list[dict]:
             graph = program.models["SignedVolume"]
             mp = plan(graph, program.trains.get("SignedVolume"))
             optimizer = sum(mp.optimizer.values())
+            # the parameters' own bytes: a gradient has its parameter's shape
+            parameters = sum(b.bytes for b in kernel_plan(graph, program.trains.get("SignedVolume")).train.buffers
+                             if b.role == "grads")
             for n in batches:
                 predict, step = _run(src, out, n, "predict"), _run(src, out, n, "step")
                 try:
@@ -133,6 +138,7 @@ def measure(widths, batches) -> list[dict]:
                 rows.append({"channels": c, "batch": n, "threads": threads(),
                              "predict_certified": mp.inference_bytes(n, threads(), conversions=False),
                              "step_certified": mp.training_bytes(threads()), "optimizer": optimizer,
+                             "parameters": parameters,
                              "predict": predict, "step": step, "torch": torch})
     return rows
 
@@ -149,19 +155,23 @@ def main(argv: list[str]) -> int:
     rows = measure(widths, batches)
     print(f"signed volume widened, accumulate exact, {rows[0]['threads']} threads; MB = 10^6 bytes; "
           "certified at this thread count, float64 inputs; measured: tracemalloc peak / peak RSS growth; PyTorch: "
-          "step / forward RSS growth, where the forward's is 1 MB or more")
+          "step / forward RSS growth, where the forward's is 1 MB or more; with parameters: both sides count the "
+          "parameters' own bytes")
     print("| channels | batch | predict: certified | measured | step: certified | measured | "
-          "training / inference: certified | measured | PyTorch (RSS) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "training / inference: certified | measured | with parameters: certified | measured | PyTorch (RSS) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         p, s, t = r["predict"], r["step"], r["torch"]
         ratio_cert = (r["step_certified"] - r["optimizer"]) / r["predict_certified"]
         ratio = (s["traced"] - r["optimizer"]) / p["traced"]
+        held = r["parameters"]
+        with_cert = (r["step_certified"] - r["optimizer"] + held) / (r["predict_certified"] + held)
+        with_measured = (s["traced"] - r["optimizer"] + held) / (p["traced"] + held)
         torch_ratio = f"{t['step'] / t['predict']:.2f} ({_mb(t['step'])} / {_mb(t['predict'])})" \
             if t and t["predict"] >= 1e6 else "-"
         print(f"| {r['channels']} | {r['batch']:,} | {_mb(r['predict_certified'])} | {_mb(p['traced'])} / "
               f"{_mb(p['rss'])} | {_mb(r['step_certified'])} | {_mb(s['traced'])} / {_mb(s['rss'])} | "
-              f"{ratio_cert:.2f} | {ratio:.2f} | {torch_ratio} |")
+              f"{ratio_cert:.2f} | {ratio:.2f} | {with_cert:.2f} | {with_measured:.2f} | {torch_ratio} |")
         if p["traced"] > r["predict_certified"] or s["traced"] > r["step_certified"]:
             print(f"  VIOLATION at {r['channels']} channels, batch {r['batch']}", file=sys.stderr)
     return 0

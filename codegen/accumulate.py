@@ -333,7 +333,9 @@ def add_double(acc, ranges, q, x):
             _touch(ranges, q, first, end)
 
 
-@numba.njit(cache=True)
+# One signature, as deposit's: the fused kernels call settle with the sum's index as a literal.
+@numba.njit(numba.types.void(numba.types.int64[:, ::1], numba.types.int64[::1], numba.types.int64, numba.types.int64,
+                             numba.types.int64, numba.types.float64, numba.types.int64), cache=True)
 def settle(acc, ranges, q, high, low, scale, top):
     """Sum q += the two level sums of a pass (units 2^(g - 51) and 2^(g - 103)), or the mark of
     a non-finite term."""
