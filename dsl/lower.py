@@ -15,8 +15,8 @@ from phg import support as sup
 from phg.algebra import Algebra, AlgebraError
 from phg.diagnostics import Note, PhgError, Span, did_you_mean
 from phg.hypergraph import Claim, Hypergraph, Value
-from phg.operations import SCALAR_FUNCTIONS, Operand, UnitClash, evaluate, infer_support, unit_rule
-from phg.versors import constant_versor, versor_reason
+from phg.operations import CALLS, Operand, UnitClash, evaluate, infer_support, operation, unit_rule, versor_reason
+from phg.versors import constant_versor
 from phg.program import OPTIMIZERS, Program, TrainSpec
 from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
@@ -25,10 +25,7 @@ from . import ast
 from .budget import MAX_LOWERING_NESTING, Budget, ProgramBudget
 
 # Built-in functions of LANGUAGE §5 and how many arguments each takes.
-BUILTINS = {"grade": 2, "even": 1, "odd": 1, "scalar": 1, "dual": 1, "inv": 1, "involute": 1,
-            "norm": 1, "norm2": 1, "normalize": 1, "exp": 1, "log": 1, "sum": 1, "mix": 2, "gate": 2,
-            "linear": 2, "bilinear": 3,
-            **{f: 1 for f in SCALAR_FUNCTIONS}}
+BUILTINS = CALLS                  # the built-in functions, with their arguments (phg.operations)
 INITIALISERS = {"normal": 1, "uniform": 2}
 BINARY_KINDS = {"add": "add", "sub": "sub", "mul": "gp", "div": "div", "wedge": "op",
                 "lcontract": "lc", "regressive": "regressive", "sandwich": "sandwich"}
@@ -680,19 +677,11 @@ class _ModelBuilder:
         return out
 
     def check_argument(self, kind: str, vals: list[Value], spans: list[Span]):
-        x = vals[0]
-        if kind in SCALAR_FUNCTIONS and x.support & ~sup.SCALAR:
-            raise self.error("type", f"{kind} takes a Scalar, found {self.describe(x)}", spans[0],
-                             expected="a Scalar", hint="take scalar(...) or norm(...) first")
-        if kind == "exp" and x.support & ~sup.SCALAR and x.support & ~sup.of_grades(self.alg, [2]):
-            raise self.error("type", f"exp takes a Scalar or a Bivector, found {self.describe(x)}", spans[0],
-                             expected="a Scalar or a Bivector")
-        if kind == "log" and x.support & ~sup.of_grades(self.alg, range(0, self.alg.n + 1, 2)):
-            raise self.error("type", f"log takes a Rotor or Motor, found {self.describe(x)}", spans[0],
-                             expected="an even value (a Rotor or Motor)")
-        if kind in ("gate", "gradegate") and vals[1].support & ~sup.SCALAR:
-            raise self.error("type", f"gate(x, s) needs a Scalar s, found {self.describe(vals[1])}", spans[1],
-                             expected="a Scalar")
+        for arg in operation(kind).arguments:
+            x = vals[arg.i]
+            if not arg.admits(self.alg, x.support):
+                raise self.error("type", f"{arg.says}, found {self.describe(x)}", spans[arg.i], expected=arg.expected,
+                                 hint=arg.hint)
 
     def check_arity(self, call: ast.Call, arity: int):
         if len(call.args) != arity:

@@ -1,5 +1,9 @@
-"""The operations of the language: for each hyperedge kind, its abstract support rule, its unit
-rule and its exact meaning on constants (versor rules are in phg.versors).
+"""The operations of the language, one specification per hyperedge kind (the registry): its
+sources, its support rule (a term of phg.rules, read over integers here and over Z3 bit-vectors
+by verifier.smt), its unit rule, its versor rule (phg.versors), its exact meaning on constants,
+and the built-in function that writes it, with the arguments it takes.  A stage that meets a
+kind the registry lacks raises; a kind registered without a support, unit or versor rule is
+refused when this module is imported.
 
 The support rule must over-approximate: a blade outside the computed support has a zero
 coefficient for every input of the given supports (tests check this against clifford).
@@ -9,19 +13,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Callable
 
 import numpy as np
 
 from . import multivector as mv
+from . import rules as r
 from . import support as sup
+from . import versors
 from .algebra import Algebra
 from .units import DIMENSIONLESS, Unit
 
-BINARY = {"add", "sub", "gp", "div", "op", "lc", "regressive", "sandwich"}
 SCALAR_FUNCTIONS = ("sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "gelu", "abs")
-# Unary built-ins with one multivector argument; grade(x, k) and component take attributes.
-UNARY = {"neg", "reverse", "involute", "even", "odd", "scalar", "dual", "inv", "norm", "norm2",
-         "normalize", "exp", "log", "sum", *SCALAR_FUNCTIONS}
 
 
 @dataclass(frozen=True)
@@ -40,53 +43,6 @@ class UnitClash(ValueError):
         self.operands = operands
 
 
-# ---- supports -------------------------------------------------------------------------------
-def infer_support(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> int:
-    s = [o.support for o in ops]
-    if kind in ("add", "sub"):
-        return s[0] | s[1]
-    if kind in ("neg", "reverse", "involute", "normalize", "sum", "gate", "gradegate", "copy"):
-        return s[0]
-    if kind in ("gp", "op", "lc", "regressive"):
-        return sup.product(alg, kind, s[0], s[1])
-    if kind == "div":
-        return sup.product(alg, "gp", s[0], sup.inverse(alg, s[1], ops[1].versor))
-    if kind == "sandwich":
-        vx = sup.product(alg, "gp", s[0], s[1])
-        return sup.product(alg, "gp", vx, sup.inverse(alg, s[0], ops[0].versor))
-    if kind == "mix":
-        return sup.product(alg, "gp", s[0], s[1])
-    if kind == "linear":                   # scalar weights per grade of x
-        return sup.grade_filter(alg, s[1], attrs["grades"]) if s[0] & sup.SCALAR else 0
-    if kind == "bilinear":
-        return sup.bilinear(alg, s[0], s[1], s[2], attrs["paths"])
-    if kind == "grade":
-        return sup.grade_filter(alg, s[0], attrs["grades"])
-    if kind == "even":
-        return sup.grade_filter(alg, s[0], range(0, alg.n + 1, 2))
-    if kind == "odd":
-        return sup.grade_filter(alg, s[0], range(1, alg.n + 1, 2))
-    if kind == "scalar":
-        return s[0] & sup.SCALAR
-    if kind == "dual":
-        return sup.dual(alg, s[0])
-    if kind == "inv":
-        return sup.inverse(alg, s[0], ops[0].versor)
-    if kind in ("norm", "norm2"):
-        return sup.product(alg, "gp", s[0], s[0]) & sup.SCALAR
-    if kind == "exp":
-        return sup.SCALAR if s[0] & ~sup.SCALAR == 0 else sup.closure(alg, s[0])
-    if kind == "log":
-        return sup.grade_filter(alg, sup.closure(alg, s[0]), [2])
-    if kind in SCALAR_FUNCTIONS:
-        return sup.SCALAR
-    if kind == "index":
-        return s[0]
-    if kind == "component":
-        return sup.SCALAR if s[0] >> attrs["blade"] & 1 else 0
-    raise KeyError(kind)
-
-
 # ---- units ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UnitRule:
@@ -99,45 +55,181 @@ class UnitRule:
     dimensionless: tuple[int, ...] = ()
 
 
-_SAME = (Fraction(1),)
-NEEDS_DIMENSIONLESS = ("exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "gelu")
+
+
+def _units(*powers, offset=None, equal=(), dimensionless=()) -> Callable[[Algebra, dict], UnitRule]:
+    """A unit rule of fixed powers; `offset` (of the algebra and the attributes) a unit beside them."""
+    ks = tuple(Fraction(k) for k in powers)
+    return lambda alg, attrs: UnitRule(ks, offset(alg, attrs) if offset else DIMENSIONLESS, tuple(equal),
+                                       tuple(dimensionless))
+
+
+SAME_UNIT = _units(1)
+PRODUCT_UNIT = _units(1, 1)
+DIMENSIONLESS_ARGUMENT = _units(0, dimensionless=(0,))
+_PSEUDOSCALAR = lambda alg, attrs: alg.blade_unit(alg.full) ** -1  # noqa: E731
+
+
+# ---- arguments ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Argument:
+    """What an argument's support must lie within (any one of `within`), and how a violation is
+    reported by the lowering: "<says>, found <what it is>", the expected thing, a hint."""
+    i: int
+    within: tuple[r.Mask, ...]
+    says: str
+    expected: str
+    hint: str | None = None
+
+    def admits(self, alg: Algebra, support: int) -> bool:
+        return any(support & ~m(alg, {}) == 0 for m in self.within)
+
+
+# ---- the registry -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Operation:
+    kind: str
+    sources: int                                   # the hyperedge's sources
+    support: r.Rule
+    unit: Callable[[Algebra, dict], UnitRule]
+    versor: Callable[[Algebra, list, list, int], str | None]     # a rule of phg.versors
+    evaluate: Callable[[Algebra, list, dict], np.ndarray] | None = None   # on constants; None: not folded
+    call: int | None = None                        # the arguments of its built-in function, if it has one
+    arguments: tuple[Argument, ...] = ()
+
+
+OPERATIONS: dict[str, Operation] = {}
+
+
+def register(op: Operation) -> Operation:
+    """Adds op to the registry; refuses an entry without a support, unit or versor rule."""
+    if not isinstance(op.support, r.Rule):
+        raise TypeError(f"operation {op.kind!r} has no support rule (a term of phg.rules)")
+    if not callable(op.unit):
+        raise TypeError(f"operation {op.kind!r} has no unit rule")
+    if not callable(op.versor):
+        raise TypeError(f"operation {op.kind!r} has no versor rule (phg.versors.never where none applies)")
+    if op.kind in OPERATIONS:
+        raise TypeError(f"operation {op.kind!r} is registered twice")
+    OPERATIONS[op.kind] = op
+    return op
+
+
+def operation(kind: str) -> Operation:
+    """The registry's entry for kind; a KeyError naming it where there is none."""
+    try:
+        return OPERATIONS[kind]
+    except KeyError:
+        raise KeyError(f"no operation {kind!r} in the registry (phg.operations)") from None
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def _scalar(f: Callable[[float], float]):
+    return lambda alg, v, attrs: mv.blade(alg, 0, f(float(v[0][0])))
+
+
+def _sqrt(x: float) -> float:
+    if x < 0:
+        raise ValueError("sqrt of a negative number")
+    return math.sqrt(x)
+
+
+def _normalize(alg: Algebra, v: list, attrs: dict) -> np.ndarray:
+    size = math.sqrt(abs(mv.norm2(alg, v[0])))
+    if size == 0:
+        raise ZeroDivisionError("normalize of a multivector of norm 0")
+    return v[0] / size
+
+
+_SCALAR_ARGUMENT = (Argument(0, (r.SCALAR,), "{kind} takes a Scalar", "a Scalar", "take scalar(...) or norm(...) first"),)
+_GATE_ARGUMENT = (Argument(1, (r.SCALAR,), "gate(x, s) needs a Scalar s", "a Scalar"),)
+
+for _kind, _f in (("add", lambda alg, v, a: v[0] + v[1]), ("sub", lambda alg, v, a: v[0] - v[1])):
+    register(Operation(_kind, 2, r.Union(r.Arg(0), r.Arg(1)), _units(1, 0, equal=(0, 1)), versors.plus_zero, _f))
+for _kind in ("gp", "op", "lc"):
+    register(Operation(_kind, 2, r.Product(_kind, r.Arg(0), r.Arg(1)), PRODUCT_UNIT,
+                       versors.product if _kind == "gp" else versors.never,
+                       lambda alg, v, a, k=_kind: mv.product(alg, k, v[0], v[1])))
+# The meet removes one copy of the pseudoscalar's basis vectors.
+register(Operation("regressive", 2, r.Product("regressive", r.Arg(0), r.Arg(1)), _units(1, 1, offset=_PSEUDOSCALAR),
+                   versors.never, lambda alg, v, a: mv.product(alg, "regressive", v[0], v[1])))
+register(Operation("div", 2, r.Product("gp", r.Arg(0), r.Inverse(1)), _units(1, -1), versors.product,
+                   lambda alg, v, a: mv.product(alg, "gp", v[0], mv.inverse(alg, v[1]))))
+register(Operation("sandwich", 2, r.Sandwich(0, 1), _units(0, 1), versors.product,      # V x V^-1: V's unit cancels
+                   lambda alg, v, a: mv.product(alg, "gp", mv.product(alg, "gp", v[0], v[1]), mv.inverse(alg, v[0]))))
+register(Operation("neg", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda alg, v, a: -v[0]))
+register(Operation("reverse", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda alg, v, a: mv.reverse(alg, v[0])))
+register(Operation("involute", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda alg, v, a: mv.involute(alg, v[0]),
+                   call=1))
+register(Operation("copy", 1, r.Arg(0), SAME_UNIT, versors.involution))
+register(Operation("inv", 1, r.Inverse(0), _units(-1), versors.involution, lambda alg, v, a: mv.inverse(alg, v[0]),
+                   call=1))
+register(Operation("grade", 1, r.Keep(r.Arg(0), r.grades()), SAME_UNIT, versors.projection,
+                   lambda alg, v, a: mv.grade(alg, v[0], a["grades"]), call=2))
+register(Operation("even", 1, r.Keep(r.Arg(0), r.parity(0)), SAME_UNIT, versors.projection,
+                   lambda alg, v, a: mv.grade(alg, v[0], range(0, alg.n + 1, 2)), call=1))
+register(Operation("odd", 1, r.Keep(r.Arg(0), r.parity(1)), SAME_UNIT, versors.projection,
+                   lambda alg, v, a: mv.grade(alg, v[0], range(1, alg.n + 1, 2)), call=1))
+register(Operation("scalar", 1, r.Keep(r.Arg(0), r.SCALAR), SAME_UNIT, versors.projection,
+                   lambda alg, v, a: mv.grade(alg, v[0], [0]), call=1))
+register(Operation("dual", 1, r.Dual(r.Arg(0)), _units(1, offset=_PSEUDOSCALAR), versors.never,
+                   lambda alg, v, a: mv.dual(alg, v[0]), call=1))
+register(Operation("norm2", 1, r.Keep(r.Product("gp", r.Arg(0), r.Arg(0)), r.SCALAR), _units(2), versors.never,
+                   lambda alg, v, a: mv.blade(alg, 0, mv.norm2(alg, v[0])), call=1))
+register(Operation("norm", 1, r.Keep(r.Product("gp", r.Arg(0), r.Arg(0)), r.SCALAR), SAME_UNIT, versors.never,
+                   lambda alg, v, a: mv.blade(alg, 0, math.sqrt(abs(mv.norm2(alg, v[0])))), call=1))
+register(Operation("normalize", 1, r.Arg(0), _units(0), versors.normalised, _normalize, call=1))
+register(Operation("exp", 1, r.IfSupport(0, lambda s: s & ~sup.SCALAR == 0, r.Blades(r.SCALAR), r.Closure(r.Arg(0))),
+                   DIMENSIONLESS_ARGUMENT, versors.exponential, lambda alg, v, a: mv.exp(alg, v[0]), call=1,
+                   arguments=(Argument(0, (r.SCALAR, r.of_grades(2)), "exp takes a Scalar or a Bivector",
+                                       "a Scalar or a Bivector"),)))
+register(Operation("log", 1, r.Keep(r.Closure(r.Arg(0)), r.of_grades(2)), DIMENSIONLESS_ARGUMENT, versors.never,
+                   call=1, arguments=(Argument(0, (r.parity(0),), "log takes a Rotor or Motor",
+                                               "an even value (a Rotor or Motor)"),)))
+register(Operation("sum", 1, r.Arg(0), SAME_UNIT, versors.never, lambda alg, v, a: v[0], call=1))
+register(Operation("index", 1, r.Arg(0), SAME_UNIT, versors.channel, lambda alg, v, a: v[0]))
+register(Operation("component", 1, r.IfBlade(0, r.BLADE, r.Blades(r.SCALAR), r.Blades(r.NOTHING)),
+                   _units(1, offset=lambda alg, attrs: alg.blade_unit(attrs["blade"]) ** -1), versors.never,
+                   lambda alg, v, a: mv.blade(alg, 0, a["sign"] * v[0][a["blade"]])))
+register(Operation("mix", 2, r.Product("gp", r.Arg(0), r.Arg(1)), PRODUCT_UNIT, versors.never, call=2))
+register(Operation("gate", 2, r.Arg(0), _units(1, 0, dimensionless=(1,)), versors.scaled,
+                   lambda alg, v, a: v[0] * _sigmoid(float(v[1][0])), call=2, arguments=_GATE_ARGUMENT))
+register(Operation("gradegate", 2, r.Arg(0), _units(1, 0, dimensionless=(1,)), versors.never,
+                   arguments=_GATE_ARGUMENT))
+# scalar weights per grade of x
+register(Operation("linear", 2, r.Keep(r.Product("gp", r.Arg(0), r.Arg(1)), r.grades(), mask_first=True), PRODUCT_UNIT,
+                   versors.never, call=2))
+register(Operation("bilinear", 3, r.IfBlade(0, r.SCALAR_BLADE, r.Paths(1, 2), r.Blades(r.NOTHING)), _units(1, 1, 1),
+                   versors.never, call=3))
+for _kind, _f in (("sqrt", _sqrt), ("sin", math.sin), ("cos", math.cos), ("tanh", math.tanh), ("sigmoid", _sigmoid),
+                  ("relu", lambda x: max(x, 0.0)), ("gelu", lambda x: 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))),
+                  ("abs", abs)):
+    register(Operation(_kind, 1, r.Blades(r.SCALAR),
+                       _units(Fraction(1, 2)) if _kind == "sqrt" else SAME_UNIT if _kind == "abs" else DIMENSIONLESS_ARGUMENT,
+                       versors.never, _scalar(_f), call=1,
+                       arguments=tuple(Argument(a.i, a.within, a.says.format(kind=_kind), a.expected, a.hint)
+                                       for a in _SCALAR_ARGUMENT)))
+
+# The language's built-in functions that write an operation, with their arguments.
+CALLS = {op.kind: op.call for op in OPERATIONS.values() if op.call is not None}
+
+
+# ---- readings -----------------------------------------------------------------------------------
+def infer_support(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> int:
+    return r.support(operation(kind).support, alg, [o.support for o in ops], [o.versor for o in ops], attrs)
 
 
 def unit_rule_of(alg: Algebra, kind: str, attrs: dict) -> UnitRule:
-    one, two = Fraction(1), (Fraction(1), Fraction(1))
-    if kind in ("add", "sub"):
-        return UnitRule((one, Fraction(0)), equal=(0, 1))
-    if kind in ("neg", "reverse", "involute", "grade", "even", "odd", "scalar", "sum", "index", "norm", "abs",
-                "copy"):
-        return UnitRule(_SAME)
-    if kind in ("gp", "op", "lc", "mix", "linear"):
-        return UnitRule(two)
-    if kind == "bilinear":
-        return UnitRule((one, one, one))
-    if kind == "div":
-        return UnitRule((one, -one))
-    if kind == "regressive":
-        # The meet removes one copy of the pseudoscalar's basis vectors.
-        return UnitRule(two, alg.blade_unit(alg.full) ** -1)
-    if kind == "sandwich":
-        return UnitRule((Fraction(0), one))          # V x V^-1: V's unit cancels
-    if kind in ("gate", "gradegate"):
-        return UnitRule((one, Fraction(0)), dimensionless=(1,))
-    if kind == "norm2":
-        return UnitRule((Fraction(2),))
-    if kind == "inv":
-        return UnitRule((-one,))
-    if kind == "normalize":
-        return UnitRule((Fraction(0),))
-    if kind == "sqrt":
-        return UnitRule((Fraction(1, 2),))
-    if kind == "dual":
-        return UnitRule(_SAME, alg.blade_unit(alg.full) ** -1)
-    if kind == "component":
-        return UnitRule(_SAME, alg.blade_unit(attrs["blade"]) ** -1)
-    if kind in NEEDS_DIMENSIONLESS:
-        return UnitRule((Fraction(0),), dimensionless=(0,))
-    raise KeyError(kind)
+    return operation(kind).unit(alg, attrs)
+
+
+def versor_reason(alg: Algebra, kind: str, versors_: list[str | None], supports: list[int], result: int) -> str | None:
+    """The theorem making the result of `kind` a versor, given its sources' versor marks (and the
+    result's support, for projections)."""
+    return operation(kind).versor(alg, versors_, supports, result)
 
 
 def unit_rule(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> Unit | None:
@@ -158,70 +250,9 @@ def unit_rule(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> Unit 
     return out
 
 
-# ---- constants ---------------------------------------------------------------------------------
 def evaluate(alg: Algebra, kind: str, values: list[np.ndarray], attrs: dict) -> np.ndarray:
     """The exact meaning of an operation on constant multivectors (coefficients by blade mask)."""
-    a = values[0]
-    b = values[1] if len(values) > 1 else None
-    if kind == "add":
-        return a + b
-    if kind == "sub":
-        return a - b
-    if kind == "neg":
-        return -a
-    if kind in ("gp", "op", "lc", "regressive"):
-        return mv.product(alg, kind, a, b)
-    if kind == "div":
-        return mv.product(alg, "gp", a, mv.inverse(alg, b))
-    if kind == "sandwich":
-        return mv.product(alg, "gp", mv.product(alg, "gp", a, b), mv.inverse(alg, a))
-    if kind == "reverse":
-        return mv.reverse(alg, a)
-    if kind == "involute":
-        return mv.involute(alg, a)
-    if kind == "grade":
-        return mv.grade(alg, a, attrs["grades"])
-    if kind == "even":
-        return mv.grade(alg, a, range(0, alg.n + 1, 2))
-    if kind == "odd":
-        return mv.grade(alg, a, range(1, alg.n + 1, 2))
-    if kind == "scalar":
-        return mv.grade(alg, a, [0])
-    if kind == "dual":
-        return mv.dual(alg, a)
-    if kind == "inv":
-        return mv.inverse(alg, a)
-    if kind == "norm2":
-        return mv.blade(alg, 0, mv.norm2(alg, a))
-    if kind == "norm":
-        return mv.blade(alg, 0, math.sqrt(abs(mv.norm2(alg, a))))
-    if kind == "normalize":
-        size = math.sqrt(abs(mv.norm2(alg, a)))
-        if size == 0:
-            raise ZeroDivisionError("normalize of a multivector of norm 0")
-        return a / size
-    if kind == "exp":
-        return mv.exp(alg, a)
-    if kind == "gate":
-        return a * _scalar_function("sigmoid", float(b[0]))
-    if kind in ("sum", "index"):
-        return a
-    if kind == "component":
-        return mv.blade(alg, 0, attrs["sign"] * a[attrs["blade"]])
-    if kind in SCALAR_FUNCTIONS:
-        return mv.blade(alg, 0, _scalar_function(kind, float(a[0])))
-    raise NotImplementedError(f"{kind} of a constant")
-
-
-def _scalar_function(name: str, x: float) -> float:
-    if name == "sqrt":
-        if x < 0:
-            raise ValueError("sqrt of a negative number")
-        return math.sqrt(x)
-    if name == "sigmoid":
-        return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
-    if name == "relu":
-        return max(x, 0.0)
-    if name == "gelu":
-        return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
-    return {"sin": math.sin, "cos": math.cos, "tanh": math.tanh, "abs": abs}[name](x)
+    f = operation(kind).evaluate
+    if f is None:
+        raise NotImplementedError(f"{kind} of a constant")
+    return f(alg, values, attrs)

@@ -33,39 +33,57 @@ SANDWICH_THEOREM = ("conjugation V x V^-1 by a versor V is an algebra automorphi
                     "so it preserves every grade")
 
 
-def versor_reason(alg: Algebra, kind: str, versors: list[str | None], supports: list[int],
-                  result: int | None = None) -> str | None:
-    """The theorem making the result of `kind` a versor, given its sources' versor marks (and the
-    result's support, for projections)."""
-    if kind in ("neg", "reverse", "involute", "inv", "copy"):
-        return "involution" if versors[0] else None
-    if kind in ("gp", "div", "sandwich"):
-        return "product" if versors[0] and versors[1] else None
-    if kind == "index":
-        return "channel" if versors[0] else None
-    if kind == "exp":
-        if supports[0] & ~sup.SCALAR == 0:
-            return "exp-scalar"
-        if supports[0] & ~sup.of_grades(alg, [2]) == 0:
-            return "exp-bivector"
-        return None
-    if kind == "normalize":
-        if versors[0]:
-            return "scaled"
-        even = sup.of_grades(alg, range(0, alg.n + 1, 2))
-        if alg.n <= 3 and not alg.degenerate and supports[0] & ~even == 0:
-            return "low-dimension-even"
-        return None
-    if kind == "gate":
-        return "scaled" if versors[0] else None
-    if kind in ("grade", "even", "odd", "scalar"):
-        return "whole-grades" if versors[0] and result == supports[0] else None
-    if kind in ("add", "sub"):
-        if supports[1] == 0 and versors[0]:
-            return "plus-zero"
-        if supports[0] == 0 and versors[1]:
-            return "plus-zero"
-        return None
+# Each operation's versor rule (phg.operations names one for every kind): the theorem making its
+# result a versor, given its sources' versor marks, their supports and the result's support; None
+# where no theorem applies.
+
+def never(alg: Algebra, versors: list, supports: list[int], result: int) -> str | None:
+    """No theorem: the result is not marked, whatever its sources."""
+    return None
+
+
+def involution(alg: Algebra, versors: list, supports: list[int], result: int) -> str | None:
+    return "involution" if versors[0] else None
+
+
+def product(alg: Algebra, versors: list, supports: list[int], result: int) -> str | None:
+    return "product" if versors[0] and versors[1] else None
+
+
+def channel(alg: Algebra, versors: list, supports: list[int], result: int) -> str | None:
+    return "channel" if versors[0] else None
+
+
+def exponential(alg: Algebra, versors: list, supports: list[int], result: int) -> str | None:
+    if supports[0] & ~sup.SCALAR == 0:
+        return "exp-scalar"
+    if supports[0] & ~sup.of_grades(alg, [2]) == 0:
+        return "exp-bivector"
+    return None
+
+
+def scaled(alg: Algebra, versors: list, supports: list[int], result: int) -> str | None:
+    return "scaled" if versors[0] else None
+
+
+def normalised(alg: Algebra, versors: list, supports: list[int], result: int) -> str | None:
+    if versors[0]:
+        return "scaled"
+    even = sup.of_grades(alg, range(0, alg.n + 1, 2))
+    if alg.n <= 3 and not alg.degenerate and supports[0] & ~even == 0:
+        return "low-dimension-even"
+    return None
+
+
+def projection(alg: Algebra, versors: list, supports: list[int], result: int) -> str | None:
+    return "whole-grades" if versors[0] and result == supports[0] else None
+
+
+def plus_zero(alg: Algebra, versors: list, supports: list[int], result: int) -> str | None:
+    if supports[1] == 0 and versors[0]:
+        return "plus-zero"
+    if supports[0] == 0 and versors[1]:
+        return "plus-zero"
     return None
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from phg import support as sup
 from phg.hypergraph import Hypergraph
-from phg.operations import Operand, infer_support
-from phg.versors import REVERSE_PRODUCT_THEOREM, versor_reason
+from phg.operations import Operand, infer_support, versor_reason
+from phg.versors import REVERSE_PRODUCT_THEOREM
 
 
 @dataclass

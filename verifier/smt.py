@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import z3
 
+from phg import rules as r
 from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Edge, Hypergraph
-from phg.operations import SCALAR_FUNCTIONS
+from phg.operations import operation
 from phg.versors import SANDWICH_THEOREM
 
 RLIMIT = 5_000_000
@@ -47,8 +48,6 @@ def solver(ctx: z3.Context) -> z3.Solver:
     s.set("random_seed", SEED)
     return s
 
-PRODUCT_KINDS = {"gp": "gp", "op": "op", "lc": "lc", "regressive": "regressive", "mix": "gp"}
-SAME_SUPPORT = {"neg", "reverse", "involute", "normalize", "sum", "gate", "gradegate", "index", "copy"}
 
 
 @dataclass
@@ -192,64 +191,76 @@ class Encoder:
         return order
 
     def edge(self, e: Edge):
-        """The support of e's target, as a bit-vector expression of its sources'."""
+        """The support of e's target, as a bit-vector expression of its sources': the bit-vector
+        reading of its operation's support rule (phg.rules, phg.operations)."""
+        for s in e.sources:              # made in the sources' order, as Z3's term ids follow it
+            self.var(s)
+        return self.rule(operation(e.kind).support, e)[0]
+
+    def rule(self, t: r.Rule, e: Edge):
+        """(bit-vector, inferred support) of rule term t on e's sources: the support is t's integer
+        reading on the sources' inferred supports, which bounds the products' encodings."""
         alg, g = self.alg, self.g
-        src = [self.var(s) for s in e.sources]
         hint = [g.values[s].support for s in e.sources]
-        k = e.kind
-        if k in ("add", "sub"):
-            return src[0] | src[1]
-        if k in SAME_SUPPORT:
-            return src[0]
-        if k in PRODUCT_KINDS:
-            return self.product(PRODUCT_KINDS[k], src[0], src[1], hint[0], hint[1])
-        if k == "linear":                  # scalar weights times x's grades
-            keep = mask(alg, sup.of_grades(alg, e.attrs["grades"]), self.ctx)
-            return self.product("gp", src[0], src[1], hint[0], hint[1]) & keep
-        if k == "bilinear":
-            out = mask(alg, 0, self.ctx)
-            for ga, gb, r in e.attrs["paths"]:
-                ma, mb = sup.of_grades(alg, [ga]), sup.of_grades(alg, [gb])
-                made = self.product("gp", src[1] & mask(alg, ma, self.ctx), src[2] & mask(alg, mb, self.ctx),
-                                    hint[1] & ma, hint[2] & mb)
-                out = out | (made & mask(alg, sup.of_grades(alg, [r]), self.ctx))
-            return z3.If(self.bit(src[0], 0), out, mask(alg, 0, self.ctx))
-        if k in ("div", "inv", "sandwich"):
-            v_pos = 0 if k == "sandwich" else len(src) - 1
-            v, hv = src[v_pos], hint[v_pos]
-            versor = g.values[e.sources[v_pos]].versor
-            inverse, hi = (v, hv) if versor else (self.closure(v, hv), sup.closure(alg, hv))
-            if k == "inv":
-                return inverse
-            if k == "div":
-                return self.product("gp", src[0], inverse, hint[0], hi)
-            vx = self.product("gp", v, src[1], hv, hint[1])
-            out = self.product("gp", vx, inverse, sup.product(alg, "gp", hv, hint[1]), hi)
-            if versor:
+        if isinstance(t, r.Arg):
+            return self.var(e.sources[t.i]), hint[t.i]
+        if isinstance(t, r.Blades):
+            m = t.mask(alg, e.attrs)
+            return mask(alg, m, self.ctx), m
+        if isinstance(t, r.Union):
+            (a, ha), (b, hb) = self.rule(t.a, e), self.rule(t.b, e)
+            return a | b, ha | hb
+        if isinstance(t, r.Product):
+            (a, ha), (b, hb) = self.rule(t.a, e), self.rule(t.b, e)
+            return self.product(t.kind, a, b, ha, hb), sup.product(alg, t.kind, ha, hb)
+        if isinstance(t, r.Keep):
+            m = t.mask(alg, e.attrs)
+            if t.mask_first:
+                keep = mask(alg, m, self.ctx)
+            a, ha = self.rule(t.a, e)
+            return a & (keep if t.mask_first else mask(alg, m, self.ctx)), ha & m
+        if isinstance(t, r.Inverse):
+            return self.inverse(e, t.i)
+        if isinstance(t, r.Closure):
+            a, ha = self.rule(t.a, e)
+            return self.closure(a, ha), sup.closure(alg, ha)
+        if isinstance(t, r.Dual):
+            a, ha = self.rule(t.a, e)
+            return bits_to_bv(alg, [bit(a, alg.full ^ c) for c in range(alg.dim)], self.ctx), sup.dual(alg, ha)
+        if isinstance(t, r.IfBlade):
+            (a, ha), (b, hb) = self.rule(t.then, e), self.rule(t.other, e)
+            return z3.If(bit(self.var(e.sources[t.i]), t.blade(alg, e.attrs)), a, b), ha | hb
+        if isinstance(t, r.IfSupport):
+            return self.rule(t.then if t.test(hint[t.i]) else t.other, e)
+        if isinstance(t, r.Sandwich):
+            v, x = self.var(e.sources[t.v]), self.var(e.sources[t.x])
+            hv, hx = hint[t.v], hint[t.x]
+            inverse, hi = self.inverse(e, t.v)
+            vx = self.product("gp", v, x, hv, hx)
+            out = self.product("gp", vx, inverse, sup.product(alg, "gp", hv, hx), hi)
+            if g.values[e.sources[t.v]].versor:
                 self.axioms.append(f"{e.kind} {e.id}: {SANDWICH_THEOREM}")
-                out = out & grades_bv(alg, src[1])
-            return out
-        if k in ("grade", "even", "odd", "scalar"):
-            keep = {"grade": lambda: sup.of_grades(alg, e.attrs.get("grades", [])),
-                    "even": lambda: sup.of_grades(alg, range(0, alg.n + 1, 2)),
-                    "odd": lambda: sup.of_grades(alg, range(1, alg.n + 1, 2)),
-                    "scalar": lambda: sup.SCALAR}[k]()
-            return src[0] & mask(alg, keep, self.ctx)
-        if k == "dual":
-            return bits_to_bv(alg, [bit(src[0], alg.full ^ c) for c in range(alg.dim)], self.ctx)
-        if k in ("norm", "norm2"):
-            return self.product("gp", src[0], src[0], hint[0], hint[0]) & mask(alg, sup.SCALAR, self.ctx)
-        if k == "exp":
-            return mask(alg, sup.SCALAR, self.ctx) if hint[0] & ~sup.SCALAR == 0 else self.closure(src[0], hint[0])
-        if k == "log":
-            return self.closure(src[0], hint[0]) & mask(alg, sup.of_grades(alg, [2]), self.ctx)
-        if k == "component":
-            return z3.If(bit(src[0], e.attrs["blade"]), mask(alg, sup.SCALAR, self.ctx), mask(alg, 0, self.ctx))
-        if k in SCALAR_FUNCTIONS:
-            return mask(alg, sup.SCALAR, self.ctx)
-        # An operation with no rule here must not be encoded as anything: read as a scalar, it
-        # could make a false grade claim proven.
-        raise KeyError(f"the support encoding has no rule for operation {k!r}")
+                out = out & grades_bv(alg, x)
+            return out, r.support(t, alg, hint, [g.values[s].versor for s in e.sources], e.attrs)
+        if isinstance(t, r.Paths):
+            x, y = self.var(e.sources[t.x]), self.var(e.sources[t.y])
+            out = mask(alg, 0, self.ctx)
+            for ga, gb, made in e.attrs["paths"]:
+                ma, mb = sup.of_grades(alg, [ga]), sup.of_grades(alg, [gb])
+                product = self.product("gp", x & mask(alg, ma, self.ctx), y & mask(alg, mb, self.ctx),
+                                       hint[t.x] & ma, hint[t.y] & mb)
+                out = out | (product & mask(alg, sup.of_grades(alg, [made]), self.ctx))
+            return out, r.support(t, alg, hint, [], e.attrs)
+        # A term with no reading here must not be encoded as anything: read as a scalar, it could
+        # make a false grade claim proven.
+        raise KeyError(f"the support encoding has no reading of {type(t).__name__} (operation {e.kind!r})")
+
+    def inverse(self, e: Edge, i: int):
+        """Source i's inverse: itself for a versor, else the closure of its subalgebra (checked)."""
+        v, hv = self.var(e.sources[i]), self.g.values[e.sources[i]].support
+        if self.g.values[e.sources[i]].versor:
+            return v, hv
+        return self.closure(v, hv), sup.closure(self.alg, hv)
 
     def closure(self, x, hint: int):
         """A constant set C bounding the subalgebra generated by x; the query checks C contains 1
