@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from phg.diagnostics import Span
+from phg.operations import operation
 
 # Operations on the longest chain of values (a sum of n terms is n deep; a let builds on the ones
 # above it).  Later stages recurse this deep, within the stack phg.deep gives them.
@@ -96,7 +97,7 @@ class Budget:
                         expected=f"at most {MAX_PROGRAM_OPERATIONS:,} operations in all the models of a file "
                         "(each is checked)", hint="use channels instead of repeated statements, or put models "
                         "in files of their own")
-        reduced = _reduction_terms(kind, sources, target)
+        reduced = operation(kind).cost.reduced(sources, target)
         if reduced > MAX_REDUCTION_TERMS:
             raise error("size", f"model {self.model} is too large: this {kind} over channels adds up "
                         f"{reduced:,} scalar terms in each coefficient", span,
@@ -169,15 +170,3 @@ def _blades(support: int) -> int:
 
 def _coefficients(v) -> int:
     return math.prod(v.shape) * _blades(v.support) if v.support else math.prod(v.shape)
-
-
-def _reduction_terms(kind: str, sources: list, target) -> int:
-    if kind == "mix":
-        w, x = sources
-        return w.shape[1] * max(_blades(w.support), 1) * max(_blades(x.support), 1)
-    if kind == "linear":
-        w, x = sources
-        return w.shape[1] * max(_blades(x.support), 1)
-    if kind == "sum":
-        return math.prod(sources[0].shape) * max(_blades(sources[0].support), 1)
-    return 0

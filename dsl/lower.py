@@ -15,7 +15,8 @@ from phg import support as sup
 from phg.algebra import Algebra, AlgebraError
 from phg.diagnostics import Note, PhgError, Span, did_you_mean
 from phg.hypergraph import Claim, Hypergraph, Value
-from phg.operations import CALLS, Operand, UnitClash, evaluate, infer_support, operation, unit_rule, versor_reason
+from phg.operations import (CALLS, Operand, ShapeClash, UnitClash, evaluate, infer_support, operation, unit_rule,
+                            versor_reason)
 from phg.versors import constant_versor
 from phg.program import OPTIMIZERS, Program, TrainSpec
 from phg.types import TypeProblem, ValueType, resolve
@@ -62,10 +63,10 @@ def walk(expr):
 def refuse_ungenerated(graph: Hypergraph, source: str | None, why: str):
     """A located error at the first operation the code generator cannot emit yet (log)."""
     for e in graph.edges.values():
-        if e.kind == "log":
-            raise PhgError("type", f"log() is not generated yet, and {why}", e.span,
-                           expected="a model without log(); log() is checked only in models without a loss "
-                           "that are not built", source=source)
+        if operation(e.kind).loop is None:
+            raise PhgError("type", f"{e.kind}() is not generated yet, and {why}", e.span,
+                           expected=f"a model without {e.kind}(); {e.kind}() is checked only in models without a "
+                           "loss that are not built", source=source)
 
 
 class _Lowerer:
@@ -651,20 +652,12 @@ class _ModelBuilder:
         return self.constant(value, unit, span, versor or constant_versor(self.alg, value))
 
     def combine_shapes(self, kind: str, vals: list[Value], span: Span, spans: list[Span]) -> tuple[int, ...]:
-        if kind == "sum":
-            return ()
-        if kind in ("linear", "bilinear"):         # checked by layer(): [Cout], or x's [C]
-            return vals[0].shape[:1] if kind == "linear" else vals[1].shape
-        if kind == "gradegate":                    # s is [*x's channels, K]
-            return vals[0].shape
-        if kind == "mix":
-            w, x = vals
-            if len(w.shape) != 2 or x.shape != w.shape[1:]:
-                raise self.error("shape", f"mix(W, x) needs W with channels [a, b] and x with [b]; got "
-                                 f"{list(w.shape)} and {list(x.shape)}", span,
-                                 expected=f"x with channels [{w.shape[1]}]" if len(w.shape) == 2
-                                 else "W with two channel sizes")
-            return w.shape[:1]
+        rule = operation(kind).shape
+        if rule is not None:
+            try:
+                return rule([v.shape for v in vals])
+            except ShapeClash as exc:
+                raise self.error("shape", str(exc), span, expected=exc.expected) from None
         shapes = [v.shape for v in vals]
         out = ()
         for i, s in enumerate(shapes):

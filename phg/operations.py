@@ -85,6 +85,46 @@ class Argument:
         return any(support & ~m(alg, {}) == 0 for m in self.within)
 
 
+# ---- channels and costs -----------------------------------------------------------------------------
+class ShapeClash(ValueError):
+    """Sources whose channels an operation cannot combine; `expected` says what would do."""
+
+    def __init__(self, message: str, expected: str):
+        super().__init__(message)
+        self.expected = expected
+
+
+def _mix_shape(shapes: list[tuple]) -> tuple:
+    w, x = shapes
+    if len(w) != 2 or x != w[1:]:
+        raise ShapeClash(f"mix(W, x) needs W with channels [a, b] and x with [b]; got {list(w)} and {list(x)}",
+                         f"x with channels [{w[1]}]" if len(w) == 2 else "W with two channel sizes")
+    return w[:1]
+
+
+def blades(v) -> int:
+    """A value's blades, one at least (a zero value is one coefficient)."""
+    return max(1, v.support.bit_count())
+
+
+def channels(v) -> int:
+    return math.prod(v.shape)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What an operation costs the size budgets, from its sources' and target's values (channels
+    and blades): `reduced`, the scalar terms one coefficient of its result adds up over channels
+    (dsl.budget); `unrolled`, the scalar products the fused strategy unrolls for it per sample
+    (phg.plan.loops.unrolled, the code size that strategy's build time grows with)."""
+    reduced: Callable[[list, object], int] = lambda srcs, t: 0
+    unrolled: Callable[[list, object, dict], int] = lambda srcs, t, attrs: channels(t) * blades(t)
+
+
+PRODUCT_COST = Cost(unrolled=lambda s, t, a: channels(t) * blades(s[0]) * blades(s[1]))
+SUM_COST = Cost(reduced=lambda s, t: channels(s[0]) * blades(s[0]), unrolled=lambda s, t, a: channels(s[0]) * blades(s[0]))
+
+
 # ---- the registry -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Operation:
@@ -96,6 +136,15 @@ class Operation:
     evaluate: Callable[[Algebra, list, dict], np.ndarray] | None = None   # on constants; None: not folded
     call: int | None = None                        # the arguments of its built-in function, if it has one
     arguments: tuple[Argument, ...] = ()
+    # its result's channels from its sources' (None: theirs, broadcast); may raise ShapeClash
+    shape: Callable[[list[tuple]], tuple] | None = None
+    cost: Cost = Cost()
+    # its op in the loop plan (phg.plan.loops): pointwise (one channel's scalar code), contract (a
+    # channel mix), linear, reduce (a sum over channels), select (a channel index); None where the
+    # code generator cannot emit it yet
+    loop: str | None = "pointwise"
+    # a pointwise op's sources read as groups of coefficients per channel: source -> group size
+    grouped: Callable[[dict], dict] = lambda attrs: {}
 
 
 OPERATIONS: dict[str, Operation] = {}
@@ -152,14 +201,15 @@ for _kind, _f in (("add", lambda alg, v, a: v[0] + v[1]), ("sub", lambda alg, v,
 for _kind in ("gp", "op", "lc"):
     register(Operation(_kind, 2, r.Product(_kind, r.Arg(0), r.Arg(1)), PRODUCT_UNIT,
                        versors.product if _kind == "gp" else versors.never,
-                       lambda alg, v, a, k=_kind: mv.product(alg, k, v[0], v[1])))
+                       lambda alg, v, a, k=_kind: mv.product(alg, k, v[0], v[1]), cost=PRODUCT_COST))
 # The meet removes one copy of the pseudoscalar's basis vectors.
 register(Operation("regressive", 2, r.Product("regressive", r.Arg(0), r.Arg(1)), _units(1, 1, offset=_PSEUDOSCALAR),
-                   versors.never, lambda alg, v, a: mv.product(alg, "regressive", v[0], v[1])))
+                   versors.never, lambda alg, v, a: mv.product(alg, "regressive", v[0], v[1]), cost=PRODUCT_COST))
 register(Operation("div", 2, r.Product("gp", r.Arg(0), r.Inverse(1)), _units(1, -1), versors.product,
-                   lambda alg, v, a: mv.product(alg, "gp", v[0], mv.inverse(alg, v[1]))))
+                   lambda alg, v, a: mv.product(alg, "gp", v[0], mv.inverse(alg, v[1])), cost=PRODUCT_COST))
 register(Operation("sandwich", 2, r.Sandwich(0, 1), _units(0, 1), versors.product,      # V x V^-1: V's unit cancels
-                   lambda alg, v, a: mv.product(alg, "gp", mv.product(alg, "gp", v[0], v[1]), mv.inverse(alg, v[0]))))
+                   lambda alg, v, a: mv.product(alg, "gp", mv.product(alg, "gp", v[0], v[1]), mv.inverse(alg, v[0])),
+                   cost=Cost(unrolled=lambda s, t, a: channels(t) * blades(s[0]) ** 2 * blades(s[1]))))
 register(Operation("neg", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda alg, v, a: -v[0]))
 register(Operation("reverse", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda alg, v, a: mv.reverse(alg, v[0])))
 register(Operation("involute", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda alg, v, a: mv.involute(alg, v[0]),
@@ -187,23 +237,32 @@ register(Operation("exp", 1, r.IfSupport(0, lambda s: s & ~sup.SCALAR == 0, r.Bl
                    arguments=(Argument(0, (r.SCALAR, r.of_grades(2)), "exp takes a Scalar or a Bivector",
                                        "a Scalar or a Bivector"),)))
 register(Operation("log", 1, r.Keep(r.Closure(r.Arg(0)), r.of_grades(2)), DIMENSIONLESS_ARGUMENT, versors.never,
-                   call=1, arguments=(Argument(0, (r.parity(0),), "log takes a Rotor or Motor",
+                   call=1, loop=None, arguments=(Argument(0, (r.parity(0),), "log takes a Rotor or Motor",
                                                "an even value (a Rotor or Motor)"),)))
-register(Operation("sum", 1, r.Arg(0), SAME_UNIT, versors.never, lambda alg, v, a: v[0], call=1))
-register(Operation("index", 1, r.Arg(0), SAME_UNIT, versors.channel, lambda alg, v, a: v[0]))
+register(Operation("sum", 1, r.Arg(0), SAME_UNIT, versors.never, lambda alg, v, a: v[0], call=1,
+                   shape=lambda shapes: (), cost=SUM_COST, loop="reduce"))
+register(Operation("index", 1, r.Arg(0), SAME_UNIT, versors.channel, lambda alg, v, a: v[0], loop="select"))
 register(Operation("component", 1, r.IfBlade(0, r.BLADE, r.Blades(r.SCALAR), r.Blades(r.NOTHING)),
                    _units(1, offset=lambda alg, attrs: alg.blade_unit(attrs["blade"]) ** -1), versors.never,
                    lambda alg, v, a: mv.blade(alg, 0, a["sign"] * v[0][a["blade"]])))
-register(Operation("mix", 2, r.Product("gp", r.Arg(0), r.Arg(1)), PRODUCT_UNIT, versors.never, call=2))
+register(Operation("mix", 2, r.Product("gp", r.Arg(0), r.Arg(1)), PRODUCT_UNIT, versors.never, call=2,
+                   shape=_mix_shape, loop="contract",
+                   cost=Cost(reduced=lambda s, t: s[0].shape[1] * blades(s[0]) * blades(s[1]),
+                             unrolled=lambda s, t, a: channels(t) * s[0].shape[1] * blades(s[0]) * blades(s[1]))))
 register(Operation("gate", 2, r.Arg(0), _units(1, 0, dimensionless=(1,)), versors.scaled,
                    lambda alg, v, a: v[0] * _sigmoid(float(v[1][0])), call=2, arguments=_GATE_ARGUMENT))
-register(Operation("gradegate", 2, r.Arg(0), _units(1, 0, dimensionless=(1,)), versors.never,
-                   arguments=_GATE_ARGUMENT))
+register(Operation("gradegate", 2, r.Arg(0), _units(1, 0, dimensionless=(1,)), versors.never,   # s: [*x's channels, K]
+                   arguments=_GATE_ARGUMENT, shape=lambda shapes: shapes[0],
+                   grouped=lambda attrs: {1: len(attrs["grades"])}))
 # scalar weights per grade of x
 register(Operation("linear", 2, r.Keep(r.Product("gp", r.Arg(0), r.Arg(1)), r.grades(), mask_first=True), PRODUCT_UNIT,
-                   versors.never, call=2))
+                   versors.never, call=2, shape=lambda shapes: shapes[0][:1], loop="linear",   # [Cout], by layer()
+                   cost=Cost(reduced=lambda s, t: s[0].shape[1] * blades(s[1]),
+                             unrolled=lambda s, t, a: channels(t) * s[0].shape[1] * blades(s[1]))))
 register(Operation("bilinear", 3, r.IfBlade(0, r.SCALAR_BLADE, r.Paths(1, 2), r.Blades(r.NOTHING)), _units(1, 1, 1),
-                   versors.never, call=3))
+                   versors.never, call=3, shape=lambda shapes: shapes[1],     # x's [C], checked by layer()
+                   cost=Cost(unrolled=lambda s, t, a: channels(t) * len(a["paths"]) * blades(s[1]) * blades(s[2])),
+                   grouped=lambda attrs: {0: len(attrs["paths"])}))
 for _kind, _f in (("sqrt", _sqrt), ("sin", math.sin), ("cos", math.cos), ("tanh", math.tanh), ("sigmoid", _sigmoid),
                   ("relu", lambda x: max(x, 0.0)), ("gelu", lambda x: 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))),
                   ("abs", abs)):

@@ -29,6 +29,7 @@ import sympy
 
 from phg import support as sup
 from phg.hypergraph import Edge, Hypergraph
+from phg.operations import blades, channels, operation
 
 from .adjoint import reverse
 from .scalar import Helper, ScalarBuilder, Unsupported
@@ -242,7 +243,10 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
             continue
         moving = e.target in varying
         train_op = train and e.target in trained
-        if e.kind == "mix":
+        loop = operation(e.kind).loop
+        if loop is None:
+            raise Unsupported(f"{e.kind}() is not generated yet")
+        if loop == "contract":
             w, x, y = (slabs[s] for s in (*e.sources, e.target))
             pairs = []
             for a, ma in enumerate(w.blades):
@@ -251,20 +255,16 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
                     if s and m in y.blades:
                         pairs.append((a, bi, y.blades.index(m), int(s)))
             ops.append(Op("contract", e, moving, pairs=pairs, blas=x.varying and not w.varying, trained=train_op))
-        elif e.kind == "linear":
+        elif loop == "linear":
             ops += _linear(g, e, slabs, moving, train_op)
-        elif e.kind == "sum":
+        elif loop == "reduce":
             ops.append(Op("reduce", e, moving, trained=train_op))
-        elif e.kind == "index":
+        elif loop == "select":
             start = sum(i * math.prod(g.values[e.sources[0]].shape[k + 1:]) for k, i in enumerate(e.attrs["index"]))
             ops.append(Op("select", e, moving, start=start, trained=train_op))
         else:
-            if e.kind == "log":
-                raise Unsupported("log() is not generated yet")
-            grouped = {0: len(e.attrs["paths"])} if e.kind == "bilinear" else \
-                {1: len(e.attrs["grades"])} if e.kind == "gradegate" else {}
             ops.append(Op("pointwise", e, moving, body=_body(g, e, train_op, helpers, taken), trained=train_op,
-                          grouped=grouped))
+                          grouped=operation(e.kind).grouped(e.attrs)))
     trained |= {op.target for op in ops if op.trained}      # the slabs ops add (linear's regrouped weights)
     groups = _groups(g, wanted, ops, slabs)
     # Workspace: invariant forward slabs, then varying forward slabs (inference needs no more);
@@ -421,31 +421,14 @@ def _groups(g: Hypergraph, wanted: list[str], ops: list[Op], slabs: dict[str, Sl
 
 def unrolled(g: Hypergraph, wanted: list[str]) -> int:
     """The scalar products the fused strategy would unroll for `wanted`, per sample: what its
-    code size, and so its build time, grows with.  A parameter in the cone counts its
-    coefficients too: the fused code loads each and stores its gradient, used or not."""
+    code size, and so its build time, grows with (each operation's cost, phg.operations).  A
+    parameter in the cone counts its coefficients too: the fused code loads each and stores its
+    gradient, used or not."""
     cone = set()
     for w in wanted:
         cone.update(g.cone(w))
-    blades = lambda vid: max(1, bin(g.values[vid].support).count("1"))  # noqa: E731
-    total = sum(math.prod(g.values[p].shape) * blades(p) for p in g.params if p in cone)
+    total = sum(channels(g.values[p]) * blades(g.values[p]) for p in g.params if p in cone)
     for e in g.edges.values():
-        if e.target not in cone:
-            continue
-        channels = math.prod(g.values[e.target].shape)
-        if e.kind == "mix":
-            w, x = e.sources
-            total += channels * g.values[w].shape[1] * blades(w) * blades(x)
-        elif e.kind == "linear":
-            w, x = e.sources
-            total += channels * g.values[w].shape[1] * blades(x)
-        elif e.kind == "bilinear":
-            total += channels * len(e.attrs["paths"]) * blades(e.sources[1]) * blades(e.sources[2])
-        elif e.kind in ("gp", "op", "lc", "regressive", "div"):
-            total += channels * blades(e.sources[0]) * blades(e.sources[1])
-        elif e.kind == "sandwich":
-            total += channels * blades(e.sources[0]) ** 2 * blades(e.sources[1])
-        elif e.kind == "sum":
-            total += math.prod(g.values[e.sources[0]].shape) * blades(e.sources[0])
-        else:
-            total += channels * blades(e.target)
+        if e.target in cone:
+            total += operation(e.kind).cost.unrolled([g.values[s] for s in e.sources], g.values[e.target], e.attrs)
     return total
