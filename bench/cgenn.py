@@ -45,7 +45,7 @@ def source(channels: int, accumulate: str = "exact") -> str:
 def check_seconds(src: Path) -> tuple[float, str | None]:
     """`phg check` of src in a fresh process: its seconds, and its first error line if it failed."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "phg.cli", "check", str(src)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "phg.shell.cli", "check", str(src)], capture_output=True, text=True,
                           cwd=src.parent)
     error = None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["exit status 2"])[0]
     return time.perf_counter() - start, error

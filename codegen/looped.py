@@ -12,9 +12,10 @@ import math
 import re
 
 from phg.hypergraph import Hypergraph
+from phg.plan.kernel import PREDICT_ARGUMENTS, SLOTS_ARGUMENTS, TRAIN_ARGUMENTS
 from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab, runs
 from phg.plan.scalar import array_name, global_name, identifier
-from .build import generator
+from .header import generator
 from .decorators import njit
 
 
@@ -474,7 +475,7 @@ def predict_source(mod: Module, name: str, inputs: list[str], params: list[str],
     body = ["_ws = _tiles[_share]", "_wv = _ws", "_wi = _ws", "_m = 0"] + setup
     body += [f"for _start in range(_from, _to, {TILE}):", f"    _m = min({TILE}, _to - _start)"]
     body += ["    " + ln for ln in tile]
-    return _function(name, args + ["_tiles", "_share", "_from", "_to"], doc, body)
+    return _function(name, args + list(PREDICT_ARGUMENTS["loops"]), doc, body)
 
 
 def _epilogue(mod: Module, grads: list[str]) -> list[str]:
@@ -598,10 +599,9 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
                  "    " + call.format("_acc[_share], _grid[_share], _dep[_share], _rng[_share]")]
     else:
         share = ["for _slot in range(_from, _to):", "    " + call.format("_acc[_slot], _grid[0], _dep[0], _rng[0]")]
-    parts.append(_function(slots, data + ["_n", "_slots", "_acc", "_grid", "_dep", "_rng", "_tiles", "_share", "_from",
-                                          "_to"], doc, share))
+    parts.append(_function(slots, data + list(SLOTS_ARGUMENTS), doc, share))
     grads = [f"_grad_{identifier(g.values[p].name)}" for p in params]
-    args = data + ["_n", "_slots", "_acc", "_grid", "_dep", "_rng", "_tiles", "_work", "_sums", "_loss"] + grads
+    args = data + list(TRAIN_ARGUMENTS) + grads
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({'exact' if lp.exact else 'float'} accumulation)."
     parts.append(_function(name, args, doc, _epilogue(mod, grads)))
     return "\n\n\n".join(parts)

@@ -9,6 +9,7 @@ from numbers import Integral
 import numpy as np
 
 from phg.plan.buffers import slots
+from phg.plan.kernel import STEP_BUFFERS, TOTAL_BUFFERS
 from phg.program import MAX_STEPS, OPTIMIZERS
 
 from .opaque import bind
@@ -215,14 +216,13 @@ class ModelBase:
         k = slots(n)
         shares = shares_of(k, n * spec["stack_symbols"] // SHARE, b["threads"])
         # leading rows, still contiguous: a slot's rows of the first k, a thread's of the first `shares`
-        used = [b[role][:shares] if b["axes"][role] == "threads" else b[role][:k]
-                for role in ("acc", "grid", "deposits", "ranges", "tiles")]
+        used = [b[role][:shares] if b["axes"][role] == "threads" else b[role][:k] for _, role in STEP_BUFFERS]
         slots_pass = functools.partial(spread, self._slots_kernel, (*arrays, *params, n, k, *used), k, shares,
                                        blas=spec["strategy"] == "loops", most=shares, indexed=True)
         slots_pass()
         if spec["strategy"] == "loops" and spec["settings"]["accumulate"] == "exact":
             self._exact_totals(slots_pass, used)
-        self._train_kernel(*arrays, *params, n, k, *used, b["work"], b["sums"], b["loss"],
+        self._train_kernel(*arrays, *params, n, k, *used, *(b[role] for _, role in TOTAL_BUFFERS),
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])
 

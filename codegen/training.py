@@ -19,7 +19,7 @@ from phg import support as sup
 from phg.hypergraph import Hypergraph
 from phg.plan.adjoint import reverse
 from phg.plan.buffers import CHUNK, NORMALISE_EVERY, many_sums
-from phg.plan.kernel import TrainPlan, train_program
+from phg.plan.kernel import SLOTS_ARGUMENTS, TRAIN_ARGUMENTS, TrainPlan, train_program
 from phg.plan.scalar import array_name, global_name, identifier
 
 from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
@@ -107,10 +107,10 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     slots = global_name("slots", g.name)
     doc = f"The slots _from to _to of {g.name}'s _slots slots of samples (the share _share of them)."
     lines += ["", "", njit(),
-              f"def {slots}({', '.join(data + ['_n', '_slots', '_acc', '_grid', '_dep', '_rng', '_tiles', '_share', '_from', '_to'])}):",
+              f"def {slots}({', '.join(data + list(SLOTS_ARGUMENTS))}):",
               f"    {ascii(doc)}", "    for _slot in range(_from, _to):",
               f"        {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[{own}], _dep[{own if in_array else 0}], _rng[{own}])"]
-    args = data + ["_n", "_slots", "_acc", "_grid", "_dep", "_rng", "_tiles", "_work", "_sums", "_loss"] + \
+    args = data + list(TRAIN_ARGUMENTS) + \
         [f"_grad_{identifier(g.values[p].name)}" for p in params]
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({accumulate} accumulation)."
     lines += ["", "", njit(), f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]

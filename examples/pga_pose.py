@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     b = a @ truth_r.T + truth_t + rng.normal(0.0, args.noise, size=a.shape)
 
     import phg
-    from phg.cli import main as phg_cli
+    from phg.shell.cli import main as phg_cli
     source = HERE / "pga_pose.phg"
     cert = phg.check(phg.load(source))
     for o in cert.obligations:

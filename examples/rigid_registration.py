@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     x = rng.normal(size=(args.samples, 3))
     y = x @ truth_r.T + truth_t + rng.normal(0.0, args.noise, size=x.shape)
 
-    from phg.cli import main as phg
+    from phg.shell.cli import main as phg
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data, params = out / "rigid_registration.npz", out / "rigid_registration.params.npz"

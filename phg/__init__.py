@@ -11,16 +11,15 @@ from pathlib import Path
 
 from .diagnostics import PhgError, Span
 from .program import Program
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["load", "loads", "check", "build", "Program", "PhgError", "Span", "__version__"]
 
 
 def loads(text: str, filename: str = "<text>") -> Program:
     """Parse and lower model text; raises PhgError, located in `filename`, when it is malformed."""
-    from phg.dsl.lower import lower
-    from phg.dsl.parser import parse
-    return lower(parse(text, filename))
+    from phg.dsl import loads as lowered
+    return lowered(text, filename)
 
 
 def load(path: str | Path) -> Program:

@@ -11,7 +11,7 @@ import re
 import time
 from pathlib import Path
 
-from phg.cli import main
+from phg.shell.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = sorted([*ROOT.glob("examples/*.phg"), *ROOT.glob("tests/models/*.phg")])

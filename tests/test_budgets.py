@@ -89,7 +89,7 @@ def test_the_paper_network_checks_at_full_width():
 def test_the_cli_says_why_a_claim_is_unknown_and_shows_few_channels(tmp_path, capsys):
     """A counterexample's input over many channels is shown in part (all of it is in the
     certificate), and an unknown claim's hint names the budget that ran out."""
-    from phg.cli import main
+    from phg.shell.cli import main
     path = tmp_path / "wide.phg"
     path.write_text("algebra G3 = Cl(3, 0, 0)\nmodel M on G3 {\n    input x[20]: Vector\n"
                     "    output s: Scalar = sum(x)\n}\n")

@@ -18,7 +18,7 @@ import phg.verifier.certificate
 import phg.codegen.emit
 from phg.codegen import build as cg
 from phg import files
-from phg.cli import main
+from phg.shell.cli import main
 
 SCALE = """algebra G2 = Cl(2, 0)
 model Scale on G2 {

@@ -21,7 +21,7 @@ import rfc8785
 import z3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from phg.cli import main
+from phg.shell.cli import main
 from phg.verifier import certificate, document, signing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -437,7 +437,7 @@ def test_phg_check_twice_writes_the_same_bytes(tmp_path):
     shutil.copy(RIGID, tmp_path / "m.phg")
     written = []
     for _ in range(2):
-        done = subprocess.run([sys.executable, "-m", "phg.cli", "check", "m.phg"], cwd=tmp_path, env=env,
+        done = subprocess.run([sys.executable, "-m", "phg.shell.cli", "check", "m.phg"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         written.append((tmp_path / "m.phg.cert.json").read_bytes())

@@ -14,7 +14,7 @@ from interpreted import interpreted
 from modelgen import models
 
 import phg
-from phg.cli import main
+from phg.shell.cli import main
 from phg.diagnostics import PhgError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,9 @@ def test_module_is_deterministic_and_says_what_it_was_built_from(tmp_path):
 
 def test_a_module_from_another_generator_is_rebuilt(tmp_path):
     """The cache is keyed by the source and by the code generator that wrote the module."""
-    from phg.codegen.build import cached, generator
+    from phg.codegen.build import cached
+    from phg.codegen.header import generator
+
     program = phg.load(ROOT / "examples" / "rigid_registration.phg")
     path = Path(phg.build(program, tmp_path).__file__)
     assert f"(generator {generator()})" in path.read_text().splitlines()[0]

@@ -37,7 +37,7 @@ LINE = re.compile(r"compiling Spin: (.+) \.\.\. (\d+\.\d) s")
 
 
 def _phg(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "import sys; from phg.cli import main; sys.exit(main(sys.argv[1:]))",
+    return subprocess.run([sys.executable, "-c", "import sys; from phg.shell.cli import main; sys.exit(main(sys.argv[1:]))",
                            *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 

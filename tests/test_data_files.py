@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy
 
-import phg.train
+import phg.shell.train
 from phg import npz
-from phg.cli import main
+from phg.shell.cli import main
 from phg.diagnostics import PhgError
 
 MODEL = str(Path(__file__).resolve().parents[1] / "examples" / "rigid_registration.phg")   # inputs x, y
@@ -52,7 +52,7 @@ def never_built(monkeypatch):
     """phg train must refuse the data before it builds (and compiles) the model."""
     def build(*args, **kwargs):
         raise AssertionError("the model was built although its data should have been refused")
-    monkeypatch.setattr(phg.train, "build", build)
+    monkeypatch.setattr(phg.shell.train, "build", build)
 
 
 def train(data: str, capsys) -> tuple[int, str]:
@@ -203,7 +203,7 @@ def test_arrays_the_model_does_not_name_are_never_read(tmp_path, capsys, monkeyp
     def build(program, unverified=False):                             # the data was admitted: stop there
         reached.append(program.path)
         raise PhgError("build", "stopped after reading the data")
-    monkeypatch.setattr(phg.train, "build", build)
+    monkeypatch.setattr(phg.shell.train, "build", build)
     code, err = train(path, capsys)
     assert code == 1 and reached == [MODEL] and "stopped after reading the data" in err
 

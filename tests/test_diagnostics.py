@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from phg.cli import main
+from phg.shell.cli import main
 from malformed import CASES
 
 
@@ -41,6 +41,6 @@ def test_unreadable_files(tmp_path, capsys):
 def test_command_line_gives_no_traceback(tmp_path):
     path = tmp_path / "bad.phg"
     path.write_text(CASES[0][1])
-    run = subprocess.run([sys.executable, "-m", "phg.cli", "check", str(path)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "phg.shell.cli", "check", str(path)], capture_output=True, text=True)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr and f"{path}:1:" in run.stderr

@@ -4,7 +4,7 @@ import pytest
 
 import phg
 import phg.dsl.lower
-from phg.cli import main
+from phg.shell.cli import main
 from phg.diagnostics import source_lines
 
 HEADER = "algebra G3 = Cl(3, 0, 0)\n"

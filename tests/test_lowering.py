@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import phg
-from phg.cli import main
+from phg.shell.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.phg")) + [ROOT / "tests" / "models" / "frame.phg"]

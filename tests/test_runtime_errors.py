@@ -10,7 +10,7 @@ import pytest
 import phg
 from builtfile import built_file
 from phg.codegen.runtime import TrainingDiverged
-from phg.cli import main
+from phg.shell.cli import main
 from phg.diagnostics import PhgError
 from phg.program import MAX_STEPS, OPTIMIZERS
 

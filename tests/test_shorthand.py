@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from builtfile import built_file
-from phg.cli import main
+from phg.shell.cli import main
 
 GAIN = """algebra G3 = Cl(3, 0, 0)
 

@@ -347,7 +347,7 @@ def test_rigid_registration_reaches_the_kabsch_optimum(registration, noise):
 
 # ---- phg train ------------------------------------------------------------------------------------
 def test_phg_train_runs_the_train_block_and_saves_parameters(tmp_path, monkeypatch, capsys):
-    from phg.cli import main
+    from phg.shell.cli import main
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     rng = np.random.default_rng(13)
     x = rng.normal(size=(4096, 3))
@@ -385,7 +385,7 @@ def _train_block(**items) -> str:
 
 
 def test_memory_claims_are_decided_at_the_batch_size(tmp_path, capsys):
-    from phg.cli import main
+    from phg.shell.cli import main
     proven = phg.check(phg.loads(_train_block(batch=4096, memory="<= 2 * inference"), "m.phg"))
     memory = next(o for o in proven.obligations if o.kind == "memory")
     assert memory.status == "proven"
@@ -493,7 +493,7 @@ def test_every_optimizer_trains_and_keeps_the_rotor(optimizer, tmp_path):
 
 
 def test_phg_train_plots_the_loss_curve(tmp_path, monkeypatch, capsys):
-    from phg.cli import main
+    from phg.shell.cli import main
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     rng = np.random.default_rng(17)
     x = rng.normal(size=(512, 3))

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import phg
-from phg.cli import main
+from phg.shell.cli import main
 from phg.diagnostics import PhgError
 from phg.verifier.units import UnitChecker
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import phg
-from phg.cli import main
+from phg.shell.cli import main
 from cliffeval import Reference
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import z3
 
-from phg import __version__
-from phg import files
-from phg import sources
+from phg import files, sources
 from phg import support as sup
 from phg.program import Program
+from phg.version import __version__
 
 from . import document, signing, trust
 from .check import Obligation, check_program
@@ -167,8 +166,8 @@ def read_source(path: Path) -> bytes:
 def verify(cert_path: str | Path, trusted: list[str] | None = None) -> Verdict:
     """Every check `phg verify` makes.  Raises document.DocumentError for a certificate that cannot
     be read as one and trust.TrustError for a key that cannot be; otherwise the verdict."""
-    import phg
     from phg.diagnostics import PhgError
+    from phg.dsl import loads
 
     cert_path = Path(cert_path)
     doc = document.read(cert_path)
@@ -202,7 +201,7 @@ def verify(cert_path: str | Path, trusted: list[str] | None = None) -> Verdict:
         verdict.checks.append(Check("source", False, f"{source} sha256 differs: the source was edited"))
         return verdict
     try:
-        program = phg.loads(data.decode("utf-8"), filename=str(source))
+        program = loads(data.decode("utf-8"), filename=str(source))
     except (UnicodeDecodeError, PhgError):
         verdict.checks.append(Check("source", False, f"{source} has the recorded sha256 but is not a model this "
                                                      "phg reads (phg check it to see why)"))

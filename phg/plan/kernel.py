@@ -43,6 +43,21 @@ LOOPS = "loops: channels as loops over slabs, samples in tiles, channel mixing a
 UNROLL_LIMIT = 400
 
 
+# The kernels' calling convention, read by the emitters (codegen.training, codegen.looped) and by
+# the runtime (codegen.runtime), so that neither spells it out: after the arrays of the inputs and
+# parameters (and predict's outputs), the batch size and the slots, then the step's buffers by
+# their roles (phg.plan.buffers) under the names the kernels give them; the slots kernel then
+# takes the share of the threads' rows it runs and its first and last slot (codegen.spread), the
+# train kernel the buffers it reads the totals into, then a gradient per parameter.
+STEP_BUFFERS = (("_acc", "acc"), ("_grid", "grid"), ("_dep", "deposits"), ("_rng", "ranges"), ("_tiles", "tiles"))
+TOTAL_BUFFERS = (("_work", "work"), ("_sums", "sums"), ("_loss", "loss"))
+SPAN = ("_from", "_to")                            # the samples (or slots) a kernel's call runs: codegen.spread
+SHARE = ("_share", *SPAN)                          # and which thread's rows, where it has per-thread buffers
+SLOTS_ARGUMENTS = ("_n", "_slots", *(a for a, _ in STEP_BUFFERS), *SHARE)
+TRAIN_ARGUMENTS = ("_n", "_slots", *(a for a, _ in STEP_BUFFERS), *(a for a, _ in TOTAL_BUFFERS))
+PREDICT_ARGUMENTS = {"fused": SPAN, "loops": ("_tiles", *SHARE)}     # after the outputs
+
+
 @dataclass
 class Sums:
     """What a step accumulates: the loss and the adjoints of the hoisted coefficients the

@@ -13,12 +13,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__, deep, load
-from . import sources
-from . import support as sup
-from .diagnostics import Note, PhgError, Span
-from .program import Program
-from .terminal import printable, printable_lines
+from phg import deep, load, sources
+from phg import support as sup
+from phg.diagnostics import Note, PhgError, Span
+from phg.program import Program
+from phg.terminal import printable, printable_lines
+from phg.version import __version__
+
+from .console import compile_progress, text as _text
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 EXIT_INTERNAL = 3             # a bug in phg itself
@@ -108,12 +110,6 @@ def _rendered(exc: PhgError) -> str:
     return printable_lines(shown.render())
 
 
-def _text(text: str, style: str | None = None) -> Text:
-    """One line of output; text from outside phg in it (file names, recorded paths, key names)
-    is printed with its control characters escaped (phg.terminal)."""
-    return Text(printable(text), style=style or "")
-
-
 def _console(stream) -> Console:
     """Rich draws for an 80-column terminal when it cannot ask one; a pipe or a file has no width,
     so there a table is as wide as its cells (COLUMNS, where set, still decides)."""
@@ -172,7 +168,7 @@ def _check(args, out: Console, err: Console) -> int:
 def _build(args, out: Console, err: Console) -> int:
     import time
 
-    from . import build
+    from phg import build
 
     program = _load(args.file, recorded=True)
     directory = Path(args.output) if args.output else Path(args.file).resolve().parent
@@ -190,20 +186,6 @@ def _build(args, out: Console, err: Console) -> int:
                    f"{', '.join(program.models)}) in {seconds - compiling.seconds:.1f} s; kernels compiled "
                    f"in {compiling.seconds:.1f} s"))
     return EXIT_OK if module.CERTIFICATE == "all proven" else EXIT_FAILED
-
-
-def compile_progress(err: Console):
-    """A line per kernel on stderr as phg build or train compiles it; `.seconds` sums them."""
-    from phg.codegen.compiling import printer
-
-    line = printer(lambda text: err.print(_text(text.removesuffix("\n")), end="\n" if text.endswith("\n") else ""))
-
-    def report(model: str, kernel: str, seconds: float | None) -> None:
-        line(model, kernel, seconds)
-        if seconds is not None:
-            report.seconds += seconds
-    report.seconds = 0.0
-    return report
 
 
 def _print_certificate(out: Console, err: Console, program: Program, cert, target: Path):

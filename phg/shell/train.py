@@ -20,11 +20,12 @@ from rich.text import Text
 from phg.codegen.compiling import compile_model
 from phg.codegen.runtime import TrainingDiverged
 
-from . import build, files, load
-from .cli import compile_progress
-from .diagnostics import PhgError
-from .npz import ArchiveError, read_arrays
-from .program import TrainSpec
+from phg import build, files, load
+from phg.diagnostics import PhgError
+from phg.npz import ArchiveError, read_arrays
+from phg.program import TrainSpec
+
+from .console import compile_progress
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 
