@@ -345,6 +345,7 @@ class Module:
         """The nests of the groups whose ops vary with the sample (or not) and pass `only`; a run
         of channel selections of parameters, one table of copies."""
         out: list[str] = []
+        done: list[str] = []                    # lines already packed into parts
         copies: list[tuple[int, int, int]] = []
         order = list(enumerate(self.lp.groups))
         for i, grp in reversed(order) if backward else order:
@@ -363,8 +364,11 @@ class Module:
             out += (_group(self.g, self.lp, grp, backward, self.code, self.statement) if grp.pointwise else
                     op_lines(self.g, self.lp, n, op, backward, self.code, self.statement))
             if backward and self.lp.deposit(op) == "adjoint":        # its dy's words are free from here
-                out += product_deposits(self, op)
-        return self.outline(out + self._copies(copies, backward))
+                # the deposits run in the kernel (they add to its count of terms set aside); the
+                # ops before them stay in parts of their own
+                done += self.outline(out) + product_deposits(self, op)
+                out = []
+        return done + self.outline(out + self._copies(copies, backward))
 
     def _copies(self, runs: list[tuple[int, int, int]], backward: bool) -> list[str]:
         """The selects of parameters' channels: the workspace runs copied (backward, added)."""
