@@ -305,7 +305,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                     for o in outputs},
         "predict": {"inputs": [name(v) for v in inputs], "params": [name(p) for p in params], "outputs": outputs,
                     # scalar operations per sample: what a share of a batch is worth (codegen.spread)
-                    "work": work, "strategy": kp.strategy.split(":")[0], "rule": kp.reason,
+                    "work": work, "strategy": kp.strategy, "rule": kp.reason,
                     "buffers": [b.to_list() for b in kp.inference]},
         "train": None,
     }
@@ -332,7 +332,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
         spec["train"] = {"inputs": [name(v) for v in tk.inputs], "params": [name(p) for p in tk.params],
                          "quantities": tk.quantities, "rows": tk.rows, "stack_symbols": tk.stack_symbols, "manifold": manifold,
                          "buffers": [b.to_list() for b in planned.buffers],
-                         "strategy": planned.strategy.split(":")[0], "rule": planned.reason,
+                         "strategy": planned.strategy, "rule": planned.reason,
                          "settings": train.to_dict()}
         attrs.append(f"    _train_kernel = staticmethod({tk.name})")
         attrs.append(f"    _slots_kernel = staticmethod({tk.slots})")

@@ -32,8 +32,10 @@ from . import buffers
 from .loops import LoopPlan, loop_plan, sample_dependent, unrolled
 from .scalar import HelperCall, ScalarBuilder, ScalarProgram
 
-FUSED = "fused: every channel and blade unrolled into per-sample straight-line code"
-LOOPS = "loops: channels as loops over slabs, samples in tiles, channel mixing as matrix products"
+# The strategies by name, as SPEC["predict"]["strategy"] of a generated class gives them: fused,
+# every channel and blade unrolled into per-sample straight-line code; loops, channels as loops
+# over slabs, samples in tiles, channel mixing as matrix products (phg.plan.loops).
+FUSED, LOOPS = "fused", "loops"
 # Products per sample the fused code may unroll (loops.unrolled, its parameters' coefficients and
 # sums counted).  Rigid registration unrolls 64, PGA pose 313: fused, they build in seconds and run
 # fastest.  examples/signed_volume.phg unrolls 699 (568 before sums and parameters were counted):
