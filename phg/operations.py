@@ -24,8 +24,6 @@ from . import versors
 from .algebra import Algebra
 from .units import DIMENSIONLESS, Unit
 
-SCALAR_FUNCTIONS = ("sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "gelu", "abs")
-
 
 @dataclass(frozen=True)
 class Operand:
@@ -53,8 +51,6 @@ class UnitRule:
     offset: Unit = DIMENSIONLESS
     equal: tuple[int, ...] = ()
     dimensionless: tuple[int, ...] = ()
-
-
 
 
 def _units(*powers, offset=None, equal=(), dimensionless=()) -> Callable[[Algebra, dict], UnitRule]:
@@ -193,7 +189,10 @@ def _normalize(alg: Algebra, v: list, attrs: dict) -> np.ndarray:
     return v[0] / size
 
 
-_SCALAR_ARGUMENT = (Argument(0, (r.SCALAR,), "{kind} takes a Scalar", "a Scalar", "take scalar(...) or norm(...) first"),)
+def _scalar_argument(kind: str) -> tuple[Argument, ...]:
+    return (Argument(0, (r.SCALAR,), f"{kind} takes a Scalar", "a Scalar", "take scalar(...) or norm(...) first"),)
+
+
 _GATE_ARGUMENT = (Argument(1, (r.SCALAR,), "gate(x, s) needs a Scalar s", "a Scalar"),)
 
 for _kind, _f in (("add", lambda alg, v, a: v[0] + v[1]), ("sub", lambda alg, v, a: v[0] - v[1])):
@@ -268,9 +267,7 @@ for _kind, _f in (("sqrt", _sqrt), ("sin", math.sin), ("cos", math.cos), ("tanh"
                   ("abs", abs)):
     register(Operation(_kind, 1, r.Blades(r.SCALAR),
                        _units(Fraction(1, 2)) if _kind == "sqrt" else SAME_UNIT if _kind == "abs" else DIMENSIONLESS_ARGUMENT,
-                       versors.never, _scalar(_f), call=1,
-                       arguments=tuple(Argument(a.i, a.within, a.says.format(kind=_kind), a.expected, a.hint)
-                                       for a in _SCALAR_ARGUMENT)))
+                       versors.never, _scalar(_f), call=1, arguments=_scalar_argument(_kind)))
 
 # The language's built-in functions that write an operation, with their arguments.
 CALLS = {op.kind: op.call for op in OPERATIONS.values() if op.call is not None}

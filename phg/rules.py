@@ -160,14 +160,8 @@ def support(rule: Rule, alg: Algebra, supports: list[int], versors: list, attrs:
         if isinstance(r, IfSupport):
             return go(r.then) if r.test(supports[r.i]) else go(r.other)
         if isinstance(r, Sandwich):
-            vx = sup.product(alg, "gp", supports[r.v], supports[r.x])
-            return sup.product(alg, "gp", vx, sup.inverse(alg, supports[r.v], bool(versors[r.v])))
+            return go(Product("gp", Product("gp", Arg(r.v), Arg(r.x)), Inverse(r.v)))
         if isinstance(r, Paths):
-            out = 0
-            for ga, gb, made in attrs["paths"]:
-                product = sup.product(alg, "gp", supports[r.x] & sup.of_grades(alg, [ga]),
-                                      supports[r.y] & sup.of_grades(alg, [gb]))
-                out |= product & sup.of_grades(alg, [made])
-            return out
+            return sup.bilinear(alg, sup.SCALAR, supports[r.x], supports[r.y], attrs["paths"])
         raise TypeError(f"no integer reading of the support rule {r!r}")
     return go(rule)

@@ -215,10 +215,9 @@ class Encoder:
             return self.product(t.kind, a, b, ha, hb), sup.product(alg, t.kind, ha, hb)
         if isinstance(t, r.Keep):
             m = t.mask(alg, e.attrs)
-            if t.mask_first:
-                keep = mask(alg, m, self.ctx)
+            keep = mask(alg, m, self.ctx) if t.mask_first else None
             a, ha = self.rule(t.a, e)
-            return a & (keep if t.mask_first else mask(alg, m, self.ctx)), ha & m
+            return a & (keep if keep is not None else mask(alg, m, self.ctx)), ha & m
         if isinstance(t, r.Inverse):
             return self.inverse(e, t.i)
         if isinstance(t, r.Closure):
