@@ -25,7 +25,8 @@ import sympy
 from phg.algebra import Algebra
 from phg.hypergraph import Value
 
-from phg.plan.scalar import blade_key, global_name, product, reverse
+from phg.plan.scalar import blade_key, global_name
+from phg.sparse import product, reverse
 
 from .decorators import njit
 

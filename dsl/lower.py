@@ -14,8 +14,9 @@ from phg import multivector as mv
 from phg import support as sup
 from phg.algebra import Algebra, AlgebraError
 from phg.diagnostics import Note, PhgError, Span, did_you_mean
+from phg.evaluation import fold
 from phg.hypergraph import Claim, Hypergraph, Value
-from phg.operations import (CALLS, Operand, ShapeClash, UnitClash, evaluate, infer_support, operation, unit_rule,
+from phg.operations import (CALLS, Operand, ShapeClash, UnitClash, infer_support, operation, unit_rule,
                             versor_reason)
 from phg.versors import constant_versor
 from phg.program import OPTIMIZERS, Program, TrainSpec
@@ -639,7 +640,7 @@ class _ModelBuilder:
             involved = [Note(spans[i], f"this is in {vals[i].unit}") for i in exc.operands]
             raise self.error("unit", str(exc), span, expected="operands in matching units", notes=involved) from None
         try:
-            value = evaluate(self.alg, kind, [v.const for v in vals], attrs)
+            value = fold(self.alg, kind, [v.const for v in vals], attrs)
         except NotImplementedError:
             raise self.error("type", f"{kind}() of a constant is not supported", span,
                              expected="a model value as its argument",

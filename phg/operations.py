@@ -1,9 +1,9 @@
 """The operations of the language, one specification per hyperedge kind (the registry): its
 sources, its support rule (a term of phg.rules, read over integers here and over Z3 bit-vectors
-by verifier.smt), its unit rule, its versor rule (phg.versors), its exact meaning on constants,
-and the built-in function that writes it, with the arguments it takes.  A stage that meets a
-kind the registry lacks raises; a kind registered without a support, unit or versor rule is
-refused when this module is imported.
+by verifier.smt), its unit rule, its versor rule (phg.versors), its meaning (what it computes, in
+any number system: phg.evaluation), and the built-in function that writes it, with the arguments it
+takes.  A stage that meets a kind the registry lacks raises; a kind registered without a support,
+unit or versor rule or a meaning is refused when this module is imported.
 
 The support rule must over-approximate: a blade outside the computed support has a zero
 coefficient for every input of the given supports (tests check this against clifford).
@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
 
-import numpy as np
-
-from . import multivector as mv
 from . import rules as r
+from . import sparse as sp
 from . import support as sup
 from . import versors
 from .algebra import Algebra
@@ -129,7 +127,11 @@ class Operation:
     support: r.Rule
     unit: Callable[[Algebra, dict], UnitRule]
     versor: Callable[[Algebra, list, list, int], str | None]     # a rule of phg.versors
-    evaluate: Callable[[Algebra, list, dict], np.ndarray] | None = None   # on constants; None: not folded
+    # what it computes (phg.evaluation): meaning(evaluator, edge, args), args one channel's sources
+    # (multivectors; a grouped source's a list of them), or with `whole` every channel of each source
+    meaning: Callable[[object, object, list], dict] | None = None
+    whole: bool = False
+    folds: bool = True                             # whether constants of this kind are folded
     call: int | None = None                        # the arguments of its built-in function, if it has one
     arguments: tuple[Argument, ...] = ()
     # its result's channels from its sources' (None: theirs, broadcast); may raise ShapeClash
@@ -147,13 +149,15 @@ OPERATIONS: dict[str, Operation] = {}
 
 
 def register(op: Operation) -> Operation:
-    """Adds op to the registry; refuses an entry without a support, unit or versor rule."""
+    """Adds op to the registry; refuses an entry without a support, unit or versor rule or a meaning."""
     if not isinstance(op.support, r.Rule):
         raise TypeError(f"operation {op.kind!r} has no support rule (a term of phg.rules)")
     if not callable(op.unit):
         raise TypeError(f"operation {op.kind!r} has no unit rule")
     if not callable(op.versor):
         raise TypeError(f"operation {op.kind!r} has no versor rule (phg.versors.never where none applies)")
+    if not callable(op.meaning):
+        raise TypeError(f"operation {op.kind!r} has no meaning (a function of phg.evaluation's evaluator)")
     if op.kind in OPERATIONS:
         raise TypeError(f"operation {op.kind!r} is registered twice")
     OPERATIONS[op.kind] = op
@@ -168,25 +172,79 @@ def operation(kind: str) -> Operation:
         raise KeyError(f"no operation {kind!r} in the registry (phg.operations)") from None
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+# ---- meanings (phg.evaluation): ev the evaluator, e the hyperedge, a its sources ------------------
+def _product(kind: str):
+    return lambda ev, e, a: ev.product(kind, a[0], a[1])
 
 
-def _scalar(f: Callable[[float], float]):
-    return lambda alg, v, attrs: mv.blade(alg, 0, f(float(v[0][0])))
+def _keep(mask: r.Mask):
+    return lambda ev, e, a: sp.keep(a[0], mask(ev.alg, e.attrs))
 
 
-def _sqrt(x: float) -> float:
-    if x < 0:
-        raise ValueError("sqrt of a negative number")
-    return math.sqrt(x)
+def _div(ev, e, a) -> dict:
+    return ev.product("gp", a[0], ev.inverse(e, 1, a[1]))
 
 
-def _normalize(alg: Algebra, v: list, attrs: dict) -> np.ndarray:
-    size = math.sqrt(abs(mv.norm2(alg, v[0])))
-    if size == 0:
-        raise ZeroDivisionError("normalize of a multivector of norm 0")
-    return v[0] / size
+def _sandwich(ev, e, a) -> dict:
+    inverse = ev.inverse(e, 0, a[0])
+    return ev.product("gp", ev.product("gp", a[0], a[1]), inverse)
+
+
+def _norm2(ev, e, a) -> dict:
+    return sp.keep(ev.product("gp", a[0], sp.reverse(ev.alg, a[0])), sup.SCALAR)
+
+
+def _component(ev, e, a) -> dict:
+    c = a[0].get(e.attrs["blade"], 0)
+    return {0: c if e.attrs["sign"] > 0 else -c}
+
+
+def _sum(ev, e, srcs) -> dict:
+    total: dict = {}
+    for m in srcs[0].values():
+        total = sp.add(total, m)
+    return {(): total}
+
+
+def _index(ev, e, srcs) -> dict:
+    n = len(e.attrs["index"])
+    return {ch[n:]: m for ch, m in srcs[0].items() if list(ch[:n]) == e.attrs["index"]}
+
+
+def _mix(ev, e, srcs) -> dict:
+    w, x = srcs
+    out: dict = {}
+    for (i, j), wm in sorted(w.items()):           # row by row, each row's terms in order
+        out[(i,)] = sp.add(out.get((i,), {}), ev.product("gp", wm, x[(j,)]))
+    return out
+
+
+def _linear(ev, e, srcs) -> dict:
+    w, x = srcs
+    grades, first = e.attrs["grades"], e.attrs.get("offset", 0)
+    out: dict = {}
+    for (i, j, g), wm in w.items():
+        if 0 <= g - first < len(grades):             # else another grade pair's weights
+            part = ev.product("gp", wm, sp.project(ev.alg, x[(j,)], [grades[g - first]]))
+            out[(i,)] = sp.add(out.get((i,), {}), part)
+    return out
+
+
+def _gradegate(ev, e, a) -> dict:
+    """One channel: x's grade g_k times sigmoid(s_k)."""
+    out: dict = {}
+    for g, s in zip(e.attrs["grades"], a[1]):
+        out = sp.add(out, ev.n.gate(sp.project(ev.alg, a[0], [g]), s))
+    return out
+
+
+def _bilinear(ev, e, a) -> dict:
+    """One channel: each grade path's product of x's and y's grades, weighted by its Scalar."""
+    out: dict = {}
+    for (ga, gb, k), w in zip(e.attrs["paths"], a[0]):
+        made = ev.product("gp", sp.project(ev.alg, a[1], [ga]), sp.project(ev.alg, a[2], [gb]))
+        out = sp.add(out, ev.product("gp", w, sp.project(ev.alg, made, [k])))
+    return out
 
 
 def _scalar_argument(kind: str) -> tuple[Argument, ...]:
@@ -195,79 +253,76 @@ def _scalar_argument(kind: str) -> tuple[Argument, ...]:
 
 _GATE_ARGUMENT = (Argument(1, (r.SCALAR,), "gate(x, s) needs a Scalar s", "a Scalar"),)
 
-for _kind, _f in (("add", lambda alg, v, a: v[0] + v[1]), ("sub", lambda alg, v, a: v[0] - v[1])):
-    register(Operation(_kind, 2, r.Union(r.Arg(0), r.Arg(1)), _units(1, 0, equal=(0, 1)), versors.plus_zero, _f))
+register(Operation("add", 2, r.Union(r.Arg(0), r.Arg(1)), _units(1, 0, equal=(0, 1)), versors.plus_zero,
+                   lambda ev, e, a: sp.add(a[0], a[1])))
+register(Operation("sub", 2, r.Union(r.Arg(0), r.Arg(1)), _units(1, 0, equal=(0, 1)), versors.plus_zero,
+                   lambda ev, e, a: sp.add(a[0], a[1], -1)))
 for _kind in ("gp", "op", "lc"):
     register(Operation(_kind, 2, r.Product(_kind, r.Arg(0), r.Arg(1)), PRODUCT_UNIT,
-                       versors.product if _kind == "gp" else versors.never,
-                       lambda alg, v, a, k=_kind: mv.product(alg, k, v[0], v[1]), cost=PRODUCT_COST))
+                       versors.product if _kind == "gp" else versors.never, _product(_kind), cost=PRODUCT_COST))
 # The meet removes one copy of the pseudoscalar's basis vectors.
 register(Operation("regressive", 2, r.Product("regressive", r.Arg(0), r.Arg(1)), _units(1, 1, offset=_PSEUDOSCALAR),
-                   versors.never, lambda alg, v, a: mv.product(alg, "regressive", v[0], v[1]), cost=PRODUCT_COST))
-register(Operation("div", 2, r.Product("gp", r.Arg(0), r.Inverse(1)), _units(1, -1), versors.product,
-                   lambda alg, v, a: mv.product(alg, "gp", v[0], mv.inverse(alg, v[1])), cost=PRODUCT_COST))
-register(Operation("sandwich", 2, r.Sandwich(0, 1), _units(0, 1), versors.product,      # V x V^-1: V's unit cancels
-                   lambda alg, v, a: mv.product(alg, "gp", mv.product(alg, "gp", v[0], v[1]), mv.inverse(alg, v[0])),
+                   versors.never, _product("regressive"), cost=PRODUCT_COST))
+register(Operation("div", 2, r.Product("gp", r.Arg(0), r.Inverse(1)), _units(1, -1), versors.product, _div,
+                   cost=PRODUCT_COST))
+register(Operation("sandwich", 2, r.Sandwich(0, 1), _units(0, 1), versors.product, _sandwich,   # V x V^-1: V's unit cancels
                    cost=Cost(unrolled=lambda s, t, a: channels(t) * blades(s[0]) ** 2 * blades(s[1]))))
-register(Operation("neg", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda alg, v, a: -v[0]))
-register(Operation("reverse", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda alg, v, a: mv.reverse(alg, v[0])))
-register(Operation("involute", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda alg, v, a: mv.involute(alg, v[0]),
+register(Operation("neg", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda ev, e, a: sp.scale(a[0], -1)))
+register(Operation("reverse", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda ev, e, a: sp.reverse(ev.alg, a[0])))
+register(Operation("involute", 1, r.Arg(0), SAME_UNIT, versors.involution,
+                   lambda ev, e, a: sp.involute(ev.alg, a[0]), call=1))
+register(Operation("copy", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda ev, e, a: dict(a[0]), folds=False))
+register(Operation("inv", 1, r.Inverse(0), _units(-1), versors.involution, lambda ev, e, a: ev.inverse(e, 0, a[0]),
                    call=1))
-register(Operation("copy", 1, r.Arg(0), SAME_UNIT, versors.involution))
-register(Operation("inv", 1, r.Inverse(0), _units(-1), versors.involution, lambda alg, v, a: mv.inverse(alg, v[0]),
-                   call=1))
-register(Operation("grade", 1, r.Keep(r.Arg(0), r.grades()), SAME_UNIT, versors.projection,
-                   lambda alg, v, a: mv.grade(alg, v[0], a["grades"]), call=2))
-register(Operation("even", 1, r.Keep(r.Arg(0), r.parity(0)), SAME_UNIT, versors.projection,
-                   lambda alg, v, a: mv.grade(alg, v[0], range(0, alg.n + 1, 2)), call=1))
-register(Operation("odd", 1, r.Keep(r.Arg(0), r.parity(1)), SAME_UNIT, versors.projection,
-                   lambda alg, v, a: mv.grade(alg, v[0], range(1, alg.n + 1, 2)), call=1))
-register(Operation("scalar", 1, r.Keep(r.Arg(0), r.SCALAR), SAME_UNIT, versors.projection,
-                   lambda alg, v, a: mv.grade(alg, v[0], [0]), call=1))
+register(Operation("grade", 1, r.Keep(r.Arg(0), r.grades()), SAME_UNIT, versors.projection, _keep(r.grades()), call=2))
+register(Operation("even", 1, r.Keep(r.Arg(0), r.parity(0)), SAME_UNIT, versors.projection, _keep(r.parity(0)), call=1))
+register(Operation("odd", 1, r.Keep(r.Arg(0), r.parity(1)), SAME_UNIT, versors.projection, _keep(r.parity(1)), call=1))
+register(Operation("scalar", 1, r.Keep(r.Arg(0), r.SCALAR), SAME_UNIT, versors.projection, _keep(r.SCALAR), call=1))
 register(Operation("dual", 1, r.Dual(r.Arg(0)), _units(1, offset=_PSEUDOSCALAR), versors.never,
-                   lambda alg, v, a: mv.dual(alg, v[0]), call=1))
-register(Operation("norm2", 1, r.Keep(r.Product("gp", r.Arg(0), r.Arg(0)), r.SCALAR), _units(2), versors.never,
-                   lambda alg, v, a: mv.blade(alg, 0, mv.norm2(alg, v[0])), call=1))
+                   lambda ev, e, a: sp.dual(ev.alg, a[0]), call=1))
+register(Operation("norm2", 1, r.Keep(r.Product("gp", r.Arg(0), r.Arg(0)), r.SCALAR), _units(2), versors.never, _norm2,
+                   call=1))
 register(Operation("norm", 1, r.Keep(r.Product("gp", r.Arg(0), r.Arg(0)), r.SCALAR), SAME_UNIT, versors.never,
-                   lambda alg, v, a: mv.blade(alg, 0, math.sqrt(abs(mv.norm2(alg, v[0])))), call=1))
-register(Operation("normalize", 1, r.Arg(0), _units(0), versors.normalised, _normalize, call=1))
+                   lambda ev, e, a: ev.norm(e, a[0]), call=1))
+register(Operation("normalize", 1, r.Arg(0), _units(0), versors.normalised, lambda ev, e, a: ev.n.normalize(a[0]),
+                   call=1))
 register(Operation("exp", 1, r.IfSupport(0, lambda s: s & ~sup.SCALAR == 0, r.Blades(r.SCALAR), r.Closure(r.Arg(0))),
-                   DIMENSIONLESS_ARGUMENT, versors.exponential, lambda alg, v, a: mv.exp(alg, v[0]), call=1,
+                   DIMENSIONLESS_ARGUMENT, versors.exponential, lambda ev, e, a: ev.exp(e, a[0]), call=1,
                    arguments=(Argument(0, (r.SCALAR, r.of_grades(2)), "exp takes a Scalar or a Bivector",
                                        "a Scalar or a Bivector"),)))
 register(Operation("log", 1, r.Keep(r.Closure(r.Arg(0)), r.of_grades(2)), DIMENSIONLESS_ARGUMENT, versors.never,
-                   call=1, loop=None, arguments=(Argument(0, (r.parity(0),), "log takes a Rotor or Motor",
-                                               "an even value (a Rotor or Motor)"),)))
-register(Operation("sum", 1, r.Arg(0), SAME_UNIT, versors.never, lambda alg, v, a: v[0], call=1,
+                   lambda ev, e, a: ev.log(e, a[0]), call=1, loop=None, folds=False,
+                   arguments=(Argument(0, (r.parity(0),), "log takes a Rotor or Motor",
+                                       "an even value (a Rotor or Motor)"),)))
+register(Operation("sum", 1, r.Arg(0), SAME_UNIT, versors.never, _sum, whole=True, call=1,
                    shape=lambda shapes: (), cost=SUM_COST, loop="reduce"))
-register(Operation("index", 1, r.Arg(0), SAME_UNIT, versors.channel, lambda alg, v, a: v[0], loop="select"))
+register(Operation("index", 1, r.Arg(0), SAME_UNIT, versors.channel, _index, whole=True, loop="select"))
 register(Operation("component", 1, r.IfBlade(0, r.BLADE, r.Blades(r.SCALAR), r.Blades(r.NOTHING)),
-                   _units(1, offset=lambda alg, attrs: alg.blade_unit(attrs["blade"]) ** -1), versors.never,
-                   lambda alg, v, a: mv.blade(alg, 0, a["sign"] * v[0][a["blade"]])))
-register(Operation("mix", 2, r.Product("gp", r.Arg(0), r.Arg(1)), PRODUCT_UNIT, versors.never, call=2,
-                   shape=_mix_shape, loop="contract",
+                   _units(1, offset=lambda alg, attrs: alg.blade_unit(attrs["blade"]) ** -1), versors.never, _component))
+register(Operation("mix", 2, r.Product("gp", r.Arg(0), r.Arg(1)), PRODUCT_UNIT, versors.never, _mix, whole=True,
+                   folds=False, call=2, shape=_mix_shape, loop="contract",
                    cost=Cost(reduced=lambda s, t: s[0].shape[1] * blades(s[0]) * blades(s[1]),
                              unrolled=lambda s, t, a: channels(t) * s[0].shape[1] * blades(s[0]) * blades(s[1]))))
 register(Operation("gate", 2, r.Arg(0), _units(1, 0, dimensionless=(1,)), versors.scaled,
-                   lambda alg, v, a: v[0] * _sigmoid(float(v[1][0])), call=2, arguments=_GATE_ARGUMENT))
+                   lambda ev, e, a: ev.n.gate(a[0], a[1]), call=2, arguments=_GATE_ARGUMENT))
 register(Operation("gradegate", 2, r.Arg(0), _units(1, 0, dimensionless=(1,)), versors.never,   # s: [*x's channels, K]
-                   arguments=_GATE_ARGUMENT, shape=lambda shapes: shapes[0],
+                   _gradegate, folds=False, arguments=_GATE_ARGUMENT, shape=lambda shapes: shapes[0],
                    grouped=lambda attrs: {1: len(attrs["grades"])}))
 # scalar weights per grade of x
 register(Operation("linear", 2, r.Keep(r.Product("gp", r.Arg(0), r.Arg(1)), r.grades(), mask_first=True), PRODUCT_UNIT,
-                   versors.never, call=2, shape=lambda shapes: shapes[0][:1], loop="linear",   # [Cout], by layer()
+                   versors.never, _linear, whole=True, folds=False, call=2, shape=lambda shapes: shapes[0][:1],
+                   loop="linear",   # [Cout], by layer()
                    cost=Cost(reduced=lambda s, t: s[0].shape[1] * blades(s[1]),
                              unrolled=lambda s, t, a: channels(t) * s[0].shape[1] * blades(s[1]))))
 register(Operation("bilinear", 3, r.IfBlade(0, r.SCALAR_BLADE, r.Paths(1, 2), r.Blades(r.NOTHING)), _units(1, 1, 1),
-                   versors.never, call=3, shape=lambda shapes: shapes[1],     # x's [C], checked by layer()
+                   versors.never, _bilinear, folds=False, call=3, shape=lambda shapes: shapes[1],  # x's [C], by layer()
                    cost=Cost(unrolled=lambda s, t, a: channels(t) * len(a["paths"]) * blades(s[1]) * blades(s[2])),
                    grouped=lambda attrs: {0: len(attrs["paths"])}))
-for _kind, _f in (("sqrt", _sqrt), ("sin", math.sin), ("cos", math.cos), ("tanh", math.tanh), ("sigmoid", _sigmoid),
-                  ("relu", lambda x: max(x, 0.0)), ("gelu", lambda x: 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))),
-                  ("abs", abs)):
+for _kind in ("sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "gelu", "abs"):
     register(Operation(_kind, 1, r.Blades(r.SCALAR),
                        _units(Fraction(1, 2)) if _kind == "sqrt" else SAME_UNIT if _kind == "abs" else DIMENSIONLESS_ARGUMENT,
-                       versors.never, _scalar(_f), call=1, arguments=_scalar_argument(_kind)))
+                       versors.never, lambda ev, e, a: {0: ev.n.function(e.kind, a[0].get(0, 0))}, call=1,
+                       arguments=_scalar_argument(_kind)))
 
 # The language's built-in functions that write an operation, with their arguments.
 CALLS = {op.kind: op.call for op in OPERATIONS.values() if op.call is not None}
@@ -304,11 +359,3 @@ def unit_rule(alg: Algebra, kind: str, ops: list[Operand], attrs: dict) -> Unit 
     for u, k in zip(units, rule.powers):
         out = out * u ** k
     return out
-
-
-def evaluate(alg: Algebra, kind: str, values: list[np.ndarray], attrs: dict) -> np.ndarray:
-    """The exact meaning of an operation on constant multivectors (coefficients by blade mask)."""
-    f = operation(kind).evaluate
-    if f is None:
-        raise NotImplementedError(f"{kind} of a constant")
-    return f(alg, values, attrs)

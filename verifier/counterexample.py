@@ -8,12 +8,13 @@ import random
 
 from sympy import Rational
 
+from phg import sparse
 from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Hypergraph, Value
 from phg.plan.loops import unrolled
 
-from .exact import Budget, Concrete, Floating, Undefined, mv_product, nonzero
+from .exact import Budget, Concrete, Floating, Undefined, nonzero
 
 # Scalar products one search may evaluate, counted per candidate over the value's cone (the
 # products the fused code would unroll), an exact evaluation as EXACT_WEIGHT floating ones.
@@ -77,7 +78,7 @@ def rotor(alg: Algebra, rng: random.Random, factors: int) -> dict:
     pool = positive if len(positive) >= 2 or not negative else negative
     out = {0: Rational(1)}
     for _ in range(factors if pool else 0):
-        out = mv_product(alg, "gp", out, unit_vector(alg, rng, pool))
+        out = sparse.product(alg, "gp", out, unit_vector(alg, rng, pool))
     return out
 
 
@@ -124,7 +125,7 @@ def admissible(alg: Algebra, v: Value, rng: random.Random, special: bool = False
             else:
                 m = rotor(alg, rng, rng.choice([0, 1, 2, 3, 4] if kind == "Versor" else [0, 2, 2, 4]))
             if kind == "Motor" and alg.degenerate:
-                m = mv_product(alg, "gp", translator(alg, rng), m)
+                m = sparse.product(alg, "gp", translator(alg, rng), m)
             m = {b: c for b, c in m.items() if v.support >> b & 1}
         elif special:
             m = {b: Rational(c) for b in sup.blades_of(v.support) if (c := rng.choice([-1, 0, 0, 1]))}
@@ -195,7 +196,7 @@ def _versor_failure(ev, m: dict, normalised: bool) -> str | None:
     either evaluation mode; `ev.zero(x)` says whether a number counts as zero there."""
     alg = ev.alg
     rev = {b: (c if alg.reverse_sign(b) > 0 else -c) for b, c in m.items()}
-    vv = mv_product(alg, "gp", m, rev)
+    vv = sparse.product(alg, "gp", m, rev)
     for b, c in vv.items():
         if b and not ev.zero(c):
             return f"V ~V has a {alg.blade_name(b)} part ({c})"
@@ -204,9 +205,9 @@ def _versor_failure(ev, m: dict, normalised: bool) -> str | None:
         return "V ~V = 0, so V is not invertible"
     if normalised and not ev.zero(s - 1):
         return f"V ~V = {s}, not 1"
-    inverse = ev.opaque(None, (), "inv", m, None)
+    inverse = ev.inverse(m, None)
     for i in range(alg.n):
-        image = mv_product(alg, "gp", mv_product(alg, "gp", m, {1 << i: 1}), inverse)
+        image = sparse.product(alg, "gp", sparse.product(alg, "gp", m, {1 << i: 1}), inverse)
         for b, c in image.items():
             if b.bit_count() != 1 and not ev.zero(c):
                 return f"V {alg.blade_name(1 << i)} V^-1 has a {alg.blade_name(b)} part ({c})"

@@ -1,6 +1,6 @@
-"""Exact evaluation of a hypergraph's values, blade by blade.
+"""Exact evaluation of a hypergraph's values, blade by blade: number systems of phg.evaluation.
 
-Two modes share the operation rules:
+Two modes (and a floating-point first look) share the operations' meanings:
 - symbolic: every input coefficient is a polynomial variable, and every operation that is not a
   polynomial (an inverse, exp, a scalar function, a normalisation) becomes fresh variables for its
   blades, or a fresh scalar factor where it only rescales its argument (normalize, gate, the inverse
@@ -13,12 +13,8 @@ A multivector is a dict blade mask -> number; a value with channels is a dict ch
 """
 from __future__ import annotations
 
-import functools
 import itertools
-import math
 from fractions import Fraction
-
-import numpy as np
 
 import mpmath
 from sympy import QQ, Float, Rational, sqrt
@@ -26,17 +22,14 @@ from sympy.polys.matrices import DomainMatrix
 from sympy.polys.matrices.exceptions import DMNonInvertibleMatrixError
 from sympy.polys.rings import ring
 
-from phg import multivector as mv
+from phg import sparse
 from phg import support as sup
-from phg.algebra import Algebra
-from phg.hypergraph import Hypergraph
+from phg.evaluation import Evaluator, Floats, Numbers, Undefined
+from phg.hypergraph import Hypergraph, Value
+from phg.sparse import reverse, scale
 
 mpmath.mp.dps = 50
 DIGITS = 50
-
-
-class Undefined(ArithmeticError):
-    """The value does not exist at these inputs (division by zero, a non-invertible element)."""
 
 
 # An exact inverse or exponential solves a linear system on the subalgebra its argument generates;
@@ -49,168 +42,12 @@ class Budget(Exception):
     """An exact evaluation would exceed its deterministic budget; the claim stays unknown."""
 
 
-# ---- multivector arithmetic over any number type -------------------------------------------
-def mv_add(a: dict, b: dict, sign: int = 1) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = out[k] + sign * v if k in out else sign * v
-    return out
-
-
-def mv_scale(a: dict, s) -> dict:
-    return {k: v * s for k, v in a.items()}
-
-
-def mv_product(alg: Algebra, kind: str, a: dict, b: dict) -> dict:
-    sign, target = alg.tables[kind]
-    out: dict = {}
-    for i, x in a.items():
-        for j, y in b.items():
-            s = int(sign[i, j])
-            if s:
-                t = int(target[i, j])
-                term = x * y if s > 0 else -(x * y)
-                out[t] = out[t] + term if t in out else term
-    return out
-
-
-def mv_map(alg: Algebra, a: dict, fn) -> dict:
-    """Blade-wise signed permutation: fn(mask) -> (sign, mask)."""
-    out = {}
-    for k, v in a.items():
-        s, t = fn(k)
-        out[t] = v if s > 0 else -v
-    return out
-
-
-def mv_filter(a: dict, keep: int) -> dict:
-    return {k: v for k, v in a.items() if keep >> k & 1}
-
-
-class Evaluator:
-    """Evaluates values of one hypergraph in one mode; `leaf(value)` gives a source value."""
-
-    def __init__(self, graph: Hypergraph, leaf, opaque, budget=None, before_product=None):
-        self.g = graph
-        self.alg = graph.algebra
-        self.leaf = leaf              # value -> {channel: mv}
-        self.opaque = opaque          # (edge, channel, kind, argument mv) -> mv for non-polynomial operations
-        self.budget = budget          # called on each new value; may raise Undefined
-        self.before_product = before_product    # called with both factors of a product; may raise Undefined
-        self.memo: dict[str, dict] = {}
-
-    def product(self, kind: str, a: dict, b: dict) -> dict:
-        if self.before_product is not None:
-            self.before_product(a, b)
-        return mv_product(self.alg, kind, a, b)
-
-    def value(self, value_id: str) -> dict:
-        if value_id not in self.memo:
-            v = self.g.values[value_id]
-            e = self.g.producer(value_id)
-            self.memo[value_id] = self.leaf(v) if e is None else self.edge(e)
-            if self.budget is not None:
-                self.budget(self.memo[value_id])
-        return self.memo[value_id]
-
-    def edge(self, e) -> dict:
-        alg = self.alg
-        srcs = [self.value(s) for s in e.sources]
-        k = e.kind
-        if k == "sum":
-            total: dict = {}
-            for m in srcs[0].values():
-                total = mv_add(total, m)
-            return {(): total}
-        if k == "index":
-            n = len(e.attrs["index"])
-            return {ch[n:]: m for ch, m in srcs[0].items() if list(ch[:n]) == e.attrs["index"]}
-        if k == "mix":
-            w, x = srcs
-            out: dict = {}
-            for (i, j), wm in sorted(w.items()):           # row by row, each row's terms in order
-                out[(i,)] = mv_add(out.get((i,), {}), self.product("gp", wm, x[(j,)]))
-            return out
-        if k == "gradegate":                   # each grade gated by its own scalar
-            x, s = srcs
-            return {ch: functools.reduce(mv_add, [self.opaque(e, ch, "gate", mv_filter(m, sup.of_grades(alg, [g])), None,
-                                                              s[(*ch, i)]) for i, g in enumerate(e.attrs["grades"])], {})
-                    for ch, m in x.items()}
-        if k == "linear":
-            w, x = srcs
-            grades, first = e.attrs["grades"], e.attrs.get("offset", 0)
-            out = {}
-            for (i, j, g), wm in w.items():
-                if not 0 <= g - first < len(grades):        # another grade pair's weights
-                    continue
-                part = self.product("gp", wm, mv_filter(x[(j,)], sup.of_grades(alg, [grades[g - first]])))
-                out[(i,)] = mv_add(out.get((i,), {}), part)
-            return out
-        if k == "bilinear":
-            w, x, y = srcs
-            out = {}
-            for (c, p), wm in w.items():
-                ga, gb, r = e.attrs["paths"][p]
-                made = self.product("gp", mv_filter(x[(c,)], sup.of_grades(alg, [ga])),
-                                    mv_filter(y[(c,)], sup.of_grades(alg, [gb])))
-                out[(c,)] = mv_add(out.get((c,), {}), self.product("gp", wm, mv_filter(made, sup.of_grades(alg, [r]))))
-            return out
-        return {ch: self.pointwise(e, ch, [s[ch] if ch in s else s[()] for s in srcs])
-                for ch in _channels(srcs)}
-
-    def pointwise(self, e, ch, args: list[dict]) -> dict:
-        alg, k = self.alg, e.kind
-        a = args[0]
-        if k == "add":
-            return mv_add(a, args[1])
-        if k == "sub":
-            return mv_add(a, args[1], -1)
-        if k == "neg":
-            return mv_scale(a, -1)
-        if k == "copy":
-            return a
-        if k in ("gp", "op", "lc", "regressive"):
-            return self.product(k, a, args[1])
-        if k == "reverse":
-            return mv_map(alg, a, lambda m: (alg.reverse_sign(m), m))
-        if k == "involute":
-            return mv_map(alg, a, lambda m: (alg.involute_sign(m), m))
-        if k == "dual":
-            return mv_map(alg, a, alg.right_complement)
-        if k == "grade":
-            return mv_filter(a, sup.of_grades(alg, e.attrs["grades"]))
-        if k == "even":
-            return mv_filter(a, sup.of_grades(alg, range(0, alg.n + 1, 2)))
-        if k == "odd":
-            return mv_filter(a, sup.of_grades(alg, range(1, alg.n + 1, 2)))
-        if k == "scalar":
-            return mv_filter(a, sup.SCALAR)
-        if k == "norm2":
-            return mv_filter(self.product("gp", a, mv_map(alg, a, lambda m: (alg.reverse_sign(m), m))), sup.SCALAR)
-        if k == "component":
-            c = a.get(e.attrs["blade"], 0)
-            return {0: c if e.attrs["sign"] > 0 else -c}
-        if k in ("div", "sandwich"):
-            versor = self.g.values[e.sources[0 if k == "sandwich" else 1]].versor
-            v, x = (args[1], a) if k == "div" else (a, args[1])
-            inverse = self.opaque(e, ch, "inv", v, versor)
-            return self.product("gp", x, inverse) if k == "div" else \
-                self.product("gp", self.product("gp", v, x), inverse)
-        return self.opaque(e, ch, k, a, self.g.values[e.sources[0]].versor, *args[1:])
-
-
-# Operations the symbolic mode cannot expand as polynomials.
+# ---- symbolic mode ----------------------------------------------------------------------------
+# Operations whose values are fresh variables (_Polynomials), and those of them that only rescale
+# their argument (one fresh factor a channel): the ring is made with room for them.
 OPAQUE = {"inv", "div", "sandwich", "normalize", "gate", "gradegate", "norm", "exp", "log", "sqrt", "sin", "cos", "tanh",
           "sigmoid", "relu", "gelu", "abs"}
-
-
-def _channels(srcs: list[dict]) -> list[tuple]:
-    shaped = [s for s in srcs if () not in s]
-    return sorted(shaped[0]) if shaped else [()]
-
-
-# ---- symbolic mode ----------------------------------------------------------------------------
-SCALING = ("normalize", "gate")          # operations that only rescale their argument
+SCALING = ("normalize", "gate")
 
 
 class Symbolic:
@@ -250,46 +87,68 @@ class Symbolic:
         self.next_fresh = len(self.leaf_index)
         self.pairs = 0
         self.width = max(1, -(-total // self.WIDTH))     # pairs are this many times the work
-        self.eval = Evaluator(graph, self.leaf, self.opaque, self.within_budget, self.product_within_budget)
-
-    def within_budget(self, value: dict):
-        if sum(_terms(m) for m in value.values()) > self.MAX_TERMS:
-            raise Undefined("the exact expansion is too large")
-
-    def product_within_budget(self, a: dict, b: dict):
-        """Refuses a product before it is formed: its cost is the pairs of terms it multiplies."""
-        pairs = _terms(a) * _terms(b) * self.width
-        self.pairs += pairs
-        if pairs > self.MAX_PRODUCT_PAIRS or self.pairs > self.MAX_PAIRS:
-            raise Undefined("the exact expansion is too large")
+        self.eval = Evaluator(_Polynomials(self), graph)
 
     def fresh(self):
         g = self.gens[self.next_fresh]
         self.next_fresh += 1
         return g
 
-    def leaf(self, v) -> dict:
-        if v.const is not None:
-            return {(): {b: self.ring(QQ.convert(Fraction(float(v.const[b])))) for b in sup.blades_of(v.support)}}
-        return {ch: {b: self.gens[self.leaf_index[(v.id, ch, b)]] for b in sup.blades_of(v.support)}
-                for ch in itertools.product(*(range(s) for s in v.shape))}
-
-    def opaque(self, e, ch, kind, a, versor, *rest):
-        alg = self.alg
-        if kind == "inv" and versor:
-            return mv_scale(mv_map(alg, a, lambda m: (alg.reverse_sign(m), m)), self.fresh())
-        if kind in ("normalize", "gate"):
-            return mv_scale(a, self.fresh())
-        target = self.g.values[e.target]
-        blades = sup.blades_of(target.support) if kind != "inv" else sup.blades_of(sup.closure(alg, self.support_of(a)))
-        return {b: self.fresh() for b in blades}
-
-    @staticmethod
-    def support_of(a: dict) -> int:
-        return sup.from_blades(k for k, v in a.items() if v != 0)
-
     def coefficients(self, value_id: str) -> dict:
         return self.eval.value(value_id)
+
+
+class _Polynomials(Numbers):
+    """Symbolic's number system: polynomials over QQ; what is not a polynomial is fresh variables
+    (its blades), or a fresh factor where it only rescales its argument."""
+
+    def __init__(self, owner: Symbolic):
+        super().__init__(owner.alg)
+        self.owner = owner
+
+    def leaf(self, v: Value) -> dict:
+        o = self.owner
+        if v.const is not None:
+            return {(): {b: o.ring(QQ.convert(Fraction(float(v.const[b])))) for b in sup.blades_of(v.support)}}
+        return {ch: {b: o.gens[o.leaf_index[(v.id, ch, b)]] for b in sup.blades_of(v.support)}
+                for ch in itertools.product(*(range(s) for s in v.shape))}
+
+    def settle(self, v: Value, value: dict) -> dict:
+        if sum(_terms(m) for m in value.values()) > self.owner.MAX_TERMS:
+            raise Undefined("the exact expansion is too large")
+        return value
+
+    def product(self, kind: str, a: dict, b: dict) -> dict:
+        """Refuses a product before it is formed: its cost is the pairs of terms it multiplies."""
+        o = self.owner
+        pairs = _terms(a) * _terms(b) * o.width
+        o.pairs += pairs
+        if pairs > o.MAX_PRODUCT_PAIRS or o.pairs > o.MAX_PAIRS:
+            raise Undefined("the exact expansion is too large")
+        return sparse.product(self.alg, kind, a, b)
+
+    def _blades(self, support: int) -> dict:
+        return {b: self.owner.fresh() for b in sup.blades_of(support)}
+
+    def function(self, kind: str, x):
+        return self.owner.fresh()
+
+    def norm(self, a: dict, target: Value | None) -> dict:
+        return self._blades(target.support)
+
+    def normalize(self, a: dict) -> dict:
+        return scale(a, self.owner.fresh())
+
+    def inverse(self, a: dict, source: Value | None) -> dict:
+        if source is not None and source.versor:
+            return scale(reverse(self.alg, a), self.owner.fresh())
+        return self._blades(sup.closure(self.alg, sup.from_blades(k for k, v in a.items() if v != 0)))
+
+    def exp(self, a: dict, source: Value | None, target: Value | None) -> dict:
+        return self._blades(target.support)
+
+    def log(self, a: dict, target: Value | None) -> dict:
+        return self._blades(target.support)
 
 
 def _terms(m: dict) -> int:
@@ -298,59 +157,22 @@ def _terms(m: dict) -> int:
 
 
 # ---- floating-point mode (a fast first look before an exact confirmation) -------------------------
-class Floating:
+class Floating(Floats):
     """Values at given inputs in float64, to find candidate counterexamples quickly."""
 
     def __init__(self, graph: Hypergraph, inputs: dict):
+        super().__init__(graph.algebra)
         self.g = graph
-        self.alg = graph.algebra
         self.inputs = inputs
-        self.eval = Evaluator(graph, self.leaf, self.opaque)
+        self.eval = Evaluator(self, graph)
 
-    def leaf(self, v) -> dict:
+    def leaf(self, v: Value) -> dict:
         if v.const is not None:
             return {(): {b: float(v.const[b]) for b in sup.blades_of(v.support)}}
         return {ch: {b: float(c) for b, c in m.items()} for ch, m in self.inputs[v.id].items()}
 
     def zero(self, x) -> bool:
         return abs(x) <= 1e-9
-
-    def dense(self, a: dict) -> np.ndarray:
-        out = np.zeros(self.alg.dim)
-        for b, c in a.items():
-            out[b] = c
-        return out
-
-    def sparse(self, x: np.ndarray) -> dict:
-        return {b: float(x[b]) for b in np.flatnonzero(x)}
-
-    def opaque(self, e, ch, kind, a, versor, *rest):
-        alg = self.alg
-        if kind == "inv":
-            try:
-                return self.sparse(mv.inverse(alg, self.dense(a)))
-            except mv.NotInvertible:
-                raise Undefined("the value has no inverse") from None
-        if kind in ("norm", "normalize"):
-            n = math.sqrt(abs(mv.norm2(alg, self.dense(a))))
-            if kind == "norm":
-                return {0: n}
-            if n == 0:
-                raise Undefined("normalize of a value of norm 0")
-            return {k: v / n for k, v in a.items()}
-        if kind == "gate":
-            return mv_scale(a, 1 / (1 + math.exp(-rest[0].get(0, 0.0))))
-        if kind == "exp":
-            return self.sparse(mv.exp(alg, self.dense(a)))
-        if kind == "log":
-            raise Undefined("log is not evaluated")
-        x = a.get(0, 0.0)
-        if kind == "sqrt" and x < 0:
-            raise Undefined("sqrt of a negative number")
-        fn = {"sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tanh": math.tanh, "abs": abs,
-              "relu": lambda t: max(t, 0.0), "sigmoid": lambda t: 1 / (1 + math.exp(-t)),
-              "gelu": lambda t: t * (1 + math.erf(t / math.sqrt(2))) / 2}[kind]
-        return {0: fn(x)}
 
     def coefficients(self, value_id: str) -> dict:
         return self.eval.value(value_id)
@@ -373,18 +195,26 @@ def _float(x) -> Float:
     return Float(x, DIGITS)
 
 
-class Concrete:
+class _Mp(Numbers):
+    PRIMITIVES = {"sqrt": mpmath.sqrt, "sin": mpmath.sin, "cos": mpmath.cos, "tanh": mpmath.tanh, "exp": mpmath.exp,
+                  "erf": mpmath.erf}
+
+
+_MP = _Mp(None)          # the scalar functions at 50 digits
+
+
+class Concrete(Numbers):
     """Values at given inputs: {value id: {channel: {blade: sympy Rational}}}; operations that leave
     the rationals give 50-digit Floats, and `exact` records whether that happened."""
 
     def __init__(self, graph: Hypergraph, inputs: dict):
+        super().__init__(graph.algebra)
         self.g = graph
-        self.alg = graph.algebra
         self.inputs = inputs
         self.exact = True
-        self.eval = Evaluator(graph, self.leaf, self.opaque)
+        self.eval = Evaluator(self, graph)
 
-    def leaf(self, v) -> dict:
+    def leaf(self, v: Value) -> dict:
         if v.const is not None:
             return {(): {b: Rational(Fraction(float(v.const[b]))) for b in sup.blades_of(v.support)}}
         return self.inputs[v.id]
@@ -392,29 +222,15 @@ class Concrete:
     def zero(self, x) -> bool:
         return not nonzero(x)
 
+    def nonzero(self, x) -> bool:
+        return nonzero(x)
+
     def approximate(self, x) -> Float:
         self.exact = False
         return _float(x)
 
-    def opaque(self, e, ch, kind, a, versor, *rest):
-        alg = self.alg
-        if kind == "inv":
-            return self.inverse(a)
-        if kind in ("norm", "normalize"):
-            n2 = mv_product(alg, "gp", a, mv_map(alg, a, lambda m: (alg.reverse_sign(m), m))).get(0, 0)
-            n = self.sqrt(abs(n2))
-            if kind == "norm":
-                return {0: n}
-            if not nonzero(n):
-                raise Undefined("normalize of a value of norm 0")
-            return {k: v / n for k, v in a.items()}
-        if kind == "gate":
-            return mv_scale(a, self.scalar_fn("sigmoid", rest[0].get(0, 0)))
-        if kind == "exp":
-            return self.exp(a)
-        if kind == "log":
-            raise Undefined("log is not evaluated exactly")
-        return {0: self.scalar_fn(kind, a.get(0, 0))}
+    def log(self, a: dict, target: Value | None) -> dict:
+        raise Undefined("log is not evaluated exactly")
 
     def sqrt(self, x):
         if is_exact(x):
@@ -423,7 +239,7 @@ class Concrete:
                 return root
         return self.approximate(mpmath.sqrt(_mp(x)))
 
-    def scalar_fn(self, kind: str, x):
+    def function(self, kind: str, x):
         if kind == "sqrt":
             if x < 0:
                 raise Undefined("sqrt of a negative number")
@@ -436,12 +252,7 @@ class Concrete:
             return Rational(0)
         if kind in ("cos", "exp") and x == 0:
             return Rational(1)
-        y = _mp(x)
-        fn = {"sin": mpmath.sin, "cos": mpmath.cos, "tanh": mpmath.tanh,
-              "sigmoid": lambda t: 1 / (1 + mpmath.exp(-t)),
-              "gelu": lambda t: t * (1 + mpmath.erf(t / mpmath.sqrt(2))) / 2,
-              "exp": mpmath.exp}[kind]
-        return self.approximate(fn(y))
+        return self.approximate(_MP.function(kind, _mp(x)))
 
     def subalgebra(self, a: dict, what: str) -> list[int]:
         """The blades of the subalgebra a generates (where its inverse and exponential live), scalar
@@ -463,7 +274,7 @@ class Concrete:
                     m[row[int(target[i, j])]][c] += s * x
         return m
 
-    def inverse(self, a: dict) -> dict:
+    def inverse(self, a: dict, source: Value | None) -> dict:
         blades = self.subalgebra(a, "inverse")
         m = self.matrix(a, blades)
         dim = len(blades)
@@ -481,9 +292,9 @@ class Concrete:
         sol = mpmath.lu_solve(mm, mpmath.matrix([int(i == 0) for i in range(dim)]))
         return {b: self.approximate(sol[r]) for r, b in enumerate(blades) if sol[r] != 0}
 
-    def exp(self, a: dict) -> dict:
+    def exp(self, a: dict, source: Value | None, target: Value | None) -> dict:
         if all(k == 0 for k in a):
-            return {0: self.scalar_fn("exp", a.get(0, 0))}
+            return {0: self.function("exp", a.get(0, 0))}
         blades = self.subalgebra(a, "exponential")
         col = mpmath.expm(mpmath.matrix([[_mp(x) for x in row] for row in self.matrix(a, blades)]))
         return {b: self.approximate(col[r, 0]) for r, b in enumerate(blades) if col[r, 0] != 0}

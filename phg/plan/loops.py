@@ -149,19 +149,12 @@ def _body(g: Hypergraph, e: Edge, train: bool, helpers: list[Helper], taken: set
                           else sympy.Integer(int(v.const[m])) for m in _ordered(g, v.support)])
         else:
             loads.append([b.symbol(f"{b.value_name(v)}_{i}") for i, _ in enumerate(_ordered(g, v.support))])
-    if e.kind == "gradegate":                  # the gates: one Scalar per grade
-        grades = e.attrs["grades"]
-        loads[1] = [b.symbol(f"{b.value_name(g.values[e.sources[1]])}_{i}") for i in range(len(grades))]
-        x = dict(zip(_ordered(g, g.values[e.sources[0]].support), loads[0]))
-        out = b.assign(target, (), b.gates(grades, x, loads[1]))
-    elif e.kind == "bilinear":                 # the weights: one Scalar per grade path
-        paths = e.attrs["paths"]
-        loads[0] = [b.symbol(f"{b.value_name(g.values[e.sources[0]])}_{p}") for p in range(len(paths))]
-        comps = [dict(zip(_ordered(g, g.values[s].support), syms)) for s, syms in zip(e.sources[1:], loads[1:])]
-        out = b.assign(target, (), b.bilinear(paths, [{0: w} for w in loads[0]], *comps))
-    else:
-        comps = [dict(zip(_ordered(g, g.values[s].support), syms)) for s, syms in zip(e.sources, loads)]
-        out = b.assign(target, (), b.pointwise(e, target, comps))
+    grouped = operation(e.kind).grouped(e.attrs)
+    for n, size in grouped.items():            # a group of Scalars a channel (gates per grade, weights per path)
+        loads[n] = [b.symbol(f"{b.value_name(g.values[e.sources[n]])}_{i}") for i in range(size)]
+    comps = [[{0: s} for s in syms] if n in grouped else dict(zip(_ordered(g, g.values[s].support), syms))
+             for n, (s, syms) in enumerate(zip(e.sources, loads))]
+    out = b.assign(target, (), b.evaluator.channel(e, comps))
     helpers.extend(b.p.helpers.values())
     body = Body(loads, list(b.p.assignments), [out.get(m, sympy.Integer(0)) for m in _ordered(g, target.support)])
     if not train:

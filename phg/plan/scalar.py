@@ -10,7 +10,6 @@ the emitter prints.
 from __future__ import annotations
 
 import builtins
-import itertools
 import keyword
 from dataclasses import dataclass, field
 
@@ -18,8 +17,9 @@ import sympy
 
 from phg import support as sup
 from phg.algebra import Algebra
+from phg.evaluation import Evaluator, Numbers, channels
 from phg.hypergraph import Hypergraph, Value
-from phg.operations import operation
+from phg.sparse import reverse
 
 Component = dict[int, sympy.Expr]              # blade mask -> scalar expression
 
@@ -106,10 +106,16 @@ def array_name(v: Value) -> str:
 INTERNAL = ("_n", "_i", "_q", "_c", "_f", "_a", "_t", "_acc", "_terms", "_work", "_sums", "_loss", "_slot", "_slots", "_from", "_to")
 
 
-class ScalarBuilder:
+class ScalarBuilder(Numbers):
+    """The scalar program of the values `wanted` depend on: the registry's meanings evaluated over
+    sympy expressions (phg.evaluation), each value's blades named and shared as they are made."""
+
+    PRIMITIVES = {"sqrt": sympy.sqrt, "abs": sympy.Abs, "relu": lambda t: sympy.Max(t, 0), "sin": sympy.sin,
+                  "cos": sympy.cos, "tanh": sympy.tanh, "exp": sympy.exp, "erf": sympy.erf}
+
     def __init__(self, graph: Hypergraph, wanted: list[str]):
+        super().__init__(graph.algebra)
         self.g = graph
-        self.alg = graph.algebra
         self.p = ScalarProgram(graph)
         self.wanted = wanted
         self.cone = set()
@@ -122,6 +128,7 @@ class ScalarBuilder:
         self._names.update(f"_{kind}_{identifier(graph.values[v].name)}" for kind in ("out", "grad")
                            for v in [*graph.outputs.values(), *graph.params])
         self._coefficients: dict[str, sympy.Symbol] = {}
+        self.evaluator = Evaluator(self, graph, self.p.values)
 
     # ---- naming ---------------------------------------------------------------------------------
     def symbol(self, base: str) -> sympy.Symbol:
@@ -137,12 +144,9 @@ class ScalarBuilder:
         e = self.g.producer(v.id)
         return identifier(f"{e.kind}{v.id.lstrip('%')}" if e is not None else v.id)
 
-    def channels(self, v: Value):
-        return list(itertools.product(*(range(s) for s in v.shape)))
-
     def leaf_symbols(self, v: Value) -> dict[tuple, Component]:
         out = {}
-        for ch in self.channels(v):
+        for ch in channels(v):
             suffix = "".join(f"_{i}" for i in ch)
             out[ch] = {b: self.symbol(f"{self.value_name(v)}{suffix}_{blade_key(self.alg, b)}")
                        for b in sup.blades_of(v.support)}
@@ -151,21 +155,28 @@ class ScalarBuilder:
     # ---- the run --------------------------------------------------------------------------------
     def build(self) -> ScalarProgram:
         g = self.g
+        # Leaves first, in the graph's order, then values in topological order: the order in which
+        # symbols are named and assignments made.
         for vid in sorted(self.cone, key=list(g.values).index):
-            v = g.values[vid]
             if g.producer(vid) is None:
-                if v.const is not None:
-                    self.p.values[vid] = {(): {b: sympy.Float(float(v.const[b]), 17) if v.const[b] != int(v.const[b])
-                                               else sympy.Integer(int(v.const[b]))
-                                               for b in sup.blades_of(v.support)}}
-                else:
-                    self.p.values[vid] = self.leaf_symbols(v)
-                    if v.role == "param":
-                        self.p.invariant.update(s for comp in self.p.values[vid].values() for s in comp.values())
+                self.evaluator.value(vid)
         for e in g.topological_edges():
             if e.target in self.cone:
-                self.edge(e)
+                self.evaluator.value(e.target)
         return self.p
+
+    # ---- the number system (phg.evaluation): sympy expressions ------------------------------------
+    def leaf(self, v: Value) -> dict[tuple, Component]:
+        if v.const is not None:
+            return {(): {b: sympy.Float(float(v.const[b]), 17) if v.const[b] != int(v.const[b])
+                         else sympy.Integer(int(v.const[b])) for b in sup.blades_of(v.support)}}
+        out = self.leaf_symbols(v)
+        if v.role == "param":
+            self.p.invariant.update(s for comp in out.values() for s in comp.values())
+        return out
+
+    def settle(self, v: Value, value: dict) -> dict:
+        return {ch: self.assign(v, ch, comp) for ch, comp in value.items()}
 
     def assign(self, v: Value, ch: tuple, comp: Component) -> Component:
         """Give each non-trivial component a name: the parts that depend on parameters only become
@@ -215,81 +226,25 @@ class ScalarBuilder:
         while True:
             yield self.symbol(base)
 
-    def edge(self, e):
-        target = self.g.values[e.target]
-        srcs = [self.p.values[s] for s in e.sources]
-        k = e.kind
-        out: dict[tuple, Component] = {}
-        if k == "sum":
-            total: Component = {}
-            for comp in srcs[0].values():
-                total = add(total, comp)
-            out[()] = total
-        elif k == "index":
-            n = len(e.attrs["index"])
-            out = {ch[n:]: c for ch, c in srcs[0].items() if list(ch[:n]) == e.attrs["index"]}
-        elif k == "mix":
-            w, x = srcs
-            rows = sorted({ch[0] for ch in w})
-            for i in rows:
-                total = {}
-                for (ii, j), wc in w.items():
-                    if ii == i:
-                        total = add(total, self.product("gp", wc, x[(j,)]))
-                out[(i,)] = total
-        elif k == "linear":
-            w, x = srcs
-            grades, first = e.attrs["grades"], e.attrs.get("offset", 0)
-            for (i, j, gk), wc in w.items():
-                if 0 <= gk - first < len(grades):              # else another grade pair's weights
-                    part = self.product("gp", wc, project(self.alg, x[(j,)], [grades[gk - first]]))
-                    out[(i,)] = add(out.get((i,), {}), part)
-        elif k == "gradegate":
-            for ch in self.channels(target):
-                out[ch] = self.gates(e.attrs["grades"], srcs[0][ch],
-                                     [srcs[1][(*ch, i)].get(0, sympy.Integer(0)) for i in range(len(e.attrs["grades"]))])
-        elif k == "bilinear":
-            for ch in self.channels(target):
-                out[ch] = self.bilinear(e.attrs["paths"], [srcs[0][(*ch, p)] for p in range(len(e.attrs["paths"]))],
-                                        srcs[1][ch], srcs[2][ch])
-        else:
-            for ch in self.channels(target):
-                args = [s[ch] if ch in s else s[()] for s in srcs]
-                out[ch] = self.pointwise(e, target, args)
-        self.p.values[e.target] = {ch: self.assign(target, ch, comp) for ch, comp in out.items()}
-
-    # ---- operations -----------------------------------------------------------------------------
-    def product(self, kind: str, a: Component, b: Component) -> Component:
-        return product(self.alg, kind, a, b)
-
-    def gates(self, grades, x: Component, s: list) -> Component:
-        """One channel of gate(x, s) per grade: x's grade g_k times sigmoid(s_k)."""
-        out: Component = {}
-        for g, sk in zip(grades, s):
-            out = add(out, {b: y * sigmoid(sk) for b, y in project(self.alg, x, [g]).items()})
-        return out
-
-    def bilinear(self, paths, weights: list[Component], x: Component, y: Component) -> Component:
-        """One channel of bilinear(w, x, y): its weights (one Scalar per grade path), x and y."""
-        out: Component = {}
-        for (ga, gb, r), wc in zip(paths, weights):
-            made = project(self.alg, self.product("gp", project(self.alg, x, [ga]), project(self.alg, y, [gb])), [r])
-            out = add(out, self.product("gp", wc, made))
-        return out
-
-    def reverse(self, a: Component) -> Component:
-        return reverse(self.alg, a)
-
-    def inverse(self, v: Value, a: Component, support: int) -> Component:
+    def inverse(self, a: Component, source: Value | None) -> Component:
         """a^-1: a declared Rotor's or Motor's reverse; ~a / (a ~a) where a ~a is a scalar
         identically (versors, vectors, blades); else a helper solving a y = 1 on a's closure."""
+        v = source
         if v.declared is not None and v.declared.versor in ("Rotor", "Motor") and v.role in ("param", "input"):
-            return self.reverse(a)
-        norm = {b: sympy.expand(x) for b, x in self.product("gp", a, self.reverse(a)).items()}
+            return reverse(self.alg, a)
+        norm = {b: sympy.expand(x) for b, x in self.product("gp", a, reverse(self.alg, a)).items()}
         if all(x == 0 for b, x in norm.items() if b):
             scale = 1 / norm.get(0, sympy.Integer(0))
-            return {b: x * scale for b, x in self.reverse(a).items()}
-        return self.call("inv", a, support, sup.closure(self.alg, support))
+            return {b: x * scale for b, x in reverse(self.alg, a).items()}
+        return self.call("inv", a, v.support, sup.closure(self.alg, v.support))
+
+    def exp(self, a: Component, source: Value | None, target: Value | None) -> Component:
+        if source.support & ~sup.SCALAR == 0:
+            return {0: sympy.exp(a.get(0, 0))}
+        return self.call("exp", a, source.support, sup.closure(self.alg, source.support))
+
+    def log(self, a: Component, target: Value | None) -> Component:
+        raise Unsupported("log() is not generated yet")
 
     def call(self, kind: str, a: Component, support: int, result: int) -> Component:
         key = (kind, support)
@@ -300,93 +255,6 @@ class ScalarBuilder:
         targets = [self.symbol(f"{helper.name[1:]}_{blade_key(self.alg, b)}") for b in sup.blades_of(result)]
         self.p.assignments.append((None, HelperCall(helper, args, targets)))
         return dict(zip(sup.blades_of(result), targets))
-
-    def pointwise(self, e, target: Value, a: list[Component]) -> Component:
-        k, x = e.kind, a[0]
-        alg = self.alg
-        srcs = [self.g.values[s] for s in e.sources]
-        if k == "add":
-            return add(x, a[1])
-        if k == "sub":
-            return add(x, {b: -y for b, y in a[1].items()})
-        if k == "neg":
-            return {b: -y for b, y in x.items()}
-        if k in ("copy", "index"):
-            return dict(x)
-        if k in ("gp", "op", "lc", "regressive"):
-            return self.product(k, x, a[1])
-        if k == "div":
-            return self.product("gp", x, self.inverse(srcs[1], a[1], srcs[1].support))
-        if k == "sandwich":
-            return self.product("gp", self.product("gp", x, a[1]), self.inverse(srcs[0], x, srcs[0].support))
-        if k == "inv":
-            return self.inverse(srcs[0], x, srcs[0].support)
-        if k == "reverse":
-            return self.reverse(x)
-        if k == "involute":
-            return {b: alg.involute_sign(b) * y for b, y in x.items()}
-        if k in ("grade", "even", "odd", "scalar"):
-            return dict(x)                     # assign() keeps the target's (projected) support
-        if k == "dual":
-            out = {}
-            for b, y in x.items():
-                s, m = alg.right_complement(b)
-                out[m] = out.get(m, 0) + s * y
-            return out
-        if k in ("norm2", "norm", "normalize"):
-            n2 = self.product("gp", x, self.reverse(x)).get(0, sympy.Integer(0))
-            if k == "norm2":
-                return {0: n2}
-            size = sympy.sqrt(sympy.Abs(n2))
-            return {0: size} if k == "norm" else {b: y / size for b, y in x.items()}
-        if k == "exp":
-            if srcs[0].support & ~sup.SCALAR == 0:
-                return {0: sympy.exp(x.get(0, 0))}
-            return self.call("exp", x, srcs[0].support, sup.closure(alg, srcs[0].support))
-        if k == "gate":
-            s = a[1].get(0, sympy.Integer(0))
-            return {b: y * sigmoid(s) for b, y in x.items()}
-        if k == "component":
-            return {0: e.attrs["sign"] * x.get(e.attrs["blade"], sympy.Integer(0))}
-        if operation(k).loop is None:
-            raise Unsupported(f"{k}() is not generated yet")
-        s = x.get(0, sympy.Integer(0))
-        fn = {"sqrt": sympy.sqrt, "sin": sympy.sin, "cos": sympy.cos, "tanh": sympy.tanh, "abs": sympy.Abs,
-              "sigmoid": sigmoid, "relu": lambda t: sympy.Max(t, 0),
-              "gelu": lambda t: t * (1 + sympy.erf(t / sympy.sqrt(2))) / 2}[k]
-        return {0: fn(s)}
-
-
-def product(alg: Algebra, kind: str, a: Component, b: Component) -> Component:
-    """The product of two multivectors of symbolic coefficients, blade by blade."""
-    out: Component = {}
-    for i, x in a.items():
-        for j, y in b.items():
-            s, m = alg.product(kind, i, j)
-            if s:
-                out[m] = out.get(m, 0) + s * x * y
-    return out
-
-
-def project(alg: Algebra, a: Component, grades) -> Component:
-    """a's part of the given grades."""
-    keep = sup.of_grades(alg, grades)
-    return {b: x for b, x in a.items() if keep >> b & 1}
-
-
-def reverse(alg: Algebra, a: Component) -> Component:
-    return {b: alg.reverse_sign(b) * x for b, x in a.items()}
-
-
-def sigmoid(t):
-    return 1 / (1 + sympy.exp(-t))
-
-
-def add(a: Component, b: Component) -> Component:
-    out = dict(a)
-    for m, y in b.items():
-        out[m] = out.get(m, 0) + y
-    return out
 
 
 def scalar_program(graph: Hypergraph, wanted: list[str]) -> ScalarProgram:
