@@ -29,7 +29,6 @@ from phg.plan.scalar import (
     array_name,
     global_name,
     identifier,
-    scalar_program,
 )
 from . import looped
 from .decorators import njit
@@ -265,13 +264,9 @@ def _versor_spec(g: Hypergraph, vid: str) -> dict:
             "norm": norm_table(alg, [b for b in alg.blades if g.values[vid].support >> b & 1])}
 
 
-def _share(helpers: dict, alg: Algebra, h: Helper) -> str:
-    """The module-wide name of a helper: one per (algebra, kind, support)."""
-    key = (alg.name, h.kind, h.source)
-    if key not in helpers:
-        h.name = global_name(h.kind.replace("_", ""), alg.name, str(len(helpers)))
-        helpers[key] = h
-    return helpers[key].name
+def _share(helpers: dict, h: Helper) -> None:
+    """Records a helper the module prints once: one per (algebra, kind, support)."""
+    helpers.setdefault(h.key, h)
 
 
 def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, source: str = "") -> tuple[str, str]:
@@ -284,14 +279,14 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
     module = None
     if kp.loops is not None:
         for h in kp.loops.helpers:
-            h.name = _share(helpers, g.algebra, h)
+            _share(helpers, h)
         module = looped.Module(g, kp.loops, loop_code, loop_statement, source)
         kernels = [looped.predict_source(module, kname, inputs, params, outputs)]
         work = unrolled(g, wanted)
     else:
-        sp = scalar_program(g, wanted)
+        sp = kp.predict
         for h in sp.helpers.values():
-            h.name = _share(helpers, g.algebra, h)
+            _share(helpers, h)
         kernels = [kernel_source(g, sp, kname, inputs, params, outputs)]
         work = 1 + sum(sym not in sp.invariant for sym, _ in sp.assignments)
     name = lambda vid: g.values[vid].name  # noqa: E731
@@ -320,8 +315,9 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                              global_name("train", g.name), global_name("slots", g.name), tinputs, list(g.params),
                              lp.rows, lp.rows, 2 * unrolled(g, [g.loss]))
         else:
-            tk = train_kernel(g, planned, global_name("train", g.name), train.accumulate, code, statement, _loads,
-                              lambda h: _share(helpers, g.algebra, h))
+            tk = train_kernel(g, planned, global_name("train", g.name), train.accumulate, code, statement, _loads)
+            for h in planned.fused.adjoint.helpers:
+                _share(helpers, h)
         kernels.append(tk.source)
         manifold = {}
         for v in (g.values[p] for p in g.manifold_params()):

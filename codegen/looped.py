@@ -14,7 +14,7 @@ import re
 from phg.hypergraph import Hypergraph
 from phg.plan.kernel import PREDICT_ARGUMENTS, SLOTS_ARGUMENTS, TRAIN_ARGUMENTS
 from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab, runs
-from phg.plan.scalar import array_name, global_name, identifier
+from phg.plan.scalar import KERNEL_STATE, array_name, global_name, identifier
 from .header import generator
 from .decorators import njit
 
@@ -305,10 +305,6 @@ def _function(name: str, args: list[str], doc: str, body: list[str]) -> str:
 # definitions, variable scopes) grow faster than its length, so a kernel of thousands of lines
 # compiles for minutes; a function costs about 0.2 s of its own, so a few hundred lines each.
 PART_LINES = 400
-# The kernels' own variables: code that assigns one of them stays in the kernel.
-_KERNEL_STATE = frozenset({"_m", "_loss", "_bad", "_aside", "_f", "_start", "_lo", "_hi", "_ws", "_wv", "_wi", "_a", "_slots",
-                           "_flat", "_share", "_tiles",
-                           "_i0", "_i1", "_step", "_retry", "_n", "_slot"})
 _BUILTINS = frozenset(dir(builtins))
 
 
@@ -411,7 +407,7 @@ class Module:
             return self._called[text]
         names = [n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)]
         stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
-        if stored & _KERNEL_STATE:
+        if stored & KERNEL_STATE:          # code that assigns a kernel's own variable stays in it
             self._called[text] = lines
             return lines
         args = sorted({n.id for n in names if isinstance(n.ctx, ast.Load)} - stored - _BUILTINS,

@@ -1,25 +1,15 @@
-"""The fused training kernel of a model: per sample, forward, loss and reverse-mode adjoint in
-registers; per slot, the loss and some adjoints summed into an accumulator; once per batch, the
-sums carried back to the parameters.
-
-Hoisting makes this cheap: the coefficients that depend on parameters only (k0 = s^2 - a^2 ...,
-the matrix of R x ~R) are computed before the sample loop, so the per-sample adjoint stops at
-them (9 products for R x ~R), and the chain from their summed adjoints to the parameters runs once
-per batch.  When a model hoists many more coefficients than it has parameter coefficients, the
-chain runs per sample instead, so that a step keeps fewer sums: the kernel plan decides
-(phg.plan.kernel) and sizes the accumulators from it.
+"""The fused training kernels of a model, printed from the kernel plan's step (phg.plan.fused):
+per sample, forward, loss and reverse-mode adjoint in registers; per slot, the loss and some
+adjoints summed into an accumulator (in float, or exactly: codegen.accumulate); once per batch,
+the sums carried back to the parameters.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sympy
-
-from phg import support as sup
 from phg.hypergraph import Hypergraph
-from phg.plan.adjoint import reverse
 from phg.plan.buffers import CHUNK, NORMALISE_EVERY, many_sums
-from phg.plan.kernel import SLOTS_ARGUMENTS, TRAIN_ARGUMENTS, TrainPlan, train_program
+from phg.plan.kernel import SLOTS_ARGUMENTS, TRAIN_ARGUMENTS, TrainPlan
 from phg.plan.scalar import array_name, global_name, identifier
 
 from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
@@ -38,44 +28,18 @@ class TrainKernel:
     stack_symbols: int         # scalars live in one sample's forward and adjoint
 
 
-def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, code, statement, loads,
-                 share) -> TrainKernel:
-    """The kernels of the kernel plan's training step; `code`, `statement`, `loads` print
-    expressions, assignments and array loads (codegen.emit); `share(helper)` names a helper
-    module-wide."""
-    tp = train_program(g)
-    builder, sp, plan, coefficients = tp.builder, tp.program, tp.sums, tp.coefficients
-    assert plan == planned.sums, (plan, planned.sums)
-    for h in sp.helpers.values():
-        h.name = share(h)
-    loss = sp.values[g.loss][()].get(0, sympy.Integer(0))
-    per_sample = [(s, e) for s, e in sp.assignments if s not in sp.invariant]
-    invariant = [(s, e) for s, e in sp.assignments if s in sp.invariant]
-    seeds = {loss: sympy.Integer(1)} if isinstance(loss, sympy.Symbol) else {}
-    backward, leaves = reverse(per_sample, seeds, builder.symbol, share)
-    summed = [s for s in sorted(leaves, key=str) if s in sp.invariant]
-    if not plan.hoisted:
-        # Chain to the parameters per sample, so a step never sums more than
-        # 1 + (parameter coefficients) quantities.
-        chained, bars = reverse(invariant, {s: leaves[s] for s in summed}, builder.symbol, share)
-        # The chain's factors depend on the parameters only: hoisted, like the forward's.
-        backward += [(sym, builder.split(sympy.expand(e)) if sym is not None else e) for sym, e in chained]
-        quantities = [loss] + [builder.split(sympy.expand(bars.get(sym, sympy.Integer(0)))) for *_, sym in coefficients]
-        invariant = [(s, e) for s, e in sp.assignments if s in sp.invariant]
-        epilogue, param_bars = [], {sym: sympy.Symbol(f"_sums[{q + 1}]") for q, (*_, sym) in enumerate(coefficients)}
-        totals = {}
-    else:
-        quantities = [loss] + [leaves[s] for s in summed]
-        totals = {s: builder.symbol(f"total_{s}") for s in summed}
-        epilogue, param_bars = reverse(invariant, dict(totals), builder.symbol, share)
-    assert len(quantities) <= plan.rows
-
-    inputs = [v for v in g.inputs if v in builder.cone]
+def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, code, statement, loads) -> TrainKernel:
+    """The kernels of the kernel plan's fused training step (phg.plan.fused); `code`, `statement`,
+    `loads` print expressions, assignments and array loads (codegen.emit)."""
+    step = planned.fused
+    sp, plan, adjoint = step.program, step.sums, step.adjoint
+    quantities = adjoint.quantities
+    inputs = step.inputs
     params = list(g.params)
     exact = accumulate == "exact"
     data = [array_name(g.values[v]) for v in inputs + params]
     preamble = [ln for p in params if p in sp.values for ln in loads(g, sp, p, None)]
-    preamble += [statement(s, e) for s, e in invariant]
+    preamble += [statement(s, e) for s, e in adjoint.invariant]
     # A slot's work is a function of its own.  With many sums it stays one (inlined into a
     # parallel loop, the 129 sums of examples/signed_volume.phg took 290 s to compile, 81 s with
     # this and the array deposits); with few it is inlined into the loop over slots, where the
@@ -90,8 +54,8 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     lines += ["    _phg_clear(_a, _U)" if exact else "    _a[:] = 0"]
     live = [q for q, expr in enumerate(quantities) if expr != 0]
     body = [ln for v in inputs for ln in loads(g, sp, v, "_i")]
-    body += [statement(s, e) for s, e in per_sample]
-    body += [statement(s, e) for s, e in backward]
+    body += [statement(s, e) for s, e in step.per_sample]
+    body += [statement(s, e) for s, e in adjoint.backward]
     in_array = exact and many_sums(plan.rows)
     own = "_slot" if exact else "0"
     if exact:
@@ -120,8 +84,8 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     else:                                         # a fixed order over the slots: reproducible too
         lines += ["    _sums[:] = 0", "    for _slot in range(_slots):", "        _sums += _acc[_slot]"]
     lines.append("    _loss[0] = _sums[0] / _n")
-    lines += [f"    {t} = _sums[{q + 1}]" for q, t in enumerate(totals.values())]
-    lines += [f"    {statement(s, e)}" for s, e in epilogue]
+    lines += [f"    {t} = _sums[{q + 1}]" for q, t in enumerate(adjoint.totals.values())]
+    lines += [f"    {statement(s, e)}" for s, e in adjoint.epilogue]
     for p in params:
         v = g.values[p]
         arr = f"_grad_{identifier(v.name)}"
@@ -131,9 +95,8 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
         for ch, comp in sp.values[p].items():
             for k, b in enumerate(sorted(comp, key=lambda m: g.algebra.position[m])):
                 idx = ", ".join([str(i) for i in ch] + [str(k)])
-                lines.append(f"    {arr}[{idx}] = ({code(param_bars.get(comp[b], 0))}) / _n")
-    stack = len(per_sample) + len(backward) + sum(len(sup.blades_of(g.values[v].support)) for v in inputs)
-    return TrainKernel("\n".join(lines), name, slots, inputs, params, len(quantities), plan.rows, stack)
+                lines.append(f"    {arr}[{idx}] = ({code(adjoint.param_bars.get(comp[b], 0))}) / _n")
+    return TrainKernel("\n".join(lines), name, slots, inputs, params, len(quantities), plan.rows, adjoint.stack_symbols)
 
 
 _MAGIC, _MAGIC_BITS, _TWO52, _ABS = repr(MAGIC), hex(MAGIC_BITS), repr(TWO52), hex(ABS)

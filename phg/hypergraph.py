@@ -74,6 +74,9 @@ class Hypergraph:
         self.outputs: dict[str, str] = {}      # output name -> value id
         self.loss: str | None = None
         self._counter = 0
+        # What later stages derive from the graph and keep with it (the kernel plan, phg.plan):
+        # it references the graph, so a cache keyed by the graph elsewhere would keep it alive.
+        self.derived: dict = {}
 
     def fresh_id(self, prefix: str = "%") -> str:
         self._counter += 1

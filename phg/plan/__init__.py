@@ -3,6 +3,6 @@ the emitter.  What a model's kernels compute (per-sample scalar programs over bl
 their adjoints), what a training step sums, and every buffer it touches with its size.  The
 verifier certifies memory and quire claims on it; codegen emits it.
 """
-from .kernel import KernelPlan, TrainPlan, TrainProgram, kernel_plan, train_program
+from .kernel import KernelPlan, TrainPlan, kernel_plan
 
-__all__ = ["KernelPlan", "TrainPlan", "TrainProgram", "kernel_plan", "train_program"]
+__all__ = ["KernelPlan", "TrainPlan", "kernel_plan"]

@@ -20,11 +20,11 @@ from .scalar import Helper, HelperCall
 
 
 def reverse(assignments: list, seeds: dict, fresh: Callable[[str], sympy.Symbol],
-            share: Callable[[Helper], str]) -> tuple[list, dict]:
+            helpers: list | None = None) -> tuple[list, dict]:
     """Adjoint assignments for `assignments` run backwards from `seeds` (symbol -> adjoint),
     and the adjoints that reach symbols not assigned there (the leaves: parameters, hoisted
     coefficients, inputs), keyed by symbol.  A helper call (exp, inv) gets a call of its adjoint
-    helper, named module-wide by `share`."""
+    helper, added to `helpers`."""
     bars: dict = {s: g for s, g in seeds.items() if g != 0}
     lines = []
     for sym, expr in reversed(assignments):
@@ -33,8 +33,9 @@ def reverse(assignments: list, seeds: dict, fresh: Callable[[str], sympy.Symbol]
             if all(g == 0 for g in adjoints):
                 continue
             h = expr.helper
-            grad = Helper("", f"{h.kind}_grad", h.source, h.result, h.alg)
-            grad.name = share(grad)
+            grad = Helper(f"{h.kind}_grad", h.source, h.result, h.alg)
+            if helpers is not None:
+                helpers.append(grad)
             outs = [fresh(f"d_{grad.name[1:]}_{i}") for i in range(len(expr.args))]
             lines.append((None, HelperCall(grad, list(expr.args) + adjoints, outs)))
             for arg, out in zip(expr.args, outs):

@@ -4,8 +4,8 @@ accumulates, and every buffer a step touches.
 The plan is made once per checked hypergraph (its supports as the verifier left them) and read by
 both later stages: the verifier proves the memory and quire claims on its buffers
 (verifier.memory), codegen emits them (codegen.runtime allocates exactly these) and prints the
-scalar programs (codegen.emit, codegen.training; the training program is built afresh for each
-emission, since the emitter extends it with its adjoint).
+programs: the fused strategy's (phg.plan.fused: predict's, a step's forward, adjoint and sums) or
+the loop plan (phg.plan.loops).
 
 Two strategies are planned, and the plan records which each kernel takes and why:
 
@@ -20,17 +20,16 @@ The rule: `fused` while the products it would unroll per sample are at most UNRO
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
-
-import sympy
+from functools import cached_property
 
 from phg.hypergraph import Hypergraph
 from phg.program import TrainSpec
 
 from . import buffers
+from .fused import FusedStep, Sums, predict_program
 from .loops import LoopPlan, loop_plan, sample_dependent, unrolled
-from .scalar import HelperCall, ScalarBuilder, ScalarProgram
+from .scalar import ScalarProgram
 
 # The strategies by name, as SPEC["predict"]["strategy"] of a generated class gives them: fused,
 # every channel and blade unrolled into per-sample straight-line code; loops, channels as loops
@@ -61,29 +60,12 @@ PREDICT_ARGUMENTS = {"fused": SPAN, "loops": ("_tiles", *SHARE)}     # after the
 
 
 @dataclass
-class Sums:
-    """What a step accumulates: the loss and the adjoints of the hoisted coefficients the
-    per-sample code uses (hoisted), or the loss and the adjoints of the parameter coefficients."""
-    hoisted: bool
-    rows: int                  # accumulator rows, the loss included (an upper bound on those used)
-
-
-@dataclass
-class TrainProgram:
-    """The fused training program of a model, as the emitter extends it (codegen.training): its
-    builder names the adjoint's symbols, and hoisting adds coefficients to the program."""
-    builder: ScalarBuilder
-    program: ScalarProgram     # forward and loss, per sample and hoisted
-    sums: Sums
-    coefficients: list         # (parameter, channel, k, symbol) of every parameter coefficient
-
-
-@dataclass
 class TrainPlan:
     sums: Sums
     buffers: list[buffers.Buffer]
     strategy: str = FUSED
     reason: str = ""
+    fused: FusedStep | None = None      # the fused strategy's step (phg.plan.fused)
 
 
 @dataclass
@@ -94,6 +76,16 @@ class KernelPlan:
     train: TrainPlan | None    # None for a model without a loss
     loops: LoopPlan | None = None       # the loop plan, shared by inference and training
     inference: list[buffers.Buffer] = field(default_factory=list)       # what a predict call allocates
+    graph: Hypergraph | None = field(default=None, repr=False)
+
+    @cached_property
+    def predict(self) -> ScalarProgram | None:
+        """The fused strategy's inference program, made when first asked for (the emitter: a check
+        does not need it)."""
+        if self.loops is not None:
+            return None
+        _, _, outputs = predicted(self.graph)
+        return predict_program(self.graph, [self.graph.outputs[o] for o in outputs])
 
 
 def predicted(g: Hypergraph) -> tuple[list[str], list[str], list[str]]:
@@ -112,32 +104,11 @@ def choose(g: Hypergraph, wanted: list[str]) -> tuple[str, str]:
     return LOOPS, f"{size} products per sample unrolled, more than {UNROLL_LIMIT}"
 
 
-def train_program(g: Hypergraph) -> TrainProgram:
-    """A fresh fused training program of g: the emitter extends what it gets, so each emission
-    starts from its own."""
-    builder = ScalarBuilder(g, [g.loss])
-    sp = builder.build()
-    used = set()
-    for sym, e in sp.assignments:
-        if sym not in sp.invariant:
-            args = e.args if isinstance(e, HelperCall) else [e]
-            used |= {u for a in args for u in sympy.sympify(a).free_symbols if u in sp.invariant}
-    loss = sp.values[g.loss][()].get(0, sympy.Integer(0))
-    if loss in sp.invariant:                   # a loss no sample changes: its own adjoint is summed
-        used.add(loss)
-    coefficients = [(p, ch, k, sym) for p in g.params if p in sp.values for ch, comp in sp.values[p].items()
-                    for k, sym in enumerate(c for _, c in sorted(comp.items(), key=lambda t: g.algebra.position[t[0]]))]
-    # Summing a hoisted adjoint costs one addition; chaining it per sample, one product-sum per
-    # parameter coefficient it reaches: hoisting wins unless it needs many more sums.
-    hoisted = len(used) <= 2 * max(len(coefficients), 1)
-    return TrainProgram(builder, sp, Sums(hoisted, 1 + (len(used) if hoisted else len(coefficients))), coefficients)
-
-
 def _train_plan(g: Hypergraph, train: TrainSpec, lp: LoopPlan | None, strategy: str, reason: str) -> TrainPlan:
     if lp is not None:
         return TrainPlan(Sums(False, lp.rows), buffers.training(g, train, lp.rows, lp.words), strategy, reason)
-    sums = train_program(g).sums
-    return TrainPlan(sums, buffers.training(g, train, sums.rows), strategy, reason)
+    step = FusedStep(g, TOTAL_BUFFERS[1][0])
+    return TrainPlan(step.sums, buffers.training(g, train, step.sums.rows), strategy, reason, step)
 
 
 def _plan(g: Hypergraph, train: TrainSpec) -> KernelPlan:
@@ -149,17 +120,15 @@ def _plan(g: Hypergraph, train: TrainSpec) -> KernelPlan:
     planned = _train_plan(g, train, lp, strategy, reason) if g.loss is not None else None
     inputs, _, outputs = predicted(g)
     forward = lp.forward_words if lp is not None else 0      # predict reads the forward slabs only
-    return KernelPlan(g.name, strategy, reason, planned, lp, buffers.inference(g, inputs, outputs, forward))
-
-
-_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    return KernelPlan(g.name, strategy, reason, planned, lp, buffers.inference(g, inputs, outputs, forward), g)
 
 
 def kernel_plan(g: Hypergraph, train: TrainSpec | None = None) -> KernelPlan:
     """The plan of a checked graph g with its train block (the defaults of LANGUAGE §6 when it has
-    none); made once and kept while g's supports and the train block stay as they are."""
+    none); made once and kept with g while its supports and the train block stay as they are."""
     train = train or TrainSpec(g.name)
     key = (tuple((v.id, v.support) for v in g.values.values()), train.accumulate, train.optimizer, UNROLL_LIMIT)
-    if g not in _PLANS or _PLANS[g][0] != key:
-        _PLANS[g] = (key, _plan(g, train))
-    return _PLANS[g][1]
+    held = g.derived.get("kernel plan")
+    if held is None or held[0] != key:
+        held = g.derived["kernel plan"] = (key, _plan(g, train))
+    return held[1]

@@ -166,7 +166,7 @@ def _body(g: Hypergraph, e: Edge, train: bool, helpers: list[Helper], taken: set
             seeds[x] = b.symbol(f"g_{x}")
     body.seeds = [seeds.get(x) if isinstance(x, sympy.Symbol) else None for x in body.outs]
     # A target blade that is a source's scalar (a grade projection) passes its adjoint straight on.
-    backward, leaves = reverse(body.lines, dict(seeds), b.symbol, lambda h: helpers.append(h) or h.name)
+    backward, leaves = reverse(body.lines, dict(seeds), b.symbol, helpers)
     body.backward = backward
     body.bars = [[leaves.get(x, sympy.Integer(0)) if isinstance(x, sympy.Symbol) and s not in e.sources[:n]
                   else sympy.Integer(0) for x in syms] for n, (s, syms) in enumerate(zip(e.sources, loads))]

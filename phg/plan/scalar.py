@@ -30,12 +30,20 @@ class Unsupported(ValueError):
 
 @dataclass
 class Helper:
-    """A non-polynomial function on one support, emitted once: exp or inverse."""
-    name: str
-    kind: str                          # exp, inv
+    """A non-polynomial function on one support, emitted once per module: exp or inverse, or the
+    adjoint of one (exp_grad, inv_grad).  Its module-level name is made from what it computes."""
+    kind: str                          # exp, inv, exp_grad, inv_grad
     source: int                        # the argument's support
     result: int                        # the closure support it returns
     alg: Algebra
+
+    @property
+    def name(self) -> str:
+        return global_name(self.kind.replace("_", ""), self.alg.name, str(self.source))
+
+    @property
+    def key(self) -> tuple:
+        return self.alg.name, self.kind, self.source
 
 
 @dataclass
@@ -103,7 +111,12 @@ def array_name(v: Value) -> str:
     return "a_" + identifier(v.name)
 
 
-INTERNAL = ("_n", "_i", "_q", "_c", "_f", "_a", "_t", "_acc", "_terms", "_work", "_sums", "_loss", "_slot", "_slots", "_from", "_to")
+# The loop kernels' own state (codegen.looped keeps code that assigns one of these in the kernel,
+# not in a part), and with the fused kernels' variables, every name a kernel keeps for itself: no
+# scalar takes one of those.
+KERNEL_STATE = frozenset({"_m", "_loss", "_bad", "_aside", "_f", "_start", "_lo", "_hi", "_ws", "_wv", "_wi", "_a",
+                          "_slots", "_flat", "_share", "_tiles", "_i0", "_i1", "_step", "_retry", "_n", "_slot"})
+INTERNAL = KERNEL_STATE | {"_i", "_q", "_c", "_t", "_acc", "_terms", "_work", "_sums", "_from", "_to"}
 
 
 class ScalarBuilder(Numbers):
@@ -249,13 +262,10 @@ class ScalarBuilder(Numbers):
     def call(self, kind: str, a: Component, support: int, result: int) -> Component:
         key = (kind, support)
         if key not in self.p.helpers:
-            self.p.helpers[key] = Helper(f"_{kind}_{len(self.p.helpers)}", kind, support, result, self.alg)
+            self.p.helpers[key] = Helper(kind, support, result, self.alg)
         helper = self.p.helpers[key]
         args = [a.get(b, sympy.Integer(0)) for b in sup.blades_of(support)]
-        targets = [self.symbol(f"{helper.name[1:]}_{blade_key(self.alg, b)}") for b in sup.blades_of(result)]
+        local = f"{kind}_{list(self.p.helpers).index(key)}"        # its results' names in this program
+        targets = [self.symbol(f"{local}_{blade_key(self.alg, b)}") for b in sup.blades_of(result)]
         self.p.assignments.append((None, HelperCall(helper, args, targets)))
         return dict(zip(sup.blades_of(result), targets))
-
-
-def scalar_program(graph: Hypergraph, wanted: list[str]) -> ScalarProgram:
-    return ScalarBuilder(graph, wanted).build()
