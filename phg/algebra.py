@@ -141,7 +141,8 @@ class Algebra:
     # ----- signs of blade products ----------------------------------------------------------
     @cached_property
     def tables(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """For each binary product kind: (sign[a, b], target[a, b]) over all pairs of blade masks.
+        """For each bilinear product kind (gp, commutator, op, lc, regressive): (sign[a, b], target[a, b])
+        over all pairs of blade masks.
 
         sign is 0 where the product vanishes (shared factors in an outer product, a null vector
         squaring away, a contraction of a blade not contained in the other).
@@ -163,13 +164,16 @@ class Algebra:
         ca, cb = comp[:, None], comp[None, :]
         regressive = (rc[:, None] * rc[None, :] * op[ca, cb] * lcomp[ca | cb]).astype(np.int8)
         xor = np.broadcast_to(a ^ b, (self.dim, self.dim)).astype(np.int32)
+        # (x y - y x) / 2 keeps a blade pair's product where they anticommute, nothing where they commute
+        commutator = np.where(gp.T == -gp, gp, 0).astype(np.int8)
         return {"gp": (gp, xor),
+                "commutator": (commutator, xor),
                 "op": (op, np.broadcast_to(a | b, xor.shape).astype(np.int32)),
                 "lc": (lc, xor),
                 "regressive": (regressive, np.broadcast_to(a & b, xor.shape).astype(np.int32))}
 
     def product(self, kind: str, a: int, b: int) -> tuple[int, int]:
-        """(sign, blade) of one blade product; kind is gp, op, lc or regressive."""
+        """(sign, blade) of one blade product; kind is gp, commutator, op, lc or regressive."""
         sign, target = self.tables[kind]
         return int(sign[a, b]), int(target[a, b])
 

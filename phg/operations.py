@@ -260,6 +260,9 @@ register(Operation("sub", 2, r.Union(r.Arg(0), r.Arg(1)), _units(1, 0, equal=(0,
 for _kind in ("gp", "op", "lc"):
     register(Operation(_kind, 2, r.Product(_kind, r.Arg(0), r.Arg(1)), PRODUCT_UNIT,
                        versors.product if _kind == "gp" else versors.never, _product(_kind), cost=PRODUCT_COST))
+# (x y - y x) / 2, the Lie bracket: Bivectors with Bivectors give Bivectors (phg.algebra's table)
+register(Operation("commutator", 2, r.Product("commutator", r.Arg(0), r.Arg(1)), PRODUCT_UNIT, versors.never,
+                   _product("commutator"), call=2, cost=PRODUCT_COST))
 # The meet removes one copy of the pseudoscalar's basis vectors.
 register(Operation("regressive", 2, r.Product("regressive", r.Arg(0), r.Arg(1)), _units(1, 1, offset=_PSEUDOSCALAR),
                    versors.never, _product("regressive"), cost=PRODUCT_COST))

@@ -135,6 +135,8 @@ class Reference:
             return x
         if k == "gp":
             return x * a[1]
+        if k == "commutator":
+            return (x * a[1] - a[1] * x) / 2
         if k == "op":
             return x ^ a[1]
         if k == "lc":

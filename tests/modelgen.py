@@ -18,7 +18,7 @@ def expressions(draw, names: list[str], depth: int) -> str:
     if depth == 0 or draw(st.integers(0, 5)) == 0:
         return draw(st.sampled_from(names + ["2", "e1"]))
     sub = lambda: draw(expressions(names, depth - 1))  # noqa: E731
-    form = draw(st.integers(0, 13))
+    form = draw(st.integers(0, 14))
     if form <= 5:
         op = ["*", "^", "|", "&", "+", "-"][form]
         return f"({sub()} {op} {sub()})"
@@ -38,6 +38,8 @@ def expressions(draw, names: list[str], depth: int) -> str:
     if form == 12:
         a = sub()
         return f"({a} * {a})"
+    if form == 14:
+        return f"commutator({sub()}, {sub()})"
     return f"(R * exp(grade({sub()}, 2) / 4))"
 
 
