@@ -1,7 +1,7 @@
 """One evaluator of a hypergraph's operations, over any number system.
 
 What an operation means is written once, in its registry entry (`Operation.meaning`, phg.operations),
-in terms of the sparse multivector arithmetic below and of a number system (`Numbers`).  The number
+in terms of sparse multivector arithmetic (phg.sparse) and of a number system (`Numbers`).  The number
 system supplies what is not a polynomial: an inverse, an exponential, the scalar functions, a norm.
 The systems in use: floats (constant folding here, the verifier's quick look), exact rationals and
 polynomials with fresh variables (verifier.exact), sympy expressions (phg.plan.scalar, the per-sample
@@ -17,10 +17,10 @@ import math
 import numpy as np
 
 from . import multivector as mv
+from . import sparse
 from .algebra import Algebra
 from .hypergraph import Edge, Hypergraph, Value
 from .operations import operation
-from . import sparse
 from .sparse import reverse, scale
 
 
