@@ -17,31 +17,21 @@ _FRACTION = (1 << 52) - 1
 
 
 @numba.njit(cache=True, error_model='numpy')
-def to_bits(x: float, n: int, es: int, longest: int) -> int:
-    """The pattern (n bits, two's complement) nearest x: round to nearest on the bit string, ties
-    to the even pattern, never to 0 (minpos) or NaR (maxpos); NaR for a NaN or an infinity.
-    `longest` is the regime's longest run (n - 1 for posits, 6 for b-posits)."""
+def round_parts(negative: bool, significand: int, power: int, sticky: bool, n: int, es: int, longest: int) -> int:
+    """The pattern nearest (-1)^negative (significand + a sticky part below it) 2^power, a positive
+    significand of at most 62 bits: round to nearest on the bit string, ties to the even pattern,
+    never to 0 (minpos) or NaR (maxpos).  `longest` is the regime's longest run (n - 1 for posits,
+    6 for b-posits)."""
     mask = (1 << n) - 1
     nar = 1 << (n - 1)
-    if x != x or x == math.inf or x == -math.inf:
-        return nar
-    if x == 0.0:
-        return 0
-    word = np.float64(abs(x)).view(np.int64)
-    biased = (word >> 52) & 0x7FF
-    fraction = word & _FRACTION
-    if biased == 0:                                # subnormal: normalise the significand
-        scale = -1022
-        while fraction < (1 << 52):
-            fraction <<= 1
-            scale -= 1
-        fraction &= _FRACTION
-    else:
-        scale = biased - 1023
+    width = 0                                      # the significand's bits below its leading one
+    while (significand >> (width + 1)) != 0:
+        width += 1
+    fraction = significand - (1 << width)
+    scale = power + width
     k = scale >> es                                # floor division by 2^es
     e = scale - (k << es)
-    top = longest - 1
-    if k > top:
+    if k > longest - 1:
         pattern = nar - 1
     elif k < -longest:
         pattern = 1
@@ -49,27 +39,43 @@ def to_bits(x: float, n: int, es: int, longest: int) -> int:
         run = k + 1 if k >= 0 else -k
         regime = ((1 << run) - 1) if k >= 0 else 0
         length = run
-        if run < longest:
+        if run < longest:                          # the terminating opposite bit
             regime = (regime << 1) | (0 if k >= 0 else 1)
             length += 1
         head = (regime << es) | e                  # regime and exponent: length + es bits
-        head_bits = length + es
-        room = n - 1                               # bits after the sign
-        if head_bits <= room:
-            kept = room - head_bits                # fraction bits the word keeps
-            pattern = (head << kept) | (fraction >> (52 - kept))
-            below = 52 - kept
+        room = n - 1 - length - es                 # fraction bits the word keeps (negative: head bits cut)
+        if room >= width:
+            pattern = (head << width | fraction) << (room - width)
+            guard = 0
+        elif room >= 0:
+            below = width - room
+            pattern = (head << room) | (fraction >> below)
             guard = (fraction >> (below - 1)) & 1
-            sticky = (fraction & ((1 << (below - 1)) - 1)) != 0
+            sticky = sticky or (fraction & ((1 << (below - 1)) - 1)) != 0
         else:
-            cut = head_bits - room                 # head bits below the word
+            cut = -room
             pattern = head >> cut
             guard = (head >> (cut - 1)) & 1
-            sticky = (head & ((1 << (cut - 1)) - 1)) != 0 or fraction != 0
+            sticky = sticky or (head & ((1 << (cut - 1)) - 1)) != 0 or fraction != 0
         if guard and (sticky or (pattern & 1)):
             pattern += 1
         pattern = min(max(pattern, 1), nar - 1)
-    return ((-pattern) & mask) if x < 0 else pattern
+    return ((-pattern) & mask) if negative else pattern
+
+
+@numba.njit(cache=True, error_model='numpy')
+def to_bits(x: float, n: int, es: int, longest: int) -> int:
+    """The pattern nearest x (NaR for a NaN or an infinity)."""
+    if x != x or x == math.inf or x == -math.inf:
+        return 1 << (n - 1)
+    if x == 0.0:
+        return 0
+    word = np.float64(abs(x)).view(np.int64)
+    biased = (word >> 52) & 0x7FF
+    fraction = word & _FRACTION
+    if biased == 0:                                # subnormal: no hidden bit
+        return round_parts(x < 0, fraction, -1074, False, n, es, longest)
+    return round_parts(x < 0, fraction | (1 << 52), biased - 1075, False, n, es, longest)
 
 
 @numba.njit(cache=True, error_model='numpy')
@@ -127,4 +133,118 @@ def from_bits_array(patterns: np.ndarray, n: int, es: int, longest: int) -> np.n
     out = np.empty(patterns.size, np.float64)
     for i in range(patterns.size):
         out[i] = from_bits(patterns[i], n, es, longest)
+    return out
+
+
+# ---- arithmetic on patterns, correctly rounded in integers (posit32 too) ----------------------------
+@numba.njit(cache=True, error_model='numpy')
+def _width(x: int) -> int:
+    """The bits of a positive integer."""
+    w = 0
+    while x >> w:
+        w += 1
+    return w
+
+
+@numba.njit(cache=True, error_model='numpy')
+def parts(pattern: int, n: int, es: int, longest: int):
+    """(negative, significand, power) of a nonzero, non-NaR pattern: its value is
+    (-1)^negative significand 2^power."""
+    mask = (1 << n) - 1
+    pattern &= mask
+    negative = (pattern >> (n - 1)) == 1
+    if negative:
+        pattern = (-pattern) & mask
+    left = n - 1
+    first = (pattern >> (left - 1)) & 1
+    run = 0
+    while run < left and run < longest and ((pattern >> (left - 1 - run)) & 1) == first:
+        run += 1
+    k = run - 1 if first else -run
+    used = run + (1 if run < left and run < longest else 0)
+    rest = left - used
+    e_bits = min(es, rest)
+    e = ((pattern >> (rest - e_bits)) & ((1 << e_bits) - 1)) << (es - e_bits)
+    f_bits = rest - e_bits
+    significand = (1 << f_bits) | (pattern & ((1 << f_bits) - 1))
+    return negative, significand, k * (1 << es) + e - f_bits
+
+
+@numba.njit(cache=True, error_model='numpy')
+def add(a: int, b: int, n: int, es: int, longest: int) -> int:
+    """a + b rounded once."""
+    nar = 1 << (n - 1)
+    if a == nar or b == nar:
+        return nar
+    if a == 0:
+        return b
+    if b == 0:
+        return a
+    na, sa, pa = parts(a, n, es, longest)
+    nb, sb, pb = parts(b, n, es, longest)
+    if pa + _width(sa) < pb + _width(sb):          # the larger magnitude's leading bit first
+        na, sa, pa, nb, sb, pb = nb, sb, pb, na, sa, pa
+    shift = 60 - _width(sa)                        # its leading bit at bit 59: room for a carry
+    big, power = sa << shift, pa - shift
+    d = pb - power                                 # the other in units of 2^power
+    if d >= 0:
+        small = sb << d
+    elif -d >= 62:
+        small = 1                                  # only its sticky part reaches: below every bit kept
+    else:
+        small = (sb >> -d) | (1 if sb & ((1 << -d) - 1) else 0)
+    total = big + small if na == nb else big - small
+    negative = na
+    if total < 0:
+        total, negative = -total, not na
+    if total == 0:
+        return 0
+    return round_parts(negative, total, power, False, n, es, longest)
+
+
+@numba.njit(cache=True, error_model='numpy')
+def sub(a: int, b: int, n: int, es: int, longest: int) -> int:
+    return add(a, (-b) & ((1 << n) - 1), n, es, longest)
+
+
+@numba.njit(cache=True, error_model='numpy')
+def mul(a: int, b: int, n: int, es: int, longest: int) -> int:
+    nar = 1 << (n - 1)
+    if a == nar or b == nar:
+        return nar
+    if a == 0 or b == 0:
+        return 0
+    na, sa, pa = parts(a, n, es, longest)
+    nb, sb, pb = parts(b, n, es, longest)
+    return round_parts(na != nb, sa * sb, pa + pb, False, n, es, longest)
+
+
+@numba.njit(cache=True, error_model='numpy')
+def div(a: int, b: int, n: int, es: int, longest: int) -> int:
+    nar = 1 << (n - 1)
+    if a == nar or b == nar or b == 0:
+        return nar
+    if a == 0:
+        return 0
+    na, sa, pa = parts(a, n, es, longest)
+    nb, sb, pb = parts(b, n, es, longest)
+    shift = 61 - _width(sa)                        # a quotient of 30 bits and more
+    q = (sa << shift) // sb
+    r = (sa << shift) - q * sb
+    return round_parts(na != nb, q, pa - pb - shift, r != 0, n, es, longest)
+
+
+@numba.njit(cache=True, error_model='numpy')
+def apply_arrays(op: int, a: np.ndarray, b: np.ndarray, n: int, es: int, longest: int) -> np.ndarray:
+    """op (0 add, 1 sub, 2 mul, 3 div) of two arrays of patterns."""
+    out = np.empty(a.size, np.int64)
+    for i in range(a.size):
+        if op == 0:
+            out[i] = add(a[i], b[i], n, es, longest)
+        elif op == 1:
+            out[i] = sub(a[i], b[i], n, es, longest)
+        elif op == 2:
+            out[i] = mul(a[i], b[i], n, es, longest)
+        else:
+            out[i] = div(a[i], b[i], n, es, longest)
     return out
