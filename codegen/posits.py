@@ -81,28 +81,13 @@ def to_bits(x: float, n: int, es: int, longest: int) -> int:
 @numba.njit(cache=True, error_model='numpy')
 def from_bits(pattern: int, n: int, es: int, longest: int) -> float:
     """A pattern's value (NaN for NaR)."""
-    mask = (1 << n) - 1
-    pattern &= mask
+    pattern &= (1 << n) - 1
     if pattern == 0:
         return 0.0
     if pattern == 1 << (n - 1):
         return math.nan
-    negative = pattern >> (n - 1)
-    if negative:
-        pattern = (-pattern) & mask
-    left = n - 1
-    first = (pattern >> (left - 1)) & 1
-    run = 0
-    while run < left and run < longest and ((pattern >> (left - 1 - run)) & 1) == first:
-        run += 1
-    k = run - 1 if first else -run
-    used = run + (1 if run < left and run < longest else 0)
-    rest = left - used
-    e_bits = min(es, rest)
-    e = ((pattern >> (rest - e_bits)) & ((1 << e_bits) - 1)) << (es - e_bits)
-    f_bits = rest - e_bits
-    fraction = pattern & ((1 << f_bits) - 1)
-    value = math.ldexp(1.0 + fraction / (1 << f_bits), k * (1 << es) + e)
+    negative, significand, power = parts(pattern, n, es, longest)
+    value = math.ldexp(float(significand), power)           # at most 28 bits: exact
     return -value if negative else value
 
 
