@@ -233,3 +233,78 @@ def apply_arrays(op: int, a: np.ndarray, b: np.ndarray, n: int, es: int, longest
         else:
             out[i] = div(a[i], b[i], n, es, longest)
     return out
+
+
+# ---- the quire: products summed exactly, rounded once ------------------------------------------------
+# A quire is an int64 array of LIMB-bit limbs of a fixed-point number, least significant first,
+# each allowed to run over (a carry pending, or negative): a product adds less than 2^30 to a limb,
+# so 2^33 of them fit before one could overflow, more than the 2^31 - 1 a quire must take.  Two
+# limbs (60 bits) hold more than a 32-bit format's significand and guard bit.
+LIMB = 30
+
+
+def quire_span(n: int, es: int, longest: int) -> tuple[int, int]:
+    """(lowest bit, limbs) of a quire of the format: from the power of the smallest product to the
+    largest product's bits and 31 carry bits above them (2^31 - 1 products, as the standard's)."""
+    low = 2 * (-longest * (1 << es) - (n - 1))            # below the smallest product's last bit
+    high = 2 * ((longest - 1) * (1 << es) + (1 << es)) + 2 + 31
+    return low, -(-(high - low) // LIMB) + 1
+
+
+@numba.njit(cache=True, error_model='numpy')
+def quire_add(quire: np.ndarray, low: int, a: int, b: int, n: int, es: int, longest: int) -> bool:
+    """Adds the exact product of two patterns to the quire; False (nothing added) for a NaR."""
+    nar = 1 << (n - 1)
+    if a == nar or b == nar:
+        return False
+    if a == 0 or b == 0:
+        return True
+    na, sa, pa = parts(a, n, es, longest)
+    nb, sb, pb = parts(b, n, es, longest)
+    product = sa * sb                              # at most 2 (n - 2) bits: exact
+    offset = pa + pb - low
+    limb, bit = offset // LIMB, offset % LIMB
+    sign = -1 if na != nb else 1
+    part = LIMB - bit                              # the product's low part fills its first limb from `bit`
+    quire[limb] += sign * ((product & ((1 << part) - 1)) << bit)
+    product >>= part
+    while product:
+        limb += 1
+        quire[limb] += sign * (product & ((1 << LIMB) - 1))
+        product >>= LIMB
+    return True
+
+
+@numba.njit(cache=True, error_model='numpy')
+def quire_normalise(quire: np.ndarray) -> None:
+    """Every limb back in [0, 2^LIMB), the carries (and borrows) moved up; the top limb keeps the sign."""
+    for i in range(quire.size - 1):
+        carry = quire[i] >> LIMB                   # floor division: borrows too
+        quire[i] -= carry << LIMB
+        quire[i + 1] += carry
+
+
+@numba.njit(cache=True, error_model='numpy')
+def quire_round(quire: np.ndarray, low: int, n: int, es: int, longest: int) -> int:
+    """The quire's value rounded once to the format."""
+    q = quire.copy()
+    quire_normalise(q)
+    negative = q[-1] < 0
+    if negative:                                   # its magnitude: the two's complement over the limbs
+        for i in range(q.size):
+            q[i] = -q[i]
+        quire_normalise(q)
+    top = q.size - 1
+    while top >= 0 and q[top] == 0:
+        top -= 1
+    if top < 0:
+        return 0
+    # the leading two limbs as the significand (at least 31 bits), what lies below them as sticky
+    first = max(top - 1, 0)
+    significand = 0
+    for i in range(top, first - 1, -1):
+        significand = (significand << LIMB) | q[i]
+    sticky = False
+    for i in range(first):
+        sticky = sticky or q[i] != 0
+    return round_parts(negative, significand, low + first * LIMB, sticky, n, es, longest)

@@ -199,3 +199,42 @@ def test_the_kernels_integer_arithmetic_is_correctly_rounded(name):
             want = np.array([ours(fmt, int(p), int(q)) for p, q in zip(a, b)])
         bad = np.flatnonzero(got != want)
         assert bad.size == 0, (ufunc.__name__, [(hex(a[i]), hex(b[i]), hex(got[i]), hex(want[i])) for i in bad[:5]])
+
+
+@pytest.mark.parametrize("name", ["posit16", "posit32", "bposit16", "bposit32"])
+def test_the_kernels_quire_sums_products_exactly_and_rounds_once(name):
+    """Random dot products (magnitudes over the whole range, cancellations, NaR) through the
+    kernels' quire against SoftPosit's quire (posit32: quire32; posit16: quire_2(16)) and the
+    oracle's fused dot product; Gustafson's example gives exactly 2."""
+    from phg.codegen.posits import quire_add, quire_round, quire_span
+    fmt = FORMATS[name]
+    spec = _spec(fmt)
+    low, limbs = quire_span(*spec)
+    rng = np.random.default_rng(13)
+
+    def fused(xs, ys):
+        quire = np.zeros(limbs, np.int64)
+        for u, v in zip(xs, ys):
+            if not quire_add(quire, low, u, v, *spec):
+                return fmt.nar
+        return quire_round(quire, low, *spec)
+
+    a, b = [3.2e7, 1.0, -1.0, 8e7], [4e7, 1.0, -1.0, -1.6e7]
+    assert decode(fmt, fused([encode(fmt, x) for x in a], [encode(fmt, x) for x in b])) == 2
+    extremes = [1, fmt.maxpos, -1 & fmt.mask, -fmt.maxpos & fmt.mask]
+    for trial in range(300):
+        size = int(rng.integers(1, 30))
+        xs = [int(p) for p in rng.integers(0, 1 << fmt.n, size=size)]
+        ys = [int(p) for p in rng.integers(0, 1 << fmt.n, size=size)]
+        if trial % 3 == 0:                          # a sum that cancels to what its small terms leave
+            xs, ys = xs + [xs[0], extremes[trial % 4]], ys + [-ys[0] & fmt.mask, extremes[(trial + 1) % 4]]
+        if trial % 50 == 7:
+            xs[0] = fmt.nar
+        want = posit.dot(fmt, xs, ys)
+        assert fused(xs, ys) == want, (xs, ys)
+        if name in ("posit16", "posit32") and want != fmt.nar:
+            q = softposit.quire32() if name == "posit32" else softposit.quire_2(16)
+            convert = softposit.posit32 if name == "posit32" else (lambda v: softposit.posit_2(v, 16))
+            for u, v in zip(xs, ys):
+                q.qma(convert(float(decode(fmt, u))), convert(float(decode(fmt, v))))
+            assert float(decode(fmt, want)) == float(q.toPosit())
