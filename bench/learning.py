@@ -7,7 +7,10 @@ CGENN's data/o3.py draws them (three standard normal vectors, target det / 10), 
 learning curves (log-log) to a PNG.
 
     python -m bench learning [--sizes 1024,4096,16384,65536] [--steps 4096] [--width 32]
-                             [--accumulate float|exact] [--png learning.png]
+                             [--accumulate float|exact] [--seeds 1,2,3] [--png learning.png]
+
+Both sides start from the same initial parameters and see each epoch's batches in the same order
+(one seed for both); with several seeds the curves are their means.
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ STEPS = 4096
 TEST = 16384
 
 
-def run(sizes, steps: int, width: int, accumulate: str) -> list[dict]:
+def run(sizes, steps: int, width: int, accumulate: str, seed: int = 1) -> list[dict]:
+    """Both networks from the same initial parameters (the port's, drawn with `seed`), each epoch's
+    batches in the same order (phg's train block seed and the port's shuffle both `seed`)."""
     import numba
     import torch
 
@@ -35,21 +40,22 @@ def run(sizes, steps: int, width: int, accumulate: str) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "cgenn_volume.phg"
-        src.write_text(source(width, accumulate))
+        src.write_text(source(width, accumulate).replace("    seed 1\n", f"    seed {seed}\n"))
         kernels = phg.build(phg.load(src), Path(tmp) / "build", progress=lambda *_: None)
+        assert kernels.O3CGMLP.SPEC["train"]["settings"]["seed"] == seed
         for n in sizes:
             points, target = port.o3_data(n, seed=1)
-            peer = port.O3CGMLP(hidden=width, seed=0)
+            peer = port.O3CGMLP(hidden=width, seed=seed)
             model = kernels.O3CGMLP(seed=0)
             copy_parameters(peer, model)
             start = time.perf_counter()
             model.fit({"v": points.numpy(), "target": target.numpy()[:, None]}, steps=steps, batch=128)
             phg_s = time.perf_counter() - start
             start = time.perf_counter()
-            port.train(peer, points, target, steps=steps, batch=128, lr=1e-3, seed=0)
+            port.train(peer, points, target, steps=steps, batch=128, lr=1e-3, seed=seed)
             torch_s = time.perf_counter() - start
             ours = model.predict(v=test_points.numpy())["volume"][:, 0]
-            rows.append({"n": n, "phg": float(np.mean((ours - test_target.numpy()) ** 2)),
+            rows.append({"n": n, "seed": seed, "phg": float(np.mean((ours - test_target.numpy()) ** 2)),
                          "torch": port.test_mse(peer, test_points, test_target), "phg_s": phg_s, "torch_s": torch_s})
     return rows
 
@@ -79,7 +85,7 @@ def main(argv: list[str]) -> int:
     import numba
 
     from . import o3cgmlp as port
-    sizes, steps, width, accumulate, png = SIZES, STEPS, 32, "float", None
+    sizes, steps, width, accumulate, png, seeds = SIZES, STEPS, 32, "float", None, (1,)
     for i, a in enumerate(argv):
         if a == "--sizes":
             sizes = tuple(int(s) for s in argv[i + 1].split(","))
@@ -91,16 +97,23 @@ def main(argv: list[str]) -> int:
             accumulate = argv[i + 1]
         elif a == "--png":
             png = argv[i + 1]
-    rows = run(sizes, steps, width, accumulate)
+        elif a == "--seeds":
+            seeds = tuple(int(s) for s in argv[i + 1].split(","))
+    rows = [r for seed in seeds for r in run(sizes, steps, width, accumulate, seed)]
     floor = float(port.o3_data(TEST, seed=2)[1].var())
     print(f"O3CGMLP at {width} channels, Adam lr 1e-3, batch 128, {steps} steps, accumulate {accumulate}, "
-          f"{numba.get_num_threads()} threads; test on {TEST:,} samples; zero predictor {floor:.4f}")
-    print("| training samples | phg test MSE | PyTorch test MSE | phg / PyTorch | phg train s | PyTorch train s |")
-    print("|---|---|---|---|---|---|")
+          f"{numba.get_num_threads()} threads; test on {TEST:,} samples; zero predictor {floor:.4f}; "
+          f"both sides from the same initial parameters, batches in the same order (seed {', '.join(map(str, seeds))})")
+    print("| training samples | seed | phg test MSE | PyTorch test MSE | phg / PyTorch | phg train s | PyTorch train s |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['n']:,} | {r['phg']:.2e} | {r['torch']:.2e} | {r['phg'] / r['torch']:.2f} | {r['phg_s']:.1f} | "
-              f"{r['torch_s']:.1f} |")
+        print(f"| {r['n']:,} | {r['seed']} | {r['phg']:.2e} | {r['torch']:.2e} | {r['phg'] / r['torch']:.2f} | "
+              f"{r['phg_s']:.1f} | {r['torch_s']:.1f} |")
+    means = [{"n": n, "phg": float(np.mean([r["phg"] for r in rows if r["n"] == n])),
+              "torch": float(np.mean([r["torch"] for r in rows if r["n"] == n]))} for n in sizes]
+    if len(seeds) > 1:
+        print("mean over seeds: " + ", ".join(f"{m['n']:,}: {m['phg'] / m['torch']:.2f}" for m in means))
     if png:
-        title = f"O3CGMLP, signed volume: {width} channels, {steps:,} Adam steps of 128"
-        print(f"learning curves: {png}" if plot(rows, floor, png, title) else "learning curves: matplotlib is not installed")
+        title = f"O3CGMLP, signed volume: {width} channels,\n{steps:,} Adam steps of 128, seeds {', '.join(map(str, seeds))}"
+        print(f"learning curves: {png}" if plot(means, floor, png, title) else "learning curves: matplotlib is not installed")
     return 0

@@ -1,8 +1,9 @@
 """A model's per-sample computation as straight-line scalar code over blade supports.
 
 Each value becomes, per channel, one scalar per blade of its (checked, narrowed) support: a
-Vector in G3 is three numbers.  Polynomial operations are built as sympy expressions of their
-sources' scalars, expanded, restricted to the target's support and shared by common-subexpression
+Vector in G3 is three numbers.  The operations' meanings (phg.operations, evaluated by
+phg.evaluation with sympy as the number system) build sympy expressions of their sources'
+scalars, expanded, restricted to the target's support and shared by common-subexpression
 elimination (sympy.cse); `exp` and general inverses, which are not polynomial, are calls to
 helpers emitted once per support.  The result is a list of assignments, in dependency order, that
 the emitter prints.
