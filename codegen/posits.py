@@ -220,6 +220,35 @@ def div(a: int, b: int, n: int, es: int, longest: int) -> int:
 
 
 @numba.njit(cache=True, error_model='numpy')
+def sqrt(a: int, n: int, es: int, longest: int) -> int:
+    """The square root rounded once; NaR for a negative number."""
+    if a == 0:
+        return 0
+    if (a >> (n - 1)) & 1:                         # negative, or NaR
+        return 1 << (n - 1)
+    _, significand, power = parts(a, n, es, longest)
+    if power & 1:                                  # an even power: sqrt(s 2^2h) = sqrt(s) 2^h
+        significand <<= 1
+        power -= 1
+    shift = (62 - _width(significand)) // 2        # sqrt(s 4^shift) has 30 bits and more
+    v = significand << (2 * shift)
+    root = int(math.sqrt(float(v)))
+    while root * root > v:
+        root -= 1
+    while (root + 1) * (root + 1) <= v:
+        root += 1
+    return round_parts(False, root, power // 2 - shift, root * root != v, n, es, longest)
+
+
+@numba.njit(cache=True, error_model='numpy')
+def sqrt_array(a: np.ndarray, n: int, es: int, longest: int) -> np.ndarray:
+    out = np.empty(a.size, np.int64)
+    for i in range(a.size):
+        out[i] = sqrt(a[i], n, es, longest)
+    return out
+
+
+@numba.njit(cache=True, error_model='numpy')
 def apply_arrays(op: int, a: np.ndarray, b: np.ndarray, n: int, es: int, longest: int) -> np.ndarray:
     """op (0 add, 1 sub, 2 mul, 3 div) of two arrays of patterns."""
     out = np.empty(a.size, np.int64)

@@ -16,6 +16,7 @@ A value here is a Fraction (or an int); NaR is None.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -163,6 +164,25 @@ def mul(fmt: Format, a: int, b: int) -> int:
 
 def div(fmt: Format, a: int, b: int) -> int:
     return _apply(fmt, lambda x, y: x / y, a, b)
+
+
+def sqrt(fmt: Format, a: int) -> int:
+    """The square root rounded once; NaR for a negative number."""
+    x = decode(fmt, a)
+    if x is None or x < 0:
+        return fmt.nar
+    if x == 0:
+        return 0
+    num, den = x.numerator, x.denominator          # den a power of 2: 2^d
+    d = den.bit_length() - 1
+    extra = 2 * (fmt.n + 4) + (d & 1)              # sqrt(num 2^extra) has n + 4 bits and more
+    scaled = num << extra
+    root = math.isqrt(scaled)
+    half = (d + extra) // 2                        # sqrt(x) = sqrt(scaled) / 2^half
+    if root * root == scaled:
+        return encode(fmt, Fraction(root, 1 << half))
+    # strictly between root and root + 1, far below the word's last bit: any point between rounds alike
+    return encode(fmt, Fraction(2 * root + 1, 1 << (half + 1)))
 
 
 def dot(fmt: Format, a: list[int], b: list[int]) -> int:
