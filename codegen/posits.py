@@ -241,16 +241,8 @@ def sqrt(a: int, n: int, es: int, longest: int) -> int:
 
 
 @numba.njit(cache=True, error_model='numpy')
-def sqrt_array(a: np.ndarray, n: int, es: int, longest: int) -> np.ndarray:
-    out = np.empty(a.size, np.int64)
-    for i in range(a.size):
-        out[i] = sqrt(a[i], n, es, longest)
-    return out
-
-
-@numba.njit(cache=True, error_model='numpy')
 def apply_arrays(op: int, a: np.ndarray, b: np.ndarray, n: int, es: int, longest: int) -> np.ndarray:
-    """op (0 add, 1 sub, 2 mul, 3 div) of two arrays of patterns."""
+    """op (0 add, 1 sub, 2 mul, 3 div, 4 the square root of a) of two arrays of patterns."""
     out = np.empty(a.size, np.int64)
     for i in range(a.size):
         if op == 0:
@@ -259,8 +251,10 @@ def apply_arrays(op: int, a: np.ndarray, b: np.ndarray, n: int, es: int, longest
             out[i] = sub(a[i], b[i], n, es, longest)
         elif op == 2:
             out[i] = mul(a[i], b[i], n, es, longest)
-        else:
+        elif op == 3:
             out[i] = div(a[i], b[i], n, es, longest)
+        else:
+            out[i] = sqrt(a[i], n, es, longest)
     return out
 
 
