@@ -98,14 +98,6 @@ def round_to(x: float, n: int, es: int, longest: int) -> float:
 
 
 @numba.njit(cache=True, error_model='numpy')
-def round_array(xs: np.ndarray, n: int, es: int, longest: int) -> np.ndarray:
-    out = np.empty_like(xs)
-    for i in range(xs.size):
-        out.flat[i] = round_to(xs.flat[i], n, es, longest)
-    return out
-
-
-@numba.njit(cache=True, error_model='numpy')
 def to_bits_array(xs: np.ndarray, n: int, es: int, longest: int) -> np.ndarray:
     out = np.empty(xs.size, np.int64)
     for i in range(xs.size):

@@ -200,10 +200,8 @@ def fold(alg: Algebra, kind: str, values: list[np.ndarray], attrs: dict) -> np.n
     if not op.folds:
         raise NotImplementedError(f"{kind} of a constant")
     args = [dict(enumerate(v.tolist())) for v in values]
-    ev = Evaluator(Floats(alg))
+    floats = Floats(alg)
+    ev = Evaluator(floats)
     e = Edge("", kind, (), "", attrs)
     out = op.meaning(ev, e, [{(): a} for a in args]).get((), {}) if op.whole else op.meaning(ev, e, args)
-    dense = mv.zero(alg)
-    for b, c in out.items():
-        dense[b] = c
-    return dense
+    return floats.dense(out)

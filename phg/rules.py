@@ -45,7 +45,7 @@ class Union(Rule):
 
 @dataclass(frozen=True)
 class Product(Rule):
-    """The blades a bilinear product (gp, op, lc, regressive) of the two may reach."""
+    """The blades a bilinear product (gp, commutator, op, lc, regressive) of the two may reach."""
     kind: str
     a: Rule
     b: Rule

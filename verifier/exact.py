@@ -13,7 +13,6 @@ A multivector is a dict blade mask -> number; a value with channels is a dict ch
 """
 from __future__ import annotations
 
-import itertools
 from fractions import Fraction
 
 import mpmath
@@ -24,7 +23,7 @@ from sympy.polys.rings import ring
 
 from phg import sparse
 from phg import support as sup
-from phg.evaluation import Evaluator, Floats, Numbers, Undefined
+from phg.evaluation import Evaluator, Floats, Numbers, Undefined, channels
 from phg.hypergraph import Hypergraph, Value
 from phg.sparse import reverse, scale
 
@@ -73,13 +72,12 @@ class Symbolic:
         fresh = 0
         for v in graph.values.values():
             e = graph.producer(v.id)
-            channels = list(itertools.product(*(range(s) for s in v.shape)))
             if e is None and v.const is None:
-                for ch in channels:
+                for ch in channels(v):
                     for b in sup.blades_of(v.support):
                         self.leaf_index[(v.id, ch, b)] = len(self.leaf_index)
             elif e is not None and e.kind in OPAQUE:
-                fresh += len(channels) * (1 if e.kind in SCALING else self.alg.dim)
+                fresh += len(channels(v)) * (1 if e.kind in SCALING else self.alg.dim)
         total = len(self.leaf_index) + fresh
         if total > self.MAX_VARIABLES:
             raise Undefined("the exact expansion is too large")
@@ -111,7 +109,7 @@ class _Polynomials(Numbers):
         if v.const is not None:
             return {(): {b: o.ring(QQ.convert(Fraction(float(v.const[b])))) for b in sup.blades_of(v.support)}}
         return {ch: {b: o.gens[o.leaf_index[(v.id, ch, b)]] for b in sup.blades_of(v.support)}
-                for ch in itertools.product(*(range(s) for s in v.shape))}
+                for ch in channels(v)}
 
     def settle(self, v: Value, value: dict) -> dict:
         if sum(_terms(m) for m in value.values()) > self.owner.MAX_TERMS:
