@@ -541,9 +541,10 @@ def normalise(acc, ranges):
 
 
 @numba.njit(cache=True, inline="always")
-def _rounded(high, low, e):
+def _rounded(high, low, e, odd=False):
     """The double nearest to (high 2^52 + low) 2^e, |high|, |low| < 2^63, ties to even (e >= -1074:
-    a sum below 2^52 units is exact, so a subnormal result is never rounded twice)."""
+    a sum below 2^52 units is exact, so a subnormal result is never rounded twice); with `odd`, the
+    magnitude cut to 53 bits and its last bit set where anything was cut (round to odd)."""
     carry = low >> 52
     low -= carry << 52                               # in [0, 2^52)
     high += carry
@@ -560,11 +561,15 @@ def _rounded(high, low, e):
         rest = low & ((1 << p) - 1)
         half = (1 << (p - 1)) if p else 0
         up = p > 0 and (rest > half or (rest == half and (mant & 1) == 1))
+        if odd:
+            mant, up = mant | (1 if rest else 0), False
     else:
         mant = high >> (p - 52)
         rest = high & ((1 << (p - 52)) - 1)
         half = 1 << (p - 53)
         up = rest > half or (rest == half and (low != 0 or (mant & 1) == 1))
+        if odd:
+            mant, up = mant | (1 if rest or low else 0), False
     value = math.ldexp(float(mant + up), e + p)
     return -value if negative else value
 
@@ -578,7 +583,7 @@ def _leading_bit(v):
 
 
 @numba.njit(cache=True)
-def _open_total(acc, ranges, state, grid, q):
+def _open_total(acc, ranges, state, grid, q, odd=False):
     """The common case of a sum's total: no digits, only open passes on one grid, few enough that
     their level sums add in int64 (each below 2^61), rounded without the digits; (whether it is
     that case, the total)."""
@@ -600,13 +605,14 @@ def _open_total(acc, ranges, state, grid, q):
             passes += 1
     if passes > 4:
         return False, 0.0
-    return True, (0.0 if passes == 0 else _rounded(high, low, _grid_of(scale) - 103))
+    return True, (0.0 if passes == 0 else _rounded(high, low, _grid_of(scale) - 103, odd))
 
 
 @numba.njit(cache=True)
-def exact_total(acc, ranges, state, grid, q, work):
+def exact_total(acc, ranges, state, grid, q, work, odd=False):
     """The double nearest to the exact sum q over every row of acc [rows, DIGITS, sums] (round to
-    nearest, ties to even): the digits their ledgers ranges [rows, sums + LEDGER] list, and the
+    nearest, ties to even; with `odd` rounded to odd, which a narrower format's rounding then rounds
+    as it would the exact sum): the digits their ledgers ranges [rows, sums + LEDGER] list, and the
     level sums of a row's open pass (state [rows, STATE_ROWS, sums] on grid [rows, sums]).
     `work` is DIGITS int64s."""
     rows = ranges.shape[1] - LEDGER
@@ -675,7 +681,10 @@ def exact_total(acc, ranges, state, grid, q, work):
         sticky = sticky or work[d] != 0
     mant = window >> np.uint64(11)
     rest = window & np.uint64(0x7FF)
-    if rest > 0x400 or (rest == 0x400 and (sticky or (mant & np.uint64(1)))):
+    if odd:
+        if rest != 0 or sticky:
+            mant |= np.uint64(1)
+    elif rest > 0x400 or (rest == 0x400 and (sticky or (mant & np.uint64(1)))):
         mant += np.uint64(1)
     # window's bit 63 is bit 32 h + p of the integer, so mant's bit 0 has weight 2^(32 h + p - 52).
     value = math.ldexp(float(mant), 32 * h + p - 52 - 1074)
@@ -693,6 +702,13 @@ def _dropped(ranges, q):
 
 @numba.njit(cache=True, nogil=True)
 def totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first, last):
+    """_totals rounded to nearest: the loop kernels' (compiled for their argument types by
+    codegen.compiling)."""
+    _totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first, last, False)
+
+
+@numba.njit(cache=True, nogil=True)
+def _totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first, last, odd):
     """The exact totals (exact_total) of the sums q0 to q1 (`needed`: those marked NEEDED, that no
     row dropped, alone),
     of pieces `first` to `last` of them cut into `pieces` equal runs, with the work digits
@@ -703,8 +719,8 @@ def totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first, 
         for q in range(q0 + n * j // pieces, q0 + n * (j + 1) // pieces):
             if needed and (ranges[0, q] & NEEDED == 0 or _dropped(ranges, q)):
                 continue
-            done, value = _open_total(acc, ranges, state, grid, q)
-            sums[q] = value if done else exact_total(acc, ranges, state, grid, q, digits)
+            done, value = _open_total(acc, ranges, state, grid, q, odd)
+            sums[q] = value if done else exact_total(acc, ranges, state, grid, q, digits, odd)
 
 
 @numba.njit(cache=True)
@@ -724,7 +740,8 @@ def close(acc, ranges, state, grid):
 
 
 @numba.njit(cache=True)
-def exact_totals(acc, ranges, state, grid, sums, work):
-    """Every sum's exact total over the rows, on one thread, and the rows left clear."""
-    totals(acc, ranges, state, grid, sums, work, 0, sums.shape[0], False, 1, 0, 1)
+def exact_totals(acc, ranges, state, grid, sums, work, odd=False):
+    """Every sum's exact total over the rows (`odd`: rounded to odd), on one thread, and the rows
+    left clear."""
+    _totals(acc, ranges, state, grid, sums, work, 0, sums.shape[0], False, 1, 0, 1, odd)
     close(acc, ranges, state, grid)

@@ -6,20 +6,22 @@ source's recorded path), so the same source gives a byte-identical module.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 
 import sympy
-from sympy.printing.pycode import PythonCodePrinter
 
 from phg import support as sup
 from phg.algebra import Algebra
 from phg.hypergraph import Hypergraph
+from phg.numeric import DEFAULT
 from phg.plan import kernel_plan
 from phg.plan.kernel import PREDICT_ARGUMENTS, predicted
 from phg.plan.loops import unrolled
 from phg.program import Program, TrainSpec
 
 from .header import header
+from .printers import code, format_printer, loop_code
 from .parameters import norm_table
 from .manifold import source as manifold_source
 from phg.plan.scalar import (
@@ -36,55 +38,6 @@ from .training import TrainKernel, train_kernel
 
 # Taylor terms after scaling the argument below 1/2: 0.5^18 / 18! is far below double rounding.
 EXP_TERMS = 18
-
-
-class _Printer(PythonCodePrinter):
-    def __init__(self):
-        super().__init__({"fully_qualified_modules": True, "standard": "python3"})
-
-    def _module_format(self, fqn, register=True):
-        # The module imports math as _phg_math (phg.plan.scalar, names).
-        return super()._module_format("_phg_" + fqn if fqn.startswith("math.") else fqn, register)
-
-    def _print_Float(self, expr):
-        return repr(float(expr))
-
-    def _print_Rational(self, expr):
-        return repr(float(expr))
-
-    def _print_Pow(self, expr, rational=False):
-        # Small integer powers of a name as products: one multiplication, no call to pow.
-        base, exp = expr.args
-        if exp.is_Integer and 2 <= exp <= 4 and base.is_Symbol:
-            return "(" + "*".join([self._print(base)] * int(exp)) + ")"
-        return super()._print_Pow(expr, rational)
-
-    # The derivatives of relu and abs (phg.plan.adjoint): subgradients 0 at the kink.
-    def _print_Heaviside(self, expr):
-        return f"(1.0 if {self._print(expr.args[0])} > 0 else 0.0)"
-
-    def _print_sign(self, expr):
-        x = self._print(expr.args[0])
-        return f"(0.0 if {x} == 0 else _phg_math.copysign(1.0, {x}))"
-
-
-class _LoopPrinter(_Printer):
-    """The loop strategy's printer: its exp is codegen.vexp's, which LLVM vectorises."""
-
-    def _print_exp(self, expr):
-        return f"_phg_exp({self._print(expr.args[0])})"
-
-
-_PRINTER = _Printer()
-_LOOP_PRINTER = _LoopPrinter()
-
-
-def code(expr) -> str:
-    return _PRINTER.doprint(expr)
-
-
-def loop_code(expr) -> str:
-    return _LOOP_PRINTER.doprint(expr)
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -191,10 +144,14 @@ def helper_source(alg: Algebra, h: Helper) -> str:
     return "\n".join(lines + ["    " + ln for ln in body])
 
 
-def statement(sym, expr, code=code) -> str:
+def statement(sym, expr, code=code, rounding=None) -> str:
+    """One assignment; `rounding` (a format's) rounds a helper's results, which it computes in float64."""
     if isinstance(expr, HelperCall):
         targets = ", ".join(str(t) for t in expr.targets) + ("," if len(expr.targets) == 1 else "")
-        return f"{targets} = {expr.helper.name}({', '.join(code(a) for a in expr.args)})"
+        text = f"{targets} = {expr.helper.name}({', '.join(code(a) for a in expr.args)})"
+        if rounding is not None:
+            text += "".join(f"; {t} = {rounding(str(t))}" for t in expr.targets)
+        return text
     return f"{sym} = {code(expr)}"
 
 
@@ -207,19 +164,22 @@ def _channels(shape) -> list[tuple]:
     return list(itertools.product(*(range(s) for s in shape)))
 
 
-def _loads(g: Hypergraph, sp: ScalarProgram, vid: str, sample: str | None) -> list[str]:
+def _loads(g: Hypergraph, sp: ScalarProgram, vid: str, sample: str | None, rounding=None) -> list[str]:
+    """The loads of a value's components; a sample's rounded to the model's format (`rounding`),
+    parameters are stored in it."""
     v = g.values[vid]
     arr = array_name(v)
     lines = []
     for ch, comp in sp.values[vid].items():
         for k, (b, sym) in enumerate(sorted(comp.items(), key=lambda t: g.algebra.position[t[0]])):
             idx = ", ".join(([sample] if sample else []) + [str(i) for i in ch] + [str(k)])
-            lines.append(f"{sym} = {arr}[{idx}]")
+            load = f"{arr}[{idx}]"
+            lines.append(f"{sym} = {rounding(load) if rounding and sample else load}")
     return lines
 
 
 def kernel_source(g: Hypergraph, sp: ScalarProgram, name: str, inputs: list[str], params: list[str],
-                  outputs: list[str]) -> str:
+                  outputs: list[str], code=code, statement=statement, loads=_loads) -> str:
     alg = g.algebra
     args = [array_name(g.values[v]) for v in inputs + params] + [f"_out_{identifier(o)}" for o in outputs]
     doc = (f"Inference of {g.name} for the samples _from to _to: per-sample scalar code over blade supports "
@@ -227,7 +187,7 @@ def kernel_source(g: Hypergraph, sp: ScalarProgram, name: str, inputs: list[str]
     lines = [njit(), f"def {name}({', '.join(args + list(PREDICT_ARGUMENTS['fused']))}):",
              f"    {ascii(doc)}"]
     for p in params:
-        lines += ["    " + ln for ln in _loads(g, sp, p, None)]
+        lines += ["    " + ln for ln in loads(g, sp, p, None)]
     body = []
     for sym, expr in sp.assignments:
         if sym in sp.invariant:
@@ -237,7 +197,7 @@ def kernel_source(g: Hypergraph, sp: ScalarProgram, name: str, inputs: list[str]
     if not outputs:                                   # a model with a loss only: nothing to infer
         return "\n".join(lines + ["    return"])
     lines.append("    for _i in range(_from, _to):")
-    body = [ln for vid in inputs for ln in _loads(g, sp, vid, "_i")] + body
+    body = [ln for vid in inputs for ln in loads(g, sp, vid, "_i")] + body
     for o in outputs:
         v = g.values[g.outputs[o]]
         blades = sup.blades_of(v.support)
@@ -274,6 +234,12 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
     train = train or TrainSpec(g.name)
     kp = kernel_plan(g, train)
     inputs, params, outputs = predicted(g)
+    # the model's format: every operation rounded (codegen.printers), samples rounded as loaded
+    printer = format_printer(g.numeric)
+    rounding = printer.round if g.numeric != DEFAULT else None
+    fcode = printer.doprint
+    fstatement = functools.partial(statement, code=fcode, rounding=rounding)
+    floads = functools.partial(_loads, rounding=rounding)
     wanted = [g.outputs[o] for o in outputs]
     kname = global_name("predict", g.name)
     module = None
@@ -287,12 +253,13 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
         sp = kp.predict
         for h in sp.helpers.values():
             _share(helpers, h)
-        kernels = [kernel_source(g, sp, kname, inputs, params, outputs)]
+        kernels = [kernel_source(g, sp, kname, inputs, params, outputs, fcode, fstatement, floads)]
         work = 1 + sum(sym not in sp.invariant for sym, _ in sp.assignments)
     name = lambda vid: g.values[vid].name  # noqa: E731
     spec = {
         "name": g.name,
         "algebra": g.algebra.name,
+        **({"numeric": g.numeric} if g.numeric != DEFAULT else {}),
         "params": {name(p): {"shape": list(g.values[p].shape), "layout": _layout(g, p),
                              "init": g.values[p].init, **_versor_spec(g, p)} for p in g.params},
         "inputs": {name(v): {"shape": list(g.values[v].shape), "layout": _layout(g, v)} for v in g.inputs},
@@ -315,7 +282,8 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                              global_name("train", g.name), global_name("slots", g.name), tinputs, list(g.params),
                              lp.rows, lp.rows, 2 * unrolled(g, [g.loss]))
         else:
-            tk = train_kernel(g, planned, global_name("train", g.name), train.accumulate, code, statement, _loads)
+            tk = train_kernel(g, planned, global_name("train", g.name), train.accumulate, fcode, fstatement, floads,
+                              printer if rounding else None)
             for h in planned.fused.adjoint.helpers:
                 _share(helpers, h)
         kernels.append(tk.source)
@@ -368,6 +336,8 @@ def module_source(program: Program, status: str) -> str:
         "contract_adjoint as _phg_contract_adjoint, copy_runs as _phg_copy_runs, divide_runs as _phg_divide_runs",
         "from phg.codegen.opaque import carray as _phg_carray, external as _phg_external",
         "from phg.codegen.vexp import exp as _phg_exp",
+        *(["from phg.codegen.formats import " + ", ".join(f"{f} as _phg_{f}" for f in _FORMATS)]
+          if any(g.numeric != DEFAULT for g in program.models.values()) else []),
         "",
         "SOURCE_SHA256 = " + repr(program.sha256),
         "CERTIFICATE = " + ascii(status),
@@ -377,6 +347,9 @@ def module_source(program: Program, status: str) -> str:
     body = helper_text + [k for k, _ in parts] + [c for _, c in parts] + [models + "\n" + _PUBLIC]
     return "\n".join(head) + "\n\n\n" + "\n\n\n".join(body) + "\n"
 
+
+# The functions of codegen.formats a model in a numeric format calls (codegen.printers).
+_FORMATS = ("posit", "posit_add", "posit_div", "posit_dot", "posit_mul", "posit_sqrt", "single")
 
 # The functions of codegen.accumulate the training kernels call, imported as _phg_<name>.
 _ACCUMULATE = ("begin_pass", "clear", "close", "deposit", "end_tile", "exact_totals", "fits", "low_bits", "normalise",

@@ -12,6 +12,10 @@ from collections.abc import Iterator, Mapping, MutableMapping
 import numba
 import numpy as np
 
+from phg.numeric import DEFAULT, FORMATS
+
+from .formats import round_array
+
 # |(V ~V)_k - [k is the scalar]| may be this many roundings of the products summed into
 # component k: a versor normalised in float64 passes, one off by 1e-9 does not.
 VERSOR_TOLERANCE = 1e-12
@@ -106,8 +110,11 @@ class UnknownParameter(KeyError):
 class Parameters(MutableMapping):
     """name -> float64 array [*channels, components]; see the module's docstring."""
 
-    def __init__(self, model: str, specs: dict, values: Mapping):
+    def __init__(self, model: str, specs: dict, values: Mapping, numeric: str = DEFAULT):
         self._model, self._specs = model, specs
+        # a model in a numeric format stores its format's values (LANGUAGE §11)
+        self.numeric = numeric
+        self._tolerance = VERSOR_TOLERANCE if numeric == DEFAULT else FORMATS[numeric].versor_tolerance
         self._values: dict[str, np.ndarray] = {}
         self._terms: dict[str, tuple] = {}
         self.update(values)
@@ -160,6 +167,7 @@ class Parameters(MutableMapping):
             raise self._unknown(name)
         spec = self._specs[name]
         arr = np.array(array(f"parameter {name!r}", value, spec, False), dtype=np.float64, copy=True)
+        self.round(arr)
         self.require_valid(name, arr, versor)
         return arr
 
@@ -175,7 +183,7 @@ class Parameters(MutableMapping):
         if norm is None or not versor:
             return
         terms, target = self._norm_terms(name)
-        channel, col, value = _off_versor(arr.reshape(-1, arr.shape[-1]), terms, target, VERSOR_TOLERANCE)
+        channel, col, value = _off_versor(arr.reshape(-1, arr.shape[-1]), terms, target, self._tolerance)
         if channel >= 0:
             what, blade = spec["versor"], norm["blades"][col]
             inside = f" in channel {[int(i) for i in np.unravel_index(channel, arr.shape[:-1])]}" if arr.ndim > 1 else ""
@@ -184,6 +192,11 @@ class Parameters(MutableMapping):
             raise ValueError(f"parameter {name!r} is not a {what}{inside}: {name} ~{name} has {part} = "
                              f"{value!r}, which should be {should}; a {what} is a normalised "
                              f"versor (V ~V = 1), e.g. the identity {', '.join(['1'] + ['0'] * (arr.shape[-1] - 1))}")
+
+    def round(self, arr: np.ndarray) -> None:
+        """arr (C-contiguous float64) rounded to the model's format in place."""
+        if self.numeric != DEFAULT:
+            round_array(arr, self.numeric)
 
     def _norm_terms(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """norm_arrays of a parameter, made once."""

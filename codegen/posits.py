@@ -92,9 +92,34 @@ def from_bits(pattern: int, n: int, es: int, longest: int) -> float:
 
 
 @numba.njit(cache=True, error_model='numpy')
-def round_to(x: float, n: int, es: int, longest: int) -> float:
-    """x rounded to the format, as a float64 (NaN for NaR)."""
+def _round_through_bits(x: float, n: int, es: int, longest: int) -> float:
     return from_bits(to_bits(x, n, es, longest), n, es, longest)
+
+
+_ABS = 0x7FFFFFFFFFFFFFFF
+
+
+@numba.njit(cache=True, error_model='numpy', inline='always')
+def round_to(x: float, n: int, es: int, longest: int) -> float:
+    """x rounded to the format, as a float64 (NaN for NaR).  Within a binade 2^e the format has
+    the same fraction bits f (its regime depends on e alone); where f >= 1 and the regime is
+    neither the largest (saturation) nor a capped smallest one (whose binade starts at a pattern
+    that is 0), rounding the double's significand to f bits, ties to even, is the posit's
+    rounding: the pattern's last bit is the fraction's, and a carry into the next binade gives its
+    power of two, a value of every format.  Elsewhere (and for 0, NaN, infinities, subnormals)
+    through the pattern."""
+    bits = np.float64(x).view(np.int64)
+    e = ((bits >> 52) & 0x7FF) - 1023
+    k = e >> es
+    run = k + 1 if k >= 0 else -k
+    f = n - 1 - es - (run + 1 if run < longest else run)
+    if f < 1 or k >= longest - 1 or k <= -longest:
+        return _round_through_bits(x, n, es, longest)
+    shift = 52 - f
+    mag = bits & _ABS
+    mag += (np.int64(1) << (shift - 1)) - 1 + ((mag >> shift) & 1)
+    mag &= ~((np.int64(1) << shift) - 1)
+    return np.int64(mag | (bits & ~_ABS)).view(np.float64)
 
 
 @numba.njit(cache=True, error_model='numpy')

@@ -8,6 +8,7 @@ from numbers import Integral
 
 import numpy as np
 
+from phg.numeric import FORMATS, QUIRE_PRODUCTS
 from phg.plan.buffers import slots
 from phg.plan.kernel import STEP_BUFFERS, TOTAL_BUFFERS
 from phg.program import MAX_STEPS, OPTIMIZERS
@@ -83,7 +84,8 @@ class ModelBase:
                 for blade, c in init["value"].items():
                     value[..., p["layout"].index(blade)] = c
             values[name] = value
-        self._parameters = Parameters(self.SPEC["name"], self.SPEC["params"], values)
+        self._parameters = Parameters(self.SPEC["name"], self.SPEC["params"], values,
+                                      self.SPEC.get("numeric", "float64"))
 
     @property
     def params(self) -> Parameters:
@@ -201,6 +203,9 @@ class ModelBase:
         arrays, n = self._inputs(inputs, spec["inputs"])
         if n == 0:
             raise ValueError("an empty batch has no mean loss; pass at least one sample")
+        if n > QUIRE_PRODUCTS and "numeric" in self.SPEC and FORMATS[self.SPEC["numeric"]].is_posit:
+            raise ValueError(f"a batch of {n:,} samples is more than the {self.SPEC['numeric']} quire sums exactly "
+                             f"({QUIRE_PRODUCTS:,}); split it")
         loss = self._train_pass(arrays, n, versors)
         # A non-finite sample shows in the loss or a gradient; only then are the samples read
         # again, to name it (a pass over the batch that the kernel's own pass makes unnecessary).
@@ -314,6 +319,8 @@ class ModelBase:
                 direction(kind, d, b["state"][name], b["t"], *b["hyper"], d)
                 flat = value.reshape(-1)                # a view: the parameter itself
                 flat -= d
+        for name in self.SPEC["params"]:               # a format's values (LANGUAGE §11)
+            self._parameters.round(self._parameters[name])
         bad = next((n for n in self.SPEC["params"] if not finite(self._parameters[n])), None)
         if bad is not None:
             for name in self.SPEC["params"]:

@@ -28,15 +28,20 @@ class TrainKernel:
     stack_symbols: int         # scalars live in one sample's forward and adjoint
 
 
-def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, code, statement, loads) -> TrainKernel:
+def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, code, statement, loads,
+                 printer=None) -> TrainKernel:
     """The kernels of the kernel plan's fused training step (phg.plan.fused); `code`, `statement`,
-    `loads` print expressions, assignments and array loads (codegen.emit)."""
+    `loads` print expressions, assignments and array loads (codegen.emit), and `printer` is the
+    model's numeric format's (codegen.printers; None: float64).  In a format the per-sample terms are
+    format values; exact batch sums are read rounded to odd, which the format's rounding then
+    rounds as it would the exact sum (the quire's single rounding), float sums round each addition."""
     step = planned.fused
     sp, plan, adjoint = step.program, step.sums, step.adjoint
     quantities = adjoint.quantities
     inputs = step.inputs
     params = list(g.params)
     exact = accumulate == "exact"
+    rounding = printer.round if printer is not None else None
     data = [array_name(g.values[v]) for v in inputs + params]
     preamble = [ln for p in params if p in sp.values for ln in loads(g, sp, p, None)]
     preamble += [statement(s, e) for s, e in adjoint.invariant]
@@ -64,7 +69,9 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
         # Local sums: the row is an argument, which the compiler cannot keep in registers.
         lines += [f"    _sum{q} = 0.0" for q in live]
         lines += ["    for _i in range(_slot * _n // _slots, (_slot + 1) * _n // _slots):"]
-        lines += ["        " + ln for ln in body + [f"_sum{q} += {code(quantities[q])}" for q in live] or ["pass"]]
+        adds = [f"_sum{q} += {code(quantities[q])}" if rounding is None else
+                f"_sum{q} = {rounding(f'_sum{q} + {code(quantities[q])}')}" for q in live]
+        lines += ["        " + ln for ln in body + adds or ["pass"]]
         lines += [f"    _a[{q}] = _sum{q}" for q in live]
     # The slots _from to _to; threads run shares of the slots side by side (codegen.spread), each
     # slot a fixed share of the batch, so the sums do not depend on the thread count.
@@ -79,11 +86,19 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({accumulate} accumulation)."
     lines += ["", "", njit(), f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
     lines += ["    " + ln for ln in preamble]
-    if exact:
+    if exact and rounding is None:
         lines.append("    _phg_exact_totals(_acc, _rng, _dep, _grid, _sums, _work)")
-    else:                                         # a fixed order over the slots: reproducible too
+    elif exact:
+        lines += ["    _phg_exact_totals(_acc, _rng, _dep, _grid, _sums, _work, True)",
+                  "    for _q in range(_sums.shape[0]):", f"        _sums[_q] = {rounding('_sums[_q]')}"]
+    elif rounding is None:                        # a fixed order over the slots: reproducible too
         lines += ["    _sums[:] = 0", "    for _slot in range(_slots):", "        _sums += _acc[_slot]"]
-    lines.append("    _loss[0] = _sums[0] / _n")
+    else:
+        lines += ["    _sums[:] = 0", "    for _slot in range(_slots):", "        for _q in range(_sums.shape[0]):",
+                  f"            _sums[_q] = {rounding('_sums[_q] + _acc[_slot, _q]')}"]
+    # the mean: in a format the rounded sum divided by N, rounded (codegen.printers' division)
+    mean = (lambda t: f"{t} / _n") if printer is None else (lambda t: printer.binary("/", t, "_phg_np.float64(_n)"))
+    lines.append(f"    _loss[0] = {mean('_sums[0]')}")
     lines += [f"    {t} = _sums[{q + 1}]" for q, t in enumerate(adjoint.totals.values())]
     lines += [f"    {statement(s, e)}" for s, e in adjoint.epilogue]
     for p in params:
@@ -95,7 +110,7 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
         for ch, comp in sp.values[p].items():
             for k, b in enumerate(sorted(comp, key=lambda m: g.algebra.position[m])):
                 idx = ", ".join([str(i) for i in ch] + [str(k)])
-                lines.append(f"    {arr}[{idx}] = ({code(adjoint.param_bars.get(comp[b], 0))}) / _n")
+                lines.append(f"    {arr}[{idx}] = {mean('(' + code(adjoint.param_bars.get(comp[b], 0)) + ')')}")
     return TrainKernel("\n".join(lines), name, slots, inputs, params, len(quantities), plan.rows, adjoint.stack_symbols)
 
 

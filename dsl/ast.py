@@ -164,11 +164,18 @@ class Ensure:
 
 
 @dataclass
+class Numeric:
+    format: str                  # numeric FORMAT (LANGUAGE §11)
+    format_span: Span
+    span: Span
+
+
+@dataclass
 class ModelDecl:
     name: str
     algebra: str
     algebra_span: Span
-    body: list[Statement | Ensure]
+    body: list[Statement | Ensure | Numeric]
     span: Span
 
 

@@ -14,6 +14,7 @@ from phg import multivector as mv
 from phg import support as sup
 from phg.algebra import Algebra, AlgebraError
 from phg.diagnostics import Note, PhgError, Span, did_you_mean
+from phg.numeric import DEFAULT, FORMATS
 from phg.evaluation import fold
 from phg.hypergraph import Claim, Hypergraph, Value
 from phg.operations import (CALLS, Operand, ShapeClash, UnitClash, infer_support, operation, unit_rule,
@@ -233,6 +234,11 @@ class _Lowerer:
             seen[item.key] = item.span
             self._train_item(spec, item)
         spec.written = tuple(seen)
+        numeric = FORMATS[models[d.model].numeric]
+        if numeric.is_posit and spec.accumulate == "float":
+            raise self.error("type", f"model {d.model} computes in {numeric.name}, whose batch sums are fused in "
+                             "its quire", seen["accumulate"], expected="accumulate exact (the default) for a posit "
+                             "format", hint="remove `accumulate float`")
         if spec.steps is not None and spec.epochs is not None:
             raise self.error("syntax", "give either steps or epochs, not both", d.span, expected="steps N or epochs N")
         return spec
@@ -302,16 +308,54 @@ class _ModelBuilder:
 
     # ---- statements ---------------------------------------------------------------------------
     def build(self) -> Hypergraph:
-        for stmt in self.decl.body:
-            if isinstance(stmt, ast.Ensure):
+        for i, stmt in enumerate(self.decl.body):
+            if isinstance(stmt, ast.Numeric):
+                self.numeric(stmt, i)
+            elif isinstance(stmt, ast.Ensure):
                 self.ensure(stmt)
             else:
                 getattr(self, stmt.kind)(stmt)
+        if self.g.numeric != DEFAULT:
+            self.numeric_fits()
         if self.g.loss is not None:
             self.budget.trained_fused(self.g.loss, self.loss_span, self.error)
             refuse_ungenerated(self.g, self.low.file.source, f"model {self.g.name} has a loss, whose training "
                                "and memory plan need it generated")
         return self.g
+
+    def numeric(self, stmt: ast.Numeric, position: int):
+        if position != 0:
+            raise self.error("syntax", f"`numeric {stmt.format}` must be the first statement of model {self.g.name}",
+                             stmt.span, expected="numeric FORMAT before every param, input, let and output")
+        if stmt.format not in FORMATS:
+            raise self.error("name", f"unknown numeric format {stmt.format!r}", stmt.format_span,
+                             expected=", ".join(FORMATS), hint=did_you_mean(stmt.format, FORMATS))
+        self.g.numeric = stmt.format
+
+    def numeric_fits(self):
+        """The model's constants are values of its format, and its kernels are the fused ones (the
+        loop plan computes in float64 only)."""
+        from phg.plan.kernel import LOOPS, choose, predicted
+
+        fmt = FORMATS[self.g.numeric]
+        stmt = next(s for s in self.decl.body if isinstance(s, ast.Numeric))
+        lo, hi = fmt.range
+        for v in self.g.values.values():
+            if v.role != "const" or v.const is None:
+                continue
+            for c in np.asarray(v.const, dtype=float).ravel():
+                if c != 0 and not lo <= abs(c) <= hi:
+                    where = f"above {fmt.name}'s largest value, {hi:g}" if abs(c) > hi else \
+                        f"below {fmt.name}'s smallest positive value, {lo:g}"
+                    raise self.error("type", f"the constant {c:g} is {where}",
+                                     v.span or stmt.span, expected=f"constants within {fmt.name}'s range",
+                                     notes=[Note(stmt.span, f"the model computes in {fmt.name}")])
+        wanted = [self.g.outputs[o] for o in predicted(self.g)[2]] + ([self.g.loss] if self.g.loss else [])
+        strategy, reason = choose(self.g, wanted)
+        if strategy == LOOPS:
+            raise self.error("size", f"model {self.g.name} runs on the loop plan ({reason}), whose kernels compute "
+                             f"in float64 only", stmt.span, expected="numeric float64 for a model this wide",
+                             hint="fewer or smaller channels make it a fused model, which computes in any format")
 
     def declare(self, name: str, span: Span):
         if name in self.scope:

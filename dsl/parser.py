@@ -325,6 +325,9 @@ class _ToAst(Transformer_NonRecursive):
     def versor_claim(self, meta, children):
         return ast.Ensure("versor", children[0], None, None, self._span(meta))
 
+    def numeric_stmt(self, meta, children):
+        return ast.Numeric(str(children[0]), self._tspan(children[0]), self._span(meta))
+
     def ensure_stmt(self, meta, children):
         return children[0]
 

@@ -12,6 +12,7 @@ import numpy as np
 from . import support as sup
 from .algebra import Algebra
 from .diagnostics import Span
+from .numeric import DEFAULT
 from .types import ValueType
 from .units import Unit
 
@@ -73,6 +74,7 @@ class Hypergraph:
         self.inputs: list[str] = []
         self.outputs: dict[str, str] = {}      # output name -> value id
         self.loss: str | None = None
+        self.numeric = DEFAULT                 # the kernels' numeric format (phg.numeric)
         self._counter = 0
         # What later stages derive from the graph and keep with it (the kernel plan, phg.plan):
         # it references the graph, so a cache keyed by the graph elsewhere would keep it alive.

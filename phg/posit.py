@@ -46,9 +46,22 @@ class Format:
         return self.n - 1 if self.run is None else min(self.run, self.n - 1)
 
     @property
+    def quire_fraction_bits(self) -> int:
+        """Bits below the binary point of every product of two values: twice the smallest value's
+        (its last place is the finest any value has)."""
+        return 2 * (Fraction(decode(self, 1)).denominator.bit_length() - 1)
+
+    @property
     def quire_bits(self) -> int:
-        """The quire's width: 16n bits for posits (2022 standard), 800 for b-posits (the paper)."""
-        return 16 * self.n if self.run is None else 800
+        """The quire's width: 16n bits for posits (the 2022 standard); for b-posits the sign, 31
+        carry bits and every bit of a product from maxpos^2 down to the smallest value's last place.
+        The paper's 800 bits hold products from 2^-384 up; the smallest b-posits have fraction bits
+        (the regime's run is capped), so their exact products reach below it: 808 bits for bposit16,
+        840 for bposit32."""
+        if self.run is None:
+            return 16 * self.n
+        top = (Fraction(decode(self, self.maxpos)) ** 2 * (2**31 - 1)).__ceil__().bit_length()
+        return 1 + top + self.quire_fraction_bits
 
 
 FORMATS = {f.name: f for f in (Format("posit8", 8, 2), Format("posit16", 16, 2), Format("posit32", 32, 2),

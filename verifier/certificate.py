@@ -17,6 +17,7 @@ import z3
 
 from phg import files, sources
 from phg import support as sup
+from phg.numeric import DEFAULT
 from phg.program import Program
 from phg.version import __version__
 
@@ -51,6 +52,8 @@ class Certificate:
                             "grades": sup.grades_of(v.support), "unit": None if v.unit is None else str(v.unit),
                             "unit_written": v.role == "const" or (v.declared is not None and v.declared.unit is not None),
                             "versor": v.versor is not None, "shape": list(v.shape), "role": v.role}
+                if model.numeric != DEFAULT:            # LANGUAGE §11: the format its kernels compute in
+                    out[key]["numeric"] = model.numeric
                 if v.unit is not None and any(not alg.blade_unit(b).dimensionless for b in blades):
                     # LANGUAGE §4: the coefficient of blade b is in unit(value) / unit(b)
                     out[key]["coefficient_units"] = {alg.blade_name(b): str(v.unit / alg.blade_unit(b)) for b in blades}

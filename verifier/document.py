@@ -208,7 +208,7 @@ SPAN = {"line": int, "col": int, "end_line?": int, "end_col?": int}
 OBLIGATION = {"id": str, "kind": str, "model": str, "subject": str, "span": SPAN, "claim": str,
               "status": str, "evidence": Map(JSON), "smt2": (str, None)}
 VALUE = {"blades": [str], "grades": [int], "unit": (str, None), "unit_written": bool, "versor": bool,
-         "shape": [int], "role": str, "coefficient_units?": Map(str)}
+         "shape": [int], "role": str, "coefficient_units?": Map(str), "numeric?": str}
 PLAN = {"inference_bytes": str, "training_bytes": str, "threads": int, "inference_bytes_per_thread": int,
         "training_bytes_per_thread": int, "conversion_bytes_per_sample": int, "optimizer_bytes": int,
         "per_sample_stack_bytes": int, "training_buffers": Map(int), "inference_buffers": Map(str), "slots": int,

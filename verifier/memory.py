@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import z3
 
+from phg import posit
 from phg.hypergraph import Hypergraph
+from phg.numeric import FORMATS, QUIRE_PRODUCTS
 from phg.plan import kernel_plan
 from phg.plan.buffers import (CAPACITY, CHUNK, DIGIT_BOUND, DIGITS, LABELS, NORMALISE_EVERY, OPTIMIZER, SLOTS,
                               THREADS, Buffer)
@@ -122,6 +125,14 @@ def plan(g: Hypergraph, train: TrainSpec | None) -> MemoryPlan:
                       _per_sample(predict, {"conversions"}), fixed_inference, threads, stack)
 
 
+def _quire_terms(fmt) -> tuple[int, int]:
+    """(M, B): a product of two format values is at most M units of the quire's last place, and
+    the quire's bits below its sign hold less than 2^B of them."""
+    largest = Fraction(posit.value_range(fmt.posit)[1]) ** 2 * 2**fmt.posit.quire_fraction_bits
+    assert largest.denominator == 1              # every product is a multiple of the last place
+    return largest.numerator, fmt.quire_bits - 1
+
+
 def _status(result) -> str:
     """Both claims are refuted by a model of their negation: unsat proves, sat refutes."""
     if result == z3.unsat:
@@ -142,6 +153,8 @@ class MemoryChecker(Ledger):
             self.memory()
         if self.train.accumulate == "exact":
             self.quire()
+        if FORMATS[self.g.numeric].is_posit:
+            self.format_quire()
         return self.obligations
 
     def memory(self):
@@ -203,4 +216,29 @@ class MemoryChecker(Ledger):
         if result == z3.sat:
             evidence["reason"] = (f"a batch of {s.model()[n].as_long():,} samples may outgrow the top digit; "
                                   "split it or use `accumulate float`")
+        self.add("quire", self.g.name, self.train.span, claim, _status(result), evidence, s.to_smt2())
+
+    def format_quire(self):
+        """LANGUAGE §11: a posit format's batch sums are fused in its quire, which holds the exact
+        sum of a batch's terms (each a format value, at most maxpos^2 and a multiple of minpos^2)
+        when N maxpos^2 stays below its capacity; a larger batch is refused at run time."""
+        fmt = FORMATS[self.g.numeric]
+        most, bits = _quire_terms(fmt)
+        ctx = z3.Context()
+        n = z3.Int("N", ctx)
+        s = z3.Solver(ctx=ctx)
+        s.set("rlimit", 1_000_000)
+        batch = self.train.batch
+        s.add(n >= 1, n <= QUIRE_PRODUCTS)
+        if batch is not None:
+            s.add(n == batch)
+        s.add(n * z3.IntVal(most, ctx) >= z3.IntVal(2**bits, ctx))
+        result = s.check()
+        claim = (f"the {fmt.name} quire ({fmt.quire_bits} bits) sums {'a batch of ' + str(batch) if batch is not None else 'any batch'} "
+                 f"(at most {QUIRE_PRODUCTS:,} terms, each at most maxpos^2) exactly")
+        evidence = {"format": fmt.name, "quire_bits": fmt.quire_bits, "largest_term_in_last_places": str(most),
+                    "products_at_most": QUIRE_PRODUCTS, "z3": str(result),
+                    "expected": f"N maxpos^2 < 2^{bits - fmt.posit.quire_fraction_bits}"}
+        if result == z3.sat:
+            evidence["reason"] = f"a batch of {s.model()[n].as_long():,} terms of maxpos^2 outgrows the quire"
         self.add("quire", self.g.name, self.train.span, claim, _status(result), evidence, s.to_smt2())

@@ -1,0 +1,145 @@
+"""The example models trained in each numeric format (LANGUAGE §11), in one run:
+
+- rigid registration (examples/rigid_registration.phg) on 4,096 noisy correspondences: the
+  distance of the trained rotation and translation to the Kabsch optimum of the same data (the
+  closed form, in float64): the angle of R_opt^T R and |t - t_opt|;
+- signed volume (examples/signed_volume.phg, its train block) on 4,096 samples: the test MSE on
+  4,096 others, and the variance of the target beside it;
+- per format, loss + gradient time at batch 4,096 against the float64 kernel's, each the best of
+  several calls on the same thread count;
+- memory: tracemalloc's peak of a fresh instance's first step and first predict (batch 1,024),
+  and the certificate's bounds, per format.
+
+    python -m bench formats [--formats float64,float32,...] [--steps N]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import tempfile
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+from .predict import best
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMATS = ("float64", "float32", "posit8", "posit16", "posit32", "bposit16", "bposit32")
+
+
+def in_format(source: str, fmt: str) -> str:
+    """The example's source with `numeric fmt` as its model's first statement."""
+    return re.sub(r"(model \w+ on \w+ \{\n)", rf"\1    numeric {fmt}\n", source, count=1)
+
+
+def kabsch(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rotation and translation minimising sum |R x + t - y|^2 (Kabsch, with the reflection fix)."""
+    mx, my = x.mean(axis=0), y.mean(axis=0)
+    u, _, vt = np.linalg.svd((x - mx).T @ (y - my))
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return r, my - r @ mx
+
+
+def rotation_of(model) -> tuple[np.ndarray, np.ndarray]:
+    """The trained map x -> R x + t as a matrix and a vector, read through predict (in float64,
+    so the format's rounding of the outputs is not in it)."""
+    t = model.params["t"].copy()
+    probe = np.vstack([np.zeros(3), np.eye(3)])
+    out = model.predict(x=probe)["p"]
+    return (out[1:] - out[0]).T, t
+
+
+def _timed(model, data: dict) -> float:
+    return best(lambda: model.grad(**data), repeat=5)
+
+
+def _memory(model_class, data: dict, predict_inputs: dict) -> tuple[int, int]:
+    """tracemalloc peaks of a fresh instance's first step and first predict."""
+    out = []
+    for call in (lambda m: m.step(**data), lambda m: m.predict(**predict_inputs)):
+        m = model_class(seed=0)
+        tracemalloc.start()
+        try:
+            call(m)
+            out.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    return out[0], out[1]
+
+
+def rigid(fmt: str, tmp: str, steps: int | None) -> dict:
+    import phg
+
+    source = (ROOT / "examples" / "rigid_registration.phg").read_text()
+    program = phg.loads(in_format(source, fmt), filename=f"{tmp}/rigid_{fmt}.phg")
+    cert = phg.check(program)
+    kernels = phg.build(program, f"{tmp}/rigid_{fmt}", progress=lambda *_: None)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4096, 3))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    y = x @ q.T + [0.3, -0.2, 0.5] + rng.normal(scale=0.01, size=x.shape)
+    model = kernels.RigidRegistration(seed=0)
+    history = model.fit({"x": x, "y": y}, steps=steps)
+    r, t = rotation_of(model)
+    r_opt, t_opt = kabsch(x, y)
+    angle = math.acos(max(-1.0, min(1.0, (np.trace(r_opt.T @ r) - 1) / 2)))
+    data = {"x": x, "y": y}
+    step_peak, predict_peak = _memory(kernels.RigidRegistration, {"x": x[:1024], "y": y[:1024]}, {"x": x[:1024]})
+    import numba
+    from phg.verifier.memory import plan as memory_plan
+    graph = program.models["RigidRegistration"]
+    mp = memory_plan(graph, program.trains["RigidRegistration"])
+    threads = numba.get_num_threads()
+    return {"format": fmt, "angle": angle, "dt": float(np.linalg.norm(t - t_opt)), "loss": history[-1],
+            "grad_s": _timed(model, data), "step_peak": step_peak, "predict_peak": predict_peak,
+            "certified_training": mp.training_bytes(threads), "certified_inference": mp.inference_bytes(1024, threads, False),
+            "quire": next((o.status for o in cert.obligations if o.kind == "quire" and "format" in o.evidence), "-")}
+
+
+def volume(fmt: str, tmp: str, steps: int | None) -> dict:
+    import phg
+
+    source = (ROOT / "examples" / "signed_volume.phg").read_text()
+    kernels = phg.build(phg.loads(in_format(source, fmt), filename=f"{tmp}/volume_{fmt}.phg"),
+                        f"{tmp}/volume_{fmt}", progress=lambda *_: None)
+    rng = np.random.default_rng(0)
+    v, v_test = rng.normal(size=(4096, 3, 3)), rng.normal(size=(4096, 3, 3))
+    y, y_test = np.linalg.det(v) / 10, np.linalg.det(v_test) / 10
+    model = kernels.SignedVolume(seed=0)
+    model.fit({"v": v, "target": y[:, None]}, steps=steps)
+    mse = float(np.mean((model.predict(v=v_test)["volume"][:, 0] - y_test) ** 2))
+    return {"format": fmt, "mse": mse, "variance": float(np.var(y_test)),
+            "grad_s": _timed(model, {"v": v, "target": y[:, None]})}
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench formats")
+    ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: each train block's)")
+    args = ap.parse_args(argv)
+    formats = args.formats.split(",")
+    import numba
+    print(f"{numba.get_num_threads()} threads; loss + gradient at batch 4,096; memory at batch 1,024")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in formats:
+            rows.append((rigid(fmt, tmp, args.steps), volume(fmt, tmp, args.steps)))
+            r, v = rows[-1]
+            print(f"  {fmt}: done (rigid {r['grad_s'] * 1e3:.2f} ms, volume {v['grad_s'] * 1e3:.2f} ms)", flush=True)
+    base = {r["format"]: (r["grad_s"], v["grad_s"]) for r, v in rows}.get("float64")
+    print("\n| format | rigid: angle to Kabsch (rad) | rigid: abs(t - t_opt) | rigid loss+grad (x float64) "
+          "| volume: test MSE (variance) | volume loss+grad (x float64) | step / predict peak (B) | certified "
+          "training / inference (B, N=1,024) | quire |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r, v in rows:
+        ratio = (lambda a, i: f"{a * 1e3:.2f} ms ({a / base[i]:.1f}x)") if base else (lambda a, i: f"{a * 1e3:.2f} ms")
+        cert_t, cert_i = r["certified_training"], r["certified_inference"]
+        print(f"| {r['format']} | {r['angle']:.2e} | {r['dt']:.2e} | {ratio(r['grad_s'], 0)} | "
+              f"{v['mse']:.3g} ({v['variance']:.3g}) | {ratio(v['grad_s'], 1)} | "
+              f"{r['step_peak']:,} / {r['predict_peak']:,} | {cert_t:,} / {cert_i:,} | {r['quire']} |")
+    return 0
+

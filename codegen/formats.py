@@ -1,0 +1,185 @@
+"""Arithmetic in a numeric format (phg.numeric) on doubles that hold the format's values, for the
+kernels of a model with `numeric FORMAT` (LANGUAGE §11): each operation's exact result rounded
+once to the format.
+
+A posit is (n, es, longest) as in codegen.posits.  Where the double's 53 bits are at least 2q + 2
+(q the format's significand bits) an operation computed in float64 and rounded once is the
+operation rounded once (`once`); otherwise (posit32) the exact result is kept as an unevaluated
+pair hi + lo (error-free transformations) and rounded from it: no format value and no midpoint
+between two lies strictly between hi and the double next to it towards lo, so the pair rounds as
+that double does.  A fused dot product (the quire) sums the exact products as a nonoverlapping
+expansion (Shewchuk) and rounds that once.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from phg.numeric import FORMATS
+
+from .posits import round_to
+
+_SPLIT = 134217729.0                               # 2^27 + 1: Dekker's split of a double
+
+
+@numba.njit(cache=True, inline="always")
+def single(x):
+    """x rounded to float32 (ties to even), as a double."""
+    return np.float64(np.float32(x))
+
+
+@numba.njit(cache=True, inline="always")
+def two_sum(a, b):
+    s = a + b
+    v = s - a
+    return s, (a - (s - v)) + (b - v)
+
+
+@numba.njit(cache=True, inline="always")
+def two_product(a, b):
+    """(p, e) with p + e = a b exactly (no overflow or underflow: posit values are far from both)."""
+    p = a * b
+    c = _SPLIT * a
+    ah = c - (c - a)
+    al = a - ah
+    c = _SPLIT * b
+    bh = c - (c - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@numba.njit(cache=True, inline="always")
+def _towards(hi, lo):
+    """hi, or the double next to it on lo's side: the pair's stand-in for rounding."""
+    if lo == 0.0 or lo != lo:
+        return hi
+    return np.nextafter(hi, math.inf if lo > 0.0 else -math.inf)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def posit(x, n, es, longest):
+    """x rounded to the posit format (NaN, an infinity: NaR, a NaN)."""
+    return round_to(x, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def posit_pair(hi, lo, n, es, longest):
+    """hi + lo (an exact pair, |lo| at most half hi's last place) rounded once."""
+    return round_to(_towards(hi, lo), n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def posit_add(a, b, n, es, longest):
+    s, e = two_sum(a, b)
+    return posit_pair(s, e, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def posit_mul(a, b, n, es, longest):
+    p, e = two_product(a, b)
+    return posit_pair(p, e, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def posit_div(a, b, n, es, longest):
+    """a / b rounded once: the residual a - q b of the double quotient q is exact, and its sign
+    says on which side of q the quotient lies."""
+    if b == 0.0:
+        return math.nan                            # NaR, also for 0 / 0
+    q = a / b
+    if q == 0.0 or not math.isfinite(q):
+        return round_to(q, n, es, longest)
+    p, e = two_product(q, b)
+    r = (a - p) - e
+    return round_to(_towards(q, r if b > 0.0 else -r), n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def posit_sqrt(a, n, es, longest):
+    if a < 0.0 or a != a:
+        return math.nan
+    s = math.sqrt(a)
+    if s == 0.0:
+        return 0.0
+    p, e = two_product(s, s)
+    return round_to(_towards(s, (a - p) - e), n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _grow(parts, m, x):
+    """Adds x to the nonoverlapping expansion parts[:m] (increasing magnitude); its new length."""
+    j = 0
+    for k in range(m):
+        y = parts[k]
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo != 0.0:
+            parts[j] = lo
+            j += 1
+        x = hi
+    if x != 0.0 or j == 0:                         # a zero on top would hide the sign of the rest
+        parts[j] = x
+        j += 1
+    return j
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _exact_round(parts, m, n, es, longest):
+    """The exact sum of the m doubles of parts rounded once to the posit format (parts is overwritten;
+    it has room for m + 8)."""
+    size = 0
+    bad = False
+    for i in range(m):
+        x = parts[i]
+        if not math.isfinite(x):
+            bad = True
+        else:
+            size = _grow(parts, size, x)
+    if bad:
+        return math.nan
+    hi = 0.0
+    for k in range(size - 1, -1, -1):
+        hi += parts[k]
+    # The residual exact - hi as an expansion, whose sign is its largest part's; hi moves until
+    # that part is at most half hi's last place (a step or two: hi starts within a few places).
+    while True:
+        rest = _grow(parts, size, -hi)
+        top = parts[rest - 1]
+        moved = hi + top
+        if moved == hi:
+            return round_to(_towards(hi, top), n, es, longest)
+        size = _grow(parts, rest, hi)              # the exact sum again
+        hi = moved
+
+
+@numba.njit(cache=True, error_model="numpy")
+def posit_dot(xs, ys, n, es, longest):
+    """The fused dot product of two tuples of format values: every product exact (the quire),
+    their sum rounded once."""
+    k = len(xs)
+    parts = np.empty(2 * k + 8)
+    for i in range(k):
+        p, e = two_product(xs[i], ys[i])
+        parts[2 * i] = p
+        parts[2 * i + 1] = e
+    return _exact_round(parts, 2 * k, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _posit_array(flat, n, es, longest):
+    for i in range(flat.size):
+        flat[i] = round_to(flat[i], n, es, longest)
+
+
+def round_array(a: np.ndarray, numeric: str) -> None:
+    """Rounds a C-contiguous float64 array to the format, in place (the parameters a model in a
+    format stores)."""
+    fmt = FORMATS[numeric]
+    if fmt.is_posit:
+        _posit_array(a.reshape(-1), fmt.posit.n, fmt.posit.es, fmt.posit.longest_run)
+    elif fmt.bits == 32:
+        a[...] = a.astype(np.float32)

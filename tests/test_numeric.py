@@ -1,0 +1,263 @@
+"""Models that compute in a numeric format (LANGUAGE §11): the `numeric` statement and its
+diagnostics, kernels that round every operation (against the exact oracle, phg.posit, run in the
+kernels' own Python text), sums fused in the quire, training, and the certificate's record."""
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import phg
+from phg import posit as P
+from phg.diagnostics import PhgError
+from phg.numeric import FORMATS
+
+from builtfile import built_file
+
+# Gustafson's dot product: exactly 2, and 0 when each product and sum rounds to float32.
+GUSTAFSON = ([3.2e7, 1.0, -1.0, 8e7], [4e7, 1.0, -1.0, -1.6e7])
+
+RICH = """
+model Rich_{f} on G3 {{
+    numeric {f}
+    param W[2, 2]: Scalar = normal(0.5)
+    input u[2]: Vector
+    input s: Scalar
+    let h[2]: Vector = mix(W, u)
+    output a: Even = h[0] * h[1]
+    output b: Vector = normalize(h[0]) * sqrt(abs(s) + 1)
+    output c: Scalar = sum(norm2(h)) / (abs(s) + 2)
+    output d: Vector = gate(u[0], s)
+}}
+"""
+
+DOT = """
+model Dot_{f} on G3 {{
+    numeric {f}
+    input a[4]: Scalar
+    input b[4]: Scalar
+    output d: Scalar = sum(a * b)
+}}
+"""
+
+PRODUCT = """
+model Product_{f} on G3 {{
+    numeric {f}
+    input x: Multivector
+    input y: Multivector
+    output p: Multivector = x * y
+}}
+"""
+
+MEAN = """
+model Mean_{f} on G3 {{
+    numeric {f}
+    param w: Scalar = 1
+    input x: Scalar
+    loss w * x
+}}
+"""
+
+RIGID = """
+model Rigid_{f} on G3 {{
+    numeric {f}
+    param R: Rotor = 1
+    param t: Vector = 0
+    input x: Vector
+    input y: Vector
+    output p: Vector = R >> x + t
+    loss norm2(p - y)
+}}
+train Rigid_{f} {{
+    optimizer adam(lr = 0.05)
+    steps 150
+}}
+"""
+
+TRAINED = ("posit16", "bposit32")
+SOURCE = "algebra G3 = Cl(3, 0, 0)\n" + "".join(
+    RICH.format(f=f) for f in ("posit16", "posit32", "bposit16")) + "".join(
+    DOT.format(f=f) for f in ("float32", "posit32", "bposit32")) + "".join(
+    PRODUCT.format(f=f) for f in ("posit16", "posit32", "bposit16")) + "".join(
+    MEAN.format(f=f) for f in ("posit16", "posit32", "bposit32")) + "".join(RIGID.format(f=f) for f in TRAINED)
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory):
+    yield from built_file(tmp_path_factory, "numeric", SOURCE)
+
+
+def _format(n, es, longest) -> P.Format:
+    return next(f for f in P.FORMATS.values() if (f.n, f.es, f.longest_run) == (n, es, longest))
+
+
+def _value(fmt: P.Format, x) -> float:
+    v = P.decode(fmt, P.encode(fmt, x))
+    return math.nan if v is None else float(v)
+
+
+def _exact(x) -> Fraction | None:
+    return Fraction(x) if math.isfinite(x) else None
+
+
+# The kernels' format functions (codegen.formats), written over the exact oracle.
+def _oracle_round(x, n, es, longest):
+    return _value(_format(n, es, longest), _exact(x))
+
+
+def _oracle_binary(op):
+    def apply(a, b, n, es, longest):
+        x, y = _exact(a), _exact(b)
+        if x is None or y is None or (op == "/" and y == 0):
+            return math.nan
+        return _value(_format(n, es, longest), {"+": x + y, "*": x * y, "/": x / y if op == "/" else None}[op])
+    return apply
+
+
+def _oracle_sqrt(a, n, es, longest):
+    fmt = _format(n, es, longest)
+    return _value(fmt, None) if not math.isfinite(a) else (
+        math.nan if a < 0 else float(P.decode(fmt, P.sqrt(fmt, P.encode(fmt, Fraction(a))))))
+
+
+def _oracle_dot(xs, ys, n, es, longest):
+    fmt = _format(n, es, longest)
+    if not all(math.isfinite(v) for v in (*xs, *ys)):
+        return math.nan
+    return _value(fmt, sum((Fraction(x) * Fraction(y) for x, y in zip(xs, ys)), Fraction(0)))
+
+
+ORACLE = {"_phg_posit": _oracle_round, "_phg_posit_add": _oracle_binary("+"), "_phg_posit_mul": _oracle_binary("*"),
+          "_phg_posit_div": _oracle_binary("/"), "_phg_posit_sqrt": _oracle_sqrt, "_phg_posit_dot": _oracle_dot}
+
+
+def _representable(fmt_name: str, a: np.ndarray) -> bool:
+    fmt = FORMATS[fmt_name]
+    return all(fmt.round(float(v)) == v for v in np.ravel(a))
+
+
+# ---- the statement and its diagnostics --------------------------------------------------------
+BASE = "algebra G3 = Cl(3, 0, 0)\nmodel M on G3 {\n    numeric posit16\n    input x: Vector\n    output y: Vector = 2 * x\n}\n"
+
+
+@pytest.mark.parametrize("text, where, words", [
+    (BASE.replace("posit16", "posit31"), (3, 13), ["unknown numeric format 'posit31'", "did you mean 'posit32'"]),
+    (BASE.replace("    numeric posit16\n    input x: Vector\n", "    input x: Vector\n    numeric posit16\n"),
+     (4, 5), ["must be the first statement of model M"]),
+    (BASE.replace("2 * x", "1e30 * x").replace("posit16", "posit8"), (5, 24),
+     ["the constant 1e+30 is above posit8's largest value, 1.67772e+07", "computes in posit8"]),
+    (BASE.replace("2 * x", "1e-60 * x").replace("posit16", "bposit32"), (5, 24),
+     ["below bposit32's smallest positive value"]),
+    (BASE.replace("input x: Vector\n    output y: Vector = 2 * x",
+                  "param W[64, 64]: Scalar\n    input x[64]: Vector\n    output y[64]: Vector = mix(W, x)"),
+     (3, 5), ["runs on the loop plan", "float64 only"]),
+    (BASE.replace("output y: Vector = 2 * x", "param w: Scalar\n    loss w * norm2(x)") +
+     "train M {\n    accumulate float\n}\n", (9, 5), ["computes in posit16, whose batch sums are fused in its quire"]),
+])
+def test_a_format_the_model_cannot_use_is_a_located_error(text, where, words):
+    with pytest.raises(PhgError) as info:
+        phg.loads(text, filename="m.phg")
+    message = str(info.value)
+    assert f"m.phg:{where[0]}:{where[1]}:" in message, message
+    for w in words:
+        assert w in message, message
+
+
+def test_numeric_is_still_a_name_and_float64_is_the_default():
+    program = phg.loads(BASE.replace("    numeric posit16\n", "").replace("x", "numeric"), filename="m.phg")
+    assert program.models["M"].numeric == "float64"
+
+
+def test_the_certificate_records_the_format():
+    cert = phg.check(phg.loads(BASE, filename="m.phg")).to_dict()
+    assert cert["ok"] and cert["values"]["x"]["numeric"] == "posit16" == cert["values"]["y"]["numeric"]
+    plain = phg.check(phg.loads(BASE.replace("    numeric posit16\n", ""), filename="m.phg")).to_dict()
+    assert "numeric" not in plain["values"]["x"]
+
+
+# ---- kernels ------------------------------------------------------------------------------------
+def test_gustafsons_dot_product_is_exact_in_the_quire_and_lost_in_float32(kernels):
+    _, module = kernels
+    a, b = (np.array([v])[..., None] for v in GUSTAFSON)
+    assert module.Dot_posit32().predict(a=a, b=b)["d"][0, 0] == 2.0
+    assert module.Dot_bposit32().predict(a=a, b=b)["d"][0, 0] == 2.0
+    assert module.Dot_float32().predict(a=a, b=b)["d"][0, 0] == 0.0
+
+
+@pytest.mark.parametrize("f", ["posit16", "posit32", "bposit16"])
+def test_a_geometric_products_coefficients_are_each_rounded_once(kernels, f):
+    """Each coefficient of x * y is the exact sum of its blade products rounded once (fused), for
+    inputs spread over many binades, where rounding term by term would differ."""
+    _, module = kernels
+    fmt = P.FORMATS[f]
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 8)) * 2.0 ** rng.integers(-20, 20, size=(300, 8))
+    y = rng.normal(size=(300, 8)) * 2.0 ** rng.integers(-20, 20, size=(300, 8))
+    got = getattr(module, f"Product_{f}")().predict(x=x, y=y)["p"]
+    alg = phg.loads("algebra G3 = Cl(3, 0, 0)", filename="a.phg").algebras["G3"]
+    blades = sorted(alg.blades, key=lambda m: alg.position[m])
+    for i in range(0, 300, 7):
+        xs = [Fraction(_value(fmt, Fraction(v))) for v in x[i]]
+        ys = [Fraction(_value(fmt, Fraction(v))) for v in y[i]]
+        exact = {m: Fraction(0) for m in blades}
+        for j, a in enumerate(blades):
+            for k, b in enumerate(blades):
+                sign, m = alg.product("gp", a, b)
+                exact[m] += sign * xs[j] * ys[k]
+        assert [_value(fmt, exact[m]) for m in blades] == list(got[i]), i
+
+
+@pytest.mark.parametrize("f", ["posit16", "posit32", "bposit16"])
+def test_kernels_round_as_the_exact_oracle_does(kernels, f, monkeypatch):
+    """predict's compiled kernel against its own Python text run with the format's operations
+    computed exactly (Fractions) and rounded by the oracle: bit for bit, NaR included."""
+    _, module = kernels
+    model = getattr(module, f"Rich_{f}")(seed=3)
+    rng = np.random.default_rng(2)
+    n = 60
+    u = rng.normal(size=(n, 2, 3)) * 2.0 ** rng.integers(-6, 6, size=(n, 2, 1))
+    s = rng.normal(size=(n, 1)) * 4
+    u[0] = 0.0                                        # normalize(0): NaR
+    got = model.predict(u=u, s=s)
+    spec = model.SPEC["predict"]
+    outs = {o: np.empty_like(got[o]) for o in spec["outputs"]}
+    for name, fn in ORACLE.items():
+        monkeypatch.setattr(module, name, fn)
+    model._predict_kernel.py_func(u, s, *model._params(spec["params"]), *outs.values(), 0, n)
+    for o in spec["outputs"]:
+        np.testing.assert_array_equal(got[o], outs[o], err_msg=o)
+        assert _representable(f, got[o][np.isfinite(got[o])])
+    assert np.isnan(got["b"][0]).all()
+
+
+@pytest.mark.parametrize("f, tiny", [("posit16", 12), ("posit32", 28), ("bposit32", 25)])
+def test_a_batch_sum_is_rounded_once_from_its_exact_value(kernels, f, tiny):
+    """1 + 2^-tiny is the midpoint between 1 and the next value; a term far below pushes the exact
+    sum above it, which a sum rounded to a double first would lose (ties to even: 1)."""
+    _, module = kernels
+    model = getattr(module, f"Mean_{f}")()
+    x = np.array([[1.0], [2.0 ** -tiny], [2.0 ** -(tiny + 45)], [0.0]])
+    up = 1 + 2.0 ** (1 - tiny)
+    assert FORMATS[f].round(1 + 2.0 ** -tiny) == 1.0 and FORMATS[f].round(up) == up
+    assert model.loss(x=x) == up / 4
+    assert model.grad(x=x)["w"][0] == up / 4
+    assert model.loss(x=x[[0, 1, 3, 3]]) == 1 / 4                 # the tie alone: to even
+
+
+@pytest.mark.parametrize("f", TRAINED)
+def test_training_in_a_format_keeps_its_values_and_the_rotor(kernels, f):
+    _, module = kernels
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 3))
+    c, s = math.cos(0.35), math.sin(0.35)
+    y = x @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]).T + [0.3, -0.2, 0.5]
+    model = getattr(module, f"Rigid_{f}")()
+    history = model.fit({"x": x, "y": y}, batch=512)
+    assert history[-1] < 1e-3 * history[0]
+    for name in ("R", "t"):
+        assert _representable(f, model.params[name])
+        assert _representable(f, model.grad(x=x, y=y)[name])
+    R = model.params["R"]
+    assert abs(float(R @ R) - 1) <= FORMATS[f].versor_tolerance
+    assert _representable(f, model.predict(x=x)["p"])
+    assert _representable(f, [model.loss(x=x, y=y)])
