@@ -43,13 +43,22 @@ def kabsch(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return r, my - r @ mx
 
 
-def rotation_of(model) -> tuple[np.ndarray, np.ndarray]:
-    """The trained map x -> R x + t as a matrix and a vector, read through predict (in float64,
-    so the format's rounding of the outputs is not in it)."""
-    t = model.params["t"].copy()
+def rotation_of(model, reference) -> tuple[np.ndarray, np.ndarray]:
+    """The rotation the trained rotor stands for and the trained translation, read by the float64
+    model (`reference`), so the format's rounding of predict's outputs is not in it; the rotor is
+    scaled to unit norm there (a scaled rotor stands for the same rotation)."""
+    rotor = model.params["R"]
+    reference.params.update({"R": rotor / math.sqrt(float(rotor @ rotor)), "t": model.params["t"]})
+    t = reference.params["t"].copy()
     probe = np.vstack([np.zeros(3), np.eye(3)])
-    out = model.predict(x=probe)["p"]
+    out = reference.predict(x=probe)["p"]
     return (out[1:] - out[0]).T, t
+
+
+def angle_between(r: np.ndarray, s: np.ndarray) -> float:
+    """The rotation angle of r^T s, from |r - s| (Frobenius) = 2 sqrt(2) sin(angle / 2): accurate for
+    small angles, where the trace's arccos is not."""
+    return 2 * math.asin(min(1.0, np.linalg.norm(r - s) / (2 * math.sqrt(2))))
 
 
 def _timed(model, data: dict) -> float:
@@ -84,9 +93,11 @@ def rigid(fmt: str, tmp: str, steps: int | None) -> dict:
     y = x @ q.T + [0.3, -0.2, 0.5] + rng.normal(scale=0.01, size=x.shape)
     model = kernels.RigidRegistration(seed=0)
     history = model.fit({"x": x, "y": y}, steps=steps)
-    r, t = rotation_of(model)
+    reference = phg.build(phg.loads(source, filename=f"{tmp}/rigid_reference.phg"), f"{tmp}/rigid_reference",
+                          progress=lambda *_: None).RigidRegistration()
+    r, t = rotation_of(model, reference)
     r_opt, t_opt = kabsch(x, y)
-    angle = math.acos(max(-1.0, min(1.0, (np.trace(r_opt.T @ r) - 1) / 2)))
+    angle = angle_between(r, r_opt)
     data = {"x": x, "y": y}
     step_peak, predict_peak = _memory(kernels.RigidRegistration, {"x": x[:1024], "y": y[:1024]}, {"x": x[:1024]})
     import numba

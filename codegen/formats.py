@@ -16,12 +16,13 @@ import math
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 
 from phg.numeric import FORMATS
 
 from .posits import round_to
 
-_SPLIT = 134217729.0                               # 2^27 + 1: Dekker's split of a double
 
 
 @numba.njit(cache=True, inline="always")
@@ -37,17 +38,22 @@ def two_sum(a, b):
     return s, (a - (s - v)) + (b - v)
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a b + c rounded once (LLVM's fma: the machine's instruction, or libm's where it has none)."""
+    if not all(isinstance(t, types.Float) and t.bitwidth == 64 for t in (a, b, c)):
+        return None
+
+    def emit(context, builder, signature, args):
+        return builder.fma(*args)
+    return types.float64(types.float64, types.float64, types.float64), emit
+
+
 @numba.njit(cache=True, inline="always")
 def two_product(a, b):
     """(p, e) with p + e = a b exactly (no overflow or underflow: posit values are far from both)."""
     p = a * b
-    c = _SPLIT * a
-    ah = c - (c - a)
-    al = a - ah
-    c = _SPLIT * b
-    bh = c - (c - b)
-    bl = b - bh
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, _fma(a, b, -p)
 
 
 @numba.njit(cache=True, inline="always")
@@ -157,9 +163,7 @@ def _exact_round(parts, m, n, es, longest):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def posit_dot(xs, ys, n, es, longest):
-    """The fused dot product of two tuples of format values: every product exact (the quire),
-    their sum rounded once."""
+def _dot_exactly(xs, ys, n, es, longest):
     k = len(xs)
     parts = np.empty(2 * k + 8)
     for i in range(k):
@@ -167,6 +171,78 @@ def posit_dot(xs, ys, n, es, longest):
         parts[2 * i] = p
         parts[2 * i + 1] = e
     return _exact_round(parts, 2 * k, n, es, longest)
+
+
+_U = 2.0 ** -53
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sum_exactly(xs, n, es, longest):
+    k = len(xs)
+    parts = np.empty(k + 8)
+    for i in range(k):
+        parts[i] = xs[i]
+    return _exact_round(parts, k, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _certain(s, c, size, terms, exact, n, es, longest):
+    """(whether it is certain, the rounded sum) of an exact sum s + c + d, |d| <= B; see posit_dot."""
+    if exact:                                      # s is the exact sum (or a NaN, an infinity: NaR)
+        return True, round_to(s, n, es, longest)
+    bound = 2.0 * (terms + 1) ** 2 * _U * _U * size
+    s, c = two_sum(s, c)
+    if math.isfinite(size) and bound < abs(s) * _U * 0.25:
+        if abs(c) > 2.0 * bound:
+            return True, round_to(_towards(s, c), n, es, longest)
+        below = round_to(np.nextafter(s, -math.inf), n, es, longest)
+        if below == round_to(np.nextafter(s, math.inf), n, es, longest):
+            return True, below
+    return False, 0.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def posit_dot(xs, ys, n, es, longest):
+    """The fused dot product of two tuples of format values: every product exact (the quire),
+    their sum rounded once.
+
+    Mostly without the expansion: the exact products (p_i, e_i) summed by TwoSum into s with their
+    errors' float sum c (Ogita, Rump and Oishi's Sum2), then (s, c) renormalised; the exact sum is
+    s + c + d with |d| <= B, B a bound on c's own rounding errors (at most (2k)^2 u^2 sum |p_i|,
+    here doubled); where every TwoSum and product was exact, s is the sum.  The pair rounds as
+    the double next to s towards c does (see _towards) when the exact sum's side of s is certain
+    (|c| > B) or s is no point where the two sides round apart, and B is far below s's last
+    place; otherwise the exact expansion decides."""
+    k = len(xs)
+    s = 0.0
+    c = 0.0
+    size = 0.0
+    exact = True
+    for i in range(k):
+        p, e = two_product(xs[i], ys[i])
+        s, err = two_sum(s, p)
+        c += err + e
+        size += abs(p)
+        exact = exact and err == 0.0 and e == 0.0
+    done, value = _certain(s, c, size, 2 * k, exact, n, es, longest)
+    return value if done else _dot_exactly(xs, ys, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def posit_sum(xs, n, es, longest):
+    """The exact sum of a tuple of format values rounded once (posit_dot without products)."""
+    k = len(xs)
+    s = 0.0
+    c = 0.0
+    size = 0.0
+    exact = True
+    for i in range(k):
+        s, err = two_sum(s, xs[i])
+        c += err
+        size += abs(xs[i])
+        exact = exact and err == 0.0
+    done, value = _certain(s, c, size, k, exact, n, es, longest)
+    return value if done else _sum_exactly(xs, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -99,7 +99,7 @@ def _round_through_bits(x: float, n: int, es: int, longest: int) -> float:
 _ABS = 0x7FFFFFFFFFFFFFFF
 
 
-@numba.njit(cache=True, error_model='numpy', inline='always')
+@numba.njit(cache=True, error_model='numpy')
 def round_to(x: float, n: int, es: int, longest: int) -> float:
     """x rounded to the format, as a float64 (NaN for NaR).  Within a binade 2^e the format has
     the same fraction bits f (its regime depends on e alone); where f >= 1 and the regime is

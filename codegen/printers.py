@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import sympy
 from sympy.printing.pycode import PythonCodePrinter
@@ -69,10 +70,11 @@ class _FormatPrinter(_Printer):
 
     - a sum: in a posit format a fused dot product (the quire: each term a product of two format
       values, taken exactly, the sum rounded once; a term of more factors has the others' rounded
-      product as its left factor, a quotient is rounded and taken whole), in float32 rounded a
-      term at a time;
+      product as its left factor, a quotient is rounded and taken whole; a sum of values alone is
+      their exact sum rounded once), in float32 rounded a term at a time;
     - a product: factors from left to right, each multiplication (a division for a negative power)
-      rounded; a coefficient -1 is exact, another is the first factor;
+      rounded; a coefficient -1 is exact, another is the first factor (a power of two scales
+      exactly in float64, then rounds);
     - an integer power: repeated multiplication; a square root, rounded once;
     - every other function (exp, sigmoid's parts, erf, ...): computed in float64 from format values
       and its result rounded once;
@@ -120,20 +122,30 @@ class _FormatPrinter(_Printer):
             for t in terms[1:]:
                 text = self.binary("+", text, self._print(t))
             return text
-        lefts, rights = zip(*(self._pair(t) for t in terms))
-        return f"_phg_posit_dot(({', '.join(lefts)},), ({', '.join(rights)},){self.tail})"
+        pairs = [self._pair(t) for t in terms]
+        if all(right is None for _, right in pairs):      # values alone: their exact sum, rounded once
+            values = [left for left, _ in pairs]
+            if len(values) == 2:
+                return self.binary("+", *values)
+            return f"_phg_posit_sum(({', '.join(values)},){self.tail})"
+        lefts = ", ".join(left for left, _ in pairs)
+        rights = ", ".join(right or "1.0" for _, right in pairs)
+        return f"_phg_posit_dot(({lefts},), ({rights},){self.tail})"
 
-    def _pair(self, term) -> tuple[str, str]:
-        """A term of a fused sum as (left, right), their product exact in the quire."""
-        if term.is_Pow and term.exp.is_Integer and term.exp >= 2:
-            return self._power(term.base, int(term.exp) - 1), self._print(term.base)
+    def _pair(self, term) -> tuple[str, str | None]:
+        """A term of a fused sum as (left, right), their product exact in the quire; right None
+        where the term is one value (a quotient is rounded first and taken whole)."""
         coeff, factors = term.as_coeff_mul()
-        if not factors or any(_denominator(f) for f in factors):   # a quotient is rounded first
-            return self._print(term), "1.0"
-        right = self._print(factors[-1])
-        if len(factors) == 1:
-            return self.constant(coeff), right
-        return self._product(coeff, factors[:-1]), right
+        if any(_denominator(f) for f in factors):
+            return self._print(term), None
+        flat = [b for f in factors
+                for b in ([f.base] * int(f.exp) if f.is_Pow and f.exp.is_Integer and f.exp > 1 else [f])]
+        if not flat:
+            return self.constant(coeff), None
+        if len(flat) == 1 and coeff in (1, -1):
+            value = self._print(flat[0])
+            return (value if coeff == 1 else f"(-{value})"), None
+        return self._product(coeff, flat[:-1]), self._print(flat[-1])
 
     def _print_Mul(self, expr):
         coeff, factors = expr.as_coeff_mul()
@@ -154,6 +166,9 @@ class _FormatPrinter(_Printer):
             return text
         if coeff == -1:
             return f"(-{text})"
+        c = float(coeff)
+        if math.frexp(abs(c))[0] == 0.5 and self.fmt.round(c) == c:    # a power of two: exact in float64
+            return self.round(f"{self.constant(coeff)} * {text}")
         return self.binary("*", self.constant(coeff), text)
 
     def _power(self, base, k: int) -> str:

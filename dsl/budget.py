@@ -128,18 +128,20 @@ class Budget:
         lowered, at its loss statement."""
         if loss in self.varying:
             return
-        why = (f"model {self.model} trains fused, since its loss depends on no input, and fused code "
-               "unrolls every value")
-        hint = "make the loss depend on an input, or use fewer or smaller channels and parameters"
+        self.fused(f"model {self.model} trains fused, since its loss depends on no input, and fused code "
+                   "unrolls every value", "in a model whose loss depends on no input",
+                   "make the loss depend on an input, or use fewer or smaller channels and parameters", span, error)
+
+    def fused(self, why: str, where: str, hint: str, span: Span, error) -> None:
+        """The fused limits over the whole model, for a model that runs fused whatever its size."""
         if self.terms > MAX_FUSED_TERMS:
             raise error("size", f"{why}: unrolled over its channels it has {self.terms:,} scalar coefficients", span,
                         expected=f"at most {MAX_FUSED_TERMS:,} scalar coefficients (channels times blades, over all "
-                        "values and parameters) in a model whose loss depends on no input", hint=hint)
+                        f"values and parameters) {where}", hint=hint)
         if self.widest > MAX_FUSED_REDUCTION_TERMS:
             raise error("size", f"{why}: one of its reductions over channels adds up {self.widest:,} "
                         "scalar terms in each coefficient", span,
-                        expected=f"at most {MAX_FUSED_REDUCTION_TERMS:,} terms a reduction in a model whose loss "
-                        "depends on no input", hint=hint)
+                        expected=f"at most {MAX_FUSED_REDUCTION_TERMS:,} terms a reduction {where}", hint=hint)
 
     def leaf(self, value, span: Span, error) -> None:
         """A declared input or parameter."""

@@ -333,10 +333,8 @@ class _ModelBuilder:
         self.g.numeric = stmt.format
 
     def numeric_fits(self):
-        """The model's constants are values of its format, and its kernels are the fused ones (the
-        loop plan computes in float64 only)."""
-        from phg.plan.kernel import LOOPS, choose, predicted
-
+        """The model's constants are values of its format, and it is within the fused limits (a model
+        in a format runs fused: the loop plan computes in float64 only)."""
         fmt = FORMATS[self.g.numeric]
         stmt = next(s for s in self.decl.body if isinstance(s, ast.Numeric))
         lo, hi = fmt.range
@@ -350,12 +348,10 @@ class _ModelBuilder:
                     raise self.error("type", f"the constant {c:g} is {where}",
                                      v.span or stmt.span, expected=f"constants within {fmt.name}'s range",
                                      notes=[Note(stmt.span, f"the model computes in {fmt.name}")])
-        wanted = [self.g.outputs[o] for o in predicted(self.g)[2]] + ([self.g.loss] if self.g.loss else [])
-        strategy, reason = choose(self.g, wanted)
-        if strategy == LOOPS:
-            raise self.error("size", f"model {self.g.name} runs on the loop plan ({reason}), whose kernels compute "
-                             f"in float64 only", stmt.span, expected="numeric float64 for a model this wide",
-                             hint="fewer or smaller channels make it a fused model, which computes in any format")
+        self.budget.fused(f"model {self.g.name} computes in {fmt.name}, which fused code does (the loop plan's kernels "
+                          "compute in float64), and fused code unrolls every value",
+                          f"in a model that computes in {fmt.name}",
+                          "use numeric float64 for a model this wide, or fewer or smaller channels", stmt.span, self.error)
 
     def declare(self, name: str, span: Span):
         if name in self.scope:

@@ -120,6 +120,10 @@ def _oracle_sqrt(a, n, es, longest):
         math.nan if a < 0 else float(P.decode(fmt, P.sqrt(fmt, P.encode(fmt, Fraction(a))))))
 
 
+def _oracle_sum(xs, n, es, longest):
+    return _oracle_dot(xs, [1.0] * len(xs), n, es, longest)
+
+
 def _oracle_dot(xs, ys, n, es, longest):
     fmt = _format(n, es, longest)
     if not all(math.isfinite(v) for v in (*xs, *ys)):
@@ -128,7 +132,8 @@ def _oracle_dot(xs, ys, n, es, longest):
 
 
 ORACLE = {"_phg_posit": _oracle_round, "_phg_posit_add": _oracle_binary("+"), "_phg_posit_mul": _oracle_binary("*"),
-          "_phg_posit_div": _oracle_binary("/"), "_phg_posit_sqrt": _oracle_sqrt, "_phg_posit_dot": _oracle_dot}
+          "_phg_posit_div": _oracle_binary("/"), "_phg_posit_sqrt": _oracle_sqrt, "_phg_posit_dot": _oracle_dot,
+          "_phg_posit_sum": _oracle_sum}
 
 
 def _representable(fmt_name: str, a: np.ndarray) -> bool:
@@ -149,8 +154,9 @@ BASE = "algebra G3 = Cl(3, 0, 0)\nmodel M on G3 {\n    numeric posit16\n    inpu
     (BASE.replace("2 * x", "1e-60 * x").replace("posit16", "bposit32"), (5, 24),
      ["below bposit32's smallest positive value"]),
     (BASE.replace("input x: Vector\n    output y: Vector = 2 * x",
-                  "param W[64, 64]: Scalar\n    input x[64]: Vector\n    output y[64]: Vector = mix(W, x)"),
-     (3, 5), ["runs on the loop plan", "float64 only"]),
+                  "param W[200, 200]: Scalar\n    input x[200]: Vector\n    output y[200]: Vector = mix(W, x)"),
+     (3, 5), ["model M computes in posit16, which fused code does", "the loop plan's kernels compute in float64",
+              "41,200 scalar coefficients"]),
     (BASE.replace("output y: Vector = 2 * x", "param w: Scalar\n    loss w * norm2(x)") +
      "train M {\n    accumulate float\n}\n", (9, 5), ["computes in posit16, whose batch sums are fused in its quire"]),
 ])
@@ -261,3 +267,34 @@ def test_training_in_a_format_keeps_its_values_and_the_rotor(kernels, f):
     assert abs(float(R @ R) - 1) <= FORMATS[f].versor_tolerance
     assert _representable(f, model.predict(x=x)["p"])
     assert _representable(f, [model.loss(x=x, y=y)])
+
+
+@pytest.mark.parametrize("name", ["posit16", "posit32", "bposit16", "bposit32"])
+def test_fused_sums_agree_with_the_oracle_where_the_fast_path_must_give_way(name):
+    """codegen.formats' dot products and sums (their certified float path and the exact expansion
+    behind it) against the oracle: random terms over the whole range, cancellations of huge terms
+    that leave a small one, and midpoints between neighbours pushed either way by a tiny term."""
+    from phg.codegen import formats
+
+    fmt = P.FORMATS[name]
+    args = (fmt.n, fmt.es, fmt.longest_run)
+    rng = np.random.default_rng(7)
+    values = lambda k: [_value(fmt, P.decode(fmt, int(b))) for b in rng.integers(1, fmt.maxpos, size=k)]  # noqa: E731
+    one_up = float(P.decode(fmt, P.encode(fmt, 1) + 1))
+    cases = []
+    for _ in range(400):
+        k = int(rng.integers(1, 9))
+        xs = [v * s for v, s in zip(values(k), rng.choice([-1.0, 1.0], size=k))]
+        cases.append((xs, values(k)))
+    for big, small in zip(values(100), values(100)):
+        cases.append(([big, small, -big], [big, 1.0, big]))               # big^2 + small - big^2
+    tiny = float(P.decode(fmt, 1))                                         # minpos
+    for sign in (1.0, -1.0):
+        mid = (1 + one_up) / 2
+        cases += [([1.0, mid - 1, sign * tiny], [1.0, 1.0, 1.0]), ([1.0, mid - 1], [1.0, 1.0]),
+                  ([sign * 3.0, mid - 1, tiny], [1.0, 1.0, sign * tiny])]
+    for xs, ys in cases:
+        want = _oracle_dot(xs, ys, *args)
+        assert formats.posit_dot(tuple(xs), tuple(ys), *args) == want, (xs, ys)
+        terms = [_value(fmt, Fraction(x) * Fraction(y)) for x, y in zip(xs, ys)]   # format values
+        assert formats.posit_sum(tuple(terms), *args) == _oracle_sum(terms, *args), terms

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from phg.hypergraph import Hypergraph
+from phg.numeric import DEFAULT
 from phg.program import TrainSpec
 
 from . import buffers
@@ -99,6 +100,8 @@ def predicted(g: Hypergraph) -> tuple[list[str], list[str], list[str]]:
 def choose(g: Hypergraph, wanted: list[str]) -> tuple[str, str]:
     """The strategy for the kernel of `wanted`, and the rule's reading."""
     size = unrolled(g, wanted)
+    if g.numeric != DEFAULT:                  # the loop plan computes in float64 (dsl.lower checks the fused limits)
+        return FUSED, f"{size} products per sample unrolled, computed in {g.numeric} by fused code"
     if size <= UNROLL_LIMIT:
         return FUSED, f"{size} products per sample unrolled, at most {UNROLL_LIMIT}"
     return LOOPS, f"{size} products per sample unrolled, more than {UNROLL_LIMIT}"
