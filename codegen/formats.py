@@ -163,26 +163,17 @@ def _exact_round(parts, m, n, es, longest):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _dot_exactly(xs, ys, n, es, longest):
+def _fused_exactly(xs, ys, products, n, es, longest):
     k = len(xs)
     parts = np.empty(2 * k + 8)
     for i in range(k):
-        p, e = two_product(xs[i], ys[i])
+        p, e = two_product(xs[i], ys[i]) if products else (xs[i], 0.0)
         parts[2 * i] = p
         parts[2 * i + 1] = e
     return _exact_round(parts, 2 * k, n, es, longest)
 
 
 _U = 2.0 ** -53
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sum_exactly(xs, n, es, longest):
-    k = len(xs)
-    parts = np.empty(k + 8)
-    for i in range(k):
-        parts[i] = xs[i]
-    return _exact_round(parts, k, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -201,6 +192,24 @@ def _certain(s, c, size, terms, exact, n, es, longest):
     return False, 0.0
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _fused(xs, ys, products, n, es, longest):
+    """The exact sum of xs[i] ys[i] (products) or of xs[i] (not), rounded once; see posit_dot."""
+    k = len(xs)
+    s = 0.0
+    c = 0.0
+    size = 0.0
+    exact = True
+    for i in range(k):
+        p, e = two_product(xs[i], ys[i]) if products else (xs[i], 0.0)
+        s, err = two_sum(s, p)
+        c += err + e
+        size += abs(p)
+        exact = exact and err == 0.0 and e == 0.0
+    done, value = _certain(s, c, size, 2 * k, exact, n, es, longest)
+    return value if done else _fused_exactly(xs, ys, products, n, es, longest)
+
+
 @numba.njit(cache=True, error_model="numpy")
 def posit_dot(xs, ys, n, es, longest):
     """The fused dot product of two tuples of format values: every product exact (the quire),
@@ -213,36 +222,13 @@ def posit_dot(xs, ys, n, es, longest):
     the double next to s towards c does (see _towards) when the exact sum's side of s is certain
     (|c| > B) or s is no point where the two sides round apart, and B is far below s's last
     place; otherwise the exact expansion decides."""
-    k = len(xs)
-    s = 0.0
-    c = 0.0
-    size = 0.0
-    exact = True
-    for i in range(k):
-        p, e = two_product(xs[i], ys[i])
-        s, err = two_sum(s, p)
-        c += err + e
-        size += abs(p)
-        exact = exact and err == 0.0 and e == 0.0
-    done, value = _certain(s, c, size, 2 * k, exact, n, es, longest)
-    return value if done else _dot_exactly(xs, ys, n, es, longest)
+    return _fused(xs, ys, True, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def posit_sum(xs, n, es, longest):
     """The exact sum of a tuple of format values rounded once (posit_dot without products)."""
-    k = len(xs)
-    s = 0.0
-    c = 0.0
-    size = 0.0
-    exact = True
-    for i in range(k):
-        s, err = two_sum(s, xs[i])
-        c += err
-        size += abs(xs[i])
-        exact = exact and err == 0.0
-    done, value = _certain(s, c, size, k, exact, n, es, longest)
-    return value if done else _sum_exactly(xs, n, es, longest)
+    return _fused(xs, xs, False, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
