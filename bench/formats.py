@@ -62,7 +62,7 @@ def angle_between(r: np.ndarray, s: np.ndarray) -> float:
 
 
 def _timed(model, data: dict) -> float:
-    return best(lambda: model.grad(**data), repeat=5)
+    return best(lambda: model.grad(**data), repeat=15)
 
 
 def _memory(model_class, data: dict, predict_inputs: dict) -> tuple[int, int]:

@@ -57,11 +57,19 @@ def two_product(a, b):
 
 
 @numba.njit(cache=True, inline="always")
+def _next(x, up):
+    """The double next to a finite nonzero x, above it (up) or below: the bit pattern one step from
+    x's, towards a larger magnitude where that is the direction."""
+    return np.int64(np.float64(x).view(np.int64) + (1 if (x > 0.0) == up else -1)).view(np.float64)
+
+
+@numba.njit(cache=True, inline="always")
 def _towards(hi, lo):
-    """hi, or the double next to it on lo's side: the pair's stand-in for rounding."""
-    if lo == 0.0 or lo != lo:
+    """hi, or the double next to it on lo's side: the pair's stand-in for rounding (hi finite and
+    nonzero where lo is not zero: an error-free pair's)."""
+    if lo == 0.0 or lo != lo or not math.isfinite(hi):
         return hi
-    return np.nextafter(hi, math.inf if lo > 0.0 else -math.inf)
+    return _next(hi, lo > 0.0)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -186,8 +194,8 @@ def _certain(s, c, size, terms, exact, n, es, longest):
     if math.isfinite(size) and bound < abs(s) * _U * 0.25:
         if abs(c) > 2.0 * bound:
             return True, round_to(_towards(s, c), n, es, longest)
-        below = round_to(np.nextafter(s, -math.inf), n, es, longest)
-        if below == round_to(np.nextafter(s, math.inf), n, es, longest):
+        below = round_to(_next(s, False), n, es, longest)
+        if below == round_to(_next(s, True), n, es, longest):
             return True, below
     return False, 0.0
 
