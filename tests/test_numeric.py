@@ -298,3 +298,28 @@ def test_fused_sums_agree_with_the_oracle_where_the_fast_path_must_give_way(name
         assert formats.posit_dot(tuple(xs), tuple(ys), *args) == want, (xs, ys)
         terms = [_value(fmt, Fraction(x) * Fraction(y)) for x, y in zip(xs, ys)]   # format values
         assert formats.posit_sum(tuple(terms), *args) == _oracle_sum(terms, *args), terms
+
+
+def test_a_posit_models_quire_obligation_is_decided_by_the_batch():
+    train = "train M {\n    batch %d\n}\n"
+    model = BASE.replace("output y: Vector = 2 * x", "param w: Scalar\n    loss w * norm2(x)")
+    for batch, status in ((4096, "proven"), (2**31 - 1, "proven"), (2**31, "refuted")):
+        cert = phg.check(phg.loads(model + train % batch, filename="m.phg"))
+        quire = [o for o in cert.obligations if o.kind == "quire" and "format" in o.evidence]
+        assert [o.status for o in quire] == [status], batch
+        assert quire[0].evidence["quire_bits"] == 256
+        if status == "refuted":
+            assert "more than the posit16 quire sums exactly" in quire[0].evidence["reason"]
+    unbounded = phg.check(phg.loads(model + "train M {\n    steps 1\n}\n", filename="m.phg"))
+    assert [o.status for o in unbounded.obligations if o.kind == "quire" and "format" in o.evidence] == ["proven"]
+
+
+def test_a_batch_beyond_the_quire_is_refused(kernels, monkeypatch):
+    from phg.codegen import runtime
+
+    _, module = kernels
+    model = module.Mean_posit16()
+    monkeypatch.setattr(runtime, "QUIRE_PRODUCTS", 3)     # the 2^31 - 1 of the standard, made small
+    with pytest.raises(ValueError, match="a batch of 4 samples is more than the posit16 quire sums exactly"):
+        model.loss(x=np.ones((4, 1)))
+    assert model.loss(x=np.ones((3, 1))) == 1.0

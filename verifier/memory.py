@@ -229,10 +229,11 @@ class MemoryChecker(Ledger):
         s = z3.Solver(ctx=ctx)
         s.set("rlimit", 1_000_000)
         batch = self.train.batch
-        s.add(n >= 1, n <= QUIRE_PRODUCTS)
+        overflows = n * z3.IntVal(most, ctx) >= z3.IntVal(2**bits, ctx)
         if batch is not None:
-            s.add(n == batch)
-        s.add(n * z3.IntVal(most, ctx) >= z3.IntVal(2**bits, ctx))
+            s.add(n == batch, z3.Or(n > QUIRE_PRODUCTS, overflows))
+        else:                                     # the runtime refuses a larger batch
+            s.add(n >= 1, n <= QUIRE_PRODUCTS, overflows)
         result = s.check()
         claim = (f"the {fmt.name} quire ({fmt.quire_bits} bits) sums {'a batch of ' + str(batch) if batch is not None else 'any batch'} "
                  f"(at most {QUIRE_PRODUCTS:,} terms, each at most maxpos^2) exactly")
@@ -240,5 +241,6 @@ class MemoryChecker(Ledger):
                     "products_at_most": QUIRE_PRODUCTS, "z3": str(result),
                     "expected": f"N maxpos^2 < 2^{bits - fmt.posit.quire_fraction_bits}"}
         if result == z3.sat:
-            evidence["reason"] = f"a batch of {s.model()[n].as_long():,} terms of maxpos^2 outgrows the quire"
+            evidence["reason"] = (f"a batch of {s.model()[n].as_long():,} samples is more than the {fmt.name} quire "
+                                  f"sums exactly ({QUIRE_PRODUCTS:,} terms); split it")
         self.add("quire", self.g.name, self.train.span, claim, _status(result), evidence, s.to_smt2())
