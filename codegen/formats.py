@@ -16,7 +16,8 @@ import math
 
 import numba
 import numpy as np
-from numba.core import types
+import llvmlite.ir as llvmir
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from phg.numeric import FORMATS
@@ -122,58 +123,71 @@ def posit_sqrt(a, n, es, longest):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _grow(parts, m, x):
-    """Adds x to the nonoverlapping expansion parts[:m] (increasing magnitude); its new length."""
+def _grow(parts, base, m, x):
+    """Adds x to the nonoverlapping expansion parts[base:base + m] (increasing magnitude); its new
+    length, at most m + 1."""
     j = 0
     for k in range(m):
-        y = parts[k]
+        y = parts[base + k]
         if abs(x) < abs(y):
             x, y = y, x
         hi = x + y
         lo = y - (hi - x)
         if lo != 0.0:
-            parts[j] = lo
+            parts[base + j] = lo
             j += 1
         x = hi
     if x != 0.0 or j == 0:                         # a zero on top would hide the sign of the rest
-        parts[j] = x
+        parts[base + j] = x
         j += 1
     return j
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _exact_round(parts, m, n, es, longest):
-    """The exact sum of the m doubles of parts rounded once to the posit format (parts is overwritten;
-    it has room for m + 8)."""
-    size = 0
-    bad = False
+    """The exact sum of the m doubles parts[:m] rounded once to the posit format; parts[m:2m + 2]
+    is room for an expansion (Shewchuk's), the terms are kept."""
     for i in range(m):
-        x = parts[i]
-        if not math.isfinite(x):
-            bad = True
-        else:
-            size = _grow(parts, size, x)
-    if bad:
-        return math.nan
+        if not math.isfinite(parts[i]):
+            return math.nan
+    size = 0
+    for i in range(m):
+        size = _grow(parts, m, size, parts[i])
     hi = 0.0
     for k in range(size - 1, -1, -1):
-        hi += parts[k]
+        hi += parts[m + k]
     # The residual exact - hi as an expansion, whose sign is its largest part's; hi moves until
     # that part is at most half hi's last place (a step or two: hi starts within a few places).
     while True:
-        rest = _grow(parts, size, -hi)
-        top = parts[rest - 1]
+        size = 0
+        for i in range(m):
+            size = _grow(parts, m, size, parts[i])
+        size = _grow(parts, m, size, -hi)
+        top = parts[m + size - 1]
         moved = hi + top
         if moved == hi:
             return round_to(_towards(hi, top), n, es, longest)
-        size = _grow(parts, rest, hi)              # the exact sum again
         hi = moved
+
+
+@intrinsic
+def _scratch(typingctx, xs):
+    """Room for a fused sum of the tuple xs's terms and their expansion, 4 len(xs) + 2 doubles, on the
+    stack of the function that asks (alloca in its entry block): no allocation a call could leave
+    behind, and none the memory plan would have to count."""
+    if not isinstance(xs, types.BaseTuple):
+        return None
+    size = 4 * len(xs.types) + 2
+
+    def emit(context, builder, signature, args):
+        return cgutils.alloca_once(builder, llvmir.DoubleType(), size=size)
+    return types.CPointer(types.float64)(xs), emit
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _fused_exactly(xs, ys, products, n, es, longest):
     k = len(xs)
-    parts = np.empty(2 * k + 8)
+    parts = numba.carray(_scratch(xs), 4 * k + 2)
     for i in range(k):
         p, e = two_product(xs[i], ys[i]) if products else (xs[i], 0.0)
         parts[2 * i] = p

@@ -74,12 +74,14 @@ train Rigid_{f} {{
 }}
 """
 
-TRAINED = ("posit16", "bposit32")
+# Each model compiles its own kernels: the formats are spread over the tests, each of the two
+# arithmetic paths (float64 then one rounding; posit32's error-free pairs) in each.
+TRAINED = ("bposit32",)
 SOURCE = "algebra G3 = Cl(3, 0, 0)\n" + "".join(
-    RICH.format(f=f) for f in ("posit16", "posit32", "bposit16")) + "".join(
+    RICH.format(f=f) for f in ("posit16", "posit32")) + "".join(
     DOT.format(f=f) for f in ("float32", "posit32", "bposit32")) + "".join(
-    PRODUCT.format(f=f) for f in ("posit16", "posit32", "bposit16")) + "".join(
-    MEAN.format(f=f) for f in ("posit16", "posit32", "bposit32")) + "".join(RIGID.format(f=f) for f in TRAINED)
+    PRODUCT.format(f=f) for f in ("posit32", "bposit16")) + "".join(
+    MEAN.format(f=f) for f in ("posit16", "posit32")) + "".join(RIGID.format(f=f) for f in TRAINED)
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +192,7 @@ def test_gustafsons_dot_product_is_exact_in_the_quire_and_lost_in_float32(kernel
     assert module.Dot_float32().predict(a=a, b=b)["d"][0, 0] == 0.0
 
 
-@pytest.mark.parametrize("f", ["posit16", "posit32", "bposit16"])
+@pytest.mark.parametrize("f", ["posit32", "bposit16"])
 def test_a_geometric_products_coefficients_are_each_rounded_once(kernels, f):
     """Each coefficient of x * y is the exact sum of its blade products rounded once (fused), for
     inputs spread over many binades, where rounding term by term would differ."""
@@ -213,7 +215,7 @@ def test_a_geometric_products_coefficients_are_each_rounded_once(kernels, f):
         assert [_value(fmt, exact[m]) for m in blades] == list(got[i]), i
 
 
-@pytest.mark.parametrize("f", ["posit16", "posit32", "bposit16"])
+@pytest.mark.parametrize("f", ["posit16", "posit32"])
 def test_kernels_round_as_the_exact_oracle_does(kernels, f, monkeypatch):
     """predict's compiled kernel against its own Python text run with the format's operations
     computed exactly (Fractions) and rounded by the oracle: bit for bit, NaR included."""
@@ -236,7 +238,7 @@ def test_kernels_round_as_the_exact_oracle_does(kernels, f, monkeypatch):
     assert np.isnan(got["b"][0]).all()
 
 
-@pytest.mark.parametrize("f, tiny", [("posit16", 12), ("posit32", 28), ("bposit32", 25)])
+@pytest.mark.parametrize("f, tiny", [("posit16", 12), ("posit32", 28)])
 def test_a_batch_sum_is_rounded_once_from_its_exact_value(kernels, f, tiny):
     """1 + 2^-tiny is the midpoint between 1 and the next value; a term far below pushes the exact
     sum above it, which a sum rounded to a double first would lose (ties to even: 1)."""
@@ -293,7 +295,8 @@ def test_fused_sums_agree_with_the_oracle_where_the_fast_path_must_give_way(name
         mid = (1 + one_up) / 2
         cases += [([1.0, mid - 1, sign * tiny], [1.0, 1.0, 1.0]), ([1.0, mid - 1], [1.0, 1.0]),
                   ([sign * 3.0, mid - 1, tiny], [1.0, 1.0, sign * tiny])]
-    for xs, ys in cases:
+    for xs, ys in cases:                  # zero terms to 8: one compiled specialisation
+        xs, ys = xs + [0.0] * (8 - len(xs)), ys + [0.0] * (8 - len(ys))
         want = _oracle_dot(xs, ys, *args)
         assert formats.posit_dot(tuple(xs), tuple(ys), *args) == want, (xs, ys)
         terms = [_value(fmt, Fraction(x) * Fraction(y)) for x, y in zip(xs, ys)]   # format values
