@@ -58,6 +58,18 @@ model Mean_{f} on G3 {{
 }}
 """
 
+SINGLE = """
+model Single on G3 {
+    numeric float32
+    param w: Scalar = 1
+    input x: Scalar
+    loss w * x
+}
+train Single {
+    accumulate float
+}
+"""
+
 RIGID = """
 model Rigid_{f} on G3 {{
     numeric {f}
@@ -81,7 +93,7 @@ SOURCE = "algebra G3 = Cl(3, 0, 0)\n" + "".join(
     RICH.format(f=f) for f in ("posit16", "posit32")) + "".join(
     DOT.format(f=f) for f in ("float32", "posit32", "bposit32")) + "".join(
     PRODUCT.format(f=f) for f in ("posit32", "bposit16")) + "".join(
-    MEAN.format(f=f) for f in ("posit16", "posit32")) + "".join(RIGID.format(f=f) for f in TRAINED)
+    MEAN.format(f=f) for f in ("posit16", "posit32")) + SINGLE + "".join(RIGID.format(f=f) for f in TRAINED)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +234,7 @@ def test_kernels_round_as_the_exact_oracle_does(kernels, f, monkeypatch):
     _, module = kernels
     model = getattr(module, f"Rich_{f}")(seed=3)
     rng = np.random.default_rng(2)
-    n = 60
+    n = 30
     u = rng.normal(size=(n, 2, 3)) * 2.0 ** rng.integers(-6, 6, size=(n, 2, 1))
     s = rng.normal(size=(n, 1)) * 4
     u[0] = 0.0                                        # normalize(0): NaR
@@ -250,6 +262,15 @@ def test_a_batch_sum_is_rounded_once_from_its_exact_value(kernels, f, tiny):
     assert model.loss(x=x) == up / 4
     assert model.grad(x=x)["w"][0] == up / 4
     assert model.loss(x=x[[0, 1, 3, 3]]) == 1 / 4                 # the tie alone: to even
+
+
+def test_float32_sums_round_each_addition_with_accumulate_float(kernels):
+    """float32 has no quire: with `accumulate float` each addition of the batch sum rounds, so
+    1 + 2^-24 + 2^-24 is 1 (each a tie to even), where the exact sum rounded once is 1 + 2^-23."""
+    _, module = kernels
+    x = np.array([[1.0], [2.0 ** -24], [2.0 ** -24], [0.0]])
+    assert module.Single().loss(x=x) == 0.25
+    assert module.Mean_posit32().loss(x=x) == (1 + 2.0 ** -23) / 4          # the quire: rounded once
 
 
 @pytest.mark.parametrize("f", TRAINED)
