@@ -179,11 +179,13 @@ class Hypergraph:
                         **({"unit": str(c.unit)} if c.unit is not None else {})}
                        for c in self.claims],
             "params": self.params, "inputs": self.inputs, "outputs": self.outputs, "loss": self.loss,
+            **({"numeric": self.numeric} if self.numeric != DEFAULT else {}),
         }
 
     def to_dot(self) -> str:
         alg = self.algebra
-        lines = [f"  subgraph cluster_{_dot_id(self.name)} {{", f'    label="{self.name} on {alg.name}";']
+        numeric = f" ({self.numeric})" if self.numeric != DEFAULT else ""
+        lines = [f"  subgraph cluster_{_dot_id(self.name)} {{", f'    label="{self.name} on {alg.name}{numeric}";']
         for v in self.values.values():
             blades = ",".join(alg.blade_name(b) for b in alg.blades if v.support >> b & 1) or "0"
             shape = f"[{','.join(map(str, v.shape))}]" if v.shape else ""

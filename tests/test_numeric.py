@@ -188,8 +188,11 @@ def test_numeric_is_still_a_name_and_float64_is_the_default():
     assert program.models["M"].numeric == "float64"
 
 
-def test_the_certificate_records_the_format():
-    cert = phg.check(phg.loads(BASE, filename="m.phg")).to_dict()
+def test_the_certificate_and_the_graph_record_the_format():
+    program = phg.loads(BASE, filename="m.phg")
+    assert program.to_dict()["models"][0]["numeric"] == "posit16"
+    assert 'label="M on G3 (posit16)"' in program.models["M"].to_dot()
+    cert = phg.check(program).to_dict()
     assert cert["ok"] and cert["values"]["x"]["numeric"] == "posit16" == cert["values"]["y"]["numeric"]
     plain = phg.check(phg.loads(BASE.replace("    numeric posit16\n", ""), filename="m.phg")).to_dict()
     assert "numeric" not in plain["values"]["x"]
