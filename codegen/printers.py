@@ -188,7 +188,9 @@ class _FormatPrinter(_Printer):
             return self._sqrt(self._print(base))
         if exp == sympy.Rational(-1, 2):
             return self.binary("/", "1.0", self._sqrt(self._print(base)))
-        return self.round(f"{self._print(base)} ** {self._print(exp)}")
+        # the exponent is the function's, not a value of the format
+        return self.round(f"{self._print(base)} ** {float(exp)!r}" if exp.is_number else
+                          f"{self._print(base)} ** {self._print(exp)}")
 
     def _sqrt(self, text: str) -> str:
         if not self.fmt.is_posit:

@@ -350,3 +350,13 @@ def test_a_batch_beyond_the_quire_is_refused(kernels, monkeypatch):
     with pytest.raises(ValueError, match="a batch of 4 samples is more than the posit16 quire sums exactly"):
         model.loss(x=np.ones((4, 1)))
     assert model.loss(x=np.ones((3, 1))) == 1.0
+
+
+def test_a_fractional_power_keeps_its_exponent():
+    """x^(1/3) in posit8 is x to the third root rounded, not x to posit8's nearest of 1/3 (0.3125)."""
+    import sympy
+
+    from phg.codegen.printers import format_printer
+
+    text = format_printer("posit8").doprint(sympy.Symbol("x") ** sympy.Rational(1, 3))
+    assert "0.3333333333333333" in text and "0.3125" not in text
