@@ -236,7 +236,8 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
     inputs, params, outputs = predicted(g)
     # the model's format: every operation rounded (codegen.printers), samples rounded as loaded
     printer = format_printer(g.numeric)
-    rounding = printer.round if g.numeric != DEFAULT else None
+    formatted = printer if g.numeric != DEFAULT else None
+    rounding = formatted.round if formatted else None
     fcode = printer.doprint
     fstatement = functools.partial(statement, code=fcode, rounding=rounding)
     floads = functools.partial(_loads, rounding=rounding)
@@ -283,7 +284,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                              lp.rows, lp.rows, 2 * unrolled(g, [g.loss]))
         else:
             tk = train_kernel(g, planned, global_name("train", g.name), train.accumulate, fcode, fstatement, floads,
-                              printer if rounding else None)
+                              formatted)
             for h in planned.fused.adjoint.helpers:
                 _share(helpers, h)
         kernels.append(tk.source)

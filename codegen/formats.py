@@ -73,10 +73,8 @@ def _towards(hi, lo):
     return _next(hi, lo > 0.0)
 
 
-@numba.njit(cache=True, error_model="numpy")
-def posit(x, n, es, longest):
-    """x rounded to the posit format (NaN, an infinity: NaR, a NaN)."""
-    return round_to(x, n, es, longest)
+# x rounded to the posit format (NaN, an infinity: NaR, a NaN), as the kernels call it
+posit = round_to
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -316,7 +316,7 @@ class _ModelBuilder:
             else:
                 getattr(self, stmt.kind)(stmt)
         if self.g.numeric != DEFAULT:
-            self.numeric_fits()
+            self.numeric_fits(self.numeric_stmt)
         if self.g.loss is not None:
             self.budget.trained_fused(self.g.loss, self.loss_span, self.error)
             refuse_ungenerated(self.g, self.low.file.source, f"model {self.g.name} has a loss, whose training "
@@ -331,12 +331,12 @@ class _ModelBuilder:
             raise self.error("name", f"unknown numeric format {stmt.format!r}", stmt.format_span,
                              expected=", ".join(FORMATS), hint=did_you_mean(stmt.format, FORMATS))
         self.g.numeric = stmt.format
+        self.numeric_stmt = stmt
 
-    def numeric_fits(self):
+    def numeric_fits(self, stmt: ast.Numeric):
         """The model's constants are values of its format, and it is within the fused limits (a model
         in a format runs fused: the loop plan computes in float64 only)."""
         fmt = FORMATS[self.g.numeric]
-        stmt = next(s for s in self.decl.body if isinstance(s, ast.Numeric))
         lo, hi = fmt.range
         for v in self.g.values.values():
             if v.role != "const" or v.const is None:
