@@ -19,6 +19,6 @@ if __name__ == "__main__":
               "       python -m bench memory [C ...] [--batches 128,1024,4096]\n"
               "       python -m bench learning [--sizes 1024,..] [--steps N] [--width C] [--accumulate A] [--png F]\n"
               "       python -m bench fuzz [N] [--seed S] [--command check|graph]\n"
-              "       python -m bench formats [--formats float64,posit16,...] [--steps N]")
+              "       python -m bench formats [--formats float64,posit16,...] [--steps N] [--batches B,...]")
         sys.exit(2)
     sys.exit(COMMANDS[name](sys.argv[2:]))

@@ -10,7 +10,7 @@
 - memory: tracemalloc's peak of a fresh instance's first step and first predict (batch 1,024),
   and the certificate's bounds, per format.
 
-    python -m bench formats [--formats float64,float32,...] [--steps N]
+    python -m bench formats [--formats float64,float32,...] [--steps N] [--batches 256,4096,65536]
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def _memory(model_class, data: dict, predict_inputs: dict) -> tuple[int, int]:
     return out[0], out[1]
 
 
-def rigid(fmt: str, tmp: str, steps: int | None) -> dict:
+def rigid(fmt: str, tmp: str, steps: int | None, batches: tuple[int, ...] = ()) -> dict:
     import phg
 
     source = (ROOT / "examples" / "rigid_registration.phg").read_text()
@@ -107,6 +107,7 @@ def rigid(fmt: str, tmp: str, steps: int | None) -> dict:
     threads = numba.get_num_threads()
     return {"format": fmt, "angle": angle, "dt": float(np.linalg.norm(t - t_opt)), "loss": history[-1],
             "grad_s": _timed(model, data), "step_peak": step_peak, "predict_peak": predict_peak,
+            "by_batch": {b: _timed(model, {"x": (xb := rng.normal(size=(b, 3))), "y": xb @ q.T}) for b in batches},
             "certified_training": mp.training_bytes(threads), "certified_inference": mp.inference_bytes(1024, threads, False),
             "quire": next((o.status for o in cert.obligations if o.kind == "quire" and "format" in o.evidence), "-")}
 
@@ -131,14 +132,16 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench formats")
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: each train block's)")
+    ap.add_argument("--batches", default="", help="also time rigid registration's loss + gradient at these batches")
     args = ap.parse_args(argv)
     formats = args.formats.split(",")
+    batches = tuple(int(b) for b in args.batches.split(",") if b)
     import numba
     print(f"{numba.get_num_threads()} threads; loss + gradient at batch 4,096; memory at batch 1,024")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in formats:
-            rows.append((rigid(fmt, tmp, args.steps), volume(fmt, tmp, args.steps)))
+            rows.append((rigid(fmt, tmp, args.steps, batches), volume(fmt, tmp, args.steps)))
             r, v = rows[-1]
             print(f"  {fmt}: done (rigid {r['grad_s'] * 1e3:.2f} ms, volume {v['grad_s'] * 1e3:.2f} ms)", flush=True)
     base = {r["format"]: (r["grad_s"], v["grad_s"]) for r, v in rows}.get("float64")
@@ -152,5 +155,13 @@ def main(argv: list[str]) -> int:
         print(f"| {r['format']} | {r['angle']:.2e} | {r['dt']:.2e} | {ratio(r['grad_s'], 0)} | "
               f"{v['mse']:.3g} ({v['variance']:.3g}) | {ratio(v['grad_s'], 1)} | "
               f"{r['step_peak']:,} / {r['predict_peak']:,} | {cert_t:,} / {cert_i:,} | {r['quire']} |")
+    if batches and base:
+        print("\nrigid registration, loss + gradient by batch (x float64 at that batch, the same run):\n")
+        print("| format | " + " | ".join(f"{b:,}" for b in batches) + " |")
+        print("|---|" + "---|" * len(batches))
+        f64 = rows[[r["format"] for r, _ in rows].index("float64")][0]["by_batch"]
+        for r, _ in rows:
+            print(f"| {r['format']} | " + " | ".join(f"{r['by_batch'][b] * 1e3:.3g} ms ({r['by_batch'][b] / f64[b]:.1f}x)"
+                                                    for b in batches) + " |")
     return 0
 
