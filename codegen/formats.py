@@ -5,10 +5,11 @@ once to the format.
 A posit is (n, es, longest) as in codegen.posits.  Where the double's 53 bits are at least 2q + 2
 (q the format's significand bits) an operation computed in float64 and rounded once is the
 operation rounded once (`once`); otherwise (posit32) the exact result is kept as an unevaluated
-pair hi + lo (error-free transformations) and rounded from it: no format value and no midpoint
-between two lies strictly between hi and the double next to it towards lo, so the pair rounds as
-that double does.  A fused dot product (the quire) sums the exact products as a nonoverlapping
-expansion (Shewchuk) and rounds that once.
+pair hi + lo (error-free transformations) and rounded from it: a rounding boundary has at most
+29 bits, so the pair rounds as hi does but where hi is a tie, which lo's sign breaks
+(_round_pair).  A fused dot product (the quire) is a chain of fused multiply-adds where its error
+bound keeps it clear of every rounding boundary, and otherwise sums the exact products (Sum2, then
+a nonoverlapping expansion, Shewchuk's) and rounds that once.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from numba.extending import intrinsic
 
 from phg.numeric import FORMATS
 
-from .posits import round_to
+from .posits import from_bits, round_parts, round_to
 
 
 
@@ -64,35 +65,70 @@ def _next(x, up):
     return np.int64(np.float64(x).view(np.int64) + (1 if (x > 0.0) == up else -1)).view(np.float64)
 
 
-@numba.njit(cache=True, inline="always")
-def _towards(hi, lo):
-    """hi, or the double next to it on lo's side: the pair's stand-in for rounding (hi finite and
-    nonzero where lo is not zero: an error-free pair's)."""
-    if lo == 0.0 or lo != lo or not math.isfinite(hi):
-        return hi
-    return _next(hi, lo > 0.0)
-
-
 # x rounded to the posit format (NaN, an infinity: NaR, a NaN), as the kernels call it
 posit = round_to
+
+_ABS = 0x7FFFFFFFFFFFFFFF
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _pair_through_bits(hi, lo, n, es, longest):
+    """_round_pair where the binade has no fraction bits or is an end of the range: through the
+    pattern, the part below hi's last place a half place on lo's side and a sticky bit (the format
+    keeps far fewer than the double's 53 bits, so only that something lies there, and on which
+    side, can matter)."""
+    if lo == 0.0 or hi == 0.0 or not math.isfinite(hi):
+        return round_to(hi, n, es, longest)
+    word = np.float64(abs(hi)).view(np.int64)
+    biased = (word >> 52) & 0x7FF
+    significand = word & ((np.int64(1) << 52) - 1)
+    power = -1074
+    if biased != 0:
+        significand |= np.int64(1) << 52
+        power = biased - 1075
+    significand = 2 * significand + (1 if (lo > 0.0) == (hi > 0.0) else -1)
+    return from_bits(round_parts(hi < 0.0, significand, power - 1, True, n, es, longest), n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _round_pair(hi, lo, n, es, longest):
+    """An exact value v rounded once, given the double hi within one place of it and lo, a number
+    of v - hi's sign (zero where v is hi).  A rounding boundary (a midpoint between two format
+    values) is a double of at most 29 bits, so one lies strictly between hi and v only where hi
+    itself is one: v rounds as hi does, but for a tie at hi, which lo's side breaks."""
+    bits = np.float64(hi).view(np.int64)
+    e = ((bits >> 52) & 0x7FF) - 1023
+    k = e >> es
+    run = k + 1 if k >= 0 else -k
+    f = n - 1 - es - (run + 1 if run < longest else run)
+    if f < 1 or k >= longest - 1 or k <= -longest:          # as round_to's own fast path
+        return _pair_through_bits(hi, lo, n, es, longest)
+    shift = 52 - f
+    mag = bits & _ABS
+    half = np.int64(1) << (shift - 1)
+    rem = mag & ((half << 1) - 1)
+    odd = (mag >> shift) & 1
+    side = np.int64(lo * hi > 0.0) | (np.int64(lo == 0.0) & odd)      # a tie's way: outwards, or to even
+    up = np.int64(rem > half) | (np.int64(rem == half) & side)
+    return np.int64((mag - rem + (up << shift)) | (bits & ~_ABS)).view(np.float64)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def posit_pair(hi, lo, n, es, longest):
     """hi + lo (an exact pair, |lo| at most half hi's last place) rounded once."""
-    return round_to(_towards(hi, lo), n, es, longest)
+    return _round_pair(hi, lo, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def posit_add(a, b, n, es, longest):
     s, e = two_sum(a, b)
-    return posit_pair(s, e, n, es, longest)
+    return _round_pair(s, e, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def posit_mul(a, b, n, es, longest):
     p, e = two_product(a, b)
-    return posit_pair(p, e, n, es, longest)
+    return _round_pair(p, e, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -106,7 +142,7 @@ def posit_div(a, b, n, es, longest):
         return round_to(q, n, es, longest)
     p, e = two_product(q, b)
     r = (a - p) - e
-    return round_to(_towards(q, r if b > 0.0 else -r), n, es, longest)
+    return _round_pair(q, r if b > 0.0 else -r, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -117,7 +153,7 @@ def posit_sqrt(a, n, es, longest):
     if s == 0.0:
         return 0.0
     p, e = two_product(s, s)
-    return round_to(_towards(s, (a - p) - e), n, es, longest)
+    return _round_pair(s, (a - p) - e, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -164,7 +200,7 @@ def _exact_round(parts, m, n, es, longest):
         top = parts[m + size - 1]
         moved = hi + top
         if moved == hi:
-            return round_to(_towards(hi, top), n, es, longest)
+            return _round_pair(hi, top, n, es, longest)
         hi = moved
 
 
@@ -205,7 +241,7 @@ def _certain(s, c, size, terms, exact, n, es, longest):
     s, c = two_sum(s, c)
     if math.isfinite(size) and bound < abs(s) * _U * 0.25:
         if abs(c) > 2.0 * bound:
-            return True, round_to(_towards(s, c), n, es, longest)
+            return True, _round_pair(s, c, n, es, longest)
         below = round_to(_next(s, False), n, es, longest)
         if below == round_to(_next(s, True), n, es, longest):
             return True, below
@@ -230,25 +266,65 @@ def _fused(xs, ys, products, n, es, longest):
     return value if done else _fused_exactly(xs, ys, products, n, es, longest)
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _chained(xs, ys, products, n, es, longest):
+    """(whether it is certain, the rounded sum) from a chain of fused multiply-adds: s, within
+    B = 2 (k + 1) u sum |x_i y_i| of the exact sum (a rounding a step), rounds as the exact sum
+    does where no rounding boundary lies within B of s.  Boundaries in s's binade are the
+    midpoints of its cells; the first one below the binade is at least an eighth of a cell below
+    it, and none above is nearer than the cell's midpoint (a neighbouring binade's cells are at
+    most twice as fine below and no finer above)."""
+    k = len(xs)
+    s = 0.0
+    z = 0.0
+    for i in range(k):
+        y = ys[i] if products else 1.0
+        s = _fma(xs[i], y, s)
+        z = _fma(abs(xs[i]), abs(y), z)
+    bits = np.float64(s).view(np.int64)
+    e = ((bits >> 52) & 0x7FF) - 1023
+    g = e >> es
+    run = g + 1 if g >= 0 else -g
+    f = n - 1 - es - (run + 1 if run < longest else run)
+    if f < 1 or g >= longest - 1 or g <= -longest or not math.isfinite(z):
+        return False, 0.0
+    shift = 52 - f
+    mag = bits & _ABS
+    half = np.int64(1) << (shift - 1)
+    rem = mag & ((half << 1) - 1)
+    room = min(abs(rem - half), rem + (half >> 2))           # in the places of s's binade
+    places = np.int64((1023 + 52 - e) << 52).view(np.float64)   # 1 / a place there, 2^(52 - e)
+    if 2.0 * (k + 1) * _U * z * places >= room:
+        return False, 0.0
+    return True, np.int64((mag - rem + (np.int64(rem > half) << shift)) | (bits & ~_ABS)).view(np.float64)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _fused_sum(xs, ys, products, n, es, longest):
+    done, value = _chained(xs, ys, products, n, es, longest)
+    return value if done else _fused(xs, ys, products, n, es, longest)
+
+
 @numba.njit(cache=True, error_model="numpy")
 def posit_dot(xs, ys, n, es, longest):
     """The fused dot product of two tuples of format values: every product exact (the quire),
     their sum rounded once.
 
-    Mostly without the expansion: the exact products (p_i, e_i) summed by TwoSum into s with their
-    errors' float sum c (Ogita, Rump and Oishi's Sum2), then (s, c) renormalised; the exact sum is
-    s + c + d with |d| <= B, B a bound on c's own rounding errors (at most (2k)^2 u^2 sum |p_i|,
-    here doubled); where every TwoSum and product was exact, s is the sum.  The pair rounds as
-    the double next to s towards c does (see _towards) when the exact sum's side of s is certain
-    (|c| > B) or s is no point where the two sides round apart, and B is far below s's last
-    place; otherwise the exact expansion decides."""
-    return _fused(xs, ys, True, n, es, longest)
+    Three ways, each taken only where it is certain.  A chain of fused multiply-adds and a bound
+    on its error (_chained), where no rounding boundary is near.  Else the exact products
+    (p_i, e_i) summed by TwoSum into s with their errors' float sum c (Ogita, Rump and Oishi's
+    Sum2), then (s, c) renormalised; the exact sum is s + c + d with |d| <= B, B a bound on c's own
+    rounding errors (at most (2k)^2 u^2 sum |p_i|, here doubled); where every TwoSum and product
+    was exact, s is the sum.  The sum rounds as the pair (s, c) does (see _round_pair) when its
+    side of s is certain (|c| > B) or s is no point where the two sides round apart, and B is far
+    below s's last place.  Otherwise the exact expansion decides."""
+    return _fused_sum(xs, ys, True, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def posit_sum(xs, n, es, longest):
     """The exact sum of a tuple of format values rounded once (posit_dot without products)."""
-    return _fused(xs, xs, False, n, es, longest)
+    return _fused_sum(xs, xs, False, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")

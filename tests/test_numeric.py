@@ -327,6 +327,38 @@ def test_fused_sums_agree_with_the_oracle_where_the_fast_path_must_give_way(name
         assert formats.posit_sum(tuple(terms), *args) == _oracle_sum(terms, *args), terms
 
 
+@pytest.mark.parametrize("name", ["posit16", "posit32", "bposit16", "bposit32"])
+def test_sums_a_hair_from_a_rounding_boundary_round_as_the_oracle_does(name):
+    """Sums placed on, and a hair either side of, the midpoint between two neighbours (random ones,
+    and those either side of a power of two, where the cells change size), the hair from 2^-29 of
+    the midpoint down to 2^-70; and sums whose nearest double is the one beside a midpoint, the
+    exact sum a hair back on its own side (a tie at that double would round it wrongly)."""
+    from phg.codegen import formats
+
+    fmt = P.FORMATS[name]
+    args = (fmt.n, fmt.es, fmt.longest_run)
+    rng = np.random.default_rng(11)
+    near_powers = [P.encode(fmt, Fraction(2) ** e) + d for e in range(-40, 41, 3) for d in (-1, 0)]
+    cases = []
+    for pattern in [*rng.integers(1, fmt.maxpos - 1, size=120), *near_powers]:
+        low, high = (float(P.decode(fmt, int(pattern) + d)) for d in (0, 1))
+        mid = (low + high) / 2
+        half = _value(fmt, Fraction(high - low) / 2)
+        place = 2.0 ** math.floor(math.log2(mid))
+        for sign in (1.0, -1.0):
+            for t in (29, 40, 52, 53, 54, 70):
+                cases.append([low, half, _value(fmt, Fraction(sign * place * 2.0 ** -t))])
+            cases.append([low, half, _value(fmt, Fraction(-sign * place * 2.0 ** -52)),
+                          _value(fmt, Fraction(sign * place * 2.0 ** -70))])
+        cases.append([low, half])
+    for terms in cases:
+        for flip in (1.0, -1.0):
+            padded = tuple([flip * t for t in terms] + [0.0] * (8 - len(terms)))
+            want = _oracle_sum(padded, *args)
+            assert formats.posit_sum(padded, *args) == want, padded
+            assert formats.posit_dot(padded, (1.0,) * 8, *args) == want, padded
+
+
 def test_a_posit_models_quire_obligation_is_decided_by_the_batch():
     train = "train M {\n    batch %d\n}\n"
     model = BASE.replace("output y: Vector = 2 * x", "param w: Scalar\n    loss w * norm2(x)")
