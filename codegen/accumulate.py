@@ -708,6 +708,13 @@ def totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first, 
 
 
 @numba.njit(cache=True, nogil=True)
+def odd_totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first, last):
+    """_totals rounded to odd: a loop kernel's in a numeric format, whose step rounds them once
+    more, to the format (LANGUAGE §11)."""
+    _totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first, last, True)
+
+
+@numba.njit(cache=True, nogil=True)
 def _totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first, last, odd):
     """The exact totals (exact_total) of the sums q0 to q1 (`needed`: those marked NEEDED, that no
     row dropped, alone),

@@ -36,7 +36,7 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     totals, then a step's manifold maps and optimizer)."""
     # Imported here, once a generated module has been imported: its import (codegen.build) decides
     # where Numba caches the shared kernels, in the user's own cache.
-    from .accumulate import close, complete, mark_needed, next_block, totals, unmark
+    from .accumulate import close, complete, mark_needed, next_block, odd_totals, totals, unmark
     from .optimizers import KINDS, direction
 
     spec = cls.SPEC
@@ -56,7 +56,7 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     yield "train", cls._slots_kernel, _typed(*data, b["tiles"], 0, 0, 1)
     if train["strategy"] == "loops" and train["settings"]["accumulate"] == "exact":
         exact = (b["acc"], b["ranges"], b["deposits"], b["grid"])
-        yield "exact totals", totals, _typed(*exact, b["sums"], b["work"], 0, 1, False, 1, 0, 1)
+        yield "exact totals", odd_totals if "numeric" in spec else totals, _typed(*exact, b["sums"], b["work"], 0, 1, False, 1, 0, 1)
         yield "exact rows cleared", close, _typed(*exact)
         yield "exact sums marked", mark_needed, _typed(b["ranges"])
         yield "exact blocks", next_block, _typed(b["ranges"], 0, 1)

@@ -247,7 +247,8 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
     if kp.loops is not None:
         for h in kp.loops.helpers:
             _share(helpers, h)
-        module = looped.Module(g, kp.loops, loop_code, loop_statement, source)
+        module = (looped.Module(g, kp.loops, loop_code, loop_statement, source) if formatted is None else
+                  looped.Module(g, kp.loops, fcode, fstatement, source, formatted))
         kernels = [looped.predict_source(module, kname, inputs, params, outputs)]
         work = unrolled(g, wanted)
     else:

@@ -11,6 +11,8 @@ import hashlib
 import math
 import re
 
+import sympy
+
 from phg.hypergraph import Hypergraph
 from phg.plan.kernel import PREDICT_ARGUMENTS, SLOTS_ARGUMENTS, TRAIN_ARGUMENTS
 from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab, runs
@@ -82,8 +84,48 @@ def _at(offset: int, s: Slab, k, t: str = "_t", c: str = "_c", varying: bool | N
     return f"{words}[_phg_index({' + '.join([str(base)] * (base != 0 or not parts) + parts)})]"
 
 
-def loads(g: Hypergraph, lp: LoopPlan, vids: list[str], sample: str | None) -> list[str]:
-    """Copy parameters (sample None) or a tile of inputs into their slabs; constants' values."""
+def _add_to(fmt, target: str, value: str) -> str:
+    """target += value; in a numeric format (fmt, its printer) the addition rounded."""
+    return f"{target} += {value}" if fmt is None else f"{target} = {fmt.binary('+', target, value)}"
+
+
+def _accumulate(fmt, code, target: str, expr, zero: set[str]) -> str:
+    """target += expr (a scalar program's expression).  In a numeric format the addition is part
+    of the sum: target and expr's terms one fused sum (the quire), rounded once; a target still
+    at zero (in `zero`, which this empties of it) simply takes expr."""
+    if fmt is None:
+        return f"{target} += {code(expr)}"
+    if target in zero:
+        zero.discard(target)
+        return f"{target} = {code(expr)}"
+    held = sympy.Symbol("_phg_held")             # a name of the printer's, for the target's text
+    return f"{target} = " + re.sub(r"\b_phg_held\b", lambda _: target, code(held + expr))
+
+
+def _fused_sum(fmt, lefts: list[str], rights: list[str | None]) -> str:
+    """The sum of lefts[i] * rights[i] (a right None: lefts[i] alone) in a numeric format: in a
+    posit format the quire's (each product exact, the sum rounded once), in float32 a term at a
+    time, each product and addition rounded (codegen.printers' rules for a sum)."""
+    if not lefts:
+        return "0.0"
+    if not fmt.fmt.is_posit:
+        terms = [a if b is None else fmt.binary("*", a, b) for a, b in zip(lefts, rights)]
+        text = terms[0]
+        for t in terms[1:]:
+            text = fmt.binary("+", text, t)
+        return text
+    if all(b is None for b in rights):
+        if len(lefts) == 1:
+            return lefts[0]
+        if len(lefts) == 2:
+            return fmt.binary("+", *lefts)
+        return f"_phg_posit_sum(({', '.join(lefts)},){fmt.tail})"
+    return f"_phg_posit_dot(({', '.join(lefts)},), ({', '.join(b or '1.0' for b in rights)},){fmt.tail})"
+
+
+def loads(g: Hypergraph, lp: LoopPlan, vids: list[str], sample: str | None, fmt=None) -> list[str]:
+    """Copy parameters (sample None) or a tile of inputs into their slabs; constants' values.  In a
+    numeric format (fmt) samples and constants are rounded to it; parameters are stored in it."""
     names = _Names(lp)
     out = []
     for vid in vids:
@@ -91,10 +133,12 @@ def loads(g: Hypergraph, lp: LoopPlan, vids: list[str], sample: str | None) -> l
         body = []
         for k, m in enumerate(s.blades):
             if v.const is not None:
-                body.append(f"{_at(names.fw(vid), s, k)} = {float(v.const[m])!r}")
+                value = repr(float(v.const[m])) if fmt is None else fmt.constant(v.const[m])
+                body.append(f"{_at(names.fw(vid), s, k)} = {value}")
             else:
                 idx = ", ".join(([f"{sample} + _t"] if sample else []) + _unravel(s.shape, "_c") + [str(k)])
-                body.append(f"{_at(names.fw(vid), s, k)} = {array_name(v)}[{idx}]")
+                load = f"{array_name(v)}[{idx}]"
+                body.append(f"{_at(names.fw(vid), s, k)} = {fmt.round(load) if fmt is not None and sample else load}")
         if not body:                            # a value with no blades: nothing to load
             continue
         loop = [f"for _c in range({s.channels}):"] + ["    " + ln for ln in body]
@@ -115,7 +159,7 @@ def _element(op: Op, position: int, k: int) -> dict:
     return {"k": k, "c": "_c"} if per is None else {"k": 0, "c": f"_c * {per} + {k}"}
 
 
-def _regrade(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
+def _regrade(lp: LoopPlan, op: Op, backward: bool, fmt=None) -> list[str]:
     """linear's weights W [Cout, Cin, P] laid out by grade, [K, Cout * Cin], and back for W's
     adjoint: K of W's P weights per channel pair from `offset` (all of them, but for a fully
     connected bilinear's grade pair)."""
@@ -126,12 +170,12 @@ def _regrade(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
         if w.adjoint is None:
             return []
         return [f"for _k in range({k}):", f"    for _c in range({r.channels}):",
-                f"        {_at(w.adjoint, w, 0, c=at)} += {_at(r.adjoint, r, '_k')}"]
+                "        " + _add_to(fmt, _at(w.adjoint, w, 0, c=at), _at(r.adjoint, r, '_k'))]
     return [f"for _k in range({k}):", f"    for _c in range({r.channels}):",
             f"        {_at(r.offset, r, '_k')} = {_at(w.offset, w, 0, c=at)}"]
 
 
-def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list[str]:
+def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement, fmt=None) -> list[str]:
     """One loop nest of a group of pointwise ops (phg.plan.loops.Group): each op's channel code
     in turn (no two bodies share a name), its values passed on in registers _r<op>_<blade> and
     stored only where another nest reads them.  The adjoint recomputes the group's values, then
@@ -161,10 +205,12 @@ def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list
             body += [f"{_at(y.offset, y, k)} = _r{n}_{k}" for k in range(len(y.blades))]
         made[op.target] = n
     if backward:
+        zero: set[str] = set()                    # registers still at zero (in a format, the first term is taken)
         for n in grp.ops:
             y = lp.slabs[lp.ops[n].target]
             kept = not y.internal and y.adjoint is not None
             body += [f"_g{n}_{k} = {_at(y.adjoint, y, k) if kept else '0.0'}" for k in range(len(y.blades))]
+            zero |= set() if kept else {f"_g{n}_{k}" for k in range(len(y.blades))}
         for n in reversed(grp.ops):
             op = lp.ops[n]
             body += [f"{seed} = _g{n}_{k}" for k, seed in enumerate(op.body.seeds) if seed is not None]
@@ -175,9 +221,9 @@ def _group(g, lp: LoopPlan, grp: Group, backward: bool, code, statement) -> list
                     if bar == 0:
                         continue
                     if vid in made and made[vid] < n:
-                        body.append(f"_g{made[vid]}_{k} += {code(bar)}")
+                        body.append(_accumulate(fmt, code, f"_g{made[vid]}_{k}", bar, zero))
                     elif x.adjoint is not None:
-                        body.append(f"{names.bar(vid, op, **_element(op, i, k))} += {code(bar)}")
+                        body.append(_accumulate(fmt, code, names.bar(vid, op, **_element(op, i, k)), bar, zero))
     y = lp.slabs[lp.ops[grp.ops[0]].target]
     return _nest(lp.ops[grp.ops[0]], y, body)
 
@@ -187,7 +233,7 @@ def _blade_map(x: Slab, y: Slab) -> list[tuple[int, int]]:
     return [(k, x.blades.index(m)) for k, m in enumerate(y.blades) if m in x.blades]
 
 
-def _reduce(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
+def _reduce(lp: LoopPlan, op: Op, backward: bool, fmt=None) -> list[str]:
     names = _Names(lp)
     (src,), dst = op.sources, op.target
     x, y = lp.slabs[src], lp.slabs[dst]
@@ -195,16 +241,19 @@ def _reduce(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
     pad = "    " * len(t)
     out = list(t)
     for ky, kx in _blade_map(x, y):
-        if not backward:
+        if not backward and fmt is not None:     # the channels' fused sum
+            terms = [_at(names.fw(src), x, kx, c=str(c)) for c in range(x.channels)]
+            out += [pad + f"{_at(names.fw(dst), y, ky, c='0')} = {_fused_sum(fmt, terms, [None] * len(terms))}"]
+        elif not backward:
             out += [pad + "_r = 0.0", pad + f"for _c in range({x.channels}):",
                     pad + f"    _r += {_at(names.fw(src), x, kx)}", pad + f"{_at(names.fw(dst), y, ky, c='0')} = _r"]
         elif x.adjoint is not None:
             out += [pad + f"for _c in range({x.channels}):",
-                    pad + f"    {_at(names.bw(src), x, kx)} += {_at(names.bw(dst), y, ky, c='0')}"]
+                    pad + "    " + _add_to(fmt, _at(names.bw(src), x, kx), _at(names.bw(dst), y, ky, c='0'))]
     return out if len(out) > len(t) else []
 
 
-def _select(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
+def _select(lp: LoopPlan, op: Op, backward: bool, fmt=None) -> list[str]:
     names = _Names(lp)
     (src,), dst = op.sources, op.target
     x, y = lp.slabs[src], lp.slabs[dst]
@@ -213,7 +262,7 @@ def _select(lp: LoopPlan, op: Op, backward: bool) -> list[str]:
         if not backward:
             body.append(f"{_at(names.fw(dst), y, ky)} = {_at(names.fw(src), x, kx, c=f'{op.start} + _c')}")
         elif x.adjoint is not None:
-            body.append(f"{_at(names.bw(src), x, kx, c=f'{op.start} + _c')} += {_at(names.bw(dst), y, ky)}")
+            body.append(_add_to(fmt, _at(names.bw(src), x, kx, c=f'{op.start} + _c'), _at(names.bw(dst), y, ky)))
     return _nest(op, y, body) if body else []
 
 
@@ -231,13 +280,15 @@ def _select_runs(lp: LoopPlan, op: Op, backward: bool) -> list[tuple[int, int, i
             for ky, kx in _blade_map(x, y)]
 
 
-def _contract(lp: LoopPlan, n: int, op: Op, backward: bool) -> list[str]:
+def _contract(lp: LoopPlan, n: int, op: Op, backward: bool, fmt=None) -> list[str]:
     names = _Names(lp)
     wid, xid = op.sources
     w, x, y = lp.slabs[wid], lp.slabs[xid], lp.slabs[op.target]
     cin, cout = x.channels, y.channels
     if op.blas:
         return _contract_blas(names, n, op, w, x, y, backward)
+    if fmt is not None:
+        return _contract_fused(names, op, w, x, y, backward, fmt)
     t = ["for _t in range(_m):"] if op.varying else []
     pad = "    " * len(t)
     wi = "_i * " + str(cin) + " + _j"
@@ -262,6 +313,50 @@ def _contract(lp: LoopPlan, n: int, op: Op, backward: bool) -> list[str]:
     return out + [pad + f"    for _j in range({cin}):"] + [pad + "        " + ln for ln in body]
 
 
+def _contract_fused(names: _Names, op: Op, w: Slab, x: Slab, y: Slab, backward: bool, fmt) -> list[str]:
+    """A contraction in a numeric format: each output a fused sum over the input channels and
+    blade pairs; backward, each weight's and each input's adjoint one fused sum of what its slab
+    holds and its terms."""
+    wid, xid = op.sources
+    cin, cout = x.channels, y.channels
+    t = ["for _t in range(_m):"] if op.varying else []
+    pad = "    " * len(t)
+    wref = lambda a, i, j: _at(names.fw(wid), w, a, c=f"{i} * {cin} + {j}")  # noqa: E731
+    signed = lambda text, sign: text if sign > 0 else f"(-{text})"  # noqa: E731
+    out = []
+    if not backward:
+        body = []
+        for m in range(len(y.blades)):
+            pairs = [(a, b, sign) for a, b, mm, sign in op.pairs if mm == m]
+            lefts = [signed(wref(a, "_i", j), sign) for j in range(cin) for a, b, sign in pairs]
+            rights = [_at(names.fw(xid), x, b, c=str(j)) for j in range(cin) for a, b, sign in pairs]
+            body.append(f"{_at(names.fw(op.target), y, m, c='_i')} = {_fused_sum(fmt, lefts, rights)}")
+        return t + [pad + f"for _i in range({cout}):"] + [pad + "    " + ln for ln in body]
+    dy = lambda m, i: _at(names.bw(op.target), y, m, c=str(i))  # noqa: E731
+    if w.adjoint is not None:                 # W[a] of channels (i, j): its pairs' dy (i) x (j)
+        body = []
+        for a in range(len(w.blades)):
+            pairs = [(b, m, sign) for aa, b, m, sign in op.pairs if aa == a]
+            if pairs:
+                bar = names.bar(wid, op, a, c=f"_i * {cin} + _j")
+                body.append(f"{bar} = " + _fused_sum(fmt, [bar] + [signed(dy(m, "_i"), sign) for b, m, sign in pairs],
+                                                     [None] + [_at(names.fw(xid), x, b, c="_j") for b, m, sign in pairs]))
+        if body:
+            out += t + [pad + f"for _i in range({cout}):", pad + f"    for _j in range({cin}):"]
+            out += [pad + "        " + ln for ln in body]
+    if x.adjoint is not None:                 # x[b] of channel j: its pairs' dy (i) W (i, j), over i
+        body = []
+        for b in range(len(x.blades)):
+            pairs = [(a, m, sign) for a, bb, m, sign in op.pairs if bb == b]
+            if pairs:
+                bar = names.bar(xid, op, b, c="_j")
+                body.append(f"{bar} = " + _fused_sum(fmt, [bar] + [signed(dy(m, i), sign) for i in range(cout) for a, m, sign in pairs],
+                                                     [None] + [wref(a, i, "_j") for i in range(cout) for a, m, sign in pairs]))
+        if body:
+            out += t + [pad + f"for _j in range({cin}):"] + [pad + "    " + ln for ln in body]
+    return out
+
+
 def products(lp: LoopPlan) -> list[int]:
     """The matrix-product contractions, whose blade pairs are module constants."""
     return [n for n, op in enumerate(lp.ops) if op.kind == "contract" and op.blas]
@@ -281,14 +376,14 @@ def _contract_blas(names: _Names, n: int, op: Op, w: Slab, x: Slab, y: Slab, bac
             f"{x.channels}, {y.channels}, {pairs})"]
 
 
-def op_lines(g, lp: LoopPlan, n: int, op: Op, backward: bool, code, statement) -> list[str]:
+def op_lines(g, lp: LoopPlan, n: int, op: Op, backward: bool, code, statement, fmt=None) -> list[str]:
     if op.kind == "regrade":
-        return _regrade(lp, op, backward)
+        return _regrade(lp, op, backward, fmt)
     if op.kind == "reduce":
-        return _reduce(lp, op, backward)
+        return _reduce(lp, op, backward, fmt)
     if op.kind == "select":
-        return _select(lp, op, backward)
-    return _contract(lp, n, op, backward)
+        return _select(lp, op, backward, fmt)
+    return _contract(lp, n, op, backward, fmt)
 
 
 def _zero(lo_hi: tuple[int, int]) -> list[str]:
@@ -323,8 +418,9 @@ class Module:
     """The module-level parts of one model's loop plan (the blade pairs of its matrix products,
     the functions of PART_LINES its ops are packed into) and the code of its ops."""
 
-    def __init__(self, g: Hypergraph, lp: LoopPlan, code, statement, source: str = ""):
+    def __init__(self, g: Hypergraph, lp: LoopPlan, code, statement, source: str = "", fmt=None):
         self.g, self.lp, self.code, self.statement = g, lp, code, statement
+        self.fmt = fmt                          # a numeric format's printer (codegen.printers), or None
         self.source = f"{source} {g.name}"     # the program's sha256 and the model: its parts' symbols
         self.functions: dict[str, str] = {}
         self._called: dict[str, list[str]] = {}    # a part's lines -> what the kernels run: its call
@@ -357,8 +453,8 @@ class Module:
                 continue
             out += self._copies(copies, backward)
             copies = []
-            out += (_group(self.g, self.lp, grp, backward, self.code, self.statement) if grp.pointwise else
-                    op_lines(self.g, self.lp, n, op, backward, self.code, self.statement))
+            out += (_group(self.g, self.lp, grp, backward, self.code, self.statement, self.fmt) if grp.pointwise else
+                    op_lines(self.g, self.lp, n, op, backward, self.code, self.statement, self.fmt))
             if backward and self.lp.deposit(op) == "adjoint":        # its dy's words are free from here
                 # the deposits run in the kernel (they add to its count of terms set aside); the
                 # ops before them stay in parts of their own
@@ -367,7 +463,11 @@ class Module:
         return done + self.outline(out + self._copies(copies, backward))
 
     def _copies(self, runs: list[tuple[int, int, int]], backward: bool) -> list[str]:
-        """The selects of parameters' channels: the workspace runs copied (backward, added)."""
+        """The selects of parameters' channels: the workspace runs copied (backward, added; in a
+        numeric format word by word, each addition rounded)."""
+        if backward and self.fmt is not None:
+            return [ln for to, at, words in runs for ln in
+                    (f"for _q in range({words}):", "    " + _add_to(self.fmt, f"_ws[{to} + _q]", f"_ws[{at} + _q]"))]
         return self.runs("_phg_add_runs(_ws, _ws, {})" if backward else "_phg_copy_runs(_ws, _ws, {})", runs)
 
     def runs(self, call: str, runs: list[tuple[int, int, int]]) -> list[str]:
@@ -383,7 +483,7 @@ class Module:
         return self._tables[text, width]
 
     def load(self, vids: list[str], sample: str | None) -> list[str]:
-        return self.outline(loads(self.g, self.lp, vids, sample))
+        return self.outline(loads(self.g, self.lp, vids, sample, self.fmt))
 
     def outline(self, lines: list[str]) -> list[str]:
         """`lines` packed, statement by statement, into functions of about PART_LINES lines that
@@ -490,8 +590,15 @@ def _epilogue(mod: Module, grads: list[str]) -> list[str]:
         out += ["_phg_close(_acc, _rng, _dep, _grid)"]         # the totals: read side by side before (codegen.runtime)
     else:                                         # a fixed order over the slots: reproducible too
         out += ["_sums[:] = 0", "for _slot in range(_slots):", "    _sums += _acc[_slot]"]
-    out.append("_loss[0] = _sums[0] / _n")
-    out += mod.runs("_phg_divide_runs(_ws, _sums, _n, {})", [(at, row, words) for row, at, words in _boundary(lp)])
+    fmt = mod.fmt
+    if fmt is None:
+        out.append("_loss[0] = _sums[0] / _n")
+        out += mod.runs("_phg_divide_runs(_ws, _sums, _n, {})", [(at, row, words) for row, at, words in _boundary(lp)])
+    else:                                         # totals read rounded to odd (codegen.runtime): rounded once more
+        mean = lambda t: fmt.binary("/", fmt.round(t), "_phg_np.float64(_n)")  # noqa: E731
+        out.append(f"_loss[0] = {mean('_sums[0]')}")
+        for row, at, words in _boundary(lp):
+            out += [f"for _q in range({words}):", f"    _ws[{at} + _q] = {mean(f'_sums[{row} + _q]')}"]
     out += mod.ops(False, True, lambda op: op.trained)
     for p, grad in zip(g.params, grads):
         s = lp.slabs.get(p)

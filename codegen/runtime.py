@@ -16,8 +16,8 @@ from phg.program import MAX_STEPS, OPTIMIZERS
 from .opaque import bind
 from .optimizers import KINDS, direction
 from .parameters import Parameters, array, finite, require_finite_samples
-from .accumulate import (BLOCK_HI, BLOCK_LO, FULL, WINDOWS, close, complete, mark_needed, next_block, totals,
-                         unmark)
+from .accumulate import (BLOCK_HI, BLOCK_LO, FULL, WINDOWS, close, complete, mark_needed, next_block, odd_totals,
+                         totals, unmark)
 from .spread import prepare, shares_of, spread, threads
 
 # The scalar operations below which a share of a batch is not worth a thread of its own (handing
@@ -248,7 +248,10 @@ class ModelBase:
 
         def read(q0: int, q1: int, needed: bool) -> None:
             pieces = shares_of((q1 - q0) // TOTALS_PER_PIECE, b["threads"], b["threads"])
-            spread(totals, (acc, ranges, deposits, grid, sums, b["work"], q0, q1, needed, pieces), pieces, pieces)
+            spread(read_totals, (acc, ranges, deposits, grid, sums, b["work"], q0, q1, needed, pieces), pieces, pieces)
+
+        # in a numeric format rounded to odd, which the step's kernel rounds to the format (LANGUAGE §11)
+        read_totals = odd_totals if "numeric" in self.SPEC else totals
 
         if full() and not b["grids"]:
             close(acc, ranges, deposits, grid)

@@ -335,7 +335,8 @@ class _ModelBuilder:
 
     def numeric_fits(self, stmt: ast.Numeric):
         """The model's constants are values of its format, and it is within the fused limits (a model
-        in a format runs fused: the loop plan computes in float64 only)."""
+        in a format writes each sum of products out term by term, a fused dot product, in either
+        strategy)."""
         fmt = FORMATS[self.g.numeric]
         lo, hi = fmt.range
         for v in self.g.values.values():
@@ -348,8 +349,8 @@ class _ModelBuilder:
                     raise self.error("type", f"the constant {c:g} is {where}",
                                      v.span or stmt.span, expected=f"constants within {fmt.name}'s range",
                                      notes=[Note(stmt.span, f"the model computes in {fmt.name}")])
-        self.budget.fused(f"model {self.g.name} computes in {fmt.name}, which fused code does (the loop plan's kernels "
-                          "compute in float64), and fused code unrolls every value",
+        self.budget.fused(f"model {self.g.name} computes in {fmt.name}, whose kernels write each sum of products out "
+                          "term by term (a fused dot product), as fused code unrolls every value",
                           f"in a model that computes in {fmt.name}",
                           "use numeric float64 for a model this wide, or fewer or smaller channels", stmt.span, self.error)
 

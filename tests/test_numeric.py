@@ -3,6 +3,7 @@ diagnostics, kernels that round every operation (against the exact oracle, phg.p
 kernels' own Python text), sums fused in the quire, training, and the certificate's record."""
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,7 +170,7 @@ BASE = "algebra G3 = Cl(3, 0, 0)\nmodel M on G3 {\n    numeric posit16\n    inpu
      ["below bposit32's smallest positive value"]),
     (BASE.replace("input x: Vector\n    output y: Vector = 2 * x",
                   "param W[200, 200]: Scalar\n    input x[200]: Vector\n    output y[200]: Vector = mix(W, x)"),
-     (3, 5), ["model M computes in posit16, which fused code does", "the loop plan's kernels compute in float64",
+     (3, 5), ["model M computes in posit16, whose kernels write each sum of products out term by term",
               "41,200 scalar coefficients"]),
     (BASE.replace("output y: Vector = 2 * x", "param w: Scalar\n    loss w * norm2(x)") +
      "train M {\n    accumulate float\n}\n", (9, 5), ["computes in posit16, whose batch sums are fused in its quire"]),
@@ -392,3 +393,71 @@ def test_a_fractional_power_keeps_its_exponent():
 
     text = format_printer("posit8").doprint(sympy.Symbol("x") ** sympy.Rational(1, 3))
     assert "0.3333333333333333" in text and "0.3125" not in text
+
+
+# ---- the loop plan in a format ----------------------------------------------------------------
+def _signed_volume(numeric: str, train: str = "") -> str:
+    text = (Path(__file__).resolve().parents[1] / "examples" / "signed_volume.phg").read_text()
+    text = text.replace("model SignedVolume on G3 {\n", f"model SignedVolume on G3 {{\n    numeric {numeric}\n")
+    return text.replace("    seed 1\n", f"    seed 1\n{train}")
+
+
+@pytest.mark.parametrize("numeric, train, strategy", [
+    ("posit32", "", "loops"), ("float32", "", "loops"), ("float32", "    accumulate float\n", "fused")])
+def test_a_wide_model_in_a_format_takes_the_loop_plan_but_with_float_sums(numeric, train, strategy):
+    """Beyond the fused strategy's limit a model in a format runs the loop plan, its batch sums
+    exact; in float32 with `accumulate float` each addition of a batch sum rounds in the fused
+    code's order, so it trains fused (and says why)."""
+    program = phg.loads(_signed_volume(numeric, train), filename="sv.phg")
+    phg.check(program)
+    plan = phg.plan.kernel.kernel_plan(program.models["SignedVolume"], program.trains["SignedVolume"])
+    assert plan.train.strategy == strategy and "more than" in plan.reason
+    assert ("accumulate float" in plan.train.reason) == (strategy == "fused")
+    assert all(not op.blas for op in plan.loops.ops) if plan.loops else True
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """examples/signed_volume.phg in posit32 (699 products a sample: the loop plan), and the same
+    model built with the fused strategy's limit raised."""
+    from phg.plan import kernel
+
+    text = _signed_volume("posit32")
+    builds = [built_file(tmp_path_factory, "wide_loops", text)]
+    _, looped = next(builds[0])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernel, "UNROLL_LIMIT", 10 ** 6)
+        builds.append(built_file(tmp_path_factory, "wide_fused", text))
+        _, fused = next(builds[1])
+    yield looped, fused
+    for b in reversed(builds):
+        b.close()
+
+
+def test_the_loop_plan_computes_in_the_format_as_the_fused_code_does(wide):
+    """A wide model in a format runs the loop plan: its contractions and channel sums fused dot
+    products in the quire, every other operation rounded.  Predict and the loss are the fused
+    kernels' bit for bit (the same operations in the same order); so are the gradients of the last
+    mixes' weights, whose adjoints are one fused sum in both; the first layer's adjoints gather
+    three mixes' terms, which the loop plan sums a mix at a time: within the format's precision of
+    float64's.  Every value is the format's, and training moves the loss down."""
+    looped, fused = wide
+    model, other = looped.SignedVolume(seed=0), fused.SignedVolume(seed=0)
+    assert (model.SPEC["predict"]["strategy"], other.SPEC["predict"]["strategy"]) == ("loops", "fused")
+    fmt = FORMATS["posit32"]
+    rng = np.random.default_rng(5)
+    v = np.vectorize(fmt.round)(rng.normal(size=(300, 3, 3)))
+    target = np.vectorize(fmt.round)(np.linalg.det(v) / 10)[:, None]
+    got, want = model.predict(v=v)["volume"], other.predict(v=v)["volume"]
+    np.testing.assert_array_equal(got, want)
+    assert model.loss(v=v, target=target) == other.loss(v=v, target=target)
+    grads, reference = model.grad(v=v, target=target), other.grad(v=v, target=target)
+    for name in ("Wu", "Ww", "Wz"):
+        np.testing.assert_array_equal(grads[name], reference[name], err_msg=name)
+    for name, g in grads.items():
+        assert _representable("posit32", g), name
+        np.testing.assert_allclose(g, reference[name], rtol=1e-6, atol=1e-7 * np.abs(reference[name]).max(), err_msg=name)
+    assert _representable("posit32", got)
+    history = model.fit({"v": v, "target": target}, batch=100, steps=30)
+    assert history[-1] < 0.5 * history[0]
+    assert all(_representable("posit32", p) for p in model.params.values())

@@ -16,7 +16,8 @@ Two strategies are planned, and the plan records which each kernel takes and why
   mixing as matrix products; its code grows with the distinct operations only.
 
 The rule: `fused` while the products it would unroll per sample are at most UNROLL_LIMIT, else
-`loops`; a loss that depends on no sample (a model of its parameters alone) trains fused.
+`loops`; a loss that depends on no sample (a model of its parameters alone) trains fused, and so
+does a model in a numeric format with `accumulate float` (its batch sums round each addition).
 """
 from __future__ import annotations
 
@@ -100,8 +101,6 @@ def predicted(g: Hypergraph) -> tuple[list[str], list[str], list[str]]:
 def choose(g: Hypergraph, wanted: list[str]) -> tuple[str, str]:
     """The strategy for the kernel of `wanted`, and the rule's reading."""
     size = unrolled(g, wanted)
-    if g.numeric != DEFAULT:                  # the loop plan computes in float64 (dsl.lower checks the fused limits)
-        return FUSED, f"{size} products per sample unrolled, computed in {g.numeric} by fused code"
     if size <= UNROLL_LIMIT:
         return FUSED, f"{size} products per sample unrolled, at most {UNROLL_LIMIT}"
     return LOOPS, f"{size} products per sample unrolled, more than {UNROLL_LIMIT}"
@@ -119,6 +118,9 @@ def _plan(g: Hypergraph, train: TrainSpec) -> KernelPlan:
     strategy, reason = choose(g, wanted)
     if strategy == LOOPS and g.loss is not None and (g.loss not in sample_dependent(g) or not g.values[g.loss].support):
         strategy, reason = FUSED, reason + "; but its loss depends on no sample, which the fused code sums"
+    if strategy == LOOPS and g.loss is not None and g.numeric != DEFAULT and train.accumulate != "exact":
+        strategy, reason = FUSED, reason + (f"; but in {g.numeric} with accumulate float each addition of a batch sum "
+                                            "rounds, in the order the fused code adds")
     lp = loop_plan(g, wanted, g.loss is not None, train.accumulate == "exact") if strategy == LOOPS else None
     planned = _train_plan(g, train, lp, strategy, reason) if g.loss is not None else None
     inputs, _, outputs = predicted(g)

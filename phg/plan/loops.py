@@ -29,6 +29,7 @@ import sympy
 
 from phg import support as sup
 from phg.hypergraph import Edge, Hypergraph
+from phg.numeric import DEFAULT
 from phg.operations import blades, channels, operation
 
 from .adjoint import reverse
@@ -187,8 +188,15 @@ def _linear(g: Hypergraph, e: Edge, slabs: dict[str, Slab], moving: bool, traine
     pairs = [(grades.index(bin(m).count("1")), b, y.blades.index(m), 1) for b, m in enumerate(x.blades)
              if m in y.blades]
     return [Op("regrade", e, w.varying, trained=trained, sources=[e.sources[0]], target=regrouped),
-            Op("contract", e, moving, pairs=pairs, blas=x.varying and not w.varying, trained=trained,
+            Op("contract", e, moving, pairs=pairs, blas=_products(g, w, x), trained=trained,
                sources=[regrouped, e.sources[1]])]
+
+
+def _products(g: Hypergraph, w: Slab, x: Slab) -> bool:
+    """Whether a contraction runs as matrix products (BLAS): per-sample values through weights of
+    the batch, in float64; in a numeric format each output is a fused sum over the channels, which
+    codegen.looped writes out (LANGUAGE §11)."""
+    return x.varying and not w.varying and g.numeric == DEFAULT
 
 
 def runs(pairs: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int, int]]:
@@ -247,7 +255,7 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
                     s, m = g.algebra.product("gp", ma, mb)
                     if s and m in y.blades:
                         pairs.append((a, bi, y.blades.index(m), int(s)))
-            ops.append(Op("contract", e, moving, pairs=pairs, blas=x.varying and not w.varying, trained=train_op))
+            ops.append(Op("contract", e, moving, pairs=pairs, blas=_products(g, w, x), trained=train_op))
         elif loop == "linear":
             ops += _linear(g, e, slabs, moving, train_op)
         elif loop == "reduce":
