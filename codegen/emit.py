@@ -284,8 +284,11 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                              global_name("train", g.name), global_name("slots", g.name), tinputs, list(g.params),
                              lp.rows, lp.rows, 2 * unrolled(g, [g.loss]))
         else:
+            quick = format_printer(g.numeric, fast=True)      # a posit format's fast path, tried first
+            fast = None if quick is None else (quick.doprint, functools.partial(statement, code=quick.doprint, rounding=quick.round),
+                                               functools.partial(_loads, rounding=quick.round))
             tk = train_kernel(g, planned, global_name("train", g.name), train.accumulate, fcode, fstatement, floads,
-                              formatted)
+                              formatted, fast)
             for h in planned.fused.adjoint.helpers:
                 _share(helpers, h)
         kernels.append(tk.source)
@@ -351,7 +354,8 @@ def module_source(program: Program, status: str) -> str:
 
 
 # The functions of codegen.formats a model in a numeric format calls (codegen.printers).
-_FORMATS = ("posit", "posit_add", "posit_div", "posit_dot", "posit_mul", "posit_sqrt", "posit_sum", "single")
+_FORMATS = ("fast", "fast_add", "fast_div", "fast_dot", "fast_mul", "fast_sqrt", "fast_sum",
+            "posit", "posit_add", "posit_div", "posit_dot", "posit_mul", "posit_sqrt", "posit_sum", "single")
 
 # The functions of codegen.accumulate the training kernels call, imported as _phg_<name>.
 _ACCUMULATE = ("begin_pass", "clear", "close", "deposit", "end_tile", "exact_totals", "fits", "low_bits", "normalise",

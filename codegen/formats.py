@@ -69,6 +69,44 @@ def _next(x, up):
 posit = round_to
 
 _ABS = 0x7FFFFFFFFFFFFFFF
+_U = 2.0 ** -53
+
+
+# Two families of operations.  The fast ones (_fast_pair, _fast_fused, fast_*) are branch-free
+# straight-line code with no call, NaN where they cannot decide; a training kernel runs a chunk of
+# samples with them, and runs it again with the exact ones wherever one gave NaN
+# (codegen.training): the compiler schedules code without calls several times faster than the
+# same operations with their rare cases called out (rigid registration's step at 65,536 samples:
+# 5.3 -> 1.7 ms in posit32).  LLVM inlines them; Numba's own inlining would double the kernels'
+# compile time and run slower.  The exact ones (posit_*) are the fast path, then the rare cases
+# called where it gives way, so where a fast one decides it gives what the exact one gives; for
+# 0 / 0 and the other NaRs the fast ones give NaN too, which the exact run then gives again.
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fast_pair(hi, lo, n, es, longest):
+    """An exact value v rounded once, given the double hi within one place of it and lo, a number
+    of v - hi's sign (zero where v is hi); NaN where hi's binade has no fraction bits or is an end
+    of the range (and for a NaN or an infinity).  A rounding boundary (a midpoint between two
+    format values) is a double of at most 29 bits, so one lies strictly between hi and v only
+    where hi itself is one: v rounds as hi does, but for a tie at hi, which lo's side breaks
+    (outwards, or to even where lo is zero); within a binade the format has the same fraction bits
+    f, and rounding the significand to f bits is the posit's rounding (codegen.posits.round_to)."""
+    bits = np.float64(hi).view(np.int64)
+    e = ((bits >> 52) & 0x7FF) - 1023
+    k = e >> es
+    run = k + 1 if k >= 0 else -k
+    f = n - 1 - es - (run + 1 if run < longest else run)
+    edge = (f < 1) | (k >= longest - 1) | (k <= -longest)
+    shift = 52 - max(f, 1)
+    mag = bits & _ABS
+    half = np.int64(1) << (shift - 1)
+    rem = mag & ((half << 1) - 1)
+    odd = (mag >> shift) & 1
+    side = np.int64(lo * hi > 0.0) | (np.int64(lo == 0.0) & odd)
+    up = np.int64(rem > half) | (np.int64(rem == half) & side)
+    rounded = np.int64((mag - rem + (up << shift)) | (bits & ~_ABS)).view(np.float64)
+    return 0.0 if hi == 0.0 else (math.nan if edge else rounded)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -92,25 +130,9 @@ def _pair_through_bits(hi, lo, n, es, longest):
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _round_pair(hi, lo, n, es, longest):
-    """An exact value v rounded once, given the double hi within one place of it and lo, a number
-    of v - hi's sign (zero where v is hi).  A rounding boundary (a midpoint between two format
-    values) is a double of at most 29 bits, so one lies strictly between hi and v only where hi
-    itself is one: v rounds as hi does, but for a tie at hi, which lo's side breaks."""
-    bits = np.float64(hi).view(np.int64)
-    e = ((bits >> 52) & 0x7FF) - 1023
-    k = e >> es
-    run = k + 1 if k >= 0 else -k
-    f = n - 1 - es - (run + 1 if run < longest else run)
-    if f < 1 or k >= longest - 1 or k <= -longest:          # as round_to's own fast path
-        return _pair_through_bits(hi, lo, n, es, longest)
-    shift = 52 - f
-    mag = bits & _ABS
-    half = np.int64(1) << (shift - 1)
-    rem = mag & ((half << 1) - 1)
-    odd = (mag >> shift) & 1
-    side = np.int64(lo * hi > 0.0) | (np.int64(lo == 0.0) & odd)      # a tie's way: outwards, or to even
-    up = np.int64(rem > half) | (np.int64(rem == half) & side)
-    return np.int64((mag - rem + (up << shift)) | (bits & ~_ABS)).view(np.float64)
+    """_fast_pair, through the pattern where it gives way."""
+    value = _fast_pair(hi, lo, n, es, longest)
+    return value if value == value else _pair_through_bits(hi, lo, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -229,7 +251,34 @@ def _fused_exactly(xs, ys, products, n, es, longest):
     return _exact_round(parts, 2 * k, n, es, longest)
 
 
-_U = 2.0 ** -53
+@numba.njit(cache=True, error_model="numpy")
+def _fast_fused(xs, ys, products, n, es, longest):
+    """The sum of xs[i] ys[i] (products) or of xs[i] (not), rounded once, by a chain of fused
+    multiply-adds (see posit_dot); NaN where its bound leaves the rounding open (a tie, terms that
+    cancel to zero); 0 where every term is zero.  Small enough for LLVM to inline: with Sum2 in
+    it, it is called, and the kernels' fast path runs at the exact one's speed."""
+    k = len(xs)
+    s = 0.0
+    z = 0.0
+    for i in range(k):
+        y = ys[i] if products else 1.0
+        s = _fma(xs[i], y, s)
+        z = _fma(abs(xs[i]), abs(y), z)
+    bits = np.float64(s).view(np.int64)
+    e = ((bits >> 52) & 0x7FF) - 1023
+    g = e >> es
+    run = g + 1 if g >= 0 else -g
+    f = n - 1 - es - (run + 1 if run < longest else run)
+    edge = (f < 1) | (g >= longest - 1) | (g <= -longest)
+    shift = 52 - max(f, 1)
+    mag = bits & _ABS
+    half = np.int64(1) << (shift - 1)
+    rem = mag & ((half << 1) - 1)
+    room = min(abs(rem - half), rem + (half >> 2))
+    places = np.int64((1023 + 52 - min(max(e, -900), 900)) << 52).view(np.float64)
+    open_ = edge | (2.0 * (k + 1) * _U * z * places >= room)
+    rounded = np.int64((mag - rem + (np.int64(rem > half) << shift)) | (bits & ~_ABS)).view(np.float64)
+    return 0.0 if z == 0.0 else (math.nan if open_ else rounded)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -250,7 +299,8 @@ def _certain(s, c, size, terms, exact, n, es, longest):
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _fused(xs, ys, products, n, es, longest):
-    """The exact sum of xs[i] ys[i] (products) or of xs[i] (not), rounded once; see posit_dot."""
+    """The exact sum of xs[i] ys[i] (products) or of xs[i] (not), rounded once: Sum2, then the
+    expansion; see posit_dot."""
     k = len(xs)
     s = 0.0
     c = 0.0
@@ -266,43 +316,15 @@ def _fused(xs, ys, products, n, es, longest):
     return value if done else _fused_exactly(xs, ys, products, n, es, longest)
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _chained(xs, ys, products, n, es, longest):
-    """(whether it is certain, the rounded sum) from a chain of fused multiply-adds: s, within
-    B = 2 (k + 1) u sum |x_i y_i| of the exact sum (a rounding a step), rounds as the exact sum
-    does where no rounding boundary lies within B of s.  Boundaries in s's binade are the
-    midpoints of its cells; the first one below the binade is at least an eighth of a cell below
-    it, and none above is nearer than the cell's midpoint (a neighbouring binade's cells are at
-    most twice as fine below and no finer above)."""
-    k = len(xs)
-    s = 0.0
-    z = 0.0
-    for i in range(k):
-        y = ys[i] if products else 1.0
-        s = _fma(xs[i], y, s)
-        z = _fma(abs(xs[i]), abs(y), z)
-    bits = np.float64(s).view(np.int64)
-    e = ((bits >> 52) & 0x7FF) - 1023
-    g = e >> es
-    run = g + 1 if g >= 0 else -g
-    f = n - 1 - es - (run + 1 if run < longest else run)
-    if f < 1 or g >= longest - 1 or g <= -longest or not math.isfinite(z):
-        return False, 0.0
-    shift = 52 - f
-    mag = bits & _ABS
-    half = np.int64(1) << (shift - 1)
-    rem = mag & ((half << 1) - 1)
-    room = min(abs(rem - half), rem + (half >> 2))           # in the places of s's binade
-    places = np.int64((1023 + 52 - e) << 52).view(np.float64)   # 1 / a place there, 2^(52 - e)
-    if 2.0 * (k + 1) * _U * z * places >= room:
-        return False, 0.0
-    return True, np.int64((mag - rem + (np.int64(rem > half) << shift)) | (bits & ~_ABS)).view(np.float64)
+@numba.njit(cache=True, error_model="numpy")
+def _sum2(xs, ys, products, n, es, longest):
+    return _fused(xs, ys, products, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _fused_sum(xs, ys, products, n, es, longest):
-    done, value = _chained(xs, ys, products, n, es, longest)
-    return value if done else _fused(xs, ys, products, n, es, longest)
+    value = _fast_fused(xs, ys, products, n, es, longest)
+    return value if value == value else _sum2(xs, ys, products, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -310,14 +332,18 @@ def posit_dot(xs, ys, n, es, longest):
     """The fused dot product of two tuples of format values: every product exact (the quire),
     their sum rounded once.
 
-    Three ways, each taken only where it is certain.  A chain of fused multiply-adds and a bound
-    on its error (_chained), where no rounding boundary is near.  Else the exact products
-    (p_i, e_i) summed by TwoSum into s with their errors' float sum c (Ogita, Rump and Oishi's
-    Sum2), then (s, c) renormalised; the exact sum is s + c + d with |d| <= B, B a bound on c's own
-    rounding errors (at most (2k)^2 u^2 sum |p_i|, here doubled); where every TwoSum and product
-    was exact, s is the sum.  The sum rounds as the pair (s, c) does (see _round_pair) when its
-    side of s is certain (|c| > B) or s is no point where the two sides round apart, and B is far
-    below s's last place.  Otherwise the exact expansion decides."""
+    Three ways, each taken only where it is certain (_fast_fused, then _fused).  A chain of
+    fused multiply-adds s, within B = 2 (k + 1) u sum |x_i y_i| of the exact sum (a rounding a
+    step), rounds as the exact sum does where no rounding boundary lies within B of s: the
+    boundaries of s's binade are the midpoints of its cells; the first one below the binade is at
+    least an eighth of a cell below it, and none above is nearer than the cell's midpoint (a
+    neighbouring binade's cells are at most twice as fine below and no finer above).  Else Sum2
+    (Ogita, Rump and Oishi): the exact products (p_i, e_i) summed by TwoSum into s with their
+    errors' float sum c, then (s, c) renormalised; the exact sum is s + c + d with |d| <= B', B'
+    a bound on c's own rounding errors (at most (2k)^2 u^2 sum |p_i|, here doubled); where every
+    TwoSum and product was exact, s is the sum (a tie at s is then one), and where |c| > 2 B' and
+    B' is far below s's last place, the sum rounds as the pair (s, c) does.  Otherwise the exact
+    sum of the products as a nonoverlapping expansion (Shewchuk's), rounded once."""
     return _fused_sum(xs, ys, True, n, es, longest)
 
 
@@ -325,6 +351,48 @@ def posit_dot(xs, ys, n, es, longest):
 def posit_sum(xs, n, es, longest):
     """The exact sum of a tuple of format values rounded once (posit_dot without products)."""
     return _fused_sum(xs, xs, False, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def fast(x, n, es, longest):
+    return _fast_pair(x, 0.0, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def fast_add(a, b, n, es, longest):
+    s, e = two_sum(a, b)
+    return _fast_pair(s, e, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def fast_mul(a, b, n, es, longest):
+    p, e = two_product(a, b)
+    return _fast_pair(p, e, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def fast_div(a, b, n, es, longest):
+    q = a / b                                      # b = 0: an infinity or a NaN, the pair's NaN
+    p, e = two_product(q, b)
+    r = (a - p) - e
+    return _fast_pair(q, r if b > 0.0 else -r, n, es, longest) if math.isfinite(q) else math.nan
+
+
+@numba.njit(cache=True, error_model="numpy")
+def fast_sqrt(a, n, es, longest):
+    s = math.sqrt(abs(a))
+    p, e = two_product(s, s)
+    return _fast_pair(s, (abs(a) - p) - e, n, es, longest) if a >= 0.0 else math.nan
+
+
+@numba.njit(cache=True, error_model="numpy")
+def fast_dot(xs, ys, n, es, longest):
+    return _fast_fused(xs, ys, True, n, es, longest)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def fast_sum(xs, n, es, longest):
+    return _fast_fused(xs, xs, False, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -81,22 +81,25 @@ class _FormatPrinter(_Printer):
     - a number: rounded to the format where printed.
     """
 
-    def __init__(self, fmt: NumericFormat):
+    def __init__(self, fmt: NumericFormat, fast: bool = False):
         super().__init__()
         self.fmt = fmt
         p = fmt.posit
         self.tail = f", {p.n}, {p.es}, {p.longest_run}" if p else ""
+        # a posit format's functions: codegen.formats' exact ones, or its fast path (NaN where it
+        # cannot decide), which a training kernel runs first (codegen.training)
+        self.prefix = "_phg_fast" if fast else "_phg_posit"
 
     # ---- the format's operations, on printed operands
     def round(self, text: str) -> str:
-        return f"_phg_posit({text}{self.tail})" if self.fmt.is_posit else f"_phg_single({text})"
+        return f"{self.prefix}({text}{self.tail})" if self.fmt.is_posit else f"_phg_single({text})"
 
     def binary(self, op: str, a: str, b: str) -> str:
         # a posit's division is a function in every format: NaR for a zero divisor
         if self.fmt.double_rounds_once and not (op == "/" and self.fmt.is_posit):
             return self.round(f"{a} {op} {b}")
         name = {"+": "add", "*": "mul", "/": "div"}[op]
-        return f"_phg_posit_{name}({a}, {b}{self.tail})"
+        return f"{self.prefix}_{name}({a}, {b}{self.tail})"
 
     def constant(self, value) -> str:
         return f"({self.fmt.round(float(value))!r})"
@@ -127,10 +130,10 @@ class _FormatPrinter(_Printer):
             values = [left for left, _ in pairs]
             if len(values) == 2:
                 return self.binary("+", *values)
-            return f"_phg_posit_sum(({', '.join(values)},){self.tail})"
+            return f"{self.prefix}_sum(({', '.join(values)},){self.tail})"
         lefts = ", ".join(left for left, _ in pairs)
         rights = ", ".join(right or "1.0" for _, right in pairs)
-        return f"_phg_posit_dot(({lefts},), ({rights},){self.tail})"
+        return f"{self.prefix}_dot(({lefts},), ({rights},){self.tail})"
 
     def _pair(self, term) -> tuple[str, str | None]:
         """A term of a fused sum as (left, right), their product exact in the quire; right None
@@ -195,7 +198,7 @@ class _FormatPrinter(_Printer):
     def _sqrt(self, text: str) -> str:
         if not self.fmt.is_posit:
             return self.round(f"_phg_math.sqrt({text})")
-        return f"_phg_posit_sqrt({text}{self.tail})"
+        return f"{self.prefix}_sqrt({text}{self.tail})"
 
 
 def _denominator(f) -> bool:
@@ -204,6 +207,9 @@ def _denominator(f) -> bool:
 
 
 @functools.cache
-def format_printer(numeric: str) -> _Printer:
-    """The printer of a model's format (the float64 one for float64)."""
-    return _PRINTER if numeric == DEFAULT else _FormatPrinter(FORMATS[numeric])
+def format_printer(numeric: str, fast: bool = False) -> _Printer:
+    """The printer of a model's format (the float64 one for float64); `fast`: a posit format's
+    fast path (codegen.formats), None for a format that has none."""
+    if numeric == DEFAULT or (fast and not FORMATS[numeric].is_posit):
+        return None if fast else _PRINTER
+    return _FormatPrinter(FORMATS[numeric], fast)

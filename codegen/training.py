@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from phg.hypergraph import Hypergraph
 from phg.plan.buffers import CHUNK, NORMALISE_EVERY, many_sums
 from phg.plan.kernel import SLOTS_ARGUMENTS, TRAIN_ARGUMENTS, TrainPlan
-from phg.plan.scalar import array_name, global_name, identifier
+from phg.plan.scalar import HelperCall, array_name, global_name, identifier
 
 from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
 from .decorators import njit
@@ -29,12 +29,15 @@ class TrainKernel:
 
 
 def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, code, statement, loads,
-                 printer=None) -> TrainKernel:
+                 printer=None, fast=None) -> TrainKernel:
     """The kernels of the kernel plan's fused training step (phg.plan.fused); `code`, `statement`,
     `loads` print expressions, assignments and array loads (codegen.emit), and `printer` is the
     model's numeric format's (codegen.printers; None: float64).  In a format the per-sample terms are
     format values; exact batch sums are read rounded to odd, which the format's rounding then
-    rounds as it would the exact sum (the quire's single rounding), float sums round each addition."""
+    rounds as it would the exact sum (the quire's single rounding), float sums round each addition.
+    `fast`, a posit format's fast path (code, statement, loads: codegen.formats' fast functions),
+    is run on each chunk of samples first; where any value it made is NaN, the chunk runs again
+    with the exact functions (_exact_slot)."""
     step = planned.fused
     sp, plan, adjoint = step.program, step.sums, step.adjoint
     quantities = adjoint.quantities
@@ -64,7 +67,15 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     in_array = exact and many_sums(plan.rows)
     own = "_slot" if exact else "0"
     if exact:
-        lines += ["    " + ln for ln in _exact_slot(live, body, [code(quantities[q]) for q in live], in_array)]
+        quick = None
+        if fast is not None:
+            fcode, fstatement, floads = fast
+            loaded = [ln for v in inputs for ln in floads(g, sp, v, "_i")]
+            made = [ln.split(" = ")[0] for ln in loaded] + [str(t) for s, e in (*step.per_sample, *adjoint.backward)
+                                                           for t in (e.targets if isinstance(e, HelperCall) else (s,))]
+            quick = (loaded + [fstatement(s, e) for s, e in (*step.per_sample, *adjoint.backward)],
+                     [fcode(quantities[q]) for q in live], made)
+        lines += ["    " + ln for ln in _exact_slot(live, body, [code(quantities[q]) for q in live], in_array, quick)]
     else:
         # Local sums: the row is an argument, which the compiler cannot keep in registers.
         lines += [f"    _sum{q} = 0.0" for q in live]
@@ -117,27 +128,30 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
 _MAGIC, _MAGIC_BITS, _TWO52, _ABS = repr(MAGIC), hex(MAGIC_BITS), repr(TWO52), hex(ABS)
 
 
-def _exact_slot(live: list[int], body: list[str], terms: list[str], in_array: bool) -> list[str]:
+def _exact_slot(live: list[int], body: list[str], terms: list[str], in_array: bool, fast=None) -> list[str]:
     """One slot's samples in passes over chunks (codegen.accumulate): the per-sample code once, in
     a branch-free loop that deposits each quantity's term on its grid in two int64 sums, tracks
     the largest magnitude as bits and flags terms below the grid; after the pass, the sums are
     settled, or the chunk is summed again on a grid from its largest terms, or sample by sample.
-    The pass's state is in registers, or with many sums in the slot's array _D (codegen.accumulate)."""
-    out = ["_f = 0", "_end = (_slot + 1) * _n // _slots",
+    The pass's state is in registers, or with many sums in the slot's array _D (codegen.accumulate).
+
+    `fast` (body, terms, the names the body assigns) is a posit format's fast path: each chunk
+    runs it first, noting in _open whether any value it made is NaN (ors of comparisons, which
+    the compiler may regroup: a float sum would chain every sample's values one after another);
+    where one is, the pass is dropped and the chunk runs again with `body` (its values are the
+    same wherever the fast path decided, and NaR where it is)."""
+    out = ["_f = 0"] + (["_quick = True"] if fast is not None else []) + ["_end = (_slot + 1) * _n // _slots",
            f"for _start in range(_slot * _n // _slots, _end, {CHUNK}):",
            f"    _stop = min(_start + {CHUNK}, _end)",
            "    _i0 = _start", "    _i1 = _stop", "    _step = _stop - _start", "    _retry = False",
            "    while _i0 < _stop:"]
     pre = ["_bad = 0"]
-    loop = ["for _i in range(_i0, _i1):"] + ["    " + ln for ln in body]
-    if in_array:
-        pre += ["_phg_begin_pass(_D, _G)"]
-        loop += [f"    _bad |= _phg_deposit(_D, {q}, {term}, _G[{q}])" for q, term in zip(live, terms)]
-        fit, settled, regridded = "_phg_pass_fits(_D, _G)", ["    _phg_settle_pass(_a, _U, _D, _G)"], ["    _phg_regrid_pass(_D, _G)"]
-    else:
-        for q in live:
-            pre += [f"_sc{q} = _G[{q}]", f"_lo{q} = _phg_low_bits(_sc{q})", f"_h{q} = 0", f"_w{q} = 0", f"_m{q} = 0"]
-        for q, term in zip(live, terms):
+
+    def sample_loop(code: list[str], sums: list[str]) -> list[str]:
+        loop = ["for _i in range(_i0, _i1):"] + ["    " + ln for ln in code]
+        if in_array:
+            return loop + [f"    _bad |= _phg_deposit(_D, {q}, {term}, _G[{q}])" for q, term in zip(live, sums)]
+        for q, term in zip(live, sums):
             loop += [f"    _e{q} = {term}",
                      f"    _b{q} = _phg_np.float64(_e{q}).view(_phg_np.int64) & {_ABS}",
                      f"    _m{q} = max(_m{q}, _b{q})",
@@ -146,14 +160,35 @@ def _exact_slot(live: list[int], body: list[str], terms: list[str], in_array: bo
                      f"    _t{q} = _y{q} + {_MAGIC}",
                      f"    _h{q} += _phg_np.float64(_t{q}).view(_phg_np.int64) - {_MAGIC_BITS}",
                      f"    _w{q} += _phg_np.float64((_y{q} - (_t{q} - {_MAGIC})) * {_TWO52} + {_MAGIC}).view(_phg_np.int64) - {_MAGIC_BITS}"]
+        return loop + (["    pass"] if len(loop) == 1 else [])
+
+    if in_array:
+        pre += ["_phg_begin_pass(_D, _G)"]
+        fit, settled, regridded = "_phg_pass_fits(_D, _G)", ["    _phg_settle_pass(_a, _U, _D, _G)"], ["    _phg_regrid_pass(_D, _G)"]
+    else:
+        for q in live:
+            pre += [f"_sc{q} = _G[{q}]", f"_lo{q} = _phg_low_bits(_sc{q})", f"_h{q} = 0", f"_w{q} = 0", f"_m{q} = 0"]
         fit = " and ".join([f"_phg_fits(_sc{q}, _m{q})" for q in live] or ["True"])
         settled = [f"    _phg_settle(_a, _U, {q}, _h{q}, _w{q}, _sc{q}, _m{q})" for q in live]
         regridded = [f"    _G[{q}] = _phg_regrid(_m{q})" for q in live]
-    loop += ["    pass"] if len(loop) == 1 else []
+    if fast is None:
+        loop = sample_loop(body, terms)
+        again = []
+    else:
+        quick_body, quick_terms, made = fast
+        values = made + [f"_v{q}" for q in live]
+        checked = quick_body + [f"_v{q} = {term}" for q, term in zip(live, quick_terms)]
+        checked += [f"_open |= {' | '.join(f'({v} != {v})' for v in values[k:k + 32])}" for k in range(0, len(values), 32)]
+        pre += ["_open = False"]
+        loop = (["if _quick:"] + ["    " + ln for ln in sample_loop(checked, [f"_v{q}" for q in live])]
+                + ["else:"] + ["    " + ln for ln in sample_loop(body, terms)])
+        # a value the fast path left open: this chunk again, with the exact functions
+        again = ["if _open:", "    _quick = False", "    continue"]
     after = [f"if (_bad == 0 and {fit}) or (_retry and _i1 - _i0 == 1):"] + settled
     after += ["    _f += 1", f"    if _f == {NORMALISE_EVERY}:", "        _phg_normalise(_a, _U)", "        _f = 0",
-              "    _i0 = _i1", "    _i1 = min(_i0 + _step, _stop)", "    _retry = False",
-              "elif not _retry:"] + regridded + ["    _retry = True",
+              "    _i0 = _i1", "    _i1 = min(_i0 + _step, _stop)", "    _retry = False"]
+    after += ["    _quick = True"] if fast is not None else []
+    after += ["elif not _retry:"] + regridded + ["    _retry = True",
               "else:", "    _step = 1", "    _i1 = _i0 + 1", "    _retry = False"]
-    out += ["        " + ln for ln in pre + loop + after]
+    out += ["        " + ln for ln in pre + loop + again + after]
     return out

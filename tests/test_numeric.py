@@ -12,6 +12,7 @@ import phg
 from phg import posit as P
 from phg.diagnostics import PhgError
 from phg.numeric import FORMATS
+from phg.plan.scalar import global_name
 
 from builtfile import built_file
 
@@ -358,6 +359,79 @@ def test_sums_a_hair_from_a_rounding_boundary_round_as_the_oracle_does(name):
             want = _oracle_sum(padded, *args)
             assert formats.posit_sum(padded, *args) == want, padded
             assert formats.posit_dot(padded, (1.0,) * 8, *args) == want, padded
+
+
+@pytest.mark.parametrize("name", ["posit16", "posit32", "bposit16", "bposit32"])
+def test_the_fast_path_gives_the_exact_result_or_gives_way(name):
+    """codegen.formats' fast functions (the training kernels' first try) against its exact ones:
+    equal wherever they decide, NaN where they do not, and every NaR is NaN; on random patterns
+    over the whole range (whose binades at its ends the fast path leaves to the exact functions)
+    and on values within 2^±8 of 1, where they decide nearly every case."""
+    from phg.codegen import formats as F
+
+    fmt = P.FORMATS[name]
+    args = (fmt.n, fmt.es, fmt.longest_run)
+    rng = np.random.default_rng(13)
+    anywhere = [_value(fmt, P.decode(fmt, int(b))) for b in rng.integers(1, fmt.maxpos, size=1500)]
+    anywhere[:6] = [0.0, 1.0, float(P.decode(fmt, 1)), float(P.decode(fmt, fmt.maxpos)), 3.0, 0.0]
+    typical = [fmt_round for fmt_round in (FORMATS[name].round(float(v)) for v in
+                                           rng.normal(size=1500) * 2.0 ** rng.uniform(-8, 8, size=1500))]
+    # (a sum of a few 16-bit values is often exactly a tie, which only the exact functions know)
+    for values, share in ((anywhere, 0.0), (typical, 0.95)):
+        values = [v * s for v, s in zip(values, rng.choice([-1.0, 1.0], size=len(values)))]
+        decided, finite = _decided(values, args)
+        assert decided >= share * finite
+
+
+def _decided(values, args) -> int:
+    """How many of the fast functions' results on pairs of `values` decided, and of how many that
+    are not NaR; each equals the exact function's (NaN for NaN)."""
+    from phg.codegen import formats as F
+
+    pairs = list(zip(values, values[1:] + values[:1]))
+    decided = finite = 0
+    for a, b in pairs:
+        for fast, exact, operands in ((F.fast_add, F.posit_add, (a, b)), (F.fast_mul, F.posit_mul, (a, b)),
+                                      (F.fast_div, F.posit_div, (a, b)), (F.fast_sqrt, F.posit_sqrt, (a,)),
+                                      (F.fast, F.posit, (a * 1.2345,)),
+                                      (F.fast_dot, F.posit_dot, ((a, b, -a, 1.0), (b, 1.0, b, a))),
+                                      (F.fast_sum, F.posit_sum, ((a, b, 2.0 * b),))):
+            got, want = fast(*operands, *args), exact(*operands, *args)
+            if math.isnan(want):
+                assert math.isnan(got), (fast.__name__, operands)
+                continue
+            finite += 1
+            if not math.isnan(got):
+                assert got == want, (fast.__name__, operands, got, want)
+                decided += 1
+    return decided, finite
+
+
+def test_a_chunk_the_fast_path_leaves_open_runs_again_exactly(kernels, monkeypatch):
+    """A training slot runs each chunk with the fast functions first: its compiled sums (the fast
+    path deciding) are bit for bit those of the same slot's Python text with every fast function
+    giving way (NaN), so that each chunk runs again with the exact functions."""
+    _, module = kernels
+    model = module.Rigid_bposit32(seed=1)
+    rng = np.random.default_rng(21)
+    x = np.vectorize(FORMATS["bposit32"].round)(rng.normal(size=(300, 3)))
+    y = np.vectorize(FORMATS["bposit32"].round)(x[:, ::-1] * 0.7 + 0.2)
+    model.grad(x=x, y=y)
+    b = model._plan()
+    slot = getattr(module, global_name("slot", "Rigid_bposit32"))
+    params = [model.params[p] for p in model.SPEC["train"]["params"]]
+
+    def run(kernel):
+        row, grid, deposits, ranges = (b[k][0].copy() for k in ("acc", "grid", "deposits", "ranges"))
+        kernel(x, y, *params, len(x), 0, 1, row, grid, deposits, ranges)
+        return row, grid
+
+    fast = run(slot)
+    for name in [n for n in vars(module) if n.startswith("_phg_fast")]:
+        monkeypatch.setattr(module, name, lambda *args: math.nan)
+    exact = run(slot.py_func)
+    for got, want in zip(fast, exact):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_a_posit_models_quire_obligation_is_decided_by_the_batch():
