@@ -355,7 +355,7 @@ def module_source(program: Program, status: str) -> str:
 
 # The functions of codegen.formats a model in a numeric format calls (codegen.printers).
 _FORMATS = ("fast", "fast_add", "fast_div", "fast_dot", "fast_mul", "fast_sqrt", "fast_sum",
-            "posit", "posit_add", "posit_div", "posit_dot", "posit_mul", "posit_sqrt", "posit_sum", "single")
+            "posit", "posit_add", "posit_div", "posit_dot", "posit_mul", "posit_sqrt", "posit_sum", "single", "stack_flags")
 
 # The functions of codegen.accumulate the training kernels call, imported as _phg_<name>.
 _ACCUMULATE = ("begin_pass", "clear", "close", "deposit", "end_tile", "exact_totals", "fits", "low_bits", "normalise",

@@ -395,6 +395,19 @@ def fast_sum(xs, n, es, longest):
     return _fast_fused(xs, xs, False, n, es, longest)
 
 
+@intrinsic
+def stack_flags(typingctx, size):
+    """A byte per sample of a chunk, on the stack of the function that asks (alloca in its entry
+    block; `size` a literal): which samples the fast path left open (codegen.training)."""
+    if not isinstance(size, types.IntegerLiteral):
+        return None
+    count = size.literal_value
+
+    def emit(context, builder, signature, args):
+        return cgutils.alloca_once(builder, llvmir.IntType(8), size=count)
+    return types.CPointer(types.uint8)(size), emit
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _posit_array(flat, n, es, longest):
     for i in range(flat.size):

@@ -135,12 +135,13 @@ def _exact_slot(live: list[int], body: list[str], terms: list[str], in_array: bo
     settled, or the chunk is summed again on a grid from its largest terms, or sample by sample.
     The pass's state is in registers, or with many sums in the slot's array _D (codegen.accumulate).
 
-    `fast` (body, terms, the names the body assigns) is a posit format's fast path: each chunk
-    runs it first, noting in _open whether any value it made is NaN (ors of comparisons, which
-    the compiler may regroup: a float sum would chain every sample's values one after another);
-    where one is, the pass is dropped and the chunk runs again with `body` (its values are the
-    same wherever the fast path decided, and NaR where it is)."""
-    out = ["_f = 0"] + (["_quick = True"] if fast is not None else []) + ["_end = (_slot + 1) * _n // _slots",
+    `fast` (body, terms, the names the body assigns) is a posit format's fast path: a chunk's
+    samples run it first, each noting whether any value it made is NaN (ors of comparisons, which
+    the compiler may regroup: a float sum would chain every value one after another) in a flag on
+    the stack; such a sample deposits nothing, and a second loop runs `body` for the flagged
+    samples alone and deposits their terms (the values are the same wherever the fast path
+    decided, and NaR where it is; the sums are exact, so their order does not matter)."""
+    out = ["_f = 0"] + ([f"_opened = _phg_numba.carray(_phg_stack_flags({CHUNK}), {CHUNK})"] if fast is not None else []) + ["_end = (_slot + 1) * _n // _slots",
            f"for _start in range(_slot * _n // _slots, _end, {CHUNK}):",
            f"    _stop = min(_start + {CHUNK}, _end)",
            "    _i0 = _start", "    _i1 = _stop", "    _step = _stop - _start", "    _retry = False",
@@ -178,16 +179,17 @@ def _exact_slot(live: list[int], body: list[str], terms: list[str], in_array: bo
         quick_body, quick_terms, made = fast
         values = made + [f"_v{q}" for q in live]
         checked = quick_body + [f"_v{q} = {term}" for q, term in zip(live, quick_terms)]
-        checked += [f"_open |= {' | '.join(f'({v} != {v})' for v in values[k:k + 32])}" for k in range(0, len(values), 32)]
-        pre += ["_open = False"]
-        loop = (["if _quick:"] + ["    " + ln for ln in sample_loop(checked, [f"_v{q}" for q in live])]
-                + ["else:"] + ["    " + ln for ln in sample_loop(body, terms)])
-        # a value the fast path left open: this chunk again, with the exact functions
-        again = ["if _open:", "    _quick = False", "    continue"]
+        checked += ["_open = " + " | ".join(f"({v} != {v})" for v in values[:32])]
+        checked += [f"_open |= {' | '.join(f'({v} != {v})' for v in values[k:k + 32])}" for k in range(32, len(values), 32)]
+        checked += ["_opened[_i - _i0] = _open", "_any |= _open"]
+        # a sample the fast path left open deposits nothing here (a zero term), and all of its
+        # terms in a second loop, with the exact functions: calls stay out of the first loop
+        pre += ["_any = False"]
+        loop = sample_loop(checked, [f"(0.0 if _open else _v{q})" for q in live])
+        again = ["if _any:"] + ["    " + ln for ln in sample_loop(["if not _opened[_i - _i0]:", "    continue"] + body, terms)]
     after = [f"if (_bad == 0 and {fit}) or (_retry and _i1 - _i0 == 1):"] + settled
     after += ["    _f += 1", f"    if _f == {NORMALISE_EVERY}:", "        _phg_normalise(_a, _U)", "        _f = 0",
               "    _i0 = _i1", "    _i1 = min(_i0 + _step, _stop)", "    _retry = False"]
-    after += ["    _quick = True"] if fast is not None else []
     after += ["elif not _retry:"] + regridded + ["    _retry = True",
               "else:", "    _step = 1", "    _i1 = _i0 + 1", "    _retry = False"]
     out += ["        " + ln for ln in pre + loop + again + after]

@@ -1,6 +1,7 @@
 """Models that compute in a numeric format (LANGUAGE §11): the `numeric` statement and its
 diagnostics, kernels that round every operation (against the exact oracle, phg.posit, run in the
 kernels' own Python text), sums fused in the quire, training, and the certificate's record."""
+import ctypes
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -407,10 +408,10 @@ def _decided(values, args) -> int:
     return decided, finite
 
 
-def test_a_chunk_the_fast_path_leaves_open_runs_again_exactly(kernels, monkeypatch):
-    """A training slot runs each chunk with the fast functions first: its compiled sums (the fast
-    path deciding) are bit for bit those of the same slot's Python text with every fast function
-    giving way (NaN), so that each chunk runs again with the exact functions."""
+def test_a_sample_the_fast_path_leaves_open_is_summed_exactly(kernels, monkeypatch):
+    """A training slot runs each sample with the fast functions first: its compiled sums (the
+    fast path deciding) are bit for bit those of the same slot's Python text with every fast
+    function giving way (NaN), so that every sample runs again with the exact functions."""
     _, module = kernels
     model = module.Rigid_bposit32(seed=1)
     rng = np.random.default_rng(21)
@@ -429,6 +430,12 @@ def test_a_chunk_the_fast_path_leaves_open_runs_again_exactly(kernels, monkeypat
     fast = run(slot)
     for name in [n for n in vars(module) if n.startswith("_phg_fast")]:
         monkeypatch.setattr(module, name, lambda *args: math.nan)
+    flags = []                                       # the slot's stack flags, in Python
+
+    def stack_flags(size):
+        flags.append(np.zeros(size, np.uint8))
+        return flags[-1].ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+    monkeypatch.setattr(module, "_phg_stack_flags", stack_flags)
     exact = run(slot.py_func)
     for got, want in zip(fast, exact):
         np.testing.assert_array_equal(got, want)
