@@ -73,11 +73,11 @@ _U = 2.0 ** -53
 
 
 # Two families of operations.  The fast ones (_fast_pair, _fast_fused, fast_*) are branch-free
-# straight-line code with no call, NaN where they cannot decide; a training kernel runs a chunk of
-# samples with them, and runs it again with the exact ones wherever one gave NaN
-# (codegen.training): the compiler schedules code without calls several times faster than the
-# same operations with their rare cases called out (rigid registration's step at 65,536 samples:
-# 5.3 -> 1.7 ms in posit32).  LLVM inlines them; Numba's own inlining would double the kernels'
+# straight-line code with no call, NaN where they cannot decide; a training kernel runs each
+# sample with them, and runs the samples where one gave NaN again with the exact ones, in a loop
+# of their own (codegen.training): the compiler schedules code without calls several times faster
+# than the same operations with their rare cases called out (rigid registration's step at 65,536
+# samples: 5.3 -> 2.0 ms in posit32).  LLVM inlines them; Numba's own inlining would double the kernels'
 # compile time and run slower.  The exact ones (posit_*) are the fast path, then the rare cases
 # called where it gives way, so where a fast one decides it gives what the exact one gives; for
 # 0 / 0 and the other NaRs the fast ones give NaN too, which the exact run then gives again.

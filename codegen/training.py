@@ -36,8 +36,8 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     format values; exact batch sums are read rounded to odd, which the format's rounding then
     rounds as it would the exact sum (the quire's single rounding), float sums round each addition.
     `fast`, a posit format's fast path (code, statement, loads: codegen.formats' fast functions),
-    is run on each chunk of samples first; where any value it made is NaN, the chunk runs again
-    with the exact functions (_exact_slot)."""
+    runs each sample first; a sample where any value it made is NaN runs again with the exact
+    functions (_exact_slot)."""
     step = planned.fused
     sp, plan, adjoint = step.program, step.sums, step.adjoint
     quantities = adjoint.quantities
