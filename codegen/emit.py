@@ -229,6 +229,14 @@ def _share(helpers: dict, h: Helper) -> None:
     helpers.setdefault(h.key, h)
 
 
+def _printing(printer, rounds: bool):
+    """(code, statement, loads) of a printer; `rounds`: a format's, which rounds helpers' results
+    and the samples it loads."""
+    rounding = printer.round if rounds else None
+    return (printer.doprint, functools.partial(statement, code=printer.doprint, rounding=rounding),
+            functools.partial(_loads, rounding=rounding))
+
+
 def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, source: str = "") -> tuple[str, str]:
     """The kernels and the class of one model; helpers are shared across the module."""
     train = train or TrainSpec(g.name)
@@ -237,10 +245,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
     # the model's format: every operation rounded (codegen.printers), samples rounded as loaded
     printer = format_printer(g.numeric)
     formatted = printer if g.numeric != DEFAULT else None
-    rounding = formatted.round if formatted else None
-    fcode = printer.doprint
-    fstatement = functools.partial(statement, code=fcode, rounding=rounding)
-    floads = functools.partial(_loads, rounding=rounding)
+    fcode, fstatement, floads = _printing(printer, formatted is not None)
     wanted = [g.outputs[o] for o in outputs]
     kname = global_name("predict", g.name)
     module = None
@@ -285,8 +290,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                              lp.rows, lp.rows, 2 * unrolled(g, [g.loss]))
         else:
             quick = format_printer(g.numeric, fast=True)      # a posit format's fast path, tried first
-            fast = None if quick is None else (quick.doprint, functools.partial(statement, code=quick.doprint, rounding=quick.round),
-                                               functools.partial(_loads, rounding=quick.round))
+            fast = None if quick is None else _printing(quick, True)
             tk = train_kernel(g, planned, global_name("train", g.name), train.accumulate, fcode, fstatement, floads,
                               formatted, fast)
             for h in planned.fused.adjoint.helpers:

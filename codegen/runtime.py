@@ -246,12 +246,12 @@ class ModelBase:
         rows = len(sums)
         full = lambda: any(r[rows + FULL] for r in ranges)  # noqa: E731
 
+        # in a numeric format rounded to odd, which the step's kernel rounds to the format (LANGUAGE §11)
+        read_totals = odd_totals if "numeric" in self.SPEC else totals
+
         def read(q0: int, q1: int, needed: bool) -> None:
             pieces = shares_of((q1 - q0) // TOTALS_PER_PIECE, b["threads"], b["threads"])
             spread(read_totals, (acc, ranges, deposits, grid, sums, b["work"], q0, q1, needed, pieces), pieces, pieces)
-
-        # in a numeric format rounded to odd, which the step's kernel rounds to the format (LANGUAGE §11)
-        read_totals = odd_totals if "numeric" in self.SPEC else totals
 
         if full() and not b["grids"]:
             close(acc, ranges, deposits, grid)

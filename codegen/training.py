@@ -70,10 +70,11 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
         quick = None
         if fast is not None:
             fcode, fstatement, floads = fast
-            loaded = [ln for v in inputs for ln in floads(g, sp, v, "_i")]
-            made = [ln.split(" = ")[0] for ln in loaded] + [str(t) for s, e in (*step.per_sample, *adjoint.backward)
-                                                           for t in (e.targets if isinstance(e, HelperCall) else (s,))]
-            quick = (loaded + [fstatement(s, e) for s, e in (*step.per_sample, *adjoint.backward)],
+            made = [str(sym) for v in inputs for comp in sp.values[v].values() for sym in comp.values()]
+            made += [str(t) for s, e in (*step.per_sample, *adjoint.backward)
+                     for t in (e.targets if isinstance(e, HelperCall) else (s,))]
+            quick = ([ln for v in inputs for ln in floads(g, sp, v, "_i")]
+                     + [fstatement(s, e) for s, e in (*step.per_sample, *adjoint.backward)],
                      [fcode(quantities[q]) for q in live], made)
         lines += ["    " + ln for ln in _exact_slot(live, body, [code(quantities[q]) for q in live], in_array, quick)]
     else:

@@ -133,7 +133,8 @@ class Budget:
                    "make the loss depend on an input, or use fewer or smaller channels and parameters", span, error)
 
     def fused(self, why: str, where: str, hint: str, span: Span, error) -> None:
-        """The fused limits over the whole model, for a model that runs fused whatever its size."""
+        """The fused limits over the whole model, for a model that runs fused whatever its size, or
+        whose kernels write every sum of products out term by term (a numeric format's)."""
         if self.terms > MAX_FUSED_TERMS:
             raise error("size", f"{why}: unrolled over its channels it has {self.terms:,} scalar coefficients", span,
                         expected=f"at most {MAX_FUSED_TERMS:,} scalar coefficients (channels times blades, over all "
