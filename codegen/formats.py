@@ -23,6 +23,8 @@ from numba.extending import intrinsic
 
 from phg.numeric import FORMATS
 
+from phg import posit as P
+
 from .posits import from_bits, round_parts, round_to
 
 
@@ -69,7 +71,36 @@ def _next(x, up):
 posit = round_to
 
 _ABS = 0x7FFFFFFFFFFFFFFF
+_FRACTION = (1 << 52) - 1
 _U = 2.0 ** -53
+
+
+def _cells(n, es, longest):
+    """Per binade of the double (its biased exponent), 1.5 times 2^52 of the format's places there:
+    (x + c) - c is x rounded to a multiple of the place, to even on a tie, for x of either sign in
+    the binade (x + c stays in c's binade, whose place is the format's); NaN where _fast_pair gives
+    way (no fraction bits, an end of the range, zero, subnormals, infinities and NaNs)."""
+    cells = np.full(2048, np.nan)
+    for biased in range(1, 2047):
+        e = biased - 1023
+        k = e >> es
+        run = k + 1 if k >= 0 else -k
+        f = n - 1 - es - (run + 1 if run < longest else run)
+        if f >= 1 and -longest < k < longest - 1:
+            cells[biased] = 1.5 * 2.0 ** (e + 52 - f)
+    return cells
+
+
+@numba.njit(cache=True, inline="always")
+def _row(n, es):
+    """The format's row of _CELLS (posit8 1, posit16 2, bposit16 3, posit32 4, bposit32 5)."""
+    return (n >> 3) + (es >> 2)
+
+
+_CELLS = np.full((6, 2048), np.nan)
+for _f in P.FORMATS.values():
+    _CELLS[_row.py_func(_f.n, _f.es)] = _cells(_f.n, _f.es, _f.longest_run)
+assert len({_row.py_func(f.n, f.es) for f in P.FORMATS.values()}) == len(P.FORMATS)
 
 
 # Two families of operations.  The fast ones (_fast_pair, _fast_fused, fast_*) are branch-free
@@ -255,30 +286,37 @@ def _fused_exactly(xs, ys, products, n, es, longest):
 def _fast_fused(xs, ys, products, n, es, longest):
     """The sum of xs[i] ys[i] (products) or of xs[i] (not), rounded once, by a chain of fused
     multiply-adds (see posit_dot); NaN where its bound leaves the rounding open (a tie, terms that
-    cancel to zero); 0 where every term is zero.  Small enough for LLVM to inline: with Sum2 in
-    it, it is called, and the kernels' fast path runs at the exact one's speed."""
+    cancel to zero) and the chain may have rounded; 0 where every term is zero.  Small enough for
+    LLVM to inline: with Sum2 in it, it is called, and the kernels' fast path runs at the exact
+    one's speed."""
     k = len(xs)
+    q = n - 2 - es                                 # the most significand bits (phg.numeric)
+    narrow = 2 * q + 2 <= 53                       # n, es constants where kernels call it
     s = 0.0
     z = 0.0
+    least = math.inf
     for i in range(k):
         y = ys[i] if products else 1.0
         s = _fma(xs[i], y, s)
-        z = _fma(abs(xs[i]), abs(y), z)
-    bits = np.float64(s).view(np.int64)
-    e = ((bits >> 52) & 0x7FF) - 1023
-    g = e >> es
-    run = g + 1 if g >= 0 else -g
-    f = n - 1 - es - (run + 1 if run < longest else run)
-    edge = (f < 1) | (g >= longest - 1) | (g <= -longest)
-    shift = 52 - max(f, 1)
-    mag = bits & _ABS
-    half = np.int64(1) << (shift - 1)
-    rem = mag & ((half << 1) - 1)
-    room = min(abs(rem - half), rem + (half >> 2))
-    places = np.int64((1023 + 52 - min(max(e, -900), 900)) << 52).view(np.float64)
-    open_ = edge | (2.0 * (k + 1) * _U * z * places >= room)
-    rounded = np.int64((mag - rem + (np.int64(rem > half) << shift)) | (bits & ~_ABS)).view(np.float64)
-    return 0.0 if z == 0.0 else (math.nan if open_ else rounded)
+        if narrow:                                 # every product a double
+            t = abs(xs[i] * y)
+            z += t
+            least = min(least, t if t > 0.0 else math.inf)
+        else:
+            z = _fma(abs(xs[i]), abs(y), z)
+    c = _CELLS[_row(n, es), (np.float64(s).view(np.int64) >> 52) & 0x7FF]
+    rounded = (s + c) - c                          # see fast; NaN at the range's ends (and for 0)
+    half = np.int64((np.float64(c).view(np.int64) & ~_FRACTION) - (53 << 52)).view(np.float64)
+    d = abs(s - rounded)
+    # the nearest rounding boundary: a midpoint, or below the binade (an eighth of a cell below)
+    room = half - d if abs(rounded) > abs(s) else min(half - d, d + 0.25 * half)
+    # The chain is exact (a sum of 16-bit values is often exactly a tie, which only this decides)
+    # where every term is a multiple of 2^(E(least) - 2q + 1) > least 2^-2q, a grid on which the
+    # sum of their magnitudes, so every partial sum, is below 2^53 places; z, itself rounded, is
+    # held below half that.
+    exact = narrow and z < least * np.int64((1023 + 52 - 2 * q) << 52).view(np.float64)
+    open_ = 2.0 * (k + 1) * _U * z >= room and not exact
+    return 0.0 if z == 0.0 or (exact and s == 0.0) else (math.nan if open_ else rounded)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -355,7 +393,10 @@ def posit_sum(xs, n, es, longest):
 
 @numba.njit(cache=True, error_model="numpy")
 def fast(x, n, es, longest):
-    return _fast_pair(x, 0.0, n, es, longest)
+    """A double x rounded to the format (_fast_pair(x, 0)): two additions and a load (n and es are
+    constants where the kernels call it)."""
+    c = _CELLS[_row(n, es), (np.float64(x).view(np.int64) >> 52) & 0x7FF]
+    return 0.0 if x == 0.0 else (x + c) - c
 
 
 @numba.njit(cache=True, error_model="numpy")

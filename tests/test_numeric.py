@@ -384,6 +384,61 @@ def test_the_fast_path_gives_the_exact_result_or_gives_way(name):
         assert decided >= share * finite
 
 
+@pytest.mark.parametrize("name", ["posit8", "posit16", "bposit16", "posit32", "bposit32"])
+def test_the_fast_rounding_of_a_double_is_the_formats_or_gives_way(name):
+    """codegen.formats.fast (the fast path's rounding of a double, by a table of places per
+    binade) against the exact rounding, on every value of the 8- and 16-bit formats (a sample of
+    the 32-bit ones), the midpoints beside them and the doubles next to those midpoints: the same
+    value wherever it decides, and it gives way exactly where the pair rounding's bit operations
+    do (binades without fraction bits, the ends of the range)."""
+    from phg.codegen import formats as F
+
+    fmt = P.FORMATS[name]
+    args = (fmt.n, fmt.es, fmt.longest_run)
+    rng = np.random.default_rng(19)
+    patterns = range(1, fmt.maxpos) if fmt.n <= 16 else rng.integers(1, fmt.maxpos, size=20000)
+    values = np.array([float(P.decode(fmt, int(b))) for b in patterns])
+    mids = (values[:-1] + values[1:]) / 2 if fmt.n <= 16 else values * (1 + 2.0 ** -30)
+    xs = np.concatenate([values, mids, np.nextafter(mids, 0), np.nextafter(mids, np.inf)])
+    xs = np.concatenate([xs, -xs, [0.0, np.inf, np.nan]])
+    gave_way = 0
+    for x in xs:
+        got, want = F.fast(x, *args), F.posit(x, *args)
+        assert math.isnan(got) == math.isnan(F._fast_pair(x, 0.0, *args)), x
+        if math.isnan(got):
+            gave_way += 1
+        else:
+            assert got == want, x
+    assert gave_way < 0.25 * len(xs)
+
+
+@pytest.mark.parametrize("name", ["posit16", "bposit16"])
+def test_the_fast_path_decides_sums_that_are_exactly_a_tie(name):
+    """A 16-bit format's sums of a few squares (a training loss near its optimum) are often
+    exactly a midpoint between two neighbours (a residual's few bits, squared); the fast dot product decides them (its chain of
+    fused multiply-adds was exact) and rounds them to even as the oracle does; and a tie whose
+    terms span more than a double holds (so the chain may have rounded) is left open."""
+    from phg.codegen import formats as F
+
+    fmt = P.FORMATS[name]
+    args = (fmt.n, fmt.es, fmt.longest_run)
+    rng = np.random.default_rng(17)
+    ties = 0
+    for _ in range(3000):
+        v = tuple(float(x) for x in rng.integers(-40, 41, size=3) * 2.0 ** -12)   # residuals: few bits
+        exact = sum(Fraction(x) ** 2 for x in v)
+        pattern = P.encode(fmt, exact)
+        ties += any(exact == (P.decode(fmt, pattern) + P.decode(fmt, pattern + d)) / 2 for d in (-1, 1))
+        got = F.fast_dot(v, v, *args)
+        assert got == _oracle_dot(v, v, *args), v
+    assert ties > 100
+    # 1 + a quarter place is a tie of a sum whose smallest term is far below 2^-53 of the largest
+    place = float(P.decode(fmt, P.encode(fmt, 1) + 1)) - 1.0
+    wide = (1.0, place / 2, 2.0 ** -40, -(2.0 ** -40))
+    assert math.isnan(F.fast_sum(wide, *args))
+    assert F.posit_sum(wide, *args) == _oracle_sum(wide, *args)
+
+
 def _decided(values, args) -> int:
     """How many of the fast functions' results on pairs of `values` decided, and of how many that
     are not NaR; each equals the exact function's (NaN for NaN)."""
