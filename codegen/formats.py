@@ -67,9 +67,6 @@ def _next(x, up):
     return np.int64(np.float64(x).view(np.int64) + (1 if (x > 0.0) == up else -1)).view(np.float64)
 
 
-# x rounded to the posit format (NaN, an infinity: NaR, a NaN), as the kernels call it
-posit = round_to
-
 _ABS = 0x7FFFFFFFFFFFFFFF
 _FRACTION = (1 << 52) - 1
 _U = 2.0 ** -53
@@ -290,33 +287,32 @@ def _fast_fused(xs, ys, products, n, es, longest):
     LLVM to inline: with Sum2 in it, it is called, and the kernels' fast path runs at the exact
     one's speed."""
     k = len(xs)
-    q = n - 2 - es                                 # the most significand bits (phg.numeric)
-    narrow = 2 * q + 2 <= 53                       # n, es constants where kernels call it
     s = 0.0
     z = 0.0
-    least = math.inf
     for i in range(k):
         y = ys[i] if products else 1.0
         s = _fma(xs[i], y, s)
-        if narrow:                                 # every product a double
-            t = abs(xs[i] * y)
-            z += t
-            least = min(least, t if t > 0.0 else math.inf)
-        else:
-            z = _fma(abs(xs[i]), abs(y), z)
+        z = _fma(abs(xs[i]), abs(y), z)
     c = _CELLS[_row(n, es), (np.float64(s).view(np.int64) >> 52) & 0x7FF]
     rounded = (s + c) - c                          # see fast; NaN at the range's ends (and for 0)
     half = np.int64((np.float64(c).view(np.int64) & ~_FRACTION) - (53 << 52)).view(np.float64)
     d = abs(s - rounded)
     # the nearest rounding boundary: a midpoint, or below the binade (an eighth of a cell below)
     room = half - d if abs(rounded) > abs(s) else min(half - d, d + 0.25 * half)
-    # The chain is exact (a sum of 16-bit values is often exactly a tie, which only this decides)
-    # where every term is a multiple of 2^(E(least) - 2q + 1) > least 2^-2q, a grid on which the
-    # sum of their magnitudes, so every partial sum, is below 2^53 places; z, itself rounded, is
-    # held below half that.
-    exact = narrow and z < least * np.int64((1023 + 52 - 2 * q) << 52).view(np.float64)
-    open_ = 2.0 * (k + 1) * _U * z >= room and not exact
-    return 0.0 if z == 0.0 or (exact and s == 0.0) else (math.nan if open_ else rounded)
+    open_ = 2.0 * (k + 1) * _U * z >= room
+    q = n - 2 - es                                 # the most significand bits (phg.numeric)
+    if open_ and 2 * q + 2 <= 53:                  # (n, es constants where kernels call it)
+        # Every product is a double, and the chain is exact (a sum of 16-bit values is often
+        # exactly a tie, which only this decides) where every term is a multiple of
+        # 2^(E(least) - 2q + 1) > least 2^-2q, a grid on which the sum of their magnitudes, so
+        # every partial sum, is below 2^53 places; z, itself rounded, is held below half that.
+        least = math.inf
+        for i in range(k):
+            t = abs(xs[i] * ys[i]) if products else abs(xs[i])
+            least = min(least, t if t > 0.0 else math.inf)
+        if z < least * np.int64((1023 + 52 - 2 * q) << 52).view(np.float64):
+            return 0.0 if s == 0.0 else rounded
+    return 0.0 if z == 0.0 else (math.nan if open_ else rounded)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -397,6 +393,14 @@ def fast(x, n, es, longest):
     constants where the kernels call it)."""
     c = _CELLS[_row(n, es), (np.float64(x).view(np.int64) >> 52) & 0x7FF]
     return 0.0 if x == 0.0 else (x + c) - c
+
+
+@numba.njit(cache=True, error_model="numpy")
+def posit(x, n, es, longest):
+    """x rounded to the posit format (NaN, an infinity: NaR, a NaN), as the kernels call it: by the
+    table of places (fast), and through the pattern in the binades where that gives way."""
+    value = fast(x, n, es, longest)
+    return value if value == value else round_to(x, n, es, longest)
 
 
 @numba.njit(cache=True, error_model="numpy")
