@@ -24,8 +24,9 @@ def _umask() -> int:
 MODE = 0o666 & ~_umask()
 
 
-def replace(target: str | Path, write: Callable[[BinaryIO], object]) -> None:
-    """Make `target` hold exactly what `write` writes to the (binary) file it is given."""
+def replace(target: str | Path, write: Callable[[BinaryIO], object], durable: bool = False) -> None:
+    """Make `target` hold exactly what `write` writes to the (binary) file it is given; `durable`:
+    on the disk (file and folder synced) before it returns, for state a crash must not lose."""
     target = Path(target)
     fd, scratch = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
@@ -34,7 +35,15 @@ def replace(target: str | Path, write: Callable[[BinaryIO], object]) -> None:
             f.flush()
             if hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), MODE)
+            if durable:
+                os.fsync(f.fileno())
         os.replace(scratch, target)
+        if durable:
+            folder = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
     except BaseException:
         os.unlink(scratch)
         raise

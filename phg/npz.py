@@ -79,8 +79,8 @@ def describe_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
-def read_arrays(path: str | Path, names, limit: int | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The arrays of the archive at `path` among `names` (those it lacks are left out), and the
+def read_arrays(path, names, limit: int | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays of the archive at `path` (or in a binary file object) among `names` (those it lacks are left out), and the
     names of all the arrays it holds (as `np.load(path).files` lists them), reading at most
     `limit` bytes of array data (default: `memory_limit()`)."""
     budget = _Budget(memory_limit() if limit is None else limit, "half this machine's memory" if limit is None else "")
@@ -113,6 +113,9 @@ def read_arrays(path: str | Path, names, limit: int | None = None) -> tuple[dict
 
 
 def _starts_as_npy(path) -> bool:
+    if hasattr(path, "read"):                          # bytes in memory (an HTTP body)
+        path.seek(0)
+        return path.read(len(npy.MAGIC_PREFIX)) == npy.MAGIC_PREFIX
     try:
         with open(path, "rb") as f:
             return f.read(len(npy.MAGIC_PREFIX)) == npy.MAGIC_PREFIX

@@ -62,6 +62,28 @@ def _parser() -> argparse.ArgumentParser:
     remove = keys_sub.add_parser("remove", help="stop trusting a key (its hex digits, key id or PEM file)")
     remove.add_argument("key", metavar="KEY_OR_ID")
     keys_sub.add_parser("own", help="print your own public key, for others to trust")
+    rel = sub.add_parser("release", help="write a signed version record of a model's parameters (LANGUAGE §14)")
+    rel.add_argument("file", metavar="FILE")
+    rel.add_argument("--params", required=True, metavar="P.npz", help="the parameters released (phg train writes them)")
+    rel.add_argument("--previous", metavar="PREV.json", help="the record this one follows (default: version 1)")
+    rel.add_argument("-o", dest="output", metavar="RECORD.json",
+                     help="where to write (default: FILE's stem + .vN.release.json, beside FILE)")
+    rel.add_argument("--model", help="which model, when the file has several")
+    rel.add_argument("--data", metavar="DATA.npz", help="the training data, for the lineage (its sha256)")
+    rel.add_argument("--steps", type=int, help="training steps, for the lineage")
+    rel.add_argument("--seed", type=int, help="training seed, for the lineage")
+    rel.add_argument("--days", type=float, help="days until the record expires (default 90)")
+    rel.add_argument("--trust", action="append", metavar="KEY", help="keys trusted to have signed --previous")
+    serve = sub.add_parser("serve", help="serve a released model over HTTP; rotate in new versions (LANGUAGE §14)")
+    serve.add_argument("file", metavar="FILE")
+    serve.add_argument("--release", required=True, metavar="RECORD.json")
+    serve.add_argument("--params", required=True, metavar="P.npz")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--state", metavar="DIR", help="where the last activated version is kept across restarts")
+    serve.add_argument("--trust", action="append", metavar="KEY", help="trust only these keys to sign records")
+    serve.add_argument("--max-body", type=int, default=64 * 2**20, metavar="BYTES",
+                       help="the largest request body read (default 64 MiB)")
     graph = sub.add_parser("graph", help="print the Program Hypergraph")
     graph.add_argument("file", metavar="FILE")
     graph.add_argument("--format", choices=("dot", "json"), default="dot")
@@ -76,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return _check(args, out, err)
         if args.command == "verify":
+            from .release import is_record, verify_record
+            if is_record(args.cert):
+                return verify_record(args.cert, args.trust, out, err)
             return _verify(args.cert, args.trust, out, err)
+        if args.command in ("release", "serve"):
+            from . import release
+            return getattr(release, args.command)(args, out, err)
         if args.command == "keys":
             return _keys(args, out, err)
         if args.command == "build":
@@ -89,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
     try:
-        # On a stack deep enough for the largest model the parser and lowering accept.
-        return deep.call(command)
+        # On a stack deep enough for the largest model the parser and lowering accept; a server
+        # (phg serve) comes back as what runs it, on this thread (signals reach the main thread only).
+        result = deep.call(command)
+        return result() if callable(result) else result
     except PhgError as exc:
         err.print(Text(_rendered(exc)))
         return EXIT_INPUT
