@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from phg import release as R
+from phg.shell import records as R
 from phg.shell.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ class Server:
     def __init__(self, world: World, state: Path | None = None):
         import uvicorn
 
-        from phg import server as S
+        from phg.shell import server as S
         from phg.verifier import trust
 
         self.service = S.Service(world.source, trust.trusted(None), state, TOKEN)

@@ -98,13 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return _check(args, out, err)
         if args.command == "verify":
-            from .release import is_record, verify_record
+            from .serving import is_record, verify_record
             if is_record(args.cert):
                 return verify_record(args.cert, args.trust, out, err)
             return _verify(args.cert, args.trust, out, err)
         if args.command in ("release", "serve"):
-            from . import release
-            return getattr(release, args.command)(args, out, err)
+            from . import serving
+            return getattr(serving, args.command)(args, out, err)
         if args.command == "keys":
             return _keys(args, out, err)
         if args.command == "build":

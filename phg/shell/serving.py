@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from phg import release as R
+from phg.shell import records as R
 from phg.diagnostics import PhgError
 
 from .console import text as _text
@@ -196,7 +196,7 @@ def verify_record(path: str, trusted: list[str] | None, out: Console, err: Conso
 
 def serve(args, out: Console, err: Console):
     """The server started and checked, returned as the function that runs it (or an exit status)."""
-    from phg import server as S
+    from phg.shell import server as S
     from phg.verifier import trust
 
     try:

@@ -1,7 +1,7 @@
 """`phg serve` (LANGUAGE §14): a model's predictions over HTTP, and versions rotated in under load.
 
 One source is served: its certificate is derived and its kernels built once, at start.  A version
-is that model with one set of parameters, admitted by a signed release record (phg.release).  The
+is that model with one set of parameters, admitted by a signed release record (phg.shell.records).  The
 active version is one reference: a request reads it once and is answered entirely by that version
 (the response names it), so a rotation never mixes two; requests already running finish on the
 version they took.  A rotation is admitted only after every check (signature by a trusted key,
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phg import release as R
+from phg.shell import records as R
 
 # The largest request body read: 64 MiB (a batch of about a million 3-vectors as .npy).
 MAX_BODY = 64 * 2**20

@@ -1,0 +1,202 @@
+"""phg serve under load while versions are rotated in (LANGUAGE §14), loopback only, bounded in time:
+
+- a chain of signed records v1 ... v(R+1) of the rigid-registration example, each with its own
+  rotation (so every version answers a probe differently);
+- `phg serve` started as a user would (a process of its own, with --state);
+- C clients (threads, one keep-alive connection each) posting the same probe batch until the end,
+  each response checked: a 200, naming a version, and its outputs exactly that version's
+  (computed beforehand with the model class), so a response that mixed two versions, or named
+  one and was computed by another, is counted;
+- phases: before (no rotation), during (R rotations, one after another, by a client of their own)
+  and after; latency p50 / p99 and throughput per phase.
+
+    python -m bench serve [--clients 64] [--rotations 200] [--seconds 60]
+
+`--seconds` bounds the whole run: before and after take a sixth of it each, the rotations the rest
+(they stop early, with a note, if they have not all gone through by then).
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _versions(folder: Path, count: int):
+    """(records, parameters, expected outputs on the probe) of versions 1 ... count."""
+    import phg
+    from phg.shell import records as R
+
+    source = folder / "rigid.phg"
+    shutil.copy(ROOT / "examples" / "rigid_registration.phg", source)
+    program = phg.load(source)
+    cert = json.loads(json.dumps(phg.check(program).to_dict()))
+    kernels = phg.build(program)
+    module = R.sha256(Path(kernels.__file__).read_bytes())
+    model = kernels.RigidRegistration()
+    probe = np.random.default_rng(0).normal(size=(8, 3))
+    records, params, outputs = [], [], []
+    for v in range(count):
+        angle = 0.01 * (v + 1)
+        p = {"R": np.array([np.cos(angle / 2), np.sin(angle / 2), 0.0, 0.0]), "t": np.array([0.1, 0.0, -0.1])}
+        records.append(R.make(model="RigidRegistration", source_sha256=program.sha256, cert=cert, params=p,
+                              module_sha256=module, previous=records[-1] if records else None))
+        model.params = p
+        params.append(p)
+        outputs.append(model.predict(x=probe)["p"].tolist())
+    (folder / "r1.json").write_text(json.dumps(records[0]))
+    np.savez(folder / "p1.npz", **params[0])
+    return source, probe, records, params, outputs
+
+
+class Tally:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latency: dict[str, list[float]] = {"before": [], "during": [], "after": []}
+        self.failed = 0
+        self.wrong = 0
+        self.errors: list[str] = []
+
+
+def _client(port, body, outputs, phase, stop, tally: Tally):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    while not stop.is_set():
+        start = time.perf_counter()
+        try:
+            conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+            took = time.perf_counter() - start
+            doc = json.loads(data)
+            ok = r.status == 200
+            right = ok and 1 <= doc.get("version", 0) <= len(outputs) and \
+                doc["outputs"]["p"] == outputs[doc["version"] - 1]
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            with tally.lock:
+                tally.failed += 1
+                tally.errors.append(f"{type(exc).__name__}: {exc}")
+            continue
+        with tally.lock:
+            tally.latency[phase[0]].append(took)
+            tally.failed += not ok
+            tally.wrong += ok and not right
+            if not ok:
+                tally.errors.append(f"{r.status}: {data[:200]!r}")
+    conn.close()
+
+
+def main(argv: list[str]) -> int:
+    from phg.shell import records as R
+
+    ap = argparse.ArgumentParser(prog="python -m bench serve")
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--rotations", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        source, probe, records, params, outputs = _versions(folder, args.rotations + 1)
+        port = _free_port()
+        env = {**os.environ, "PHG_ADMIN_TOKEN": TOKEN}
+        env.pop("PHG_FAULT", None)
+        proc = subprocess.Popen([sys.executable, "-c", "from phg.shell.cli import main; raise SystemExit(main())",
+                                 "serve", str(source), "--release", str(folder / "r1.json"), "--params",
+                                 str(folder / "p1.npz"), "--state", str(folder / "state"), "--port", str(port)],
+                                env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.time() + 180
+            while True:
+                if proc.poll() is not None:
+                    print(proc.stderr.read())
+                    return 1
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("GET", "/health")
+                    if c.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                if time.time() > deadline:
+                    print("phg serve did not start")
+                    return 1
+                time.sleep(0.2)
+            return _load(args, port, probe, records, params, outputs, R)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _load(args, port, probe, records, params, outputs, R) -> int:
+    body = json.dumps({"inputs": {"x": probe.tolist()}}).encode()
+    tally, stop, phase = Tally(), threading.Event(), ["before"]
+    threads = [threading.Thread(target=_client, args=(port, body, outputs, phase, stop, tally), daemon=True)
+               for _ in range(args.clients)]
+    for t in threads:
+        t.start()
+    spans = {}
+    sixth = args.seconds / 6
+    t0 = time.perf_counter()
+    time.sleep(sixth)
+    spans["before"] = time.perf_counter() - t0
+    phase[0] = "during"
+    t1 = time.perf_counter()
+    admin = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    rotated, refused = 0, []
+    for v in range(1, len(records)):
+        if time.perf_counter() - t1 > 4 * sixth:
+            break
+        admin.request("POST", "/rotate", json.dumps({"release": records[v], "params": R.encode_params(params[v])}),
+                      {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+        r = admin.getresponse()
+        data = r.read()
+        if r.status == 200:
+            rotated += 1
+        else:
+            refused.append(f"{r.status} {data[:200]!r}")
+    spans["during"] = time.perf_counter() - t1
+    phase[0] = "after"
+    t2 = time.perf_counter()
+    time.sleep(sixth)
+    spans["after"] = time.perf_counter() - t2
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    requests = sum(len(v) for v in tally.latency.values())
+    print(f"{args.clients} clients, {requests:,} requests in {sum(spans.values()):.1f} s; "
+          f"{rotated} of {len(records) - 1} rotations activated ({len(refused)} refused)")
+    print("\n| phase | seconds | requests | throughput (req/s) | p50 (ms) | p99 (ms) |")
+    print("|---|---|---|---|---|---|")
+    for name, lat in tally.latency.items():
+        a = np.array(lat) * 1e3
+        p50, p99 = (f"{np.percentile(a, q):.1f}" if len(a) else "-" for q in (50, 99))
+        print(f"| {name} | {spans[name]:.1f} | {len(a):,} | {len(a) / spans[name]:.0f} | {p50} | {p99} |")
+    print(f"\nfailed requests: {tally.failed}; responses that disagree with the version they name: {tally.wrong}")
+    for e in (tally.errors + refused)[:5]:
+        print("  e.g.", e)
+    return 0 if tally.failed == 0 and tally.wrong == 0 and rotated == len(records) - 1 else 1
