@@ -12,8 +12,8 @@
 
     python -m bench serve [--clients 64] [--rotations 200] [--seconds 60]
 
-`--seconds` bounds the whole run: before and after take a sixth of it each, the rotations the rest
-(they stop early, with a note, if they have not all gone through by then).
+`--seconds` bounds the whole run: before and after take a sixth of it each, the rotations the rest,
+spread evenly over it (they stop where that time is up; the count activated is printed).
 """
 from __future__ import annotations
 
@@ -168,9 +168,11 @@ def _load(args, port, probe, records, params, outputs, R) -> int:
     t1 = time.perf_counter()
     admin = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     rotated, refused = 0, []
+    pace = 4 * sixth / max(1, len(records) - 1)           # the rotations spread over the middle
     for v in range(1, len(records)):
         if time.perf_counter() - t1 > 4 * sixth:
             break
+        time.sleep(max(0.0, t1 + (v - 1) * pace - time.perf_counter()))
         admin.request("POST", "/rotate", json.dumps({"release": records[v], "params": R.encode_params(params[v])}),
                       {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
         r = admin.getresponse()
@@ -179,6 +181,7 @@ def _load(args, port, probe, records, params, outputs, R) -> int:
             rotated += 1
         else:
             refused.append(f"{r.status} {data[:200]!r}")
+    time.sleep(max(0.0, t1 + 4 * sixth - time.perf_counter()))
     spans["during"] = time.perf_counter() - t1
     phase[0] = "after"
     t2 = time.perf_counter()
