@@ -311,3 +311,46 @@ def test_release_refuses_what_it_cannot_sign_with_a_located_message(tmp_path, ca
     for args, words in cases:
         assert main(["release", str(world.source), *args]) == 2
         assert words in capsys.readouterr().err.replace("\n", "")
+
+
+def test_learning_while_serving_rotates_in_signed_versions_that_verify(tmp_path, capsys):
+    """phg serve --learn: samples of another rotation posted to /observe; the server trains a copy,
+    rotates in versions whose held-out loss improved (each with its lineage, each one `phg verify`
+    accepts from the state folder's history), and its error on the new rotation falls."""
+    world = World(tmp_path)
+    world.release(_params(0.3))
+    server = Server(world, state=tmp_path / "state")
+    try:
+        server.service.learn(window=1024, steps=40, every=0.1, least=256)
+        rng = np.random.default_rng(5)
+        truth = _params(0.9, t=(0.0, 0.3, 0.0))
+        world.params.append(truth)                      # expected(world, 2): the truth's outputs
+
+        def error() -> float:
+            status, doc = request(server.port, "/predict", {"inputs": {"x": X.tolist()}})
+            assert status == 200
+            return float(np.abs(np.array(doc["outputs"]["p"]) - expected(world, 2)).max())
+
+        start = error()
+        deadline = time.time() + 90
+        while server.service.active.number < 3:
+            x = rng.normal(size=(256, 3))
+            import phg
+            m = phg.build(phg.load(world.source)).RigidRegistration()
+            m.params = truth
+            status, doc = request(server.port, "/observe", {"inputs": {"x": x.tolist(), "y": m.predict(x=x)["p"].tolist()}},
+                                  token=TOKEN)
+            assert status == 200, doc
+            assert time.time() < deadline, f"no version rotated in ({server.service.learner.last_error})"
+            time.sleep(0.05)
+        assert error() < start / 2
+        assert request(server.port, "/observe", {"inputs": {"x": [[1, 2, 3]]}}, token=TOKEN)[0] == 422
+        assert request(server.port, "/observe", {"inputs": {"x": [[1, 2, 3]], "y": [[1, 2, 3]]}})[0] == 401
+    finally:
+        server.service.learner.close()
+        server.stop()
+    for v in (2, 3):
+        record = json.loads((tmp_path / "state" / "versions" / f"v{v}.json").read_text())
+        assert record["lineage"]["parent"] == v - 1 and record["lineage"]["data"] and record["lineage"]["steps"] == 40
+        assert main(["verify", str(tmp_path / "state" / "versions" / f"v{v}.json")]) == 0
+    assert "valid: RigidRegistration version 3" in capsys.readouterr().out

@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--trust", action="append", metavar="KEY", help="trust only these keys to sign records")
     serve.add_argument("--max-body", type=int, default=64 * 2**20, metavar="BYTES",
                        help="the largest request body read (default 64 MiB)")
+    serve.add_argument("--learn", action="store_true",
+                       help="train on samples posted to /observe and rotate in each version that improves")
+    serve.add_argument("--window", type=int, default=4096, help="--learn: the most recent samples kept (4096)")
+    serve.add_argument("--learn-steps", type=int, default=100, help="--learn: steps a round (100)")
+    serve.add_argument("--learn-every", type=float, default=1.0, metavar="SECONDS",
+                       help="--learn: seconds between rounds (1); a round needs 256 new samples")
     graph = sub.add_parser("graph", help="print the Program Hypergraph")
     graph.add_argument("file", metavar="FILE")
     graph.add_argument("--format", choices=("dot", "json"), default="dot")

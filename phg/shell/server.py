@@ -16,12 +16,12 @@ strictly, arrays are checked by the model class, and every bad input is a 4xx wi
 """
 from __future__ import annotations
 
-import asyncio
 import hmac
 import io
 import json
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +81,8 @@ class Service:
         self.token = token
         self.max_body = max_body
         self.active: Version | None = None
-        self.rotation = asyncio.Lock()
+        self.rotation = threading.Lock()           # one rotation at a time (HTTP or the learner)
+        self.learner = None
         self.metrics = _Metrics()
 
     # ---- admitting a version ---------------------------------------------------------------------
@@ -130,6 +131,33 @@ class Service:
         from phg import files
         doc = {"record": version.record, "params": R.encode_params(dict(version.model.params))}
         files.replace(self.state / STATE_FILE, lambda f: f.write(json.dumps(doc).encode()), durable=True)
+        # every version activated, kept for audit (`phg verify` reads one where its paths lead here)
+        history = self.state / "versions"
+        history.mkdir(exist_ok=True)
+        files.replace(history / f"v{version.number}.npz", lambda f: np.savez(f, **dict(version.model.params)))
+        files.write_bytes(history / f"v{version.number}.json", (json.dumps(version.record, indent=2) + "\n").encode())
+
+    def history_paths(self, number: int) -> dict | None:
+        """Where a record made here for version `number` finds its source and parameters, relative
+        to the record in the state folder's history (None without a state folder)."""
+        if self.state is None:
+            return None
+        from phg.verifier.certificate import recorded_path
+        return {"source": recorded_path(str(self.source_path), self.state / "versions" / f"v{number}.json"),
+                "params": f"v{number}.npz"}
+
+    def learn(self, **settings) -> None:
+        """Start training while serving (phg.shell.learner), signing with the user's own key, which
+        must be among the trusted keys (else its versions would be refused)."""
+        from phg.verifier import signing, trust
+
+        from .learner import Learner
+        key = signing.load_key()
+        if trust.find(self.trusted, signing.raw_public(key)) is None:
+            raise ServeError("--learn signs its versions with your own key, which the trusted keys (--trust) leave "
+                             "out; trust it too")
+        self.learner = Learner(self, key=key, **settings)
+        self.learner.start()
 
     def persisted(self) -> tuple[dict, dict[str, np.ndarray]] | None:
         """The record and parameters the state folder holds, or None where it holds none."""
@@ -182,6 +210,20 @@ class Service:
         self.activate(version)
         said.append(f"serving version {version.number}")
         return said
+
+    def rotate(self, record, params: dict[str, np.ndarray]) -> tuple[Version, Version]:
+        """Admit and activate a version after the active one: (the new version, the one it replaced).
+        Raises Refused, changing nothing."""
+        with self.rotation:
+            follows = self.active
+            try:
+                version = self.admit(record, params, follows)
+            except Refused:
+                self.metrics.rotations.labels("refused").inc()
+                raise
+            self.activate(version)
+            self.metrics.rotations.labels("activated").inc()
+            return version, follows
 
     def authorised(self, header: str | None) -> None:
         if not self.token:
@@ -387,25 +429,35 @@ def app(service: Service):
         except DocumentError as exc:
             raise BadRequest(400, "body", str(exc)) from None
         record = doc.get("release")
-        async with service.rotation:                  # one rotation at a time
-            follows = service.active
-            try:
-                cls_params = (service.kernels.MODELS[record["model"]].SPEC["params"]
-                              if isinstance(record, dict) and record.get("model") in service.kernels.MODELS else {})
-                params = R.decode_params(doc.get("params"), list(cls_params), service.max_body)
-            except R.RecordError as exc:
-                service.metrics.rotations.labels("refused").inc()
-                raise BadRequest(422, "params", str(exc)) from None
-            try:
-                version = await run_in_threadpool(service.admit, record, params, follows)
-            except Refused:
-                service.metrics.rotations.labels("refused").inc()
-                raise
-            await run_in_threadpool(service.activate, version)
-            service.metrics.rotations.labels("activated").inc()
+        model = record.get("model") if isinstance(record, dict) else None
+        cls = service.kernels.MODELS.get(model) if isinstance(model, str) else None
+        names = list(cls.SPEC["params"]) if cls is not None else []
+        try:
+            params = R.decode_params(doc.get("params"), names, service.max_body)
+        except R.RecordError as exc:
+            service.metrics.rotations.labels("refused").inc()
+            raise BadRequest(422, "params", str(exc)) from None
+        version, follows = await run_in_threadpool(service.rotate, record, params)
         return JSONResponse({"version": version.number, "previous": follows.number})
 
+    async def observe(request):
+        service.authorised(request.headers.get("authorization"))
+        if service.learner is None:
+            raise BadRequest(404, "learn", "learning is off: start phg serve with --learn")
+        data = await _body(request, service.max_body)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        spec = service.active.model.SPEC
+        inputs = _inputs(kind, data, {**spec, "predict": {"inputs": spec["train"]["inputs"]}})
+        try:
+            held = await run_in_threadpool(service.learner.observe, inputs)
+        except ValueError as exc:
+            raise BadRequest(422, "inputs", str(exc)) from None
+        learner = service.learner
+        return JSONResponse({"held": held, "version": service.active.number, "rounds": learner.rounds,
+                             "improved": learner.improved})
+
     routes = [Route("/predict", counted("/predict", predict), methods=["POST"]),
+              Route("/observe", counted("/observe", observe), methods=["POST"]),
               Route("/version", counted("/version", version_), methods=["GET"]),
               Route("/health", counted("/health", health), methods=["GET"]),
               Route("/metrics", metrics, methods=["GET"]),

@@ -215,9 +215,16 @@ def serve(args, out: Console, err: Console):
     cls = service.kernels.MODELS.get(record["model"])
     if cls is None:
         return _fail(err, f"phg serve: {args.release} is of model {record['model']!r}, which {args.file} does not have")
+    for name, value, low in (("--window", args.window, 16), ("--learn-steps", args.learn_steps, 1)):
+        if not low <= value <= 10**8:
+            return _fail(err, f"phg serve: {name}: expected an integer from {low} to 10^8, found {value}")
+    if not 0.01 <= args.learn_every <= 86400:
+        return _fail(err, f"phg serve: --learn-every: expected seconds from 0.01 to 86400, found {args.learn_every}")
     try:
         params = _params(args.params, cls)
         said = service.start(record, params)
+        if args.learn:
+            service.learn(window=args.window, steps=args.learn_steps, every=args.learn_every)
     except (ValueError, S.ServeError) as exc:
         return _fail(err, f"phg serve: {exc}", EXIT_FAILED)
     for line in said:
