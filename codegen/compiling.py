@@ -68,6 +68,8 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
         r = params[name].reshape(-1, len(spec["params"][name]["layout"]))
         yield f"{name} tangent", tangent_fn, _typed(r, b["grads"][name].reshape(r.shape), b["tangent"][name])
         yield f"{name} retraction", retract_fn, _typed(r, b["tangent"][name], -1.0, r)
+    if train["settings"]["optimizer"] not in KINDS:       # cma: no gradient step (codegen.cma)
+        return
     kind = KINDS[train["settings"]["optimizer"]]
     for name in spec["params"]:
         d = (b["tangent"][name] if name in train["manifold"] else b["grads"][name]).reshape(-1)     # in place

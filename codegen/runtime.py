@@ -182,6 +182,8 @@ class ModelBase:
             b = {"grads": {}, "before": {}, "tangent": {}, "state": {}, "axes": {}}
             b["threads"] = threads()                  # the rows of per-thread buffers
             for role, param, shape, dtype, axis in spec["buffers"]:
+                if role == "search_scratch":              # what a generation allocates and frees
+                    continue
                 shape = (b["threads"], *shape) if axis == "threads" else tuple(shape)
                 # the grids are unknown until a first pass
                 array = np.full(shape, np.nan) if role == "grid" else np.zeros(shape, dtype)
@@ -289,8 +291,88 @@ class ModelBase:
 
     def step(self, /, **inputs) -> float:
         """One optimizer step on this batch (the train block's optimizer); returns the batch loss
-        before the step.  Rotor and Motor parameters move by the exponential map."""
+        before the step.  Rotor and Motor parameters move by the exponential map.  With `cma`, a
+        step is a generation, and it returns the best candidate's loss."""
+        if self._training()["settings"]["optimizer"] == "cma":
+            spec = self._training()
+            arrays, n = self._inputs(inputs, spec["inputs"])
+            return self._generation(arrays, n if spec["inputs"] else 1)
         return self._step(self._run_train_kernel(inputs))
+
+    @property
+    def search(self) -> dict:
+        """With `optimizer cma`, the search distribution after the generations run so far: the
+        fitted uncertainty (LANGUAGE §12).  "mean" and "covariance" (sigma^2 C) are over the
+        coordinates listed in "coordinates" (per parameter: its coefficients, or for a Rotor or
+        Motor its body-frame bivector coordinates at the parameter, whose mean is then zero: the
+        parameter itself is the mean); also "sigma", "generation" and "evaluations"."""
+        if self._training()["settings"]["optimizer"] != "cma":
+            raise AttributeError(f"{self.SPEC['name']} trains with {self._training()['settings']['optimizer']}, "
+                                 "not cma, so it has no search distribution")
+        search = self._evolution()[0]
+        return {**search.state(), "coordinates": [(name, kind, start, stop)
+                                                  for name, kind, start, stop in self._evolution()[1]]}
+
+    def _evolution(self):
+        """(the search, its coordinates: (parameter, "tangent" or "coefficients", start, stop)),
+        made on first use from the parameters as they are: the plan's "search" buffer holds it."""
+        b = self._plan()
+        if b.get("search_state") is None:
+            from .cma import Search
+            spec = self._training()
+            settings = spec["settings"]
+            coords, x0, start = [], [], 0
+            for name in self.SPEC["params"]:
+                if name in spec["manifold"]:
+                    size = b["tangent"][name].size
+                    coords.append((name, "tangent", start, start + size))
+                    x0.append(np.zeros(size))
+                else:
+                    size = self._parameters[name].size
+                    coords.append((name, "coefficients", start, start + size))
+                    x0.append(self._parameters[name].reshape(-1))
+                start += size
+            search = Search(np.concatenate(x0), settings["hyper"]["sigma"], int(settings["hyper"]["population"]),
+                            settings["seed"], storage=b["search"])
+            b["search_state"] = (search, coords)
+        return b["search_state"]
+
+    def _generation(self, arrays: list[np.ndarray], n: int) -> float:
+        """One CMA-ES generation on this batch: lambda candidates (a Rotor or Motor's R_mean exp(x)
+        for its body-frame coordinates x), their losses, the distribution moved, the parameters
+        set to its mean.  Returns the best candidate's loss."""
+        search, coords = self._evolution()
+        b = self._buffers
+        spec = self._training()
+        for name in self.SPEC["params"]:                     # the mean, kept while candidates run
+            np.copyto(b["before"][name], self._parameters[name])
+        candidates = search.ask()
+        losses = search.losses                              # the plan's row for them (tell copies in)
+        for i, x in enumerate(candidates):
+            self._set_coordinates(coords, x, b["before"])
+            losses[i] = self._train_pass(arrays, n)
+        search.tell(losses)
+        best = float(np.min(search.losses))
+        self._set_coordinates(coords, search.mean, b["before"])
+        for name, kind, start, stop in coords:                # the rotor is the mean: re-centred
+            if kind == "tangent":
+                np.copyto(b["before"][name], self._parameters[name])
+        search.recentre(np.concatenate([np.arange(start, stop) for _, kind, start, stop in coords
+                                        if kind == "tangent"] or [np.zeros(0, np.int64)]).astype(np.int64))
+        return best
+
+    def _set_coordinates(self, coords, x: np.ndarray, means: dict) -> None:
+        """The parameters at search coordinates x: coefficients as they are, a Rotor or Motor at
+        means[name] exp(x); each rounded to the model's format."""
+        for name, kind, start, stop in coords:
+            value = self._parameters[name]
+            if kind == "tangent":
+                width = self.SPEC["params"][name]["layout"]
+                r = means[name].reshape(-1, len(width))
+                self._manifold[name][1](r, x[start:stop].reshape(r.shape[0], -1), 1.0, value.reshape(r.shape))
+            else:
+                value.reshape(-1)[:] = x[start:stop]
+            self._parameters.round(value)
 
     def _step(self, loss: float) -> float:
         """The optimizer's update from the gradients of the pass just run."""
@@ -384,6 +466,7 @@ class ModelBase:
         # The batch buffers are allocated once, before the first step.
         buffers = [np.empty((batch, *a.shape[1:])) for a in arrays] if batch < n else []
         history = np.empty(total)
+        evolve = settings["optimizer"] == "cma"          # steps are generations (LANGUAGE §12)
         order = rng.permutation(n)
         for k in range(total):
             start = (k % per_epoch) * batch
@@ -399,7 +482,10 @@ class ModelBase:
                     np.take(a, idx, axis=0, out=buf)
                 chunk = buffers
             try:                                       # the whole data set was checked above
-                history[k] = self._step(self._train_pass(chunk, len(idx) if names else 1))
+                if evolve:
+                    history[k] = self._generation(chunk, len(idx) if names else 1)
+                else:
+                    history[k] = self._step(self._train_pass(chunk, len(idx) if names else 1))
             except TrainingDiverged as exc:
                 raise TrainingDiverged(f"training diverged at step {k + 1} of {total}: {exc}", history[:k].copy()) \
                     from None

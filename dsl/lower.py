@@ -20,7 +20,7 @@ from phg.hypergraph import Claim, Hypergraph, Value
 from phg.operations import (CALLS, Operand, ShapeClash, UnitClash, infer_support, operation, unit_rule,
                             versor_reason)
 from phg.versors import constant_versor
-from phg.program import OPTIMIZERS, Program, TrainSpec
+from phg.program import MAX_POPULATION, OPTIMIZERS, Program, TrainSpec
 from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
 
@@ -247,14 +247,19 @@ class _Lowerer:
         if item.key == "optimizer":
             if item.value not in OPTIMIZERS:
                 raise self.error("name", f"unknown optimizer {item.value!r}", item.value_span,
-                                 expected="sgd, adam or prm", hint=did_you_mean(item.value, OPTIMIZERS))
+                                 expected="sgd, adam, prm or cma", hint=did_you_mean(item.value, OPTIMIZERS))
             spec.optimizer = item.value
             spec.hyper = dict(OPTIMIZERS[item.value])
             for key, (value, span) in item.kwargs.items():
                 if key not in spec.hyper:
                     raise self.error("name", f"{item.value} has no setting {key!r}", span,
                                      expected=", ".join(spec.hyper), hint=did_you_mean(key, spec.hyper))
-                if key in ("lr", "eps", "softness") and not value > 0:
+                if key == "population" and not (value == int(value) and 0 <= value <= MAX_POPULATION
+                                                and value != 1):
+                    raise self.error("type", f"population must be 0 (the default) or an integer from 2 to "
+                                     f"{MAX_POPULATION:,}, got {value:g}", span,
+                                     expected="0, or a whole number of candidates >= 2")
+                if key in ("lr", "eps", "softness", "sigma") and not value > 0:
                     raise self.error("type", f"{key} must be positive, got {value:g}", span, expected="a number > 0")
                 if key in ("beta1", "beta2") and not 0 <= value < 1:
                     raise self.error("type", f"{key} must lie in [0, 1), got {value:g}", span,

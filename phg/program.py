@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 
 from .algebra import Algebra
@@ -15,7 +16,16 @@ OPTIMIZERS = {
     "sgd": {"lr": 0.1},
     "adam": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
     "prm": {"lr": 1e-3, "softness": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+    # CMA-ES (LANGUAGE §12): the initial step size, and lambda (0: 4 + floor(3 ln n))
+    "cma": {"sigma": 0.3, "population": 0},
 }
+# The largest population `cma` takes (a generation's candidates are evaluated side by side).
+MAX_POPULATION = 100_000
+
+
+def default_population(n: int) -> int:
+    """CMA-ES's lambda for n coordinates: 4 + floor(3 ln n)."""
+    return 4 + int(3 * math.log(n)) if n >= 1 else 4
 # One fit() call takes at most this many steps (its loss history alone is 8 bytes a step).
 MAX_STEPS = 10**8
 

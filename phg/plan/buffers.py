@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from phg import support as sup
 from phg.hypergraph import Hypergraph
-from phg.program import TrainSpec
+from phg.program import TrainSpec, default_population
 
 from .loops import TILE
 
@@ -61,15 +61,16 @@ DIGIT_BOUND = 2**32 + NORMALISE_EVERY * 2**34
 # the top digit (weight 2^(32 (DIGITS - 1)) of 2^-1074) holds the sign and up to 2^62: sums below
 # 2^1132, so any count below 2^108 of doubles (each below 2^1024)
 CAPACITY = 2**(32 * (DIGITS - 1) + 62 - 1074 - 1024)
-MOMENTS = {"sgd": 0, "adam": 2, "prm": 3}       # moment arrays per optimizer coordinate
+MOMENTS = {"sgd": 0, "adam": 2, "prm": 3, "cma": 0}   # moment arrays per optimizer coordinate
 
 # What each role is called in the certificate's memory plan.
 LABELS = {"acc": "accumulators", "grid": "grids", "deposits": "deposit states", "ranges": "ledgers", "work": "work digits",
           "sums": "sums", "loss": "loss", "grads": "gradients", "before": "saved parameters",
           "tiles": "tile workspaces", "tangent": "tangents", "state": "optimizer moments",
+          "search": "search distribution", "search_scratch": "search temporaries",
           "outputs": "outputs", "conversions": "input conversions"}
 # The optimizer's own state: not counted against inference by `memory <= K * inference` (LANGUAGE §17).
-OPTIMIZER = frozenset({"before", "state"})
+OPTIMIZER = frozenset({"before", "state", "search", "search_scratch"})
 AXES = ("samples", "threads")
 
 
@@ -149,7 +150,34 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0) -> list
         if p in manifold:
             out.append(Buffer("tangent", v.name, coords, "float64"))
         out.append(Buffer("state", v.name, (MOMENTS[train.optimizer], math.prod(coords)), "float64"))
+    if train.optimizer == "cma":
+        n = search_coordinates(g)
+        lam = int(train.hyper["population"]) or default_population(n)
+        out += [Buffer("search", None, (search_words(n, lam),), "float64"),
+                Buffer("search_scratch", None, (search_scratch_words(n, lam),), "float64")]
     return out
+
+
+def search_coordinates(g: Hypergraph) -> int:
+    """The coordinates of `cma`'s one search distribution over every parameter."""
+    return sum(math.prod(coordinates(g, p)) for p in g.params)
+
+
+def search_words(n: int, population: int) -> int:
+    """The float64 words a CMA-ES search over n coordinates keeps (codegen.cma.Search.WORDS):
+    mean, two paths, the axis lengths, a step and its whitened copy (6n), C, its eigenvectors and
+    a product's scratch (3n^2), a generation's normal samples, steps and candidates (3 lambda n),
+    the losses, their order and the weights (3 lambda)."""
+    return 6 * n + 3 * n * n + 3 * population * n + 3 * population
+
+
+def search_scratch_words(n: int, population: int) -> int:
+    """What a generation allocates and frees again: one eigendecomposition of C (numpy's eigh: the
+    eigenvalues and vectors it returns, and LAPACK's dsyevd work space of 1 + 6n + 2n^2 words and
+    3 + 5n integers), the candidates reordered by their losses (2 lambda n), the order and its
+    mask (2 lambda), a few vectors (4n), and 8 KiB for numpy's own objects (the temporaries'
+    headers, eigh's wrappers: 6.0 KiB measured at n = 3)."""
+    return 4 * n * n + 17 * n + 2 * population * n + 3 * population + 1024
 
 
 def inference(g: Hypergraph, inputs: list[str], outputs: list[str], tiles: int = 0) -> list[Buffer]:
