@@ -17,6 +17,7 @@ from phg.hypergraph import Hypergraph
 from phg.numeric import DEFAULT
 from phg.plan import kernel_plan
 from phg.plan.kernel import PREDICT_ARGUMENTS, predicted
+from phg.plan.buffers import population_kernel
 from phg.plan.loops import unrolled
 from phg.program import Program, TrainSpec
 
@@ -34,6 +35,7 @@ from phg.plan.scalar import (
 )
 from . import looped
 from .decorators import njit
+from .population import population_source
 from .training import TrainKernel, train_kernel
 
 # Taylor terms after scaling the argument below 1/2: 0.5^18 / 18! is far below double rounding.
@@ -295,6 +297,10 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                               formatted, fast)
             for h in planned.fused.adjoint.helpers:
                 _share(helpers, h)
+            if population_kernel(g, train, loops=False):
+                kernels.append(population_source(g, planned.fused, global_name("population", g.name), fcode,
+                                                 fstatement, floads))
+                attrs.append(f"    _population_kernel = staticmethod({global_name('population', g.name)})")
         kernels.append(tk.source)
         manifold = {}
         for v in (g.values[p] for p in g.manifold_params()):

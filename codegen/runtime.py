@@ -64,6 +64,8 @@ def batch_of(name: str, value, spec: dict) -> np.ndarray:
 
 class ModelBase:
     SPEC: dict = {}
+    # optimizer cma's kernel of a generation's losses (codegen.population), where the model has one
+    _population_kernel = None
     # (symbol, function) of the loop plan's parts its kernels call by address (codegen.opaque)
     _parts: tuple = ()
 
@@ -348,9 +350,15 @@ class ModelBase:
             np.copyto(b["before"][name], self._parameters[name])
         candidates = search.ask()
         losses = search.losses                              # the plan's row for them (tell copies in)
-        for i, x in enumerate(candidates):
-            self._set_coordinates(coords, x, b["before"])
-            losses[i] = self._train_pass(arrays, n)
+        if self._population_kernel is not None:
+            stacks = self._stacks(coords, candidates, b["before"])
+            args = (*arrays, *(stacks[p] for p in self.SPEC["params"]), n if arrays else 1, losses)
+            spread(self._population_kernel, args, search.population,
+                   search.population * max(n, 1) * spec["stack_symbols"] // SHARE)
+        else:
+            for i, x in enumerate(candidates):
+                self._set_coordinates(coords, x, b["before"])
+                losses[i] = self._train_pass(arrays, n)
         search.tell(losses)
         best = float(np.min(search.losses))
         self._set_coordinates(coords, search.mean, b["before"])
@@ -360,6 +368,27 @@ class ModelBase:
         search.recentre(np.concatenate([np.arange(start, stop) for _, kind, start, stop in coords
                                         if kind == "tangent"] or [np.zeros(0, np.int64)]).astype(np.int64))
         return best
+
+    def _stacks(self, coords, candidates: np.ndarray, means: dict) -> dict[str, np.ndarray]:
+        """Every candidate's parameters, a stack [lambda, *shape, components] per parameter in the
+        plan's "population" buffer: coefficients as they are, a Rotor or Motor at means[name] exp(x)."""
+        b = self._buffers
+        lam = len(candidates)
+        flat, stacks, at = b["population"], {}, 0
+        for name, kind, start, stop in coords:
+            p = self.SPEC["params"][name]
+            shape = (lam, *p["shape"], len(p["layout"]))
+            size = int(np.prod(shape))
+            stack = stacks[name] = flat[at:at + size].reshape(shape)
+            at += size
+            if kind == "tangent":
+                np.copyto(stack, means[name])                # every candidate at the mean rotor
+                rows = stack.reshape(-1, len(p["layout"]))
+                x = np.ascontiguousarray(candidates[:, start:stop]).reshape(rows.shape[0], -1)
+                self._manifold[name][1](rows, x, 1.0, rows)
+            else:
+                stack.reshape(lam, -1)[:] = candidates[:, start:stop]
+        return stacks
 
     def _set_coordinates(self, coords, x: np.ndarray, means: dict) -> None:
         """The parameters at search coordinates x: coefficients as they are, a Rotor or Motor at

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from phg import support as sup
 from phg.hypergraph import Hypergraph
+from phg.numeric import DEFAULT
 from phg.program import TrainSpec, default_population
 
 from .loops import TILE
@@ -68,9 +69,10 @@ LABELS = {"acc": "accumulators", "grid": "grids", "deposits": "deposit states", 
           "sums": "sums", "loss": "loss", "grads": "gradients", "before": "saved parameters",
           "tiles": "tile workspaces", "tangent": "tangents", "state": "optimizer moments",
           "search": "search distribution", "search_scratch": "search temporaries",
+          "population": "candidates' parameters",
           "outputs": "outputs", "conversions": "input conversions"}
 # The optimizer's own state: not counted against inference by `memory <= K * inference` (LANGUAGE §17).
-OPTIMIZER = frozenset({"before", "state", "search", "search_scratch"})
+OPTIMIZER = frozenset({"before", "state", "search", "search_scratch", "population"})
 AXES = ("samples", "threads")
 
 
@@ -155,7 +157,16 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0) -> list
         lam = int(train.hyper["population"]) or default_population(n)
         out += [Buffer("search", None, (search_words(n, lam),), "float64"),
                 Buffer("search_scratch", None, (search_scratch_words(n, lam),), "float64")]
+        if population_kernel(g, train, loops):
+            sizes = sum(math.prod(g.values[p].shape) * bin(g.values[p].support).count("1") for p in g.params)
+            out.append(Buffer("population", None, (lam * sizes,), "float64"))
     return out
+
+
+def population_kernel(g: Hypergraph, train: TrainSpec, loops: bool) -> bool:
+    """Whether a `cma` model's generation is evaluated by one kernel call (codegen.population):
+    fused float64 models; the others evaluate each candidate with a training pass."""
+    return train.optimizer == "cma" and not loops and g.numeric == DEFAULT
 
 
 def search_coordinates(g: Hypergraph) -> int:
@@ -174,10 +185,11 @@ def search_words(n: int, population: int) -> int:
 def search_scratch_words(n: int, population: int) -> int:
     """What a generation allocates and frees again: one eigendecomposition of C (numpy's eigh: the
     eigenvalues and vectors it returns, and LAPACK's dsyevd work space of 1 + 6n + 2n^2 words and
-    3 + 5n integers), the candidates reordered by their losses (2 lambda n), the order and its
+    3 + 5n integers), the candidates reordered by their losses and a copy of their rotors'
+    coordinates (3 lambda n), the order and its
     mask (2 lambda), a few vectors (4n), and 8 KiB for numpy's own objects (the temporaries'
     headers, eigh's wrappers: 6.0 KiB measured at n = 3)."""
-    return 4 * n * n + 17 * n + 2 * population * n + 3 * population + 1024
+    return 4 * n * n + 17 * n + 3 * population * n + 3 * population + 1024
 
 
 def inference(g: Hypergraph, inputs: list[str], outputs: list[str], tiles: int = 0) -> list[Buffer]:
