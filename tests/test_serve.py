@@ -179,6 +179,10 @@ def test_the_server_answers_with_the_version_that_computed_it(served):
     (json.dumps({"inputs": {"q": [[1, 2, 3]]}}).encode(), "application/json", 422, "inputs"),
     (json.dumps({"nothing": 1}).encode(), "application/json", 422, "inputs"),
     (b"x" * 100, "text/plain", 415, "Content-Type"),
+    (b'{"inputs": {"x": [["1", "2", "3"]]}}', "application/json", 422, "inputs.x"),
+    (b'{"inputs": {"x": [[true, false, true]]}}', "application/json", 422, "inputs.x"),
+    (b'{"inputs": {"x": [[1, 2, 1' + b"0" * 400 + b']]}}', "application/json", 422, "inputs.x"),
+    (b'{"inputs": {"x": [[1.7e308, 1.7e308, 1.7e308]]}}', "application/json", 422, "outputs.p"),
     (b"\x93NUMPY garbage", "application/x-npy", 400, "body"),
 ])
 def test_a_bad_request_is_a_4xx_naming_the_field_and_the_server_keeps_serving(served, body, content_type, status,
@@ -354,3 +358,57 @@ def test_learning_while_serving_rotates_in_signed_versions_that_verify(tmp_path,
         assert record["lineage"]["parent"] == v - 1 and record["lineage"]["data"] and record["lineage"]["steps"] == 40
         assert main(["verify", str(tmp_path / "state" / "versions" / f"v{v}.json")]) == 0
     assert "valid: RigidRegistration version 3" in capsys.readouterr().out
+
+
+def test_a_record_with_its_signature_block_respelled_keeps_its_digest(tmp_path):
+    """The chain is over what was signed: a copy of a record whose signature block was respelled
+    (upper-case hex, a key added) by someone without the key is the same version, so the
+    record that follows the original still follows it."""
+    world = World(tmp_path)
+    world.release(_params(0.3))
+    v2, v3 = world.release(_params(0.4)), world.release(_params(0.5))
+    server = Server(world)
+    try:
+        respelled = {**v2, "signature": {**v2["signature"], "value": v2["signature"]["value"].upper(), "extra": 1}}
+        assert R.record_digest(respelled) == R.record_digest(v2)
+        assert rotate(server.port, respelled, world.params[1])[0] == 200
+        got, doc = rotate(server.port, v2, world.params[1])
+        assert (got, doc["error"]) == (409, "replay")
+        assert rotate(server.port, v3, world.params[2]) == (200, {"version": 3, "previous": 2})
+    finally:
+        server.stop()
+
+
+def test_a_persisted_version_that_expired_is_followed_by_a_newer_release_not_served(tmp_path):
+    from phg.shell import server as S
+    from phg.verifier import trust
+
+    world = World(tmp_path)
+    world.release(_params(0.3))
+    old = world.forged(_params(0.35), world.records[0], now=datetime.now(timezone.utc) - timedelta(days=91))
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "active.json").write_text(json.dumps({"record": old, "params": R.encode_params(_params(0.35))}))
+    newer = world.forged(_params(0.45), old)
+    service = S.Service(world.source, trust.trusted(None), state, TOKEN)
+    said = service.start(newer, _params(0.45))
+    assert service.active.number == 3 and "has expired" in said[0]
+    with pytest.raises(S.ServeError, match="expired"):        # and alone it is not served
+        S.Service(world.source, trust.trusted(None), tmp_path / "state2", TOKEN).start(old, _params(0.35))
+
+
+def test_a_model_in_a_format_restarts_on_its_persisted_version(tmp_path):
+    """Parameters are persisted as released (the instance holds them rounded to the format), so
+    their digest still matches the record after a restart."""
+    from phg.shell import server as S
+    from phg.verifier import trust
+
+    world = World(tmp_path)
+    text = world.source.read_text().replace("model RigidRegistration on G3 {\n",
+                                            "model RigidRegistration on G3 {\n    numeric float32\n")
+    world.source.write_text(text)
+    world.release(_params(0.3))
+    for _ in range(2):
+        service = S.Service(world.source, trust.trusted(None), tmp_path / "state", TOKEN)
+        service.start(world.records[0], world.params[0])
+        assert service.active.number == 1

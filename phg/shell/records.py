@@ -5,8 +5,8 @@ A record is a JSON object signed like a certificate (Ed25519 over its RFC 8785 c
 It names the model, a version (the previous record's plus one, or 1), the sha256 of the source,
 of the certificate (its content: neither the signature nor where the source was when it was
 checked), of the parameters (their names, shapes and float64 values, so the archive's zip
-metadata does not count) and of the generated module; the previous record's sha256 (of its
-canonical form, signature included), a summary of the certificate, the lineage (parent version,
+metadata does not count) and of the generated module; the previous record's sha256 (of what
+was signed: its canonical form without the signature block), a summary of the certificate, the lineage (parent version,
 the training data's sha256, steps, seed), the signer, and when it was made and when it expires.
 
 Whoever reads a record (`phg verify`, `phg serve`) trusts nothing in it until the checks here
@@ -60,9 +60,12 @@ def sha256(data: bytes) -> str:
 
 
 def record_digest(record: Mapping) -> str:
-    """The sha256 of a whole record, signature included: what the next record's `previous` holds."""
-    import rfc8785
-    return sha256(rfc8785.dumps(dict(record)))
+    """The sha256 of what a record says (its canonical form without the signature block, which is
+    what was signed): what the next record's `previous` holds.  The signature block stays out, so
+    that nobody without the key can make another digest of the same signed record (hex digits
+    in the other case, a key added to the block) and break the chain after it."""
+    from phg.verifier import signing
+    return sha256(signing.canonical(dict(record)))
 
 
 def certificate_digest(cert: Mapping) -> str:
@@ -125,7 +128,8 @@ def _is_hex(v) -> bool:
 
 
 def _is_count(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
+    # RFC 8785's canonical form holds integers up to 2^53 exactly
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**53
 
 
 def _is_time(v) -> bool:
@@ -203,6 +207,13 @@ def parse(data: bytes, name: str) -> dict:
     return check_fields(doc, name)
 
 
+def check_size(record: Mapping) -> None:
+    """A record sent in a request is held to what `phg verify` and `phg serve --release` read."""
+    size = len(json.dumps(record))
+    if size > MAX_RECORD_BYTES:
+        raise RecordError("release", f"a record of at most {MAX_RECORD_BYTES // 1024} KiB", f"{size:,} bytes")
+
+
 def read(path: str | Path) -> dict:
     from phg import sources
     try:
@@ -219,7 +230,7 @@ def check_signature(record: Mapping, trusted_keys) -> str:
 
     sig = signing.check_signature(dict(record))
     if not sig.valid:
-        raise Refusal("signature", sig.detail)
+        raise Refusal("signature", sig.detail if len(sig.detail) <= 200 else sig.detail[:200] + "...")
     signer = trust.find(trusted_keys, sig.public)
     if signer is None:
         raise Refusal("signature", f"signed by key {signing.key_id(sig.public)}, which is not trusted "

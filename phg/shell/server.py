@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import io
 import json
+import math
 import os
 import signal
 import threading
@@ -43,11 +44,13 @@ class ServeError(ValueError):
 
 @dataclass(frozen=True)
 class Version:
-    """One admitted version: its number, its record (and that record's digest) and its model instance."""
+    """One admitted version: its number, its record (and that record's digest), its model instance
+    and its parameters as released (the instance holds them rounded to the model's format)."""
     number: int
     record: dict
     digest: str
     model: object
+    params: dict | None = None
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Service:
         self.active: Version | None = None
         self.rotation = threading.Lock()           # one rotation at a time (HTTP or the learner)
         self.learner = None
+        self.history_problem: str | None = None
         self.metrics = _Metrics()
 
     # ---- admitting a version ---------------------------------------------------------------------
@@ -91,8 +95,9 @@ class Service:
         instance, warmed.  Raises Refused (nothing changes)."""
         try:
             R.check_fields(record)
+            R.check_size(record)
             R.check_signature(record, self.trusted)
-            last = self.last_version()
+            last = self.last_version() if follows is None else max(self.last_version() or 0, follows.number)
             if follows is not None and record["version"] == follows.number and R.record_digest(record) == follows.digest:
                 raise R.Refusal("replay", f"version {record['version']} is the active version")
             if last is not None and record["version"] <= last:
@@ -118,24 +123,42 @@ class Service:
         except R.Refusal as exc:
             status = {"signature": 403, "version": 409, "replay": 409, "chain": 409}.get(exc.check, 422)
             raise Refused(status, exc.check, exc.detail) from None
-        return Version(record["version"], record, R.record_digest(record), model)
+        return Version(record["version"], record, R.record_digest(record), model, dict(params))
 
     def last_version(self) -> int | None:
         return self.active.number if self.active is not None else None
 
     # ---- the state folder ----------------------------------------------------------------------
     def persist(self, version: Version) -> None:
-        """Write the version about to go live (its record and parameters), durably, before the swap."""
+        """Write the version about to go live (its record and parameters as released), durably,
+        before the swap: the one file a restart reads.  Refused(503) where it cannot be written
+        (the file is replaced whole or not at all, so the state is as it was)."""
         if self.state is None:
             return
         from phg import files
-        doc = {"record": version.record, "params": R.encode_params(dict(version.model.params))}
-        files.replace(self.state / STATE_FILE, lambda f: f.write(json.dumps(doc).encode()), durable=True)
-        # every version activated, kept for audit (`phg verify` reads one where its paths lead here)
+        doc = {"record": version.record, "params": R.encode_params(version.params)}
+        try:
+            files.replace(self.state / STATE_FILE, lambda f: f.write(json.dumps(doc).encode()), durable=True)
+        except OSError as exc:
+            raise Refused(503, "state", f"the state folder cannot be written ({exc.strerror or exc}); "
+                                        "nothing was activated") from None
+
+    def keep(self, version: Version) -> str | None:
+        """Keep an activated version in the state folder's history (`versions/vN.json`, `.npz`,
+        for audit: `phg verify` reads one where its paths lead here).  Best effort, after the
+        swap: a failure is reported, never undoes the activation."""
+        if self.state is None:
+            return None
+        from phg import files
         history = self.state / "versions"
-        history.mkdir(exist_ok=True)
-        files.replace(history / f"v{version.number}.npz", lambda f: np.savez(f, **dict(version.model.params)))
-        files.write_bytes(history / f"v{version.number}.json", (json.dumps(version.record, indent=2) + "\n").encode())
+        try:
+            history.mkdir(exist_ok=True)
+            files.replace(history / f"v{version.number}.npz", lambda f: np.savez(f, **version.params))
+            files.write_bytes(history / f"v{version.number}.json",
+                              (json.dumps(version.record, indent=2) + "\n").encode())
+        except OSError as exc:
+            return f"version {version.number} was not kept in {history}: {exc.strerror or exc}"
+        return None
 
     def history_paths(self, number: int) -> dict | None:
         """Where a record made here for version `number` finds its source and parameters, relative
@@ -183,21 +206,31 @@ class Service:
             os.kill(os.getpid(), signal.SIGKILL)
         self.active = version
         self.metrics.version = version.number
+        self.history_problem = self.keep(version)
 
     def start(self, record: dict, params: dict[str, np.ndarray]) -> list[str]:
         """The first version: the persisted one where the state folder holds one at least as new as
-        `record` (which is then refused if older), else `record`.  Returns what it did, to log."""
+        `record` (which is then refused if older), else `record`.  A persisted version that has
+        expired is not served, but a newer `record` may still follow it (the chain and the version
+        order hold from it).  Returns what it did, to log."""
         said = []
         held = self.persisted()
         follows = None
         if held is not None:
+            where = self.state / STATE_FILE
             try:
                 follows = self.admit(*held, None)
             except Refused as exc:
-                raise ServeError(f"the persisted version in {self.state / STATE_FILE} is refused: "
-                                 f"{exc.check}: {exc.detail}") from None
-            self.activate(follows)
-            said.append(f"resumed version {follows.number} from {self.state / STATE_FILE}")
+                if exc.check != "expired" or record["version"] <= held[0]["version"]:
+                    raise ServeError(f"the persisted version in {where} is refused: {exc.check}: {exc.detail}"
+                                     + ("; a newer release that follows it may replace it" if exc.check == "expired"
+                                        else "")) from None
+                follows = Version(held[0]["version"], held[0], R.record_digest(held[0]), None, held[1])
+                said.append(f"the persisted version {follows.number} in {where} has expired; the release given "
+                            "must follow it")
+            else:
+                self.activate(follows)
+                said.append(f"resumed version {follows.number} from {where}")
             if record["version"] < follows.number:
                 said.append(f"refused the release given, version {record['version']}: it is older than the "
                             f"persisted version {follows.number} (a rollback)")
@@ -205,9 +238,9 @@ class Service:
                 return said
         try:
             version = self.admit(record, params, follows)
+            self.activate(version)
         except Refused as exc:
             raise ServeError(f"the release given is refused: {exc.check}: {exc.detail}") from None
-        self.activate(version)
         said.append(f"serving version {version.number}")
         return said
 
@@ -218,10 +251,10 @@ class Service:
             follows = self.active
             try:
                 version = self.admit(record, params, follows)
+                self.activate(version)
             except Refused:
                 self.metrics.rotations.labels("refused").inc()
                 raise
-            self.activate(version)
             self.metrics.rotations.labels("activated").inc()
             return version, follows
 
@@ -329,7 +362,10 @@ def _inputs(request_type: str, data: bytes, spec: dict) -> dict[str, np.ndarray]
             arrays, _ = read_arrays(io.BytesIO(data), list(spec["inputs"]), MAX_BODY * 4)
         except ArchiveError as exc:
             raise BadRequest(400, "body", str(exc)) from None
-        return arrays
+        for name, a in arrays.items():
+            if a.dtype.kind not in "fiu":
+                raise BadRequest(422, f"inputs.{name}"[:80], f"expected an array of numbers, found dtype {a.dtype.str}")
+        return {k: a.astype(np.float64) for k, a in arrays.items()}
     if request_type not in ("application/json", ""):
         raise BadRequest(415, "Content-Type", f"expected application/json, application/x-npy or application/x-npz, "
                                               f"found {request_type[:60]!r}")
@@ -340,10 +376,17 @@ def _inputs(request_type: str, data: bytes, spec: dict) -> dict[str, np.ndarray]
                                         f"found {R._kind(given) if 'inputs' in doc else 'no such field'}")
     out = {}
     for name, value in given.items():
+        where = f"inputs.{name}"[:80]
         try:
-            out[name] = np.asarray(value, dtype=np.float64)
-        except (ValueError, TypeError):
-            raise BadRequest(422, f"inputs.{name}"[:80], "expected nested lists of numbers of one shape") from None
+            a = np.asarray(value)
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            raise BadRequest(422, where, "expected nested lists of numbers of one shape") from None
+        if a.dtype.kind not in "fiu":                  # text, true/false, null, ragged lists
+            raise BadRequest(422, where, "expected nested lists of numbers of one shape")
+        try:
+            out[name] = a.astype(np.float64)
+        except OverflowError:
+            raise BadRequest(422, where, "expected numbers a double holds") from None
     return out
 
 
@@ -358,7 +401,7 @@ def _npy(data: bytes, name: str) -> np.ndarray:
         shape, fortran, dtype = read_header(f)
         if dtype.hasobject or dtype.kind not in "fiu":
             raise ValueError("an array of numbers")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)                       # Python integers: no wrap-around
         if count * dtype.itemsize != len(data) - f.tell():
             raise ValueError(f"{count * dtype.itemsize:,} bytes of data as its header says")
         a = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
@@ -366,6 +409,58 @@ def _npy(data: bytes, name: str) -> np.ndarray:
     except ValueError as exc:
         raise BadRequest(400, "body", f"expected one .npy array ({exc})") from None
     return np.asarray(a, dtype=np.float64)
+
+
+def _predict(version: Version, kind: str, data: bytes, npz: bool):
+    """A prediction request answered by `version`, on a worker thread (parsing and rendering a
+    large body would hold the event loop, and every other request, for seconds)."""
+    from starlette.responses import JSONResponse, Response
+
+    inputs = _inputs(kind, data, version.model.SPEC)
+    for name, a in inputs.items():
+        if not np.all(np.isfinite(a)):
+            raise BadRequest(422, f"inputs.{name}"[:80], "expected finite numbers, found NaN or an infinity")
+    try:
+        outs = version.model.predict(**inputs)
+    except ValueError as exc:
+        raise BadRequest(422, "inputs", str(exc)) from None
+    for name, a in outs.items():
+        if not np.all(np.isfinite(a)):
+            raise BadRequest(422, f"outputs.{name}"[:80], "the outputs overflow for these inputs (not finite)")
+    if npz:
+        buf = io.BytesIO()
+        np.savez(buf, **outs)
+        return Response(buf.getvalue(), media_type="application/x-npz", headers={"X-PHG-Version": str(version.number)})
+    return JSONResponse({"version": version.number, "outputs": {k: v.tolist() for k, v in outs.items()}})
+
+
+def _rotate(service: Service, data: bytes) -> tuple[Version, Version]:
+    """A rotation request, on a worker thread: the body read strictly, the parameters decoded in
+    bounded memory, then Service.rotate."""
+    from phg.verifier.document import DocumentError, parse
+    try:
+        doc = parse(data, "body")
+    except DocumentError as exc:
+        raise BadRequest(400, "body", str(exc)) from None
+    record = doc.get("release")
+    model = record.get("model") if isinstance(record, dict) else None
+    cls = service.kernels.MODELS.get(model) if isinstance(model, str) else None
+    names = list(cls.SPEC["params"]) if cls is not None else []
+    try:
+        params = R.decode_params(doc.get("params"), names, service.max_body)
+    except R.RecordError as exc:
+        service.metrics.rotations.labels("refused").inc()
+        raise BadRequest(422, "params", str(exc)) from None
+    return service.rotate(record, params)
+
+
+def _observe(service: Service, kind: str, data: bytes) -> int:
+    spec = service.active.model.SPEC
+    inputs = _inputs(kind, data, {**spec, "predict": {"inputs": spec["train"]["inputs"]}})
+    try:
+        return service.learner.observe(inputs)
+    except ValueError as exc:
+        raise BadRequest(422, "inputs", str(exc)) from None
 
 
 def app(service: Service):
@@ -391,23 +486,12 @@ def app(service: Service):
         return run
 
     async def predict(request):
-        data = await _body(request, service.max_body)
-        version = service.active                      # read once: this version answers, entirely
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        inputs = _inputs(kind, data, version.model.SPEC)
-        if any(not np.all(np.isfinite(a)) for a in inputs.values()):
-            bad = next(n for n, a in inputs.items() if not np.all(np.isfinite(a)))
-            raise BadRequest(422, f"inputs.{bad}", "expected finite numbers, found NaN or an infinity")
-        try:
-            outs = await run_in_threadpool(lambda: version.model.predict(**inputs))
-        except ValueError as exc:
-            raise BadRequest(422, "inputs", str(exc)) from None
-        if "application/x-npz" in request.headers.get("accept", ""):
-            buf = io.BytesIO()
-            np.savez(buf, **outs)
-            return Response(buf.getvalue(), media_type="application/x-npz",
-                            headers={"X-PHG-Version": str(version.number)})
-        return JSONResponse({"version": version.number, "outputs": {k: v.tolist() for k, v in outs.items()}})
+        # JSON costs about 40 bytes of memory a byte parsed: its bodies get an eighth of the limit
+        data = await _body(request, service.max_body // 8 if kind in ("application/json", "") else service.max_body)
+        version = service.active                      # read once: this version answers, entirely
+        npz = "application/x-npz" in request.headers.get("accept", "")
+        return await run_in_threadpool(_predict, version, kind, data, npz)
 
     async def version_(request):
         v = service.active
@@ -423,35 +507,16 @@ def app(service: Service):
     async def rotate(request):
         service.authorised(request.headers.get("authorization"))
         data = await _body(request, service.max_body)
-        from phg.verifier.document import DocumentError, parse
-        try:
-            doc = parse(data, "body")
-        except DocumentError as exc:
-            raise BadRequest(400, "body", str(exc)) from None
-        record = doc.get("release")
-        model = record.get("model") if isinstance(record, dict) else None
-        cls = service.kernels.MODELS.get(model) if isinstance(model, str) else None
-        names = list(cls.SPEC["params"]) if cls is not None else []
-        try:
-            params = R.decode_params(doc.get("params"), names, service.max_body)
-        except R.RecordError as exc:
-            service.metrics.rotations.labels("refused").inc()
-            raise BadRequest(422, "params", str(exc)) from None
-        version, follows = await run_in_threadpool(service.rotate, record, params)
+        version, follows = await run_in_threadpool(_rotate, service, data)
         return JSONResponse({"version": version.number, "previous": follows.number})
 
     async def observe(request):
         service.authorised(request.headers.get("authorization"))
         if service.learner is None:
             raise BadRequest(404, "learn", "learning is off: start phg serve with --learn")
-        data = await _body(request, service.max_body)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        spec = service.active.model.SPEC
-        inputs = _inputs(kind, data, {**spec, "predict": {"inputs": spec["train"]["inputs"]}})
-        try:
-            held = await run_in_threadpool(service.learner.observe, inputs)
-        except ValueError as exc:
-            raise BadRequest(422, "inputs", str(exc)) from None
+        data = await _body(request, service.max_body // 8 if kind in ("application/json", "") else service.max_body)
+        held = await run_in_threadpool(_observe, service, kind, data)
         learner = service.learner
         return JSONResponse({"held": held, "version": service.active.number, "rounds": learner.rounds,
                              "improved": learner.improved})

@@ -87,6 +87,9 @@ def release(args, out: Console, err: Console) -> int:
         previous = R.read(args.previous) if args.previous else None
         if args.days is not None and not (0 < args.days <= 3650):
             raise ValueError(f"--days: expected a number of days in (0, 3650], found {args.days}")
+        for flag, value in (("--steps", args.steps), ("--seed", args.seed)):
+            if value is not None and not 0 <= value <= 2**53:
+                raise ValueError(f"{flag}: expected an integer from 0 to 2^53, found {value}")
     except (ValueError, R.RecordError) as exc:
         return _fail(err, f"phg release: {exc}")
     cert, kernels, module_sha = _built(program)
