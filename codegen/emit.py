@@ -299,7 +299,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                 _share(helpers, h)
             if population_kernel(g, train, loops=False):
                 kernels.append(population_source(g, planned.fused, global_name("population", g.name), fcode,
-                                                 fstatement, floads))
+                                                 fstatement, floads, formatted))
                 attrs.append(f"    _population_kernel = staticmethod({global_name('population', g.name)})")
         kernels.append(tk.source)
         manifold = {}
@@ -365,7 +365,8 @@ def module_source(program: Program, status: str) -> str:
 
 # The functions of codegen.formats a model in a numeric format calls (codegen.printers).
 _FORMATS = ("fast", "fast_add", "fast_div", "fast_dot", "fast_mul", "fast_sqrt", "fast_sum",
-            "posit", "posit_add", "posit_div", "posit_dot", "posit_mul", "posit_sqrt", "posit_sum", "single", "stack_flags")
+            "posit", "posit_add", "posit_div", "posit_dot", "posit_mul", "posit_pair", "posit_sqrt", "posit_sum",
+            "settle_pair", "single", "single_pair", "stack_flags")
 
 # The functions of codegen.accumulate the training kernels call, imported as _phg_<name>.
 _ACCUMULATE = ("begin_pass", "clear", "close", "deposit", "end_tile", "exact_totals", "fits", "low_bits", "normalise",

@@ -35,6 +35,35 @@ def single(x):
     return np.float64(np.float32(x))
 
 
+@numba.njit(cache=True, error_model="numpy")
+def single_pair(hi, lo):
+    """hi + lo (an exact pair, |lo| at most half hi's last place) rounded once to float32: as hi
+    rounds, but for a tie at hi (a float32 midpoint), which lo's sign breaks (a midpoint lies
+    strictly between hi and the exact value only where hi is one; see _fast_pair)."""
+    m = single(hi)
+    other = 2.0 * hi - m                   # the other neighbour, where hi is a midpoint
+    if lo != 0.0 and other != m and single(other) == other:
+        return other if (lo > 0.0) == (other > hi) else m
+    return m
+
+
+@numba.njit(cache=True, error_model="numpy")
+def settle_pair(s, c, size, terms, exact):
+    """(whether it is certain, hi, lo) for an exact sum s + c + d of `terms` terms summed by
+    TwoSum (s their float sum, c the float sum of the errors, size the sum of the terms'
+    magnitudes, |d| <= B = 2 (terms + 1)^2 u^2 size; Ogita, Rump and Oishi): certain where every
+    TwoSum was exact (s is the sum), or where c's sign is beyond B and B far below s's last place,
+    so that the exact sum rounds as the renormalised pair (hi, lo) does in any format of at most
+    53 bits (the pair's rounding functions: single_pair, posit_pair)."""
+    if exact:
+        return True, s, 0.0
+    bound = 2.0 * (terms + 1) ** 2 * _U * _U * size
+    hi, lo = two_sum(s, c)
+    if math.isfinite(size) and bound < abs(hi) * _U * 0.25 and abs(lo) > 2.0 * bound:
+        return True, hi, lo
+    return False, hi, lo
+
+
 @numba.njit(cache=True, inline="always")
 def two_sum(a, b):
     s = a + b

@@ -94,6 +94,10 @@ class _FormatPrinter(_Printer):
     def round(self, text: str) -> str:
         return f"{self.prefix}({text}{self.tail})" if self.fmt.is_posit else f"_phg_single({text})"
 
+    def pair(self, hi: str, lo: str) -> str:
+        """An exact pair hi + lo rounded once to the format."""
+        return f"_phg_posit_pair({hi}, {lo}{self.tail})" if self.fmt.is_posit else f"_phg_single_pair({hi}, {lo})"
+
     def binary(self, op: str, a: str, b: str) -> str:
         # a posit's division is a function in every format: NaR for a zero divisor
         if self.fmt.double_rounds_once and not (op == "/" and self.fmt.is_posit):

@@ -355,6 +355,9 @@ class ModelBase:
             args = (*arrays, *(stacks[p] for p in self.SPEC["params"]), n if arrays else 1, losses)
             spread(self._population_kernel, args, search.population,
                    search.population * max(n, 1) * spec["stack_symbols"] // SHARE)
+            for i in np.flatnonzero(np.isnan(losses)):     # a format's sum its bound left open
+                self._set_coordinates(coords, candidates[i], b["before"])
+                losses[i] = self._train_pass(arrays, n)
         else:
             for i, x in enumerate(candidates):
                 self._set_coordinates(coords, x, b["before"])
@@ -388,6 +391,7 @@ class ModelBase:
                 self._manifold[name][1](rows, x, 1.0, rows)
             else:
                 stack.reshape(lam, -1)[:] = candidates[:, start:stop]
+            self._parameters.round(stack)                    # a format's values (LANGUAGE §11)
         return stacks
 
     def _set_coordinates(self, coords, x: np.ndarray, means: dict) -> None:

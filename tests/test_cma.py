@@ -83,6 +83,10 @@ SOURCE = ("algebra G3 = Cl(3, 0, 0)\n\nmodel Ellipsoid on G3 {\n" + TEN + "    l
           "model Pose on G3 {\n    param R: Rotor = 1\n    param t: Vector[m] = 0\n    input x: Vector[m]\n"
           "    input y: Vector[m]\n    output p: Vector[m] = R >> x + t\n    loss norm2(p - y) / 1[m^2]\n}\n\n"
           "train Pose {\n    optimizer cma(sigma = 0.5)\n    batch 256\n    steps 300\n}\n" +
+          "".join(f"model Pose{f} on G3 {{\n    numeric {f}\n    param R: Rotor = 1\n    param t: Vector[m] = 0\n"
+                  "    input x: Vector[m]\n    input y: Vector[m]\n    output p: Vector[m] = R >> x + t\n"
+                  f"    loss norm2(p - y) / 1[m^2]\n}}\n\ntrain Pose{f} {{\n    optimizer cma(sigma = 0.5)\n}}\n"
+                  for f in ("float32", "posit16")) +
           "".join(ROBUST.format(name=name, optimizer=optimizer)
                   for name, optimizer in (("RobustAdam", "adam(lr = 0.05)"), ("RobustCma", "cma(sigma = 1.0, population = 16)"))))
 
@@ -174,3 +178,43 @@ def test_a_truncated_loss_with_outliers_is_found_by_search_where_adam_stays(kern
             p = m.predict(x=probe)["p"]
             errors[name] = float(np.abs(p[1:] - p[0] - q.T).max())
         assert errors["RobustAdam"] > 0.5 and errors["RobustCma"] < 0.01, (seed, errors)
+
+
+@pytest.mark.parametrize("fmt", ["float32", "posit16"])
+def test_in_a_format_a_generations_losses_are_the_models_bit_for_bit(kernels, monkeypatch, fmt):
+    """In a numeric format the population kernel's mean is the training kernels' (the exact sum
+    rounded once, divided by N, rounded): the same bits as a training pass per candidate, and
+    every candidate's parameters are the format's values."""
+    from phg.numeric import FORMATS
+
+    _, module = kernels
+    cls = getattr(module, f"Pose{fmt}")
+    rng = np.random.default_rng(9)
+    x = np.vectorize(FORMATS[fmt].round)(rng.normal(size=(400, 3)))
+    y = np.vectorize(FORMATS[fmt].round)(x[:, [1, 0, 2]] + 0.25)
+    fast, slow = cls(seed=0), cls(seed=0)
+    assert fast._population_kernel is not None
+    monkeypatch.setattr(slow, "_population_kernel", None)
+    for _ in range(3):
+        for m in (fast, slow):
+            m.step(x=x, y=y)
+        np.testing.assert_array_equal(fast._evolution()[0].losses, slow._evolution()[0].losses)
+    stacks = fast._buffers["population"]
+    assert all(FORMATS[fmt].round(float(v)) == v for v in stacks)
+
+
+def test_in_a_format_the_population_kernel_decides_its_sums(kernels, monkeypatch):
+    """The certified bound decides typical sums: no candidate falls back to a training pass."""
+    from phg.numeric import FORMATS
+
+    _, module = kernels
+    m = module.Poseposit16(seed=0)
+    rng = np.random.default_rng(9)
+    x = np.vectorize(FORMATS["posit16"].round)(rng.normal(size=(400, 3)))
+    y = np.vectorize(FORMATS["posit16"].round)(x[:, [1, 0, 2]] + 0.25)
+    m.step(x=x, y=y)
+    passes = []
+    monkeypatch.setattr(m, "_train_pass", lambda *a: passes.append(1) or math.nan)
+    for _ in range(3):
+        m.step(x=x, y=y)
+    assert not passes

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 
 from phg import support as sup
 from phg.hypergraph import Hypergraph
-from phg.numeric import DEFAULT
 from phg.program import TrainSpec, default_population
 
 from .loops import TILE
@@ -165,8 +164,8 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0) -> list
 
 def population_kernel(g: Hypergraph, train: TrainSpec, loops: bool) -> bool:
     """Whether a `cma` model's generation is evaluated by one kernel call (codegen.population):
-    fused float64 models; the others evaluate each candidate with a training pass."""
-    return train.optimizer == "cma" and not loops and g.numeric == DEFAULT
+    fused models; those in the loop plan evaluate each candidate with a training pass."""
+    return train.optimizer == "cma" and not loops
 
 
 def search_coordinates(g: Hypergraph) -> int:
