@@ -8,7 +8,7 @@
 - a robust registration: 30% outliers and a loss truncated at 0.1 m^2 (its gradient zero beyond),
   from the identity on 8 data sets, adam (lr 0.05) and cma (sigma 1, population 16), 200 steps
   or generations each: how often each finds the inliers' motion (rotation within 0.01);
-- speed: evaluations per second at batch 1,024 of rigid registration by the population kernel
+- speed: evaluations per second at batches 256, 1,024 and 4,096 of rigid registration by the population kernel
   (one call a generation), by a training pass per candidate (what M.loss runs), and by pycma
   driving M.loss.
 
@@ -181,46 +181,48 @@ def robust(tmp: str, sets: int = 8) -> list[tuple[str, int, float]]:
     return rows
 
 
-def speed(tmp: str) -> list[tuple[str, float]]:
+BATCHES = (256, 1024, 4096)
+
+
+def speed(tmp: str) -> dict[str, list[float]]:
+    """Evaluations a second of rigid registration at each of BATCHES: {how: [rate per batch]}."""
     import cma
     import phg
 
     module = phg.build(phg.loads(_cma_source("rigid_registration.phg", 0.5, 30), filename=f"{tmp}/speed.phg"),
                        f"{tmp}/speed")
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(1024, 3))
-    y = x[:, [1, 0, 2]] + 0.1
-    m = module.RigidRegistration(seed=0)
-    m.step(x=x, y=y)                                      # compiled, warmed
-    lam = m.search["evaluations"]
+    rates: dict[str, list[float]] = {"population kernel (one call a generation)": [],
+                                     "a training pass per candidate": [], "pycma driving M.loss": []}
     generations = 30
-    start = time.perf_counter()
-    for _ in range(generations):
-        m.step(x=x, y=y)
-    kernel = generations * lam / (time.perf_counter() - start)
-    m2 = module.RigidRegistration(seed=0)
-    m2._population_kernel = None                          # a training pass per candidate, as M.loss runs
-    m2.step(x=x, y=y)
-    start = time.perf_counter()
-    for _ in range(generations):
-        m2.step(x=x, y=y)
-    passes = generations * lam / (time.perf_counter() - start)
-    m3 = module.RigidRegistration(seed=0)
-    es = cma.CMAEvolutionStrategy(np.zeros(6), 0.5, {"seed": 1, "verbose": -9, "popsize": lam})
-    evaluated = 0
-    start = time.perf_counter()
-    for _ in range(generations):
-        xs = es.ask()
-        losses = []
-        for c in xs:                                      # pycma on the rotor's coefficients, renormalised
-            r = np.array([1.0, *c[:3]])
-            m3.params = {"R": r / np.sqrt(r @ r), "t": c[3:]}
-            losses.append(m3.loss(x=x, y=y))
-        es.tell(xs, losses)
-        evaluated += len(xs)
-    peer = evaluated / (time.perf_counter() - start)
-    return [("population kernel (one call a generation)", kernel), ("a training pass per candidate", passes),
-            ("pycma driving M.loss", peer)]
+    for batch in BATCHES:
+        x = rng.normal(size=(batch, 3))
+        y = x[:, [1, 0, 2]] + 0.1
+        for how, kernel in zip(rates, (True, False)):
+            m = module.RigidRegistration(seed=0)
+            if not kernel:
+                m._population_kernel = None               # a training pass per candidate, as M.loss runs
+            m.step(x=x, y=y)                              # compiled, warmed
+            lam = m.search["evaluations"]
+            start = time.perf_counter()
+            for _ in range(generations):
+                m.step(x=x, y=y)
+            rates[how].append(generations * lam / (time.perf_counter() - start))
+        m = module.RigidRegistration(seed=0)
+        es = cma.CMAEvolutionStrategy(np.zeros(6), 0.5, {"seed": 1, "verbose": -9, "popsize": lam})
+        evaluated = 0
+        start = time.perf_counter()
+        for _ in range(generations):
+            xs = es.ask()
+            losses = []
+            for c in xs:                                  # pycma on the rotor's coefficients, renormalised
+                r = np.array([1.0, *c[:3]])
+                m.params = {"R": r / np.sqrt(r @ r), "t": c[3:]}
+                losses.append(m.loss(x=x, y=y))
+            es.tell(xs, losses)
+            evaluated += len(xs)
+        rates["pycma driving M.loss"].append(evaluated / (time.perf_counter() - start))
+    return rates
 
 
 def main(argv: list[str]) -> int:
@@ -247,9 +249,9 @@ def main(argv: list[str]) -> int:
         print("|---|---|---|")
         for optimizer, found, median in robust(tmp):
             print(f"| {optimizer} | {found} of 8 | {median:.2g} |")
-        print("\nrigid registration, batch 1,024: evaluations (one candidate's batch-mean loss) per second\n")
-        print("| how | evaluations/s |")
-        print("|---|---|")
-        for how, rate in speed(tmp):
-            print(f"| {how} | {rate:,.0f} |")
+        print("\nrigid registration: evaluations (one candidate's batch-mean loss) per second, by batch\n")
+        print("| how | " + " | ".join(f"{b:,}" for b in BATCHES) + " |")
+        print("|---|" + "---|" * len(BATCHES))
+        for how, rates in speed(tmp).items():
+            print(f"| {how} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
     return 0

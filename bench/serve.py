@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port of 127.0.0.1 nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -131,7 +132,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         source, probe, records, params, outputs = _versions(folder, args.rotations + 1)
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PHG_ADMIN_TOKEN": TOKEN}
         env.pop("PHG_FAULT", None)
         proc = subprocess.Popen([sys.executable, "-c", "from phg.shell.cli import main; raise SystemExit(main())",
@@ -265,7 +266,7 @@ def _learn(args) -> int:
             truth_model.params = {"R": np.array([np.cos(angle / 2), np.sin(angle / 2), 0.0, 0.0]), "t": shift}
             return truth_model.predict(x=x)["p"]
 
-        port = _free_port()
+        port = free_port()
         proc = _start(folder, source, port, ["--learn", "--learn-every", "0.5", "--window", "2048",
                                               "--learn-steps", "100"])
         if proc is None:

@@ -2,7 +2,10 @@
 flat coordinates, asked for candidates and told their losses.
 
 The (mu/mu_W, lambda)-CMA-ES with the active covariance update, as Hansen's tutorial (arXiv
-1604.00772, table 1 and its active variant) defines it, with its default constants: weighted
+1604.00772, table 1 and its active variant) defines it, with pycma's default constants (which
+differ from the tutorial's table: c_sigma = (mu_eff + 2) / (n + mu_eff + 3) at most 1/2, c_1
+scaled by min(1, lambda / 6), 0.25 added to c_mu's numerator, and d_sigma's mu_eff term scaled
+by max(1, 3 (1 - 2^(-n/9)))): weighted
 recombination of the best half, cumulative step-size adaptation, rank-one and rank-mu covariance
 updates (the worst half of the population with negative weights), and the stall of the
 rank-one path where the step-size path is long (h_sigma).  The coordinates are whatever the
@@ -26,7 +29,7 @@ from phg.program import default_population
 
 @dataclass(frozen=True)
 class Constants:
-    """The strategy parameters of a dimension n and population lambda (the tutorial's table 1)."""
+    """The strategy parameters of a dimension n and population lambda (pycma's defaults)."""
     n: int
     population: int
     mu: int
@@ -49,12 +52,13 @@ class Constants:
         pos, neg = raw[:mu], raw[mu:]
         mueff = pos.sum() ** 2 / (pos ** 2).sum()
         mueff_neg = neg.sum() ** 2 / (neg ** 2).sum() if len(neg) and (neg ** 2).sum() > 0 else 0.0
-        c_sigma = (mueff + 2) / (n + mueff + 5)
-        d_sigma = 1 + 2 * max(0.0, math.sqrt((mueff - 1) / (n + 1)) - 1) + c_sigma
+        c_sigma = min(0.5, (mueff + 2) / (n + mueff + 3))
+        inner = max(1.0, 3 * (1 - 0.5 ** (n / 9)))
+        d_sigma = 1 + 2 * max(0.0, inner * math.sqrt((mueff - 1) / (n + 1)) - 1) + c_sigma
         c_c = (4 + mueff / n) / (n + 4 + 2 * mueff / n)
         alpha_cov = 2.0
-        c_1 = alpha_cov / ((n + 1.3) ** 2 + mueff)
-        c_mu = min(1 - c_1, alpha_cov * (mueff - 2 + 1 / mueff) / ((n + 2) ** 2 + alpha_cov * mueff / 2))
+        c_1 = min(1.0, lam / 6) * alpha_cov / ((n + 1.3) ** 2 + mueff)
+        c_mu = min(1 - c_1, alpha_cov * (0.25 + mueff - 2 + 1 / mueff) / ((n + 2) ** 2 + alpha_cov * mueff / 2))
         alpha_mu = 1 + c_1 / c_mu if c_mu > 0 else 1.0
         alpha_mueff = 1 + 2 * mueff_neg / (mueff + 2)
         alpha_posdef = (1 - c_1 - c_mu) / (n * c_mu) if c_mu > 0 else 0.0

@@ -311,9 +311,8 @@ class ModelBase:
         if self._training()["settings"]["optimizer"] != "cma":
             raise AttributeError(f"{self.SPEC['name']} trains with {self._training()['settings']['optimizer']}, "
                                  "not cma, so it has no search distribution")
-        search = self._evolution()[0]
-        return {**search.state(), "coordinates": [(name, kind, start, stop)
-                                                  for name, kind, start, stop in self._evolution()[1]]}
+        search, coords = self._evolution()
+        return {**search.state(), "coordinates": list(coords)}
 
     def _evolution(self):
         """(the search, its coordinates: (parameter, "tangent" or "coefficients", start, stop)),

@@ -48,14 +48,17 @@ def test_evaluations_to_1e_8_are_within_30_percent_of_pycma(f):
     assert abs(mine - peer) <= 0.3 * peer, (mine, peer)
 
 
-def test_the_constants_are_the_tutorials():
-    k = Constants.of(10)
-    assert (k.population, k.mu) == (10, 5) == (default_population(10), 5)
-    assert k.weights[:5].sum() == pytest.approx(1.0) and np.all(np.diff(k.weights) < 0)
-    assert k.mueff == pytest.approx(3.1672, abs=1e-3)
-    assert k.weights[5:].sum() < 0
-    # the rank-one and rank-mu rates leave the covariance positive definite
-    assert k.c_1 + k.c_mu <= 1 and k.c_mu * abs(k.weights[5:].sum()) <= 1 - k.c_1 - k.c_mu + 1e-12 + k.c_mu * 10
+@pytest.mark.parametrize("n, population", [(2, 0), (3, 0), (10, 0), (6, 16), (40, 25), (100, 0), (30, 200)])
+def test_the_constants_are_pycmas(n, population):
+    """mu_eff, the weights (negative ones included), c_1, c_mu, c_c, c_sigma and d_sigma against
+    pycma's defaults for the same dimension and population."""
+    es = cma.CMAEvolutionStrategy(n * [0.1], 0.3, {"verbose": -9, **({"popsize": population} if population else {})})
+    k = Constants.of(n, population)
+    assert k.population == es.sp.popsize == (population or default_population(n))
+    np.testing.assert_allclose(k.weights, np.array(es.sp.weights), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose([k.mueff, k.c_1, k.c_mu, k.c_c, k.c_sigma, k.d_sigma],
+                               [es.sp.weights.mueff, es.sp.c1, es.sp.cmu, es.sp.cc, es.adapt_sigma.cs,
+                                es.adapt_sigma.damps], rtol=1e-12)
 
 
 def test_a_generation_allocates_no_more_than_the_plan_certifies():

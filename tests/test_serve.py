@@ -21,17 +21,12 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench.serve import free_port as _free_port
 from phg.shell import records as R
 from phg.shell.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rotor(angle: float) -> np.ndarray:

@@ -48,12 +48,12 @@ class Learner:
         with self.lock:
             if self.data is None:
                 self.data = {k: np.zeros((self.window, *a.shape[1:])) for k, a in zip(names, arrays)}
+            kept = min(n, self.window)                  # of a batch larger than the window, its last
+            rows = (self.seen + np.arange(kept)) % self.window       # a ring: the oldest go first
             for k, a in zip(names, arrays):
-                a = a[-self.window:]
-                rows = (self.seen + np.arange(len(a))) % self.window       # a ring: the oldest go first
-                self.data[k][rows] = a
-            self.seen += min(n, self.window) if n > self.window else n
-            self.held = min(self.window, self.held + n)
+                self.data[k][rows] = a[n - kept:]
+            self.seen += kept
+            self.held = min(self.window, self.held + kept)
             return self.held
 
     def _snapshot(self):

@@ -19,7 +19,6 @@ import base64
 import hashlib
 import io
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -303,7 +302,3 @@ def encode_params(params: Mapping[str, np.ndarray]) -> str:
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in params.items()})
     return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def finite_float(x) -> bool:
-    return isinstance(x, float) and math.isfinite(x)

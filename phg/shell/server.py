@@ -24,7 +24,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +205,7 @@ class Service:
         if self.active is not None and os.environ.get("PHG_FAULT") == FAULT_AFTER_PERSIST:
             os.kill(os.getpid(), signal.SIGKILL)
         self.active = version
-        self.metrics.version = version.number
+        self.metrics.active.set(version.number)
         self.history_problem = self.keep(version)
 
     def start(self, record: dict, params: dict[str, np.ndarray]) -> list[str]:
@@ -275,33 +275,17 @@ def _warm(model) -> None:
     model.predict(**inputs)
 
 
-@dataclass
 class _Metrics:
     """Prometheus series of one server (a registry of its own, so two servers in a process, as in
     the tests, do not share counts)."""
-    registry: object = None
-    requests: object = None
-    latency: object = None
-    rotations: object = None
-    active: object = None
-    _version: int = field(default=0)
 
-    def __post_init__(self):
+    def __init__(self):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         self.registry = CollectorRegistry()
         self.requests = Counter("phg_requests", "requests answered", ["path", "status"], registry=self.registry)
         self.latency = Histogram("phg_request_seconds", "time to answer a request", ["path"], registry=self.registry)
         self.rotations = Counter("phg_rotations", "rotations asked for", ["result"], registry=self.registry)
         self.active = Gauge("phg_active_version", "the version answering requests", registry=self.registry)
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    @version.setter
-    def version(self, number: int) -> None:
-        self._version = number
-        self.active.set(number)
 
 
 # ---- HTTP -----------------------------------------------------------------------------------------
