@@ -221,3 +221,14 @@ def test_in_a_format_the_population_kernel_decides_its_sums(kernels, monkeypatch
     for _ in range(3):
         m.step(x=x, y=y)
     assert not passes
+
+
+def test_a_generation_allocates_within_the_certificate(kernels):
+    """A cma step (a generation: the search, the candidates' parameters, one kernel call) against
+    the certified training bound, by tracemalloc and by peak RSS (tests/test_memory's check)."""
+    import phg
+    from test_memory import check_memory
+
+    path, module = kernels
+    plan = phg.check(phg.load(path)).to_dict()["memory"]["Pose"]
+    assert check_memory(module.Pose, plan) == []
