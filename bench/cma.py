@@ -8,9 +8,9 @@
 - a robust registration: 30% outliers and a loss truncated at 0.1 m^2 (its gradient zero beyond),
   from the identity on 8 data sets, adam (lr 0.05) and cma (sigma 1, population 16), 200 steps
   or generations each: how often each finds the inliers' motion (rotation within 0.01);
-- speed: evaluations per second at batches 256, 1,024 and 4,096 of rigid registration by the population kernel
-  (one call a generation), by a training pass per candidate (what M.loss runs), and by pycma
-  driving M.loss.
+- speed: evaluations per second at batches 256, 1,024 and 4,096 of rigid registration (fused) and
+  the signed-volume network (the loop plan) by the population kernel (one call a generation), by a
+  training pass per candidate (what M.loss runs), and by pycma driving M.loss.
 
     python -m bench cma [--seeds 11]
 """
@@ -184,44 +184,77 @@ def robust(tmp: str, sets: int = 8) -> list[tuple[str, int, float]]:
 BATCHES = (256, 1024, 4096)
 
 
-def speed(tmp: str) -> dict[str, list[float]]:
-    """Evaluations a second of rigid registration at each of BATCHES: {how: [rate per batch]}."""
+def _rigid(rng, batch: int) -> dict[str, np.ndarray]:
+    x = rng.normal(size=(batch, 3))
+    return {"x": x, "y": x[:, [1, 0, 2]] + 0.1}
+
+
+def _volumes(rng, batch: int) -> dict[str, np.ndarray]:
+    v = rng.normal(size=(batch, 3, 3))
+    return {"v": v, "target": np.linalg.det(v)[:, None] / 10}
+
+
+def _at(m, c: np.ndarray) -> None:
+    """M's parameters at pycma's point c: a Rotor from its bivector coefficients (renormalised),
+    the others' coefficients as they are."""
+    params, at = {}, 0
+    for name, p in m.SPEC["params"].items():
+        if p.get("versor"):
+            r = np.array([1.0, *c[at:at + 3]])
+            params[name], at = r / np.sqrt(r @ r), at + 3
+        else:
+            size = int(np.prod(p["shape"])) * len(p["layout"])
+            params[name], at = c[at:at + size].reshape(*p["shape"], len(p["layout"])), at + size
+    m.params = params
+
+
+# (example, model, its samples): a fused model and one in the loop plan
+SPEED = (("rigid_registration.phg", "RigidRegistration", _rigid), ("signed_volume.phg", "SignedVolume", _volumes))
+
+
+def speed(tmp: str) -> dict[tuple[str, str], list[float]]:
+    """Evaluations a second of each model of SPEED at each of BATCHES: {(model, how): [rate per batch]}."""
     import cma
     import phg
 
-    module = phg.build(phg.loads(_cma_source("rigid_registration.phg", 0.5, 30), filename=f"{tmp}/speed.phg"),
-                       f"{tmp}/speed")
-    rng = np.random.default_rng(1)
-    rates: dict[str, list[float]] = {"population kernel (one call a generation)": [],
-                                     "a training pass per candidate": [], "pycma driving M.loss": []}
+    rates: dict[tuple[str, str], list[float]] = {}
     generations = 30
-    for batch in BATCHES:
-        x = rng.normal(size=(batch, 3))
-        y = x[:, [1, 0, 2]] + 0.1
-        for how, kernel in zip(rates, (True, False)):
-            m = module.RigidRegistration(seed=0)
-            if not kernel:
-                m._population_kernel = None               # a training pass per candidate, as M.loss runs
-            m.step(x=x, y=y)                              # compiled, warmed
-            lam = m.search["evaluations"]
+    for example, model, samples in SPEED:
+        module = phg.build(phg.loads(_cma_source(example, 0.5, 30), filename=f"{tmp}/speed_{model}.phg"),
+                           f"{tmp}/speed_{model}")
+        cls = getattr(module, model)
+        rng = np.random.default_rng(1)
+        hows = [(model, "population kernel (one call a generation)"), (model, "a training pass per candidate"),
+                (model, "pycma driving M.loss")]
+        for how in hows:
+            rates[how] = []
+        for batch in BATCHES:
+            data = samples(rng, batch)
+            for how, kernel in zip(hows, (True, False)):
+                m = cls(seed=0)
+                if not kernel:
+                    m._population_kernel = None           # a training pass per candidate, as M.loss runs
+                m.step(**data)                            # compiled, warmed
+                lam = m.search["evaluations"]
+                start = time.perf_counter()
+                for _ in range(generations):
+                    m.step(**data)
+                rates[how].append(generations * lam / (time.perf_counter() - start))
+            m = cls(seed=0)
+            x0 = np.concatenate([np.zeros(3) if p.get("versor") else m.params[n].reshape(-1)
+                                 for n, p in m.SPEC["params"].items()])
+            es = cma.CMAEvolutionStrategy(x0, 0.5, {"seed": 1, "verbose": -9, "popsize": lam})
+            evaluated = 0
             start = time.perf_counter()
             for _ in range(generations):
-                m.step(x=x, y=y)
-            rates[how].append(generations * lam / (time.perf_counter() - start))
-        m = module.RigidRegistration(seed=0)
-        es = cma.CMAEvolutionStrategy(np.zeros(6), 0.5, {"seed": 1, "verbose": -9, "popsize": lam})
-        evaluated = 0
-        start = time.perf_counter()
-        for _ in range(generations):
-            xs = es.ask()
-            losses = []
-            for c in xs:                                  # pycma on the rotor's coefficients, renormalised
-                r = np.array([1.0, *c[:3]])
-                m.params = {"R": r / np.sqrt(r @ r), "t": c[3:]}
-                losses.append(m.loss(x=x, y=y))
-            es.tell(xs, losses)
-            evaluated += len(xs)
-        rates["pycma driving M.loss"].append(evaluated / (time.perf_counter() - start))
+                xs = es.ask()
+                losses = []
+                for c in xs:
+                    _at(m, c)
+                    losses.append(m.loss(**data))
+                es.tell(xs, losses)
+                evaluated += len(xs)
+            rates[hows[2]].append(evaluated / (time.perf_counter() - start))
     return rates
 
 
@@ -249,9 +282,9 @@ def main(argv: list[str]) -> int:
         print("|---|---|---|")
         for optimizer, found, median in robust(tmp):
             print(f"| {optimizer} | {found} of 8 | {median:.2g} |")
-        print("\nrigid registration: evaluations (one candidate's batch-mean loss) per second, by batch\n")
-        print("| how | " + " | ".join(f"{b:,}" for b in BATCHES) + " |")
-        print("|---|" + "---|" * len(BATCHES))
-        for how, rates in speed(tmp).items():
-            print(f"| {how} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
+        print("\nevaluations (one candidate's batch-mean loss) per second, by batch (SignedVolume: the loop plan)\n")
+        print("| model | how | " + " | ".join(f"{b:,}" for b in BATCHES) + " |")
+        print("|---|---|" + "---|" * len(BATCHES))
+        for (model, how), rates in speed(tmp).items():
+            print(f"| {model} | {how} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
     return 0

@@ -70,8 +70,9 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
         yield f"{name} retraction", retract_fn, _typed(r, b["tangent"][name], -1.0, r)
     if cls._population_kernel is not None:                 # cma's losses of a generation
         stacks = [np.zeros((2, *v.shape)) for v in (params[p] for p in train["params"])]
+        workspace = (b["tiles"], 0) if train["strategy"] == "loops" else ()
         yield "population", cls._population_kernel, _typed(*_samples(spec, train["inputs"]), *stacks, 1,
-                                                           np.zeros(2), 0, 1)
+                                                           np.zeros(2), *workspace, 0, 1)
     if train["settings"]["optimizer"] not in KINDS:       # cma: no gradient step (codegen.cma)
         return
     kind = KINDS[train["settings"]["optimizer"]]

@@ -17,7 +17,6 @@ from phg.hypergraph import Hypergraph
 from phg.numeric import DEFAULT
 from phg.plan import kernel_plan
 from phg.plan.kernel import PREDICT_ARGUMENTS, predicted
-from phg.plan.buffers import population_kernel
 from phg.plan.loops import unrolled
 from phg.program import Program, TrainSpec
 
@@ -290,6 +289,10 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                                                  global_name("slots", g.name), tinputs),
                              global_name("train", g.name), global_name("slots", g.name), tinputs, list(g.params),
                              lp.rows, lp.rows, 2 * unrolled(g, [g.loss]))
+            if train.optimizer == "cma":
+                kernels.append(looped.population_source(module, global_name("population", g.name),
+                                                        global_name("candidate", g.name), tinputs))
+                attrs.append(f"    _population_kernel = staticmethod({global_name('population', g.name)})")
         else:
             quick = format_printer(g.numeric, fast=True)      # a posit format's fast path, tried first
             fast = None if quick is None else _printing(quick, True)
@@ -297,7 +300,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                               formatted, fast)
             for h in planned.fused.adjoint.helpers:
                 _share(helpers, h)
-            if population_kernel(g, train, loops=False):
+            if train.optimizer == "cma":
                 kernels.append(population_source(g, planned.fused, global_name("population", g.name), fcode,
                                                  fstatement, floads, formatted))
                 attrs.append(f"    _population_kernel = staticmethod({global_name('population', g.name)})")

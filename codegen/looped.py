@@ -712,3 +712,33 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({'exact' if lp.exact else 'float'} accumulation)."
     parts.append(_function(name, args, doc, _epilogue(mod, grads)))
     return "\n\n\n".join(parts)
+
+
+def population_source(mod: Module, name: str, candidate: str, inputs: list[str]) -> str:
+    """optimizer cma's population kernel of a model in the loop plan (codegen.population): the
+    candidate function (one parameter set's batch-mean loss: the training kernels' forward ops,
+    in tiles, the loss summed as mean_lines sums it) and the kernel that runs it for the
+    candidates _from to _to, each parameter's row of its stack, in its share's workspace."""
+    from .population import mean_lines
+
+    g, lp = mod.g, mod.lp
+    params = list(g.params)
+    data = [array_name(g.values[v]) for v in inputs + params]
+    consts = [v for v in lp.slabs if lp.slabs[v].const]
+    trained = lambda op: op.trained  # noqa: E731
+    loss = lp.slabs[g.loss]
+    start, add, end = mean_lines(_at(loss.offset, loss, 0), mod.fmt)
+    body = ["_wv = _ws", "_wi = _ws", "_m = 0"] + mod.load([p for p in params if p in lp.slabs] + consts, None)
+    body += mod.ops(False, False, lambda op: True) + start
+    tile = [f"_m = min({TILE}, _n - _start)"] + mod.load(inputs, "_start") + mod.ops(True, False, trained)
+    tile += ["for _t in range(_m):"] + ["    " + ln for ln in add]
+    body += [f"for _start in range(0, _n, {TILE}):"] + ["    " + ln for ln in tile] + end + ["return _pmean"]
+    doc = f"The batch-mean loss of {g.name} for one parameter set over the samples 0.._n, in tiles of {TILE}."
+    parts = [_function(candidate, data + ["_n", "_ws"], doc, body)]
+    rows = [array_name(g.values[v]) for v in inputs] + [f"{array_name(g.values[p])}[_k]" for p in params]
+    doc = (f"The batch-mean losses of {g.name} for the candidates _from to _to, each parameter's row _k of "
+           "its stack, in the workspace _tiles[_share] (LANGUAGE §12).")
+    body = ["_ws = _tiles[_share]", "for _k in range(_from, _to):",
+            f"    _losses[_k] = {candidate}({', '.join(rows + ['_n', '_ws'])})"]
+    parts.append(_function(name, data + ["_n", "_losses", "_tiles", "_share", "_from", "_to"], doc, body))
+    return "\n\n\n".join(parts)

@@ -349,18 +349,19 @@ class ModelBase:
             np.copyto(b["before"][name], self._parameters[name])
         candidates = search.ask()
         losses = search.losses                              # the plan's row for them (tell copies in)
+        losses[:] = np.nan
         if self._population_kernel is not None:
             stacks = self._stacks(coords, candidates, b["before"])
             args = (*arrays, *(stacks[p] for p in self.SPEC["params"]), n if arrays else 1, losses)
-            spread(self._population_kernel, args, search.population,
-                   search.population * max(n, 1) * spec["stack_symbols"] // SHARE)
-            for i in np.flatnonzero(np.isnan(losses)):     # a format's sum its bound left open
-                self._set_coordinates(coords, candidates[i], b["before"])
-                losses[i] = self._train_pass(arrays, n)
-        else:
-            for i, x in enumerate(candidates):
-                self._set_coordinates(coords, x, b["before"])
-                losses[i] = self._train_pass(arrays, n)
+            work = search.population * max(n, 1) * spec["stack_symbols"] // SHARE
+            if spec["strategy"] == "loops":              # each share in its thread's workspace
+                spread(self._population_kernel, (*args, b["tiles"]), search.population, work, blas=True,
+                       most=b["threads"], indexed=True)
+            else:
+                spread(self._population_kernel, args, search.population, work)
+        for i in np.flatnonzero(np.isnan(losses)):         # a format's sum its bound left open
+            self._set_coordinates(coords, candidates[i], b["before"])
+            losses[i] = self._train_pass(arrays, n)
         search.tell(losses)
         best = float(np.min(search.losses))
         self._set_coordinates(coords, search.mean, b["before"])

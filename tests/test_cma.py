@@ -11,7 +11,7 @@ from phg.codegen.cma import Constants, Search
 from phg.plan.buffers import search_scratch_words, search_words
 from phg.program import default_population
 
-from bench.cma import ROBUST, pycma_evaluations, robust_data
+from bench.cma import ROBUST, _cma_source, pycma_evaluations, robust_data
 from builtfile import built_file
 
 cma = pytest.importorskip("cma")
@@ -94,9 +94,17 @@ SOURCE = ("algebra G3 = Cl(3, 0, 0)\n\nmodel Ellipsoid on G3 {\n" + TEN + "    l
                   for name, optimizer in (("RobustAdam", "adam(lr = 0.05)"), ("RobustCma", "cma(sigma = 1.0, population = 16)"))))
 
 
+# The signed-volume example (its plan: loops), searched by cma in float64 and in posit16.
+_VOLUME = _cma_source("signed_volume.phg", 0.3, 100).split("model SignedVolume on G3 {", 1)[1]
+VOLUMES = "".join(f"\nmodel SignedVolume{fmt} on G3 {{{numeric}" + _VOLUME.replace("train SignedVolume {", train)
+                  for fmt, numeric, train in (("", "", "train SignedVolume {"),
+                                              ("posit16", "\n    numeric posit16",
+                                               "train SignedVolumeposit16 {\n    accumulate exact")))
+
+
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):
-    yield from built_file(tmp_path_factory, "cma", SOURCE)
+    yield from built_file(tmp_path_factory, "cma", SOURCE + VOLUMES)
 
 
 def test_a_models_search_is_the_search_of_its_loss(kernels):
@@ -147,23 +155,38 @@ def test_cma_settings_are_checked_where_written():
     assert math.isclose(phg.loads(base % "sigma = 2, population = 12").trains["M"].hyper["population"], 12)
 
 
-def test_a_generations_losses_in_one_kernel_call_are_the_models_losses(kernels, monkeypatch):
-    """The population kernel (one call for lambda candidates) against a training pass per
-    candidate (M.loss's exact mean): the same losses to a few units in the last place."""
+def _batch(model: str, n: int, seed: int, fmt: str | None = None) -> dict[str, np.ndarray]:
+    """Samples for Pose (a registration) or SignedVolume (three vectors, their volume), in a format's values."""
+    from phg.numeric import FORMATS
+
+    rnd = np.vectorize(FORMATS[fmt].round) if fmt else (lambda a: a)
+    rng = np.random.default_rng(seed)
+    if model.startswith("Pose"):
+        x = rnd(rng.normal(size=(n, 3)))
+        return {"x": x, "y": rnd(x[:, [1, 0, 2]] + 0.25)}
+    v = rnd(rng.normal(size=(n, 3, 3)))
+    return {"v": v, "target": rnd(np.linalg.det(v)[:, None] / 10)}
+
+
+@pytest.mark.parametrize("model", ["Pose", "SignedVolume"])
+def test_a_generations_losses_in_one_kernel_call_are_the_models_losses(kernels, monkeypatch, model):
+    """The population kernel (one call for lambda candidates; SignedVolume's in the loop plan, a
+    share of them in each thread's workspace) against a training pass per candidate (M.loss's
+    exact mean): the same losses to a few units in the last place."""
     _, module = kernels
-    rng = np.random.default_rng(8)
-    x = rng.normal(size=(300, 3))
-    y = x[:, [1, 0, 2]] + 0.25
-    fast, slow = module.Pose(seed=0), module.Pose(seed=0)
+    batch = _batch(model, 300, 8)
+    fast, slow = getattr(module, model)(seed=0), getattr(module, model)(seed=0)
+    assert fast.SPEC["train"]["strategy"] == ("loops" if model == "SignedVolume" else "fused")
     assert fast._population_kernel is not None
     monkeypatch.setattr(slow, "_population_kernel", None)
     for m in (fast, slow):
-        m.step(x=x, y=y)
+        m.step(**batch)
     np.testing.assert_allclose(fast._evolution()[0].losses, slow._evolution()[0].losses, rtol=1e-13)
     for m in (fast, slow):
         for _ in range(5):
-            m.step(x=x, y=y)
-    np.testing.assert_allclose(fast.params["R"], slow.params["R"], rtol=1e-9)
+            m.step(**batch)
+    for name in fast.params:
+        np.testing.assert_allclose(fast.params[name], slow.params[name], rtol=1e-9)
 
 
 def test_a_truncated_loss_with_outliers_is_found_by_search_where_adam_stays(kernels):
@@ -183,52 +206,39 @@ def test_a_truncated_loss_with_outliers_is_found_by_search_where_adam_stays(kern
         assert errors["RobustAdam"] > 0.5 and errors["RobustCma"] < 0.01, (seed, errors)
 
 
-@pytest.mark.parametrize("fmt", ["float32", "posit16"])
-def test_in_a_format_a_generations_losses_are_the_models_bit_for_bit(kernels, monkeypatch, fmt):
+@pytest.mark.parametrize("model", ["Posefloat32", "Poseposit16", "SignedVolumeposit16"])
+def test_in_a_format_a_generations_losses_are_the_models_bit_for_bit(kernels, monkeypatch, model):
     """In a numeric format the population kernel's mean is the training kernels' (the exact sum
     rounded once, divided by N, rounded): the same bits as a training pass per candidate, and
-    every candidate's parameters are the format's values."""
+    every candidate's parameters are the format's values.  The certified bound decides typical
+    sums: no candidate falls back to a training pass."""
     from phg.numeric import FORMATS
 
     _, module = kernels
-    cls = getattr(module, f"Pose{fmt}")
-    rng = np.random.default_rng(9)
-    x = np.vectorize(FORMATS[fmt].round)(rng.normal(size=(400, 3)))
-    y = np.vectorize(FORMATS[fmt].round)(x[:, [1, 0, 2]] + 0.25)
-    fast, slow = cls(seed=0), cls(seed=0)
+    fmt = model.removeprefix("Pose").removeprefix("SignedVolume")
+    batch = _batch(model, 400, 9, fmt)
+    fast, slow = getattr(module, model)(seed=0), getattr(module, model)(seed=0)
     assert fast._population_kernel is not None
     monkeypatch.setattr(slow, "_population_kernel", None)
+    passes = []
+    train_pass = fast._train_pass
+    monkeypatch.setattr(fast, "_train_pass", lambda *a: passes.append(1) or train_pass(*a))
     for _ in range(3):
         for m in (fast, slow):
-            m.step(x=x, y=y)
+            m.step(**batch)
         np.testing.assert_array_equal(fast._evolution()[0].losses, slow._evolution()[0].losses)
     stacks = fast._buffers["population"]
     assert all(FORMATS[fmt].round(float(v)) == v for v in stacks)
-
-
-def test_in_a_format_the_population_kernel_decides_its_sums(kernels, monkeypatch):
-    """The certified bound decides typical sums: no candidate falls back to a training pass."""
-    from phg.numeric import FORMATS
-
-    _, module = kernels
-    m = module.Poseposit16(seed=0)
-    rng = np.random.default_rng(9)
-    x = np.vectorize(FORMATS["posit16"].round)(rng.normal(size=(400, 3)))
-    y = np.vectorize(FORMATS["posit16"].round)(x[:, [1, 0, 2]] + 0.25)
-    m.step(x=x, y=y)
-    passes = []
-    monkeypatch.setattr(m, "_train_pass", lambda *a: passes.append(1) or math.nan)
-    for _ in range(3):
-        m.step(x=x, y=y)
     assert not passes
 
 
-def test_a_generation_allocates_within_the_certificate(kernels):
+@pytest.mark.parametrize("model", ["Pose", "SignedVolume"])
+def test_a_generation_allocates_within_the_certificate(kernels, model):
     """A cma step (a generation: the search, the candidates' parameters, one kernel call) against
     the certified training bound, by tracemalloc and by peak RSS (tests/test_memory's check)."""
     import phg
     from test_memory import check_memory
 
     path, module = kernels
-    plan = phg.check(phg.load(path)).to_dict()["memory"]["Pose"]
-    assert check_memory(module.Pose, plan) == []
+    plan = phg.check(phg.load(path)).to_dict()["memory"][model]
+    assert check_memory(getattr(module, model), plan) == []

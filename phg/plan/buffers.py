@@ -156,16 +156,10 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0) -> list
         lam = int(train.hyper["population"]) or default_population(n)
         out += [Buffer("search", None, (search_words(n, lam),), "float64"),
                 Buffer("search_scratch", None, (search_scratch_words(n, lam),), "float64")]
-        if population_kernel(g, train, loops):
-            sizes = sum(math.prod(g.values[p].shape) * bin(g.values[p].support).count("1") for p in g.params)
-            out.append(Buffer("population", None, (lam * sizes,), "float64"))
+        # every candidate's parameters, for the one kernel call of a generation (codegen.population)
+        sizes = sum(math.prod(g.values[p].shape) * bin(g.values[p].support).count("1") for p in g.params)
+        out.append(Buffer("population", None, (lam * sizes,), "float64"))
     return out
-
-
-def population_kernel(g: Hypergraph, train: TrainSpec, loops: bool) -> bool:
-    """Whether a `cma` model's generation is evaluated by one kernel call (codegen.population):
-    fused models; those in the loop plan evaluate each candidate with a training pass."""
-    return train.optimizer == "cma" and not loops
 
 
 def search_coordinates(g: Hypergraph) -> int:
