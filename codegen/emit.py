@@ -13,7 +13,7 @@ import sympy
 
 from phg import support as sup
 from phg.algebra import Algebra
-from phg.hypergraph import Hypergraph
+from phg.hypergraph import Hypergraph, Value
 from phg.numeric import DEFAULT
 from phg.plan import kernel_plan
 from phg.plan.kernel import PREDICT_ARGUMENTS, predicted
@@ -34,7 +34,9 @@ from phg.plan.scalar import (
 )
 from . import looped
 from .decorators import njit
+from .logarithm import Logarithm
 from .population import population_source
+from .relative import relative_source
 from .training import TrainKernel, train_kernel
 
 # Taylor terms after scaling the argument below 1/2: 0.5^18 / 18! is far below double rounding.
@@ -111,8 +113,8 @@ def _inverse_lines(alg: Algebra, src: list[int], res: list[int]) -> list[str]:
 
 
 def helper_source(alg: Algebra, h: Helper) -> str:
-    """exp and inv on one support, and their adjoints (kind exp_grad, inv_grad: the arguments
-    followed by the result's adjoint g, returning the arguments' adjoints)."""
+    """exp, inv and log on one support, and their adjoints (kind exp_grad, inv_grad, log_grad: the
+    arguments followed by the result's adjoint g, returning the arguments' adjoints)."""
     src, res = sup.blades_of(h.source), sup.blades_of(h.result)
     args = [f"a{i}" for i in range(len(src))]
     if h.kind.endswith("_grad"):
@@ -122,6 +124,9 @@ def helper_source(alg: Algebra, h: Helper) -> str:
         doc = f"adjoint of {doc}: the arguments' adjoints for the result's adjoint g"
     lines = [njit(nogil=False), f"def {h.name}({', '.join(args)}):", f"    {ascii(doc)}"]
     body: list[str] = []
+    if h.kind in ("log", "log_grad"):               # closed form and its derivative (codegen.logarithm)
+        body += Logarithm(alg, h.source, h.result).lines(code, adjoint=h.kind == "log_grad")
+        return "\n".join(lines + ["    " + ln for ln in body])
     if h.kind == "exp":
         body += _scaling(len(src)) + _exp_lines(alg, src, res, None)
         outs = [f"y{k}" for k in range(len(res))]
@@ -225,6 +230,11 @@ def _versor_spec(g: Hypergraph, vid: str) -> dict:
             "norm": norm_table(alg, [b for b in alg.blades if g.values[vid].support >> b & 1])}
 
 
+def _unit(v: Value) -> str | None:
+    """A value's unit as the language writes it (None: not inferred, or dimensionless)."""
+    return None if v.unit is None or v.unit.dimensionless else str(v.unit)
+
+
 def _share(helpers: dict, h: Helper) -> None:
     """Records a helper the module prints once: one per (algebra, kind, support)."""
     helpers.setdefault(h.key, h)
@@ -271,8 +281,8 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
         "params": {name(p): {"shape": list(g.values[p].shape), "layout": _layout(g, p),
                              "init": g.values[p].init, **_versor_spec(g, p)} for p in g.params},
         "inputs": {name(v): {"shape": list(g.values[v].shape), "layout": _layout(g, v)} for v in g.inputs},
-        "outputs": {o: {"shape": list(g.values[g.outputs[o]].shape), "layout": _layout(g, g.outputs[o])}
-                    for o in outputs},
+        "outputs": {o: {"shape": list(g.values[g.outputs[o]].shape), "layout": _layout(g, g.outputs[o]),
+                        "unit": _unit(g.values[g.outputs[o]])} for o in outputs},
         "predict": {"inputs": [name(v) for v in inputs], "params": [name(p) for p in params], "outputs": outputs,
                     # scalar operations per sample: what a share of a batch is worth (codegen.spread)
                     "work": work, "strategy": kp.strategy, "rule": kp.reason,
@@ -305,12 +315,18 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
                                                  fstatement, floads, formatted))
                 attrs.append(f"    _population_kernel = staticmethod({global_name('population', g.name)})")
         kernels.append(tk.source)
-        manifold = {}
+        manifold, relatives = {}, {}
         for v in (g.values[p] for p in g.manifold_params()):
             text, mp = manifold_source(g.algebra, v, g.name, code)
             kernels.append(text)
             manifold[v.name] = {"tangent": [g.algebra.blade_name(b) for b in mp.tangent],
                                 "functions": (mp.tangent_fn, mp.retract_fn)}
+            relative = relative_source(g.algebra, v, g.name, code)      # a prior's coordinates (LANGUAGE §13)
+            if relative is not None:
+                text, relatives[v.name], needed = relative
+                kernels.append(text)
+                for h in needed:
+                    _share(helpers, h)
         spec["train"] = {"inputs": [name(v) for v in tk.inputs], "params": [name(p) for p in tk.params],
                          "quantities": tk.quantities, "rows": tk.rows, "stack_symbols": tk.stack_symbols, "manifold": manifold,
                          "buffers": [b.to_list() for b in planned.buffers],
@@ -320,6 +336,7 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None, s
         attrs.append(f"    _slots_kernel = staticmethod({tk.slots})")
         attrs.append("    _manifold = {" + ", ".join(f"{ascii(k)}: ({a}, {b})" for k, m in manifold.items()
                                                   for a, b in [m["functions"]]) + "}")
+        attrs.append("    _relative = {" + ", ".join(f"{ascii(k)}: ({a}, {b})" for k, (a, b) in relatives.items()) + "}")
     if module is not None:                    # the functions the loop kernels call come first
         kernels.insert(0, "\n\n\n".join(module.functions.values()))
         attrs.append("    _parts = (" + "".join(f"({s!r}, {f}, {nest}), " for s, f, nest in module.opaque) + ")")
@@ -358,6 +375,9 @@ def module_source(program: Program, status: str) -> str:
           if any(g.numeric != DEFAULT for g in program.models.values()) else []),
         "",
         "SOURCE_SHA256 = " + repr(program.sha256),
+        # the program itself, from which M.distill derives its distillation model (phg.distill)
+        "SOURCE = " + ascii(program.source),
+        "SOURCE_PATH = " + ascii(str(program.path)),
         "CERTIFICATE = " + ascii(status),
     ]
     models = "MODELS = {" + ", ".join(f"{ascii(g.name)}: {global_name('model', g.name)}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import sympy
 
 from phg.algebra import Algebra
+from phg.bivectors import bivectors, closed_form, null_pseudoscalar
 from phg.hypergraph import Value
 
 from phg.plan.scalar import blade_key, global_name
@@ -40,40 +41,12 @@ class ManifoldParam:
     retract_fn: str
 
 
-def bivectors(alg: Algebra) -> list[int]:
-    return [b for b in alg.blades if bin(b).count("1") == 2]
-
-
 def _symbols(prefix: str, alg: Algebra, blades: list[int]) -> dict[int, sympy.Symbol]:
     return {b: sympy.Symbol(f"{prefix}_{blade_key(alg, b)}", real=True) for b in blades}
 
 
 def _gp(alg: Algebra, a: dict, b: dict) -> dict:
     return {m: sympy.expand(x) for m, x in product(alg, "gp", a, b).items()}
-
-
-def null_pseudoscalar(alg: Algebra) -> int | None:
-    """The pseudoscalar I when I^2 = 0 and I commutes with even elements (even n), else None."""
-    full = (1 << alg.n) - 1
-    sign, _ = alg.product("gp", full, full)
-    return full if sign == 0 and alg.n % 2 == 0 else None
-
-
-def closed_form(alg: Algebra) -> bool:
-    """Whether every bivector B has B^2 = -l + 2 mu I as codegen.lie needs: each basis
-    bivector squares to -1 or 0, the scalar part is minus the sum of squares of the non-null
-    coefficients, and any other part is on a null, central pseudoscalar."""
-    biv = bivectors(alg)
-    b = _symbols("b", alg, biv)
-    square = _gp(alg, b, b)
-    signs = {m: alg.product("gp", m, m)[0] for m in biv}
-    if any(s not in (-1, 0) for s in signs.values()):
-        return False
-    l = sum(b[m] ** 2 for m in biv if signs[m] == -1)
-    if sympy.expand(square.get(0, 0) + l) != 0:
-        return False
-    rest = {m for m, x in square.items() if m != 0 and x != 0}
-    return not rest or (null_pseudoscalar(alg) is not None and rest == {null_pseudoscalar(alg)})
 
 
 def source(alg: Algebra, v: Value, model: str, code) -> tuple[str, ManifoldParam]:

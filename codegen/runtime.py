@@ -3,6 +3,7 @@ that turn a wrong array into a clear ValueError before any kernel sees it."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from numbers import Integral
 
@@ -48,11 +49,12 @@ def _count(name: str, value, default):
     return int(value)
 
 
-def batch_of(name: str, value, spec: dict) -> np.ndarray:
+def batch_of(name: str, value, spec: dict, where: str | None = None) -> np.ndarray:
     """An input as float64 [N, *channels, components] (see parameters.array).  A value of one
     component and no channels may also come as [N]: that is the column numpy code has (x[:, 0]),
-    and it is read as [N, 1] through a view, so no sample is copied that array() would not copy."""
-    where = f"input {name!r}"
+    and it is read as [N, 1] through a view, so no sample is copied that array() would not copy.
+    `where`: how errors name the value (default: input NAME)."""
+    where = where or f"input {name!r}"
     if spec["shape"] or len(spec["layout"]) != 1:
         return array(where, value, spec, True)
     arr = np.asarray(value)
@@ -66,6 +68,8 @@ class ModelBase:
     SPEC: dict = {}
     # optimizer cma's kernel of a generation's losses (codegen.population), where the model has one
     _population_kernel = None
+    # a Rotor/Motor parameter's log(~R0 R) and its adjoint, where log() is generated (codegen.relative)
+    _relative: dict = {}
     # (symbol, function) of the loop plan's parts its kernels call by address (codegen.opaque)
     _parts: tuple = ()
 
@@ -314,34 +318,143 @@ class ModelBase:
         search, coords = self._evolution()
         return {**search.state(), "coordinates": list(coords)}
 
+    def _coordinates(self) -> list[tuple[str, str, int, int]]:
+        """(parameter, "tangent" or "coefficients", start, stop) of every parameter in one vector:
+        a Rotor's or Motor's body-frame bivector coordinates, any other's coefficients (the
+        coordinates of cma's search and of a prior, LANGUAGE §12, §13)."""
+        spec = self._training()
+        coords, start = [], 0
+        for name, p in self.SPEC["params"].items():
+            if name in spec["manifold"]:
+                size = math.prod(p["shape"]) * len(spec["manifold"][name]["tangent"])
+                kind = "tangent"
+            else:
+                size, kind = self._parameters[name].size, "coefficients"
+            coords.append((name, kind, start, start + size))
+            start += size
+        return coords
+
+    def _deviation(self, prior) -> np.ndarray:
+        """d: the parameters' coordinates relative to the prior's mean (theta - theta0, or
+        log(~R0 R) for a Rotor or Motor)."""
+        out = np.empty(prior.size)
+        for name, kind, start, stop in prior.coordinates:
+            value = self._parameters[name]
+            if kind == "tangent":
+                r = value.reshape(-1, len(self.SPEC["params"][name]["layout"]))
+                self._relative[name][0](r, prior.mean[name].reshape(r.shape), out[start:stop].reshape(r.shape[0], -1))
+            else:
+                out[start:stop] = value.reshape(-1) - prior.mean[name].reshape(-1)
+        return out
+
+    def penalty(self, prior, scale: float | None = None) -> tuple[float, dict[str, np.ndarray]]:
+        """The prior's penalty at the parameters, scale / 2 d^T precision d (scale: the prior's,
+        where it is a number), and its gradient on every parameter's stored coefficients, keyed
+        like params (LANGUAGE §13)."""
+        self._check_prior(prior)
+        scale = self._prior_scale(prior, scale)
+        grads = {n: np.zeros_like(v) for n, v in self._parameters.items()}
+        value = self._penalize(prior, scale, 1.0, grads)
+        return value, grads
+
+    def _penalize(self, prior, scale: float, n: float, grads: dict) -> float:
+        """Adds the gradient of penalty / n to `grads` (on stored coefficients); returns penalty / n."""
+        d = self._deviation(prior)
+        w = prior.precision @ d
+        w *= scale / n
+        for name, kind, start, stop in prior.coordinates:
+            g = grads[name]
+            if kind == "tangent":
+                r = self._parameters[name].reshape(-1, len(self.SPEC["params"][name]["layout"]))
+                self._relative[name][1](r, prior.mean[name].reshape(r.shape), w[start:stop].reshape(r.shape[0], -1),
+                                        g.reshape(r.shape))
+            else:
+                g.reshape(-1)[:] += w[start:stop]
+        return 0.5 * float(d @ w)
+
+    def _check_prior(self, prior) -> None:
+        """A located ValueError unless `prior` is a Prior over this model's coordinates."""
+        from phg.prior import Prior
+
+        if not isinstance(prior, Prior):
+            raise TypeError(f"prior must be a phg.Prior (from M.distill or Prior.load), got {type(prior).__name__}")
+        name = self.SPEC["name"]
+        if prior.model != name:
+            raise ValueError(f"the prior is over model {prior.model!r}, not {name!r}")
+        mine = self._coordinates()
+        if [tuple(c) for c in prior.coordinates] != mine:
+            raise ValueError(f"the prior's coordinates {prior.coordinates} are not {name}'s {mine}")
+        for pname, p in self.SPEC["params"].items():
+            shape = (*p["shape"], len(p["layout"]))
+            if prior.mean[pname].shape != shape:
+                raise ValueError(f"the prior's mean of {pname!r} has shape {prior.mean[pname].shape}, not {shape}")
+            if pname in self._training()["manifold"]:
+                if pname not in self._relative:
+                    raise ValueError(f"a prior on {pname!r} needs log(), which is generated only where exp has a "
+                                     "closed form (G2, G3, 2D and 3D PGA)")
+                self._parameters.require_valid(pname, prior.mean[pname])
+
+    @staticmethod
+    def _prior_scale(prior, scale: float | None) -> float:
+        scale = prior.scale if scale is None else scale
+        if scale == "auto":
+            raise ValueError("the prior's scale is \"auto\", which fit chooses on the data; give a number here")
+        return float(scale)
+
+    def distill(self, teacher, inputs: Mapping, steps: int | None = None, epochs: int | None = None,
+                batch: int | None = None, callback=None, curvature_samples: int | None = None):
+        """Fit this model to a teacher's outputs on unlabelled inputs and return the prior that
+        fit leaves (LANGUAGE §13; phg.distill): `teacher(inputs)` takes a dict of input arrays and
+        returns a dict of output arrays named and laid out as predict's (a NumPy function, a
+        PyTorch module wrapped in a function, another model's predict as lambda d: other.predict(**d)).  The parameters become
+        the distilled ones; the prior's mean is them, its precision the Gauss-Newton curvature of
+        the distillation loss, its scale "auto".  steps, epochs, batch and callback as fit's."""
+        from phg.distill import CURVATURE_SAMPLES, distill
+
+        return distill(self, teacher, inputs, steps, epochs, batch, callback,
+                       CURVATURE_SAMPLES if curvature_samples is None else _count("curvature_samples", curvature_samples, None))
+
+    def choose_scale(self, data: Mapping, prior, steps: int | None = None, epochs: int | None = None,
+                     batch: int | None = None, callback=None) -> tuple[float, np.ndarray]:
+        """The prior's scale by empirical Bayes on `data` (the Laplace evidence: phg.evidence), and
+        the history of the fit at that scale, which leaves the parameters at its MAP.  What
+        fit(data, prior=prior) runs when the prior's scale is "auto"."""
+        from phg.evidence import choose_scale
+
+        self._check_prior(prior)
+        if self._training()["settings"]["optimizer"] == "cma":
+            raise ValueError("a prior's scale \"auto\" is chosen from the loss's curvature, which optimizer cma "
+                             "does not compute; give the prior a number as its scale")
+        return choose_scale(self, data, prior, steps, epochs, batch, callback)
+
+    def _restart(self, params: Mapping) -> None:
+        """The parameters set to `params` and the optimizer's state (moments, step count) cleared."""
+        self.params = params
+        b = self._plan()
+        b["t"] = 0
+        for state in b["state"].values():
+            state[...] = 0.0
+
     def _evolution(self):
         """(the search, its coordinates: (parameter, "tangent" or "coefficients", start, stop)),
         made on first use from the parameters as they are: the plan's "search" buffer holds it."""
         b = self._plan()
         if b.get("search_state") is None:
             from .cma import Search
-            spec = self._training()
-            settings = spec["settings"]
-            coords, x0, start = [], [], 0
-            for name in self.SPEC["params"]:
-                if name in spec["manifold"]:
-                    size = b["tangent"][name].size
-                    coords.append((name, "tangent", start, start + size))
-                    x0.append(np.zeros(size))
-                else:
-                    size = self._parameters[name].size
-                    coords.append((name, "coefficients", start, start + size))
-                    x0.append(self._parameters[name].reshape(-1))
-                start += size
+            settings = self._training()["settings"]
+            coords = self._coordinates()
+            x0 = [np.zeros(stop - start) if kind == "tangent" else self._parameters[name].reshape(-1)
+                  for name, kind, start, stop in coords]
             search = Search(np.concatenate(x0), settings["hyper"]["sigma"], int(settings["hyper"]["population"]),
                             settings["seed"], storage=b["search"])
             b["search_state"] = (search, coords)
         return b["search_state"]
 
-    def _generation(self, arrays: list[np.ndarray], n: int) -> float:
+    def _generation(self, arrays: list[np.ndarray], n: int, prior=None) -> float:
         """One CMA-ES generation on this batch: lambda candidates (a Rotor or Motor's R_mean exp(x)
         for its body-frame coordinates x), their losses, the distribution moved, the parameters
-        set to its mean.  Returns the best candidate's loss."""
+        set to its mean.  Returns the best candidate's loss.  `prior`: (Prior, scale, N), each
+        candidate's penalty / N added to its loss."""
         search, coords = self._evolution()
         b = self._buffers
         spec = self._training()
@@ -362,6 +475,12 @@ class ModelBase:
         for i in np.flatnonzero(np.isnan(losses)):         # a format's sum its bound left open
             self._set_coordinates(coords, candidates[i], b["before"])
             losses[i] = self._train_pass(arrays, n)
+        if prior is not None:
+            p, scale, total = prior
+            for i, x in enumerate(candidates):
+                self._set_coordinates(coords, x, b["before"])
+                d = self._deviation(p)
+                losses[i] += 0.5 * scale / total * float(d @ (p.precision @ d))
         search.tell(losses)
         best = float(np.min(search.losses))
         self._set_coordinates(coords, search.mean, b["before"])
@@ -476,13 +595,23 @@ class ModelBase:
         return n if names else 1
 
     def fit(self, data: Mapping, steps: int | None = None, epochs: int | None = None, batch: int | None = None,
-            callback=None) -> np.ndarray:
+            callback=None, prior=None) -> np.ndarray:
         """Train on a data set {input name: array [N, ...]} with the train block's settings
         (steps, epochs and batch override them).  Each epoch visits the samples in a fresh
         random order (seeded by the train block's seed); returns the loss of every step.  Data
         with a non-finite sample is refused before any step; a step whose update is not finite
-        raises TrainingDiverged, with the parameters as they were before it."""
+        raises TrainingDiverged, with the parameters as they were before it.
+
+        `prior` (a phg.Prior, LANGUAGE §13): MAP training, each step's objective the batch-mean
+        loss + the prior's penalty / N (N the samples in `data`), the history that objective;
+        with the prior's scale "auto", fit first chooses it by empirical Bayes (see
+        choose_scale) and trains with it."""
         settings = self._training()["settings"]
+        if prior is not None:
+            self._check_prior(prior)
+            if prior.scale == "auto":
+                return self.choose_scale(data, prior, steps=steps, epochs=epochs, batch=batch, callback=callback)[1]
+            scale = float(prior.scale)
         names = self._training()["inputs"]
         if not isinstance(data, Mapping):
             raise TypeError(f"fit takes the data as a mapping {{input name: array}}, got {type(data).__name__}")
@@ -516,9 +645,13 @@ class ModelBase:
                 chunk = buffers
             try:                                       # the whole data set was checked above
                 if evolve:
-                    history[k] = self._generation(chunk, len(idx) if names else 1)
+                    history[k] = self._generation(chunk, len(idx) if names else 1,
+                                                  None if prior is None else (prior, scale, n))
                 else:
-                    history[k] = self._step(self._train_pass(chunk, len(idx) if names else 1))
+                    loss = self._train_pass(chunk, len(idx) if names else 1)
+                    if prior is not None:
+                        loss += self._penalize(prior, scale, n, self._buffers["grads"])
+                    history[k] = self._step(loss)
             except TrainingDiverged as exc:
                 raise TrainingDiverged(f"training diverged at step {k + 1} of {total}: {exc}", history[:k].copy()) \
                     from None

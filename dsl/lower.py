@@ -63,12 +63,14 @@ def walk(expr):
 
 
 def refuse_ungenerated(graph: Hypergraph, source: str | None, why: str):
-    """A located error at the first operation the code generator cannot emit yet (log)."""
+    """A located error at the first operation the code generator does not emit in the model's
+    algebra (log where exp has no closed form)."""
     for e in graph.edges.values():
-        if operation(e.kind).loop is None:
-            raise PhgError("type", f"{e.kind}() is not generated yet, and {why}", e.span,
-                           expected=f"a model without {e.kind}(); {e.kind}() is checked only in models without a "
-                           "loss that are not built", source=source)
+        reason = operation(e.kind).ungenerated(graph.algebra)
+        if reason is not None:
+            raise PhgError("type", f"{e.kind}() is not generated in {graph.algebra.name} ({reason}), and {why}", e.span,
+                           expected=f"a model without {e.kind}() in {graph.algebra.name}; there it is checked only in "
+                           "models without a loss that are not built", source=source)
 
 
 class _Lowerer:

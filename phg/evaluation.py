@@ -85,7 +85,7 @@ class Numbers:
     def exp(self, a: dict, source: Value | None, target: Value | None) -> dict:
         raise NotImplementedError
 
-    def log(self, a: dict, target: Value | None) -> dict:
+    def log(self, a: dict, source: Value | None, target: Value | None) -> dict:
         raise Undefined("log is not evaluated")
 
 
@@ -186,7 +186,7 @@ class Evaluator:
         return self.n.exp(a, self.source(e, 0), self.target(e))
 
     def log(self, e: Edge, a: dict) -> dict:
-        return self.n.log(a, self.target(e))
+        return self.n.log(a, self.source(e, 0), self.target(e))
 
     def norm(self, e: Edge, a: dict) -> dict:
         return self.n.norm(a, self.target(e))

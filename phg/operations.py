@@ -20,6 +20,7 @@ from . import sparse as sp
 from . import support as sup
 from . import versors
 from .algebra import Algebra
+from .bivectors import closed_form
 from .units import DIMENSIONLESS, Unit
 
 
@@ -138,9 +139,10 @@ class Operation:
     shape: Callable[[list[tuple]], tuple] | None = None
     cost: Cost = Cost()
     # its op in the loop plan (phg.plan.loops): pointwise (one channel's scalar code), contract (a
-    # channel mix), linear, reduce (a sum over channels), select (a channel index); None where the
-    # code generator cannot emit it yet
-    loop: str | None = "pointwise"
+    # channel mix), linear, reduce (a sum over channels), select (a channel index)
+    loop: str = "pointwise"
+    # why the code generator does not emit it in an algebra, or None where it does
+    ungenerated: Callable[[Algebra], str | None] = lambda alg: None
     # a pointwise op's sources read as groups of coefficients per channel: source -> group size
     grouped: Callable[[dict], dict] = lambda attrs: {}
 
@@ -293,8 +295,12 @@ register(Operation("exp", 1, r.IfSupport(0, lambda s: s & ~sup.SCALAR == 0, r.Bl
                    DIMENSIONLESS_ARGUMENT, versors.exponential, lambda ev, e, a: ev.exp(e, a[0]), call=1,
                    arguments=(Argument(0, (r.SCALAR, r.of_grades(2)), "exp takes a Scalar or a Bivector",
                                        "a Scalar or a Bivector"),)))
+def _log_ungenerated(alg: Algebra) -> str | None:
+    return None if closed_form(alg) else "only where exp has a closed form: G2, G3, 2D and 3D PGA"
+
+
 register(Operation("log", 1, r.Keep(r.Closure(r.Arg(0)), r.of_grades(2)), DIMENSIONLESS_ARGUMENT, versors.never,
-                   lambda ev, e, a: ev.log(e, a[0]), call=1, loop=None, folds=False,
+                   lambda ev, e, a: ev.log(e, a[0]), call=1, folds=False, ungenerated=_log_ungenerated,
                    arguments=(Argument(0, (r.parity(0),), "log takes a Rotor or Motor",
                                        "an even value (a Rotor or Motor)"),)))
 register(Operation("sum", 1, r.Arg(0), SAME_UNIT, versors.never, _sum, whole=True, call=1,

@@ -122,6 +122,43 @@ class Reference:
         channels = sorted(shaped[0]) if shaped else [()]
         return {ch: self.pointwise(e, [s[ch] if ch in s else s[()] for s in srcs]) for ch in channels}
 
+    @staticmethod
+    def exp(x):
+        # clifford's exp is a Taylor series of fixed order; scaling and squaring keeps it accurate.
+        size = float(np.abs(x.value).sum())
+        halvings = max(0, int(np.ceil(np.log2(size))) + 2) if size > 0 else 0
+        y = (x / 2 ** halvings).exp()
+        for _ in range(halvings):
+            y = y * y
+        return y
+
+    def log(self, x):
+        """The bivector B with exp(B) = x / sqrt(x ~x) (for a versor x), by Newton's method on
+        exp from x's bivector part, with exp's Jacobian by central differences: no closed form,
+        any algebra.  Where it does not converge (x has no logarithm, or is far from it) the last
+        iterate is not a logarithm: ValueError (the value is undefined there, as for an inverse
+        that does not exist)."""
+        norm = float((x * ~x)(0))
+        target = x / np.sqrt(abs(norm)) if norm else x
+        basis = [self.mv({b: 1.0}) for b in sup.blades_of(sup.of_grades(self.alg, [2]))]
+        b = target(2)
+        size = np.sqrt(abs(float((b * ~b)(0))))
+        if size > 0:                           # a simple rotor's log, to start from
+            b = b * (np.arctan2(size, float(target(0))) / size)
+        for _ in range(20):
+            residual = (target - self.exp(b)).value
+            if np.abs(residual).max() < 1e-13:
+                break
+            h = 1e-7
+            jac = np.stack([(self.exp(b + h * e).value - self.exp(b - h * e).value) / (2 * h) for e in basis], axis=1)
+            step = np.linalg.lstsq(jac, residual, rcond=None)[0]
+            b = b + sum((float(s) * e for s, e in zip(step, basis)), 0 * b)
+            if np.abs(step).max() < 1e-14 * (1 + np.abs(b.value).max()):
+                break
+        if not np.abs((target - self.exp(b)).value).max() <= 1e-9 * (1 + np.abs(target.value).max()):
+            raise ValueError("log: no bivector whose exp is this value was found")
+        return b
+
     def pointwise(self, e, a):
         k, x = e.kind, a[0]
         scalar = self.layout.scalar
@@ -170,13 +207,9 @@ class Reference:
         if k == "normalize":
             return x / np.sqrt(abs(float((x * ~x)(0))))
         if k == "exp":
-            # clifford's exp is a Taylor series of fixed order; scaling and squaring keeps it accurate.
-            size = float(np.abs(x.value).sum())
-            halvings = max(0, int(np.ceil(np.log2(size))) + 2) if size > 0 else 0
-            y = (x / 2 ** halvings).exp()
-            for _ in range(halvings):
-                y = y * y
-            return y
+            return self.exp(x)
+        if k == "log":
+            return self.log(x)
         if k == "gate":
             return x * (1 / (1 + np.exp(-float(a[1](0)))))
         if k == "component":

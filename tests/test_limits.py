@@ -60,14 +60,17 @@ def test_source_lines_split_at_line_ends_only():
     assert source_lines("a\r\nb\rc\nd\fe\u2028f\u0085g") == ["a", "b", "c", "d\fe\u2028f\u0085g"]
 
 
-def test_log_is_refused_by_build_located(tmp_path, capsys):
+def test_log_without_a_closed_form_is_refused_by_build_located(tmp_path, capsys):
+    """log() is generated where exp has a closed form (G2, G3, 2D and 3D PGA); in any other
+    algebra it is checked, and phg build refuses it where it is written."""
     path = tmp_path / "log.phg"
-    path.write_text(HEADER + "model M on G3 {\n    param R: Rotor\n    output L: Bivector = log(R)\n}\n")
+    path.write_text("algebra G4 = Cl(4, 0, 0)\nmodel M on G4 {\n    param R: Rotor\n    output L: Bivector = log(R)\n}\n")
     assert main(["check", str(path)]) == 0          # checked, as docs/language.md says
     capsys.readouterr()
     assert main(["build", str(path), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"{path}:4:26: type error: log() is not generated yet, and phg build"), err
+    assert err.startswith(f"{path}:4:26: type error: log() is not generated in G4 (only where exp has a closed form: "
+                          "G2, G3, 2D and 3D PGA), and phg build"), err
     assert not (tmp_path / "out" / "log.py").exists()
 
 

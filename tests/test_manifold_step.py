@@ -114,7 +114,7 @@ def test_the_table_retraction_is_the_product_with_the_exponential(signature):
     bivectors B of sizes 1e-8 to 3, without building a model (so G8 too)."""
     import clifford
     from phg.codegen.lie import RotorManifold
-    from phg.codegen.manifold import null_pseudoscalar
+    from phg.bivectors import null_pseudoscalar
     from phg.algebra import Algebra
     alg = Algebra.from_signature("A", *signature)
     layout, _ = clifford.Cl(sig=[v.square for v in alg.basis], firstIdx=0)

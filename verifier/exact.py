@@ -145,7 +145,7 @@ class _Polynomials(Numbers):
     def exp(self, a: dict, source: Value | None, target: Value | None) -> dict:
         return self._blades(target.support)
 
-    def log(self, a: dict, target: Value | None) -> dict:
+    def log(self, a: dict, source: Value | None, target: Value | None) -> dict:
         return self._blades(target.support)
 
 
@@ -227,7 +227,7 @@ class Concrete(Numbers):
         self.exact = False
         return _float(x)
 
-    def log(self, a: dict, target: Value | None) -> dict:
+    def log(self, a: dict, source: Value | None, target: Value | None) -> dict:
         raise Undefined("log is not evaluated exactly")
 
     def sqrt(self, x):

@@ -33,7 +33,7 @@ from phg.numeric import DEFAULT
 from phg.operations import blades, channels, operation
 
 from .adjoint import reverse
-from .scalar import Helper, ScalarBuilder, Unsupported
+from .scalar import Helper, ScalarBuilder
 
 TILE = 64                      # samples per tile: a tile's slabs of a 96-channel layer stay in L2
 
@@ -245,8 +245,6 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
         moving = e.target in varying
         train_op = train and e.target in trained
         loop = operation(e.kind).loop
-        if loop is None:
-            raise Unsupported(f"{e.kind}() is not generated yet")
         if loop == "contract":
             w, x, y = (slabs[s] for s in (*e.sources, e.target))
             pairs = []

@@ -25,15 +25,12 @@ from phg.sparse import reverse
 Component = dict[int, sympy.Expr]              # blade mask -> scalar expression
 
 
-class Unsupported(ValueError):
-    """An operation the code generator cannot emit for these supports."""
-
-
 @dataclass
 class Helper:
-    """A non-polynomial function on one support, emitted once per module: exp or inverse, or the
-    adjoint of one (exp_grad, inv_grad).  Its module-level name is made from what it computes."""
-    kind: str                          # exp, inv, exp_grad, inv_grad
+    """A non-polynomial function on one support, emitted once per module: exp, inverse or log, or
+    the adjoint of one (exp_grad, inv_grad, log_grad).  Its module-level name is made from what it
+    computes."""
+    kind: str                          # exp, inv, log, exp_grad, inv_grad, log_grad
     source: int                        # the argument's support
     result: int                        # the closure support it returns
     alg: Algebra
@@ -257,8 +254,9 @@ class ScalarBuilder(Numbers):
             return {0: sympy.exp(a.get(0, 0))}
         return self.call("exp", a, source.support, sup.closure(self.alg, source.support))
 
-    def log(self, a: Component, target: Value | None) -> Component:
-        raise Unsupported("log() is not generated yet")
+    def log(self, a: Component, source: Value | None, target: Value | None) -> Component:
+        # onto the bivectors of the argument's closure, as exp returns its closure: one helper a support
+        return self.call("log", a, source.support, sup.grade_filter(self.alg, sup.closure(self.alg, source.support), [2]))
 
     def call(self, kind: str, a: Component, support: int, result: int) -> Component:
         key = (kind, support)

@@ -1,0 +1,174 @@
+"""Distillation (LANGUAGE §13): a model fitted to a teacher's outputs on unlabelled inputs, and
+the Gaussian prior that fit leaves (phg.prior).
+
+The fit runs the generated kernels of a distillation model derived from the model's own source
+(the generated module keeps it): the same model, its loss replaced by the squared distance of its
+outputs to the teacher's, read as inputs,
+
+    D = (1/N) sum_i sum_o sum_b (o_b(x_i) - t_ob(x_i))^2 / 1[unit of o]^2,
+
+built once per source into phg's kernel cache and trained with the model's own train block
+(optimizer, batch, steps), Rotors and Motors on their manifold.  The prior's mean is the fitted
+parameters; its precision the Gauss-Newton curvature of D there, (2/N) sum_i J_i^T J_i over
+the model's coordinates (Rotors and Motors in body-frame bivector coordinates), each row of J_i
+the gradient of one output coefficient, read off the distillation kernels on one sample with
+the teacher's value one below the model's (then D's gradient is 2 J_i^T e_k).
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from .prior import Prior
+
+# The samples the curvature is summed over, at most (evenly spaced among the inputs given).
+CURVATURE_SAMPLES = 1_000
+
+
+def distillation_source(source: str, model: str, outputs: dict, path: str = "<text>") -> tuple[str, dict]:
+    """The text of the distillation program of `model` in `source`, and for each output the
+    teacher input that holds its target.  `outputs`: the model's SPEC["outputs"] (shape, layout
+    and unit of each).  Lines keep their numbers: the other models and train blocks are blanked,
+    the loss is replaced (or the statements added before the model's closing brace)."""
+    from phg.dsl.ast import ModelDecl, TrainDecl
+    from phg.dsl.parser import parse
+
+    tree = parse(source, path)
+    taken = {getattr(d, "name", None) for d in tree.decls} | {"teacher", "loss"}
+    taken |= {st.name for d in tree.decls if isinstance(d, ModelDecl) for st in d.body if getattr(st, "name", None)}
+    names: dict[str, str] = {}
+    statements, terms = [], []
+    for o, spec in sorted(outputs.items()):
+        teacher, diff = _fresh(f"teacher_{o}", taken), _fresh(f"miss_{o}", taken)
+        blades, unit = spec["layout"], spec.get("unit")
+        shape = f"[{', '.join(map(str, spec['shape']))}]" if spec["shape"] else ""
+        statements.append(f"input {teacher}{shape}: Blades({', '.join(blades)}){f'[{unit}]' if unit else ''}")
+        statements.append(f"let {diff} = {o} - {teacher}")
+        squares = " + ".join(f"scalar({diff}) * scalar({diff})" if b == "1" else f"{diff}.{b} * {diff}.{b}"
+                             for b in blades)
+        term = f"sum({squares})" if spec["shape"] else f"({squares})"
+        terms.append(term + (f" / 1[({unit})^2]" if unit else ""))
+        names[o] = teacher
+    statements.append("loss " + " + ".join(terms))
+    starts = [0]
+    for line in source.split("\n"):
+        starts.append(starts[-1] + len(line) + 1)
+    at = lambda line, col: starts[line - 1] + col - 1  # noqa: E731
+    edits = []                                    # (start, end, text): offsets into source
+    block = "\n    ".join(statements)
+    for d in tree.decls:
+        s = d.span
+        if isinstance(d, (ModelDecl, TrainDecl)) and (d.name if isinstance(d, ModelDecl) else d.model) != model:
+            gone = source[at(s.line, s.col):at(s.end_line, s.end_col)]
+            edits.append((at(s.line, s.col), at(s.end_line, s.end_col), "\n" * gone.count("\n")))
+        elif isinstance(d, ModelDecl):
+            loss = next((st for st in d.body if getattr(st, "kind", None) == "loss"), None)
+            if loss is not None:
+                edits.append((at(loss.span.line, loss.span.col), at(loss.span.end_line, loss.span.end_col), block))
+            else:                                 # before the closing brace
+                brace = at(s.end_line, s.end_col) - 1
+                edits.append((brace, brace, "    " + block + "\n"))
+    for a, b, text in sorted(edits, reverse=True):
+        source = source[:a] + text + source[b:]
+    return source, names
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name = base
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def distillation_model(cls):
+    """The class of `cls`'s distillation model (built on first use into phg's kernel cache, then
+    kept on the class), and the teacher input of each output."""
+    cached = cls.__dict__.get("_distillation")
+    if cached is not None:
+        return cached
+    from phg import build, loads
+
+    module = sys.modules[cls.__module__]
+    text, names = distillation_source(module.SOURCE, cls.SPEC["name"], cls.SPEC["outputs"], module.SOURCE_PATH)
+    derived = build(loads(text, filename=f"{module.SOURCE_PATH} (distillation of {cls.SPEC['name']})"),
+                    unverified=True)
+    cls._distillation = (derived.MODELS[cls.SPEC["name"]], names)
+    return cls._distillation
+
+
+def distill(model, teacher: Callable, inputs: Mapping, steps: int | None = None, epochs: int | None = None,
+            batch: int | None = None, callback=None, curvature_samples: int = CURVATURE_SAMPLES) -> Prior:
+    """M.distill (codegen.runtime): fits `model` to the teacher on `inputs` and returns the prior."""
+    from phg.codegen.parameters import require_finite_samples
+    from phg.codegen.runtime import batch_of
+
+    if not callable(teacher):
+        raise TypeError(f"teacher must be callable as teacher(inputs) -> {{output name: array}}, "
+                        f"got {type(teacher).__name__}")
+    if not isinstance(inputs, Mapping):
+        raise TypeError(f"distill takes the inputs as a mapping {{input name: array}}, got {type(inputs).__name__}")
+    spec = model.SPEC
+    needed = spec["predict"]["inputs"]
+    arrays, n = model._inputs(inputs, needed, training=True)
+    if n == 0:
+        raise ValueError("distill needs at least one sample")
+    given = dict(zip(needed, arrays))
+    targets = teacher(dict(given))
+    if not isinstance(targets, Mapping):
+        raise TypeError(f"the teacher returned {type(targets).__name__}; expected a mapping {{output name: array}}")
+    cls, names = distillation_model(type(model))
+    data = dict(given)
+    for o, teacher_input in names.items():
+        if o not in targets:
+            raise ValueError(f"the teacher's outputs lack {o!r} (it returned {sorted(map(str, targets))})")
+        t = batch_of(o, targets[o], spec["outputs"][o], f"the teacher's output {o!r}")
+        if t.shape[0] != n:
+            raise ValueError(f"the teacher's output {o!r} has {t.shape[0]} samples for {n} inputs")
+        require_finite_samples(f"the teacher's output {o!r}", t)
+        data[teacher_input] = t
+    student = cls(seed=0)
+    student.params = model.params
+    history = student.fit({k: data[k] for k in student._training()["inputs"]}, steps=steps, epochs=epochs,
+                          batch=batch, callback=callback)
+    model.params = student.params
+    precision = curvature(student, names, data, curvature_samples)
+    return Prior(spec["name"], model._coordinates(), {k: v.copy() for k, v in model.params.items()}, precision,
+                 "auto", {"samples": n, "steps": len(history), "loss": float(history[-1]) if len(history) else None})
+
+
+def curvature(student, names: dict[str, str], data: dict, samples: int) -> np.ndarray:
+    """(2/N) sum_i J_i^T J_i of the distillation loss at the student's parameters, over at most
+    `samples` of the N samples (evenly spaced), in the model's coordinates."""
+    spec = student._training()
+    n = len(next(iter(data.values())))
+    rows = np.unique(np.linspace(0, n - 1, min(n, samples)).round().astype(np.int64))
+    outputs = student.predict(**{k: data[k][rows] for k in student.SPEC["predict"]["inputs"]})
+    coords = student._coordinates()
+    size = coords[-1][3]
+    total = np.zeros((size, size))
+    b = student._plan()
+    for j, i in enumerate(rows):
+        one = {k: data[k][i:i + 1] for k in spec["inputs"] if k not in names.values()}
+        one.update({names[o]: outputs[o][j:j + 1] for o in names})     # every residual 0 ...
+        for o, teacher_input in names.items():
+            out = outputs[o][j:j + 1]
+            for k in range(out[0].size):
+                t = out.copy()
+                t.reshape(-1)[k] -= 1.0                  # ... but e_k: the gradient is 2 J^T e_k
+                student._run_train_kernel({**one, teacher_input: t}, versors=False)
+                row = np.empty(size)
+                for name, kind, start, stop in coords:
+                    g = b["grads"][name]
+                    if kind == "tangent":
+                        r = student.params[name].reshape(-1, len(student.SPEC["params"][name]["layout"]))
+                        out_rows = row[start:stop].reshape(r.shape[0], -1)
+                        student._manifold[name][0](r, g.reshape(r.shape), out_rows)
+                    else:
+                        row[start:stop] = g.reshape(-1)
+                row *= 0.5
+                total += np.outer(row, row)
+    return total * (2.0 / len(rows))
+
