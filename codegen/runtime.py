@@ -347,21 +347,22 @@ class ModelBase:
                 out[start:stop] = value.reshape(-1) - prior.mean[name].reshape(-1)
         return out
 
-    def penalty(self, prior, scale: float | None = None) -> tuple[float, dict[str, np.ndarray]]:
-        """The prior's penalty at the parameters, scale / 2 d^T precision d (scale: the prior's,
-        where it is a number), and its gradient on every parameter's stored coefficients, keyed
+    def penalty(self, prior, scale=None) -> tuple[float, dict[str, np.ndarray]]:
+        """The prior's penalty at the parameters (phg.prior; scale: a number or one per parameter,
+        default the prior's own), and its gradient on every parameter's stored coefficients, keyed
         like params (LANGUAGE §13)."""
         self._check_prior(prior)
-        scale = self._prior_scale(prior, scale)
         grads = {n: np.zeros_like(v) for n, v in self._parameters.items()}
-        value = self._penalize(prior, scale, 1.0, grads)
+        value = self._penalize(prior, prior.scales(scale), 1.0, grads)
         return value, grads
 
-    def _penalize(self, prior, scale: float, n: float, grads: dict) -> float:
-        """Adds the gradient of penalty / n to `grads` (on stored coefficients); returns penalty / n."""
+    def _penalize(self, prior, scales: np.ndarray, n: float, grads: dict) -> float:
+        """Adds the gradient of penalty / n to `grads` (on stored coefficients); returns penalty / n.
+        `scales`: each coordinate's (Prior.scales)."""
+        root = np.sqrt(scales)
         d = self._deviation(prior)
-        w = prior.precision @ d
-        w *= scale / n
+        w = root * (prior.precision @ (root * d))
+        w /= n
         for name, kind, start, stop in prior.coordinates:
             g = grads[name]
             if kind == "tangent":
@@ -393,13 +394,6 @@ class ModelBase:
                     raise ValueError(f"a prior on {pname!r} needs log(), which is generated only where exp has a "
                                      "closed form (G2, G3, 2D and 3D PGA)")
                 self._parameters.require_valid(pname, prior.mean[pname])
-
-    @staticmethod
-    def _prior_scale(prior, scale: float | None) -> float:
-        scale = prior.scale if scale is None else scale
-        if scale == "auto":
-            raise ValueError("the prior's scale is \"auto\", which fit chooses on the data; give a number here")
-        return float(scale)
 
     def distill(self, teacher, inputs: Mapping, steps: int | None = None, epochs: int | None = None,
                 batch: int | None = None, callback=None, curvature_samples: int | None = None):
@@ -453,7 +447,7 @@ class ModelBase:
     def _generation(self, arrays: list[np.ndarray], n: int, prior=None) -> float:
         """One CMA-ES generation on this batch: lambda candidates (a Rotor or Motor's R_mean exp(x)
         for its body-frame coordinates x), their losses, the distribution moved, the parameters
-        set to its mean.  Returns the best candidate's loss.  `prior`: (Prior, scale, N), each
+        set to its mean.  Returns the best candidate's loss.  `prior`: (Prior, its scales, N), each
         candidate's penalty / N added to its loss."""
         search, coords = self._evolution()
         b = self._buffers
@@ -476,11 +470,12 @@ class ModelBase:
             self._set_coordinates(coords, candidates[i], b["before"])
             losses[i] = self._train_pass(arrays, n)
         if prior is not None:
-            p, scale, total = prior
+            p, scales, total = prior
+            root = np.sqrt(scales)
             for i, x in enumerate(candidates):
                 self._set_coordinates(coords, x, b["before"])
-                d = self._deviation(p)
-                losses[i] += 0.5 * scale / total * float(d @ (p.precision @ d))
+                d = root * self._deviation(p)
+                losses[i] += 0.5 / total * float(d @ (p.precision @ d))
         search.tell(losses)
         best = float(np.min(search.losses))
         self._set_coordinates(coords, search.mean, b["before"])
@@ -611,7 +606,7 @@ class ModelBase:
             self._check_prior(prior)
             if prior.scale == "auto":
                 return self.choose_scale(data, prior, steps=steps, epochs=epochs, batch=batch, callback=callback)[1]
-            scale = float(prior.scale)
+            scales = prior.scales()
         names = self._training()["inputs"]
         if not isinstance(data, Mapping):
             raise TypeError(f"fit takes the data as a mapping {{input name: array}}, got {type(data).__name__}")
@@ -646,11 +641,11 @@ class ModelBase:
             try:                                       # the whole data set was checked above
                 if evolve:
                     history[k] = self._generation(chunk, len(idx) if names else 1,
-                                                  None if prior is None else (prior, scale, n))
+                                                  None if prior is None else (prior, scales, n))
                 else:
                     loss = self._train_pass(chunk, len(idx) if names else 1)
                     if prior is not None:
-                        loss += self._penalize(prior, scale, n, self._buffers["grads"])
+                        loss += self._penalize(prior, scales, n, self._buffers["grads"])
                     history[k] = self._step(loss)
             except TrainingDiverged as exc:
                 raise TrainingDiverged(f"training diverged at step {k + 1} of {total}: {exc}", history[:k].copy()) \

@@ -1,20 +1,34 @@
 """A prior's scale by empirical Bayes (LANGUAGE §13): the scale that maximises the Laplace
-evidence of the labelled data (MacKay, Neural Computation 1992), so a teacher whose prior the
-data contradict is trusted little.
+evidence of the labelled data (MacKay, Neural Computation 1992), on the parameters the data do
+not contradict, so a poor teacher is trusted little and a teacher wrong about one parameter is
+not trusted on it at all.
 
-fit(prior) minimises L(theta) + s / (2N) d^T P d (L the batch-mean loss over N samples).  Read
-as a negative log posterior, with the loss a Gaussian negative log-likelihood of precision beta
-per unit of loss (beta N / 2 L) and a prior of precision alpha P (s = 2 alpha / beta), the
-evidence's stationary point in alpha is
+fit(prior) minimises L(theta) + 1/(2N) d^T S^1/2 P S^1/2 d (L the batch-mean loss over N
+samples, S each coordinate's scale).  Read as a negative log posterior, with the samples' losses
+a Gaussian negative log-likelihood of precision beta (beta/2 sum_i loss_i) and a prior of
+precision Q = alpha P on the parameters kept (S = 2 alpha / beta there, 0 elsewhere), the
+evidence is stationary where
 
-    alpha = gamma / (d^T P d),   gamma = rank P - alpha tr(A^-1 P),   A = (beta N / 2) H + alpha P,
+    d . Q d = gamma,   gamma = sum over kept p of (rank P_pp - tr((A^-1 Q)_pp)),   A = (beta N / 2) H + Q,
 
-H the Hessian of L at the MAP (central differences of the gradient in the model's coordinates),
-gamma the number of coordinates the data determine.  beta comes from the same samples by the
-information identity E[g g^T] = E[Hessian] of a negative log-likelihood: the per-sample
-gradients g_i of the loss give beta = 2 tr(H) / tr(mean g_i g_i^T).  Each round fits the MAP at
-the current scale from the parameters fit was called with (optimizer restarted), re-estimates
-alpha and beta there, and stops when the scale moves by less than 5%.
+H the Hessian of L at the MAP (central differences of the gradient in the model's coordinates)
+and gamma the coordinates the data determine; each round rescales alpha by gamma / d . Q d.
+beta = (N K - gamma) / (sum_i loss_i), K the label coefficients a sample has (the components of
+the inputs the loss reads and no output does): a squared error's noise precision with the
+coordinates the fit spent taken off.  Where the loss reads no such input, beta comes from the
+information identity (E[g g^T] = E[Hessian] of a negative log-likelihood): 2 tr(H) / tr(mean
+g_i g_i^T) over the per-sample gradients g_i.  Each round fits the MAP at the current scale
+from the parameters fit was called with (the optimizer restarted) and ends the rounds when the
+scale moves by less than 5%.
+
+One scale pools the evidence of every kept parameter's coordinates (with few labels, a scale
+per parameter is estimated from too few coordinates to be steady); but a Gaussian prior pooled
+over a parameter the teacher gets wrong pulls the fit its way.  So first the data are checked
+against the prior, parameter by parameter (a prior-data conflict check, Evans and Moshonov,
+Bayesian Analysis 2006): the fit without the prior, its Laplace covariance C = (beta N / 2 H)^-1,
+and z_p^2 = d_p^T (C_pp)^-1 d_p, chi-square with rank P_pp degrees of freedom were the teacher
+right about p.  Where z_p^2 passes its 99.9% quantile the data contradict the teacher on p, and p
+has no prior (scale 0).
 """
 from __future__ import annotations
 
@@ -22,49 +36,113 @@ import math
 
 import numpy as np
 
-ROUNDS = 6
+ROUNDS = 8
+CONFLICT = 0.999           # the chi-square quantile beyond which the data contradict the prior
 STEP = 1e-5                # central differences of the gradient, in coordinates
 SETTLED = 0.05             # relative change of the scale that ends the rounds
 SAMPLES = 1_000            # per-sample gradients, at most (evenly spaced)
+LIMITS = (1e-12, 1e12)     # the scales kept within these, relative to 1
 
 
 def choose_scale(model, data, prior, steps=None, epochs=None, batch=None, callback=None):
-    """(scale, the final fit's history): fit with the prior at the evidence's scale."""
+    """({parameter: scale}, the final fit's history): fit with the prior at the evidence's scale (0 on
+    the parameters the data contradict)."""
     from phg.prior import Prior
 
     start = {k: v.copy() for k, v in model.params.items()}
-    arrays, n = model._inputs(data, model._training()["inputs"], training=True)
     names = model._training()["inputs"]
+    arrays, n = model._inputs(data, names, training=True)
     n = n if names else 1
-    values = np.linalg.eigvalsh(prior.precision)
-    rank = int(np.sum(values > 1e-10 * max(values.max(initial=0.0), 1e-300)))
-    scale = 1.0
-    for _ in range(ROUNDS):
+    labels = label_coefficients(model)
+    blocks = {}
+    for name, _, a, b in prior.coordinates:
+        blocks.setdefault(name, []).append((a, b))
+    index = {name: np.concatenate([np.arange(a, b) for a, b in spans]) for name, spans in blocks.items()}
+    rank = {name: _rank(prior.precision[np.ix_(i, i)]) for name, i in index.items()}
+
+    def fit(scales):
         model._restart(start)
-        fixed = Prior(prior.model, prior.coordinates, prior.mean, prior.precision, scale, prior.info)
-        history = model.fit(data, steps=steps, epochs=epochs, batch=batch, callback=callback, prior=fixed)
+        fixed = Prior(prior.model, prior.coordinates, prior.mean, prior.precision, dict(scales), prior.info)
+        return model.fit(data, steps=steps, epochs=epochs, batch=batch, callback=callback, prior=fixed)
+
+    scales = {name: 0.0 for name in index}
+    history = fit(scales)                         # without the prior: the conflict check
+    contradicted = conflicts(model, arrays, n, prior, index, rank, labels)
+    scales = {name: 0.0 if name in contradicted else 1.0 for name in index}
+    if all(name in contradicted for name in index):
+        return scales, history
+    for _ in range(ROUNDS):
+        fit(scales)
         h = hessian(model, arrays, n)
-        beta = noise_precision(model, arrays, n, h)
+        loss = model._train_pass(arrays, n, versors=False)
         d = model._deviation(prior)
-        spread = float(d @ prior.precision @ d)
-        if not (math.isfinite(beta) and beta > 0) or rank == 0 or spread <= 0:
+        beta_now = None
+        for _ in range(2):                        # beta needs gamma, gamma beta: twice settles it
+            beta = beta_now or noise_precision(model, arrays, n, h, labels, loss, None)
+            alpha = {p: beta * s / 2 for p, s in scales.items()}
+            root = np.sqrt(np.concatenate([np.full(len(index[p]), alpha[p]) for p in index])[_order(index)])
+            q = root[:, None] * prior.precision * root[None, :]
+            try:
+                inner = np.linalg.solve(beta * n / 2 * h + q, q)
+            except np.linalg.LinAlgError:
+                return scales, fit(scales)
+            gamma = {p: min(max(rank[p] - float(np.trace(inner[np.ix_(i, i)])), 0.0), float(rank[p]))
+                     for p, i in index.items()}
+            beta_now = noise_precision(model, arrays, n, h, labels, loss, sum(gamma.values()))
+        if not (math.isfinite(beta_now) and beta_now > 0):
             break
-        alpha = beta * scale / 2
-        a = beta * n / 2 * h + alpha * prior.precision
-        try:
-            trace = float(np.trace(np.linalg.solve(a, prior.precision)))
-        except np.linalg.LinAlgError:
-            break
-        gamma = min(max(rank - alpha * trace, 0.0), float(rank))
-        new = max(2 * gamma / spread / beta, 0.0)
-        settled = abs(new - scale) <= SETTLED * max(scale, 1e-300)
-        scale = new
+        qd = q @ d
+        kept = [p for p in index if p not in contradicted]
+        spread = sum(float(d[index[p]] @ qd[index[p]]) for p in kept)
+        a = alpha[kept[0]] * sum(gamma[p] for p in kept) / spread if spread > 0 else alpha[kept[0]]
+        shared = min(max(2 * a / beta_now, LIMITS[0]), LIMITS[1])
+        settled = abs(shared - scales[kept[0]]) <= SETTLED * scales[kept[0]]
+        scales = {p: 0.0 if p in contradicted else shared for p in index}
         if settled:
             break
-    model._restart(start)
-    fixed = Prior(prior.model, prior.coordinates, prior.mean, prior.precision, scale, prior.info)
-    history = model.fit(data, steps=steps, epochs=epochs, batch=batch, callback=callback, prior=fixed)
-    return scale, history
+    return scales, fit(scales)
+
+
+def conflicts(model, arrays, n: int, prior, index: dict, rank: dict, labels: int) -> set[str]:
+    """The parameters on which the data, fitted without the prior (the model's parameters now),
+    contradict the prior's mean at CONFLICT (see the module's doc)."""
+    from scipy.stats import chi2
+
+    h = hessian(model, arrays, n)
+    loss = model._train_pass(arrays, n, versors=False)
+    beta = noise_precision(model, arrays, n, h, labels, loss, None)
+    d = model._deviation(prior)
+    try:
+        cov = np.linalg.inv(beta * n / 2 * h)
+    except np.linalg.LinAlgError:
+        return set()
+    out = set()
+    for p, i in index.items():
+        if rank[p] == 0 or not math.isfinite(beta):
+            continue
+        block = cov[np.ix_(i, i)]
+        z2 = float(d[i] @ np.linalg.lstsq(block, d[i], rcond=None)[0])
+        if z2 > chi2.ppf(CONFLICT, rank[p]):
+            out.add(p)
+    return out
+
+
+def _order(index: dict) -> np.ndarray:
+    """The permutation from the blocks' concatenation back to coordinate order."""
+    return np.argsort(np.concatenate(list(index.values())), kind="stable")
+
+
+def _rank(p: np.ndarray) -> int:
+    values = np.linalg.eigvalsh(p) if p.size else np.zeros(0)
+    return int(np.sum(values > 1e-10 * max(values.max(initial=0.0), 1e-300)))
+
+
+def label_coefficients(model) -> int:
+    """K: the coefficients per sample of the inputs the loss reads and no output does (labels)."""
+    spec = model.SPEC
+    seen = set(spec["predict"]["inputs"])
+    return sum(math.prod(spec["inputs"][k]["shape"]) * len(spec["inputs"][k]["layout"])
+               for k in model._training()["inputs"] if k not in seen)
 
 
 def coordinate_gradient(model, arrays, n: int) -> np.ndarray:
@@ -106,8 +184,14 @@ def hessian(model, arrays, n: int) -> np.ndarray:
     return (out + out.T) / 2
 
 
-def noise_precision(model, arrays, n: int, h: np.ndarray) -> float:
-    """beta = 2 tr(H) / tr(mean over samples of g_i g_i^T), g_i the gradient of sample i's loss."""
+def noise_precision(model, arrays, n: int, h: np.ndarray, labels: int, loss: float, gamma: float | None) -> float:
+    """beta: (N K - gamma) / (N loss) with K label coefficients a sample (gamma None: the
+    coordinates all spent); without labels, 2 tr(H) / tr(mean g_i g_i^T) over per-sample
+    gradients g_i of the loss."""
+    size = h.shape[0]
+    if labels:
+        spent = size if gamma is None else gamma
+        return max(n * labels - spent, 1.0) / (n * loss) if loss > 0 else math.inf
     rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLES)).round().astype(np.int64))
     total = 0.0
     for i in rows:

@@ -5,12 +5,14 @@ The coordinates are those of `optimizer cma` (M.search): per parameter, its coef
 a Rotor or Motor its body-frame bivector coordinates b at the mean, R = R0 exp(b).  The penalty
 of parameters theta is
 
-    scale / 2 * d^T precision d,    d = (theta - theta0 for coefficients, log(~R0 R) for versors),
+    1/2 d^T S^1/2 precision S^1/2 d,    d = (theta - theta0 for coefficients, log(~R0 R) for versors),
 
-and M.fit(data, prior=prior) minimises the batch-mean loss + penalty / N over N samples (MAP).
-`scale = "auto"` lets fit choose it by empirical Bayes on the labelled data (codegen.runtime);
-a number fixes it.  A prior is plain data: to_dict / from_dict and save / load (JSON), checked
-field by field as any file from elsewhere is (a located ValueError, nothing executed).
+S the scale of each coordinate: `scale` a number (every parameter's), or {parameter: number}.
+M.fit(data, prior=prior) minimises the batch-mean loss + penalty / N over N samples (MAP).
+`scale = "auto"` lets fit choose the scales by empirical Bayes on the labelled data
+(phg.evidence): 0 on a parameter the data contradict, one scale by the evidence on the others.  A prior is plain data: to_dict / from_dict and save / load
+(JSON), checked field by field as any file from elsewhere is (a located ValueError, nothing
+executed).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ class Prior:
     coordinates: list[tuple[str, str, int, int]]
     mean: dict[str, np.ndarray]
     precision: np.ndarray
-    scale: float | str = "auto"
+    scale: float | str | dict = "auto"
     # how it was made, for the user: the distillation's samples, loss and steps
     info: dict = field(default_factory=dict)
 
@@ -62,9 +64,24 @@ class Prior:
         if not np.allclose(p, p.T, rtol=1e-9, atol=1e-12 * max(1.0, float(np.abs(p).max(initial=0)))):
             raise PriorError("precision: expected a symmetric matrix")
         self.precision = (p + p.T) / 2
-        if not (self.scale == "auto" or (isinstance(self.scale, (int, float)) and not isinstance(self.scale, bool)
-                                         and math.isfinite(self.scale) and self.scale >= 0)):
-            raise PriorError(f"scale: expected \"auto\" or a finite number >= 0, found {self.scale!r}")
+        if isinstance(self.scale, dict):
+            if sorted(self.scale) != sorted(names) or not all(_scale(v) for v in self.scale.values()):
+                raise PriorError(f"scale: expected a finite number >= 0 for each of {names}, found {self.scale!r}")
+            self.scale = {k: float(v) for k, v in self.scale.items()}
+        elif not (self.scale == "auto" or _scale(self.scale)):
+            raise PriorError(f"scale: expected \"auto\", a finite number >= 0 or one for each parameter, "
+                             f"found {self.scale!r}")
+
+    def scales(self, scale=None) -> np.ndarray:
+        """The scale of every coordinate: `scale`'s, or the prior's own (a number, or one per
+        parameter); a ValueError where it is "auto" (fit chooses it on the data)."""
+        scale = self.scale if scale is None else scale
+        if scale == "auto":
+            raise ValueError("the prior's scale is \"auto\", which fit chooses on the data; give a number here")
+        out = np.empty(self.size)
+        for name, _, start, stop in self.coordinates:
+            out[start:stop] = scale[name] if isinstance(scale, dict) else scale
+        return out
 
     @property
     def size(self) -> int:
@@ -124,6 +141,10 @@ class Prior:
             return cls.from_dict(d)
         except PriorError as exc:
             raise PriorError(f"{path}: {exc}") from None
+
+
+def _scale(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
 def _no_constant(name: str):

@@ -22,6 +22,11 @@ model Rigid on G3 {
     loss norm2(p - y) / 1[m^2]
 }
 
+train Rigid {
+    optimizer adam(lr = 0.05)
+    steps 400
+}
+
 model Screw on PGA {
     param M[2]: Motor = 1
     input x: Bivector
@@ -40,6 +45,18 @@ model Linear on G3 {
 train Linear {
     optimizer adam(lr = 0.05)
     steps 3000
+}
+
+model Search on G3 {
+    param w[3]: Scalar = 0
+    input x[3]: Scalar
+    input y: Scalar
+    loss norm2(sum(w * x) - y)
+}
+
+train Search {
+    optimizer cma(sigma = 0.5)
+    steps 150
 }
 """
 
@@ -165,7 +182,8 @@ def test_a_prior_round_trips_as_data_and_as_a_file(kernels, tmp_path):
     (lambda d: d.update(precision=[[1.0]]), "precision: expected a 12 x 12 matrix"),
     (lambda d: d["precision"][0].__setitem__(1, 5.0), "precision: expected a symmetric matrix"),
     (lambda d: d["precision"][0].__setitem__(0, "1"), "precision[0]: expected numbers"),
-    (lambda d: d.update(scale=-1), "scale: expected \"auto\" or a finite number >= 0"),
+    (lambda d: d.update(scale=-1), "scale: expected \"auto\", a finite number >= 0 or one for each parameter"),
+    (lambda d: d.update(scale={"N": 1.0}), "scale: expected a finite number >= 0 for each of ['M']"),
     (lambda d: d["coordinates"].__setitem__(0, ["M", "bad", 0, 12]), "coordinates[0]: expected [parameter"),
     (lambda d: d["mean"]["M"].update(shape=[3, 8]), "mean.M: expected {\"shape\""),
     (lambda d: d["mean"].update(N=d["mean"].pop("M")), "mean: expected one array for each of ['M']"),
@@ -196,3 +214,76 @@ def test_a_prior_of_another_model_or_not_a_file_is_refused(kernels, tmp_path):
     with pytest.raises(PriorError, match="missing.json"):
         Prior.load(tmp_path / "missing.json")
     assert math.isfinite(screw.penalty(prior)[0])
+
+
+def test_the_scale_by_evidence_is_the_exact_evidence_maximum_of_a_linear_model(kernels):
+    """Linear least squares (the Laplace evidence is exact): the scale fit chooses against the
+    (alpha, beta) that maximise the marginal likelihood y ~ N(X w0, I / beta + X (alpha P)^-1 X^T)
+    directly (s = 2 alpha / beta), to the rounds' 5%."""
+    from scipy.optimize import minimize
+
+    _, module = kernels
+    rng = np.random.default_rng(8)
+    n = 40
+    x = rng.normal(size=(n, 3))
+    w0 = np.array([1.0, -2.0, 0.5])
+    w = w0 + 0.05 * rng.normal(size=3)                # the truth near the prior's mean: no conflict
+    y = x @ w + 0.4 * rng.normal(size=n)
+    a = rng.normal(size=(3, 3))
+    p = a @ a.T + np.eye(3)
+    m = module.Linear()
+    scales, _ = m.choose_scale({"x": x[..., None], "y": y}, Prior("Linear", m._coordinates(), {"w": w0.reshape(3, 1)}, p))
+
+    def negative_log_evidence(logs):
+        alpha, beta = np.exp(logs)
+        cov = np.eye(n) / beta + x @ np.linalg.solve(alpha * p, x.T)
+        r = y - x @ w0
+        return 0.5 * (np.linalg.slogdet(cov)[1] + r @ np.linalg.solve(cov, r))
+
+    alpha, beta = np.exp(minimize(negative_log_evidence, np.zeros(2), method="Nelder-Mead",
+                                  options={"xatol": 1e-10, "fatol": 1e-12}).x)
+    assert scales["w"] == pytest.approx(2 * alpha / beta, rel=0.1)
+
+
+def test_a_parameter_the_data_contradict_gets_no_prior(kernels):
+    """A teacher 60 degrees off in rotation and right in translation: the data reject its rotation
+    (scale 0: fit as without the prior) and keep its translation (a positive scale)."""
+    _, module = kernels
+    rng = np.random.default_rng(9)
+    m = module.Rigid()
+    truth = m.params["R"].copy()
+    m._manifold["R"][1](truth.reshape(1, -1), np.array([[0.2, 0.1, -0.3]]), 1.0, truth.reshape(1, -1))
+    wrong = truth.copy()
+    m._manifold["R"][1](wrong.reshape(1, -1), np.array([[0.5, 0.0, 0.0]]), 1.0, wrong.reshape(1, -1))
+    t = np.array([0.3, -0.2, 0.5])
+    m.params = {"R": truth, "t": t}
+    x = rng.normal(size=(30, 3))
+    y = m.predict(x=x)["p"] + 0.1 * rng.normal(size=(30, 3))
+    prior = Prior("Rigid", m._coordinates(), {"R": wrong, "t": t}, np.eye(6))
+    learner = module.Rigid()
+    scales, history = learner.choose_scale({"x": x, "y": y}, prior)
+    assert scales["R"] == 0.0 and scales["t"] > 1.0
+    np.testing.assert_allclose(learner.params["R"] * np.sign(learner.params["R"][0]), truth, atol=0.05)
+    again = module.Rigid()
+    np.testing.assert_array_equal(again.fit({"x": x, "y": y}, prior=prior), history)
+    np.testing.assert_array_equal(again.params["R"], learner.params["R"])
+
+
+def test_cma_searches_the_map_objective(kernels):
+    """With cma every candidate's loss takes its penalty / N: the search finds the closed-form
+    MAP of the linear model (scale 0: the same generations as no prior); "auto" needs gradients."""
+    _, module = kernels
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(12, 3))
+    y = x @ [1.0, -2.0, 0.5] + 0.3 * rng.normal(size=12)
+    p, w0, s = np.diag([1.0, 2.0, 3.0]), np.array([0.5, 0.5, 0.5]), 5.0
+    data = {"x": x[..., None], "y": y}
+    m = module.Search()
+    m.fit(data, prior=Prior("Search", m._coordinates(), {"w": w0.reshape(3, 1)}, p, s))
+    want = np.linalg.solve(2 * x.T @ x + s * p, 2 * x.T @ y + s * p @ w0)
+    np.testing.assert_allclose(m.params["w"].reshape(3), want, atol=1e-5)
+    a, b = module.Search(), module.Search()
+    zero = Prior("Search", a._coordinates(), {"w": w0.reshape(3, 1)}, p, 0.0)
+    np.testing.assert_array_equal(a.fit(data, steps=20), b.fit(data, steps=20, prior=zero))
+    with pytest.raises(ValueError, match="optimizer cma"):
+        module.Search().fit(data, prior=Prior("Search", a._coordinates(), {"w": w0.reshape(3, 1)}, p))
