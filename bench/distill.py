@@ -160,6 +160,8 @@ def main(argv: list[str]) -> int:
                 print(f"| {name} | " + " | ".join(f"{x:.3g}" for x in r.mean(axis=0)) + " |")
             print()
         start = time.perf_counter()
+    if not args.trials:
+        return 0
     results = curves(args.trials)
     means = {k: v.mean(axis=0) for k, v in results.items()}
     medians = {k: np.median(v, axis=0) for k, v in results.items()}

@@ -287,3 +287,28 @@ def test_cma_searches_the_map_objective(kernels):
     np.testing.assert_array_equal(a.fit(data, steps=20), b.fit(data, steps=20, prior=zero))
     with pytest.raises(ValueError, match="optimizer cma"):
         module.Search().fit(data, prior=Prior("Search", a._coordinates(), {"w": w0.reshape(3, 1)}, p))
+
+
+def test_phg_train_takes_a_prior_file(kernels, tmp_path, capsys):
+    """phg train --prior: MAP training from the command line (the closed form of the linear
+    model), the scale it used in its table; a prior that is not one is refused, exit 2."""
+    from phg.shell.cli import main
+
+    path, module = kernels
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(12, 3))
+    y = x @ [1.0, -2.0, 0.5] + 0.3 * rng.normal(size=12)
+    np.savez(tmp_path / "data.npz", x=x[..., None], y=y)
+    p, w0 = np.diag([1.0, 2.0, 3.0]), np.array([0.5, 0.5, 0.5])
+    m = module.Linear()
+    Prior("Linear", m._coordinates(), {"w": w0.reshape(3, 1)}, p, 4.0).save(tmp_path / "prior.json")
+    out = tmp_path / "w.npz"
+    assert main(["train", str(path), "--model", "Linear", "--data", str(tmp_path / "data.npz"),
+                 "--prior", str(tmp_path / "prior.json"), "-o", str(out)]) == 0
+    assert "scale 4" in capsys.readouterr().out
+    want = np.linalg.solve(2 * x.T @ x + 4.0 * p, 2 * x.T @ y + 4.0 * p @ w0)
+    np.testing.assert_allclose(np.load(out)["w"].reshape(3), want, atol=1e-6)
+    (tmp_path / "bad.json").write_text("[]")
+    assert main(["train", str(path), "--model", "Linear", "--data", str(tmp_path / "data.npz"),
+                 "--prior", str(tmp_path / "bad.json"), "-o", str(out)]) == 2
+    assert "bad.json: expected a JSON object, found list" in capsys.readouterr().err

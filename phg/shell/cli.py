@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help="override the train block's steps (a positive integer, at most 10^8)")
     train.add_argument("--plot", metavar="LOSS.png", help="draw the loss curve (needs matplotlib: pip install phg[plot])")
     train.add_argument("--unverified", action="store_true", help="train even if some obligation is not proven")
+    train.add_argument("--prior", metavar="PRIOR.json", help="train MAP with this prior (LANGUAGE §13; M.distill "
+                       "makes one, Prior.save writes it)")
     verify = sub.add_parser("verify", help="re-derive a certificate from its source; its signer must be trusted")
     verify.add_argument("cert", metavar="CERT")
     verify.add_argument("--trust", action="append", metavar="KEY",

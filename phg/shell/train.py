@@ -1,5 +1,5 @@
-"""`phg train FILE --data DATA.npz`: build the model, run its train block with a progress bar,
-save the parameters, optionally plot the loss."""
+"""`phg train FILE --data DATA.npz [--prior PRIOR.json]`: build the model, run its train block with
+a progress bar (MAP with a prior, LANGUAGE §13), save the parameters, optionally plot the loss."""
 from __future__ import annotations
 
 import time
@@ -96,6 +96,13 @@ def train_command(args, out: Console, err: Console) -> int:
         data, held = _read_data(args.data, [graph.values[v].name for v in graph.inputs])
     except ValueError as exc:
         return _fail(err, str(exc))
+    prior = None
+    if args.prior:
+        from phg.prior import Prior, PriorError
+        try:
+            prior = Prior.load(args.prior)
+        except PriorError as exc:
+            return _fail(err, str(exc))
     try:
         module = build(program, unverified=args.unverified)
     except PhgError as exc:
@@ -138,7 +145,11 @@ def train_command(args, out: Console, err: Console) -> int:
                     elapsed = time.perf_counter() - start
                     progress.update(task, completed=k + 1, loss=loss, rate=(k + 1) / elapsed if elapsed else 0.0)
 
-            history = model.fit(arrays, steps=steps, callback=report)
+            if prior is not None and prior.scale == "auto":
+                scales, history = model.choose_scale(arrays, prior, steps=steps, callback=report)
+            else:
+                history = model.fit(arrays, steps=steps, callback=report, prior=prior)
+                scales = None if prior is None else prior.scale
     except ValueError as exc:
         return _fail(err, str(exc))
     except TrainingDiverged as exc:
@@ -157,6 +168,9 @@ def train_command(args, out: Console, err: Console) -> int:
                            f"accumulate {settings['accumulate']})")
     table.add_row("loss", f"{history[0]:.6g} at the first step -> {final:.6g} on the whole data set"
                   if len(history) else f"{final:.6g}")
+    if prior is not None:
+        chosen = ", ".join(f"{k} {v:.4g}" for k, v in scales.items()) if isinstance(scales, dict) else f"{scales:.4g}"
+        table.add_row("prior", f"{args.prior}, scale {chosen}" + (" (chosen on the data)" if prior.scale == "auto" else ""))
     table.add_row("compile", f"{compiling.seconds:.2f} s (the kernels, before the first step)")
     table.add_row("time", f"{seconds:.2f} s training ({len(history) / seconds if seconds else 0:.0f} steps/s)")
     table.add_row("parameters", str(target))
