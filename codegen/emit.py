@@ -375,7 +375,7 @@ def module_source(program: Program, status: str) -> str:
           if any(g.numeric != DEFAULT for g in program.models.values()) else []),
         "",
         "SOURCE_SHA256 = " + repr(program.sha256),
-        # the program itself, from which M.distill derives its distillation model (phg.distill)
+        # the program itself, from which M.distill derives its distillation model (phg.dsl.derive)
         "SOURCE = " + ascii(program.source),
         "SOURCE_PATH = " + ascii(str(program.path)),
         "CERTIFICATE = " + ascii(status),

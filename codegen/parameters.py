@@ -51,6 +51,21 @@ def array(where: str, value, spec: dict, batched: bool) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def batch_of(name: str, value, spec: dict, where: str | None = None) -> np.ndarray:
+    """An input as float64 [N, *channels, components] (see parameters.array).  A value of one
+    component and no channels may also come as [N]: that is the column numpy code has (x[:, 0]),
+    and it is read as [N, 1] through a view, so no sample is copied that array() would not copy.
+    `where`: how errors name the value (default: input NAME)."""
+    where = where or f"input {name!r}"
+    if spec["shape"] or len(spec["layout"]) != 1:
+        return array(where, value, spec, True)
+    arr = np.asarray(value)
+    try:
+        return array(where, arr[:, np.newaxis] if arr.ndim == 1 else arr, spec, True)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or [N] for its one component") from None
+
+
 def norm_arrays(norm: dict) -> tuple[np.ndarray, np.ndarray]:
     """norm_table's terms [i, j, k, sign] as an array, and V ~V of a versor."""
     terms = np.array(norm["terms"], dtype=np.int64).reshape(-1, 4)

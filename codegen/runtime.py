@@ -16,7 +16,7 @@ from phg.program import MAX_STEPS, OPTIMIZERS
 
 from .opaque import bind
 from .optimizers import KINDS, direction
-from .parameters import Parameters, array, finite, require_finite_samples
+from .parameters import Parameters, array, batch_of, finite, require_finite_samples
 from .accumulate import (BLOCK_HI, BLOCK_LO, FULL, WINDOWS, close, complete, mark_needed, next_block, odd_totals,
                          totals, unmark)
 from .spread import prepare, shares_of, spread, threads
@@ -47,21 +47,6 @@ def _count(name: str, value, default):
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
     return int(value)
-
-
-def batch_of(name: str, value, spec: dict, where: str | None = None) -> np.ndarray:
-    """An input as float64 [N, *channels, components] (see parameters.array).  A value of one
-    component and no channels may also come as [N]: that is the column numpy code has (x[:, 0]),
-    and it is read as [N, 1] through a view, so no sample is copied that array() would not copy.
-    `where`: how errors name the value (default: input NAME)."""
-    where = where or f"input {name!r}"
-    if spec["shape"] or len(spec["layout"]) != 1:
-        return array(where, value, spec, True)
-    arr = np.asarray(value)
-    try:
-        return array(where, arr[:, np.newaxis] if arr.ndim == 1 else arr, spec, True)
-    except ValueError as exc:
-        raise ValueError(f"{exc}, or [N] for its one component") from None
 
 
 class ModelBase:
@@ -398,12 +383,12 @@ class ModelBase:
     def distill(self, teacher, inputs: Mapping, steps: int | None = None, epochs: int | None = None,
                 batch: int | None = None, callback=None, curvature_samples: int | None = None):
         """Fit this model to a teacher's outputs on unlabelled inputs and return the prior that
-        fit leaves (LANGUAGE §13; phg.distill): `teacher(inputs)` takes a dict of input arrays and
+        fit leaves (LANGUAGE §13; codegen.distill): `teacher(inputs)` takes a dict of input arrays and
         returns a dict of output arrays named and laid out as predict's (a NumPy function, a
         PyTorch module wrapped in a function, another model's predict as lambda d: other.predict(**d)).  The parameters become
         the distilled ones; the prior's mean is them, its precision the Gauss-Newton curvature of
         the distillation loss, its scale "auto".  steps, epochs, batch and callback as fit's."""
-        from phg.distill import CURVATURE_SAMPLES, distill
+        from .distill import CURVATURE_SAMPLES, distill
 
         return distill(self, teacher, inputs, steps, epochs, batch, callback,
                        CURVATURE_SAMPLES if curvature_samples is None else _count("curvature_samples", curvature_samples, None))

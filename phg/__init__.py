@@ -71,7 +71,10 @@ def build(program: Program, directory: str | Path | None = None, unverified: boo
                         f"got {type(progress).__name__}")
 
     def ready(module):
+        from phg.codegen import distill
         from phg.codegen.compiling import compile_module, printer
+
+        distill.BUILD = build                     # M.distill builds its derived program as this does
 
         if progress is True:
             import sys

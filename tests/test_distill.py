@@ -5,7 +5,7 @@ bad answers refused."""
 import numpy as np
 import pytest
 
-from phg.distill import distillation_source
+from phg.dsl.derive import distillation_source
 from builtfile import built_file
 
 SOURCE = """algebra PGA = Cl(3, 0, 1)
@@ -112,3 +112,16 @@ def test_distill_takes_a_callable_teacher_and_a_mapping_of_inputs(kernels):
         m.distill(3, {"x": np.zeros((2, 4))})
     with pytest.raises(TypeError, match="distill takes the inputs as a mapping"):
         m.distill(lambda d: m.predict(**d), [np.zeros((2, 4))])
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_the_distillation_program_reads_every_line_break(newline):
+    """A source with CRLF or CR line breaks (the lexer's) is edited where its spans say."""
+    import phg
+
+    other = "model Other on PGA {\n    input z: Vector\n    output q = z\n}\n\n"
+    source = (other + SOURCE).replace("\n", newline)
+    text, names = distillation_source(source, "Pose", {"p": {"shape": [], "layout": ["e1"], "unit": "m"},
+                                                       "k": {"shape": [], "layout": ["1"], "unit": None}})
+    program = phg.loads(text)
+    assert list(program.models) == ["Pose"] and "teacher_p" in [v.name for v in program.models["Pose"].values.values()]

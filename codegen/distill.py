@@ -2,12 +2,14 @@
 the Gaussian prior that fit leaves (phg.prior).
 
 The fit runs the generated kernels of a distillation model derived from the model's own source
-(the generated module keeps it): the same model, its loss replaced by the squared distance of its
-outputs to the teacher's, read as inputs,
+(the generated module keeps it; phg.dsl.derive): the same model, its loss replaced by the squared
+distance of its outputs to the teacher's, read as inputs,
 
     D = (1/N) sum_i sum_o sum_b (o_b(x_i) - t_ob(x_i))^2 / 1[unit of o]^2,
 
-built once per source into phg's kernel cache and trained with the model's own train block
+built once per source into phg's kernel cache (by phg.build, which the API lends this module:
+the verifier narrows the derived program's supports, and no stage of the pipeline imports the
+API) and trained with the model's own train block
 (optimizer, batch, steps), Rotors and Motors on their manifold.  The prior's mean is the fitted
 parameters; its precision the Gauss-Newton curvature of D there, (2/N) sum_i J_i^T J_i over
 the model's coordinates (Rotors and Motors in body-frame bivector coordinates), each row of J_i
@@ -21,66 +23,15 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from .prior import Prior
+from phg.dsl.derive import distillation_source
+from phg.prior import Prior
+
+from .parameters import batch_of, require_finite_samples
 
 # The samples the curvature is summed over, at most (evenly spaced among the inputs given).
 CURVATURE_SAMPLES = 1_000
-
-
-def distillation_source(source: str, model: str, outputs: dict, path: str = "<text>") -> tuple[str, dict]:
-    """The text of the distillation program of `model` in `source`, and for each output the
-    teacher input that holds its target.  `outputs`: the model's SPEC["outputs"] (shape, layout
-    and unit of each).  Lines keep their numbers: the other models and train blocks are blanked,
-    the loss is replaced (or the statements added before the model's closing brace)."""
-    from phg.dsl.ast import ModelDecl, TrainDecl
-    from phg.dsl.parser import parse
-
-    tree = parse(source, path)
-    taken = {getattr(d, "name", None) for d in tree.decls} | {"teacher", "loss"}
-    taken |= {st.name for d in tree.decls if isinstance(d, ModelDecl) for st in d.body if getattr(st, "name", None)}
-    names: dict[str, str] = {}
-    statements, terms = [], []
-    for o, spec in sorted(outputs.items()):
-        teacher, diff = _fresh(f"teacher_{o}", taken), _fresh(f"miss_{o}", taken)
-        blades, unit = spec["layout"], spec.get("unit")
-        shape = f"[{', '.join(map(str, spec['shape']))}]" if spec["shape"] else ""
-        statements.append(f"input {teacher}{shape}: Blades({', '.join(blades)}){f'[{unit}]' if unit else ''}")
-        statements.append(f"let {diff} = {o} - {teacher}")
-        squares = " + ".join(f"scalar({diff}) * scalar({diff})" if b == "1" else f"{diff}.{b} * {diff}.{b}"
-                             for b in blades)
-        term = f"sum({squares})" if spec["shape"] else f"({squares})"
-        terms.append(term + (f" / 1[({unit})^2]" if unit else ""))
-        names[o] = teacher
-    statements.append("loss " + " + ".join(terms))
-    starts = [0]
-    for line in source.split("\n"):
-        starts.append(starts[-1] + len(line) + 1)
-    at = lambda line, col: starts[line - 1] + col - 1  # noqa: E731
-    edits = []                                    # (start, end, text): offsets into source
-    block = "\n    ".join(statements)
-    for d in tree.decls:
-        s = d.span
-        if isinstance(d, (ModelDecl, TrainDecl)) and (d.name if isinstance(d, ModelDecl) else d.model) != model:
-            gone = source[at(s.line, s.col):at(s.end_line, s.end_col)]
-            edits.append((at(s.line, s.col), at(s.end_line, s.end_col), "\n" * gone.count("\n")))
-        elif isinstance(d, ModelDecl):
-            loss = next((st for st in d.body if getattr(st, "kind", None) == "loss"), None)
-            if loss is not None:
-                edits.append((at(loss.span.line, loss.span.col), at(loss.span.end_line, loss.span.end_col), block))
-            else:                                 # before the closing brace
-                brace = at(s.end_line, s.end_col) - 1
-                edits.append((brace, brace, "    " + block + "\n"))
-    for a, b, text in sorted(edits, reverse=True):
-        source = source[:a] + text + source[b:]
-    return source, names
-
-
-def _fresh(base: str, taken: set[str]) -> str:
-    name = base
-    while name in taken:
-        name += "_"
-    taken.add(name)
-    return name
+# phg.build(program, unverified=...) -> module, set by phg.build when it first builds a module
+BUILD = None
 
 
 def distillation_model(cls):
@@ -89,12 +40,14 @@ def distillation_model(cls):
     cached = cls.__dict__.get("_distillation")
     if cached is not None:
         return cached
-    from phg import build, loads
+    from phg.dsl import loads
 
+    if BUILD is None:
+        raise RuntimeError("distill builds its distillation model with phg.build; load the model's module with it")
     module = sys.modules[cls.__module__]
     text, names = distillation_source(module.SOURCE, cls.SPEC["name"], cls.SPEC["outputs"], module.SOURCE_PATH)
-    derived = build(loads(text, filename=f"{module.SOURCE_PATH} (distillation of {cls.SPEC['name']})"),
-                    unverified=True)
+    path = f"{module.SOURCE_PATH} (distillation of {cls.SPEC['name']})"
+    derived = BUILD(loads(text, path), unverified=True)
     cls._distillation = (derived.MODELS[cls.SPEC["name"]], names)
     return cls._distillation
 
@@ -102,8 +55,6 @@ def distillation_model(cls):
 def distill(model, teacher: Callable, inputs: Mapping, steps: int | None = None, epochs: int | None = None,
             batch: int | None = None, callback=None, curvature_samples: int = CURVATURE_SAMPLES) -> Prior:
     """M.distill (codegen.runtime): fits `model` to the teacher on `inputs` and returns the prior."""
-    from phg.codegen.parameters import require_finite_samples
-    from phg.codegen.runtime import batch_of
 
     if not callable(teacher):
         raise TypeError(f"teacher must be callable as teacher(inputs) -> {{output name: array}}, "
