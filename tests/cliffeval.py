@@ -134,7 +134,7 @@ class Reference:
 
     def log(self, x):
         """The bivector B with exp(B) = x / sqrt(x ~x) (for a versor x), by Newton's method on
-        exp from x's bivector part, with exp's Jacobian by central differences: no closed form,
+        exp from x's bivector part, with exp's Jacobian by forward differences: no closed form,
         any algebra.  Where it does not converge (x has no logarithm, or is far from it) the last
         iterate is not a logarithm: ValueError (the value is undefined there, as for an inverse
         that does not exist)."""
@@ -145,12 +145,16 @@ class Reference:
         size = np.sqrt(abs(float((b * ~b)(0))))
         if size > 0:                           # a simple rotor's log, to start from
             b = b * (np.arctan2(size, float(target(0))) / size)
-        for _ in range(20):
-            residual = (target - self.exp(b)).value
-            if np.abs(residual).max() < 1e-13:
+        last = np.inf
+        for _ in range(10):
+            here = self.exp(b).value
+            residual = target.value - here
+            size = np.abs(residual).max()
+            if size < 1e-13 or size > 0.5 * last:   # converged, or not converging as Newton does
                 break
-            h = 1e-7
-            jac = np.stack([(self.exp(b + h * e).value - self.exp(b - h * e).value) / (2 * h) for e in basis], axis=1)
+            last = size
+            h = 1e-7                           # forward differences: each step gains about 7 digits
+            jac = np.stack([(self.exp(b + h * e).value - here) / h for e in basis], axis=1)
             step = np.linalg.lstsq(jac, residual, rcond=None)[0]
             b = b + sum((float(s) * e for s, e in zip(step, basis)), 0 * b)
             if np.abs(step).max() < 1e-14 * (1 + np.abs(b.value).max()):
