@@ -19,7 +19,9 @@ coordinates the fit spent taken off.  Where the loss reads no such input, beta c
 information identity (E[g g^T] = E[Hessian] of a negative log-likelihood): 2 tr(H) / tr(mean
 g_i g_i^T) over the per-sample gradients g_i.  Each round fits the MAP at the current scale
 from the parameters fit was called with (the optimizer restarted) and ends the rounds when the
-scale moves by less than 5%.
+scale moves by less than 5%.  The evidence can have two stationary points, one that trusts the
+teacher and one that hardly does, so the rounds start once from scale 1 and once from 100 N, and
+the scale of the higher Laplace evidence (log_evidence) is taken.
 
 One scale pools the evidence of every kept parameter's coordinates (with few labels, a scale
 per parameter is estimated from too few coordinates to be steady); but a Gaussian prior pooled
@@ -37,6 +39,7 @@ import math
 import numpy as np
 
 ROUNDS = 8
+TRUSTING = 100.0          # the other start of the fixed point: 100 N (the prior worth 100 times the data)
 CONFLICT = 0.999           # the chi-square quantile beyond which the data contradict the prior
 STEP = 1e-5                # central differences of the gradient, in coordinates
 SETTLED = 0.05             # relative change of the scale that ends the rounds
@@ -68,39 +71,61 @@ def choose_scale(model, data, prior, steps=None, epochs=None, batch=None, callba
     scales = {name: 0.0 for name in index}
     history = fit(scales)                         # without the prior: the conflict check
     contradicted = conflicts(model, arrays, n, prior, index, rank, labels)
-    scales = {name: 0.0 if name in contradicted else 1.0 for name in index}
     if all(name in contradicted for name in index):
         return scales, history
-    for _ in range(ROUNDS):
-        fit(scales)
-        h = hessian(model, arrays, n)
-        loss = model._train_pass(arrays, n, versors=False)
-        d = model._deviation(prior)
-        beta_now = None
-        for _ in range(2):                        # beta needs gamma, gamma beta: twice settles it
-            beta = beta_now or noise_precision(model, arrays, n, h, labels, loss, None)
-            alpha = {p: beta * s / 2 for p, s in scales.items()}
-            root = np.sqrt(np.concatenate([np.full(len(index[p]), alpha[p]) for p in index])[_order(index)])
-            q = root[:, None] * prior.precision * root[None, :]
-            try:
-                inner = np.linalg.solve(beta * n / 2 * h + q, q)
-            except np.linalg.LinAlgError:
-                return scales, fit(scales)
-            gamma = {p: min(max(rank[p] - float(np.trace(inner[np.ix_(i, i)])), 0.0), float(rank[p]))
-                     for p, i in index.items()}
-            beta_now = noise_precision(model, arrays, n, h, labels, loss, sum(gamma.values()))
-        if not (math.isfinite(beta_now) and beta_now > 0):
-            break
-        qd = q @ d
-        kept = [p for p in index if p not in contradicted]
-        spread = sum(float(d[index[p]] @ qd[index[p]]) for p in kept)
-        a = alpha[kept[0]] * sum(gamma[p] for p in kept) / spread if spread > 0 else alpha[kept[0]]
-        shared = min(max(2 * a / beta_now, LIMITS[0]), LIMITS[1])
-        settled = abs(shared - scales[kept[0]]) <= SETTLED * scales[kept[0]]
-        scales = {p: 0.0 if p in contradicted else shared for p in index}
-        if settled:
-            break
+    kept = [p for p in index if p not in contradicted]
+
+    def rounds(initial: float) -> tuple[dict, float]:
+        """MacKay's fixed point from the scale `initial`: (the scales, the log evidence there)."""
+        scales = {p: 0.0 if p in contradicted else initial for p in index}
+        evidence = -math.inf
+        for _ in range(ROUNDS):
+            fit(scales)
+            h = hessian(model, arrays, n)
+            loss = model._train_pass(arrays, n, versors=False)
+            d = model._deviation(prior)
+            beta_now = None
+            for _ in range(2):                    # beta needs gamma, gamma beta: twice settles it
+                beta = beta_now or noise_precision(model, arrays, n, h, labels, loss, None)
+                alpha = {p: beta * s / 2 for p, s in scales.items()}
+                root = np.sqrt(np.concatenate([np.full(len(index[p]), alpha[p]) for p in index])[_order(index)])
+                q = root[:, None] * prior.precision * root[None, :]
+                a = beta * n / 2 * h + q
+                try:
+                    inner = np.linalg.solve(a, q)
+                except np.linalg.LinAlgError:
+                    return scales, evidence
+                gamma = {p: min(max(rank[p] - float(np.trace(inner[np.ix_(i, i)])), 0.0), float(rank[p]))
+                         for p, i in index.items()}
+                beta_now = noise_precision(model, arrays, n, h, labels, loss, sum(gamma.values()))
+            if not (math.isfinite(beta_now) and beta_now > 0):
+                break
+            qd = q @ d
+            evidence = log_evidence(beta, n, loss, labels, d, q, a, np.concatenate([index[p] for p in kept]))
+            spread = sum(float(d[index[p]] @ qd[index[p]]) for p in kept)
+            step = alpha[kept[0]] * sum(gamma[p] for p in kept) / spread if spread > 0 else alpha[kept[0]]
+            shared = min(max(2 * step / beta_now, LIMITS[0]), LIMITS[1])
+            if abs(shared - scales[kept[0]]) <= SETTLED * scales[kept[0]]:
+                break
+            scales = {p: 0.0 if p in contradicted else shared for p in index}
+        return scales, evidence
+
+    found = [rounds(1.0), rounds(TRUSTING * n)]
+    scales = max(found, key=lambda f: f[1])[0]
     return scales, fit(scales)
+
+
+def log_evidence(beta: float, n: int, loss: float, labels: int, d, q, a, kept) -> float:
+    """The Laplace log evidence, up to terms equal at every scale: the fit (-beta/2 sum loss_i,
+    and the noise's normaliser N K/2 log beta where the labels give K), the prior at the MAP
+    (-1/2 d^T Q d and its normaliser 1/2 log det Q over the coordinates with a prior), and the
+    posterior's volume (-1/2 log det A)."""
+    sign, det_q = np.linalg.slogdet(q[np.ix_(kept, kept)])
+    sign_a, det_a = np.linalg.slogdet(a)
+    if sign <= 0 or sign_a <= 0:
+        return -math.inf
+    return (-beta * n / 2 * loss + (n * labels / 2 * math.log(beta) if labels else 0.0)
+            - 0.5 * float(d @ q @ d) + 0.5 * det_q - 0.5 * det_a)
 
 
 def conflicts(model, arrays, n: int, prior, index: dict, rank: dict, labels: int) -> set[str]:

@@ -312,3 +312,33 @@ def test_phg_train_takes_a_prior_file(kernels, tmp_path, capsys):
     assert main(["train", str(path), "--model", "Linear", "--data", str(tmp_path / "data.npz"),
                  "--prior", str(tmp_path / "bad.json"), "-o", str(out)]) == 2
     assert "bad.json: expected a JSON object, found list" in capsys.readouterr().err
+
+
+def test_the_laplace_evidence_is_the_exact_marginal_likelihood_of_a_linear_model(kernels):
+    """phg.evidence.log_evidence at two prior precisions, against the exact log marginal
+    likelihood of linear least squares at the same noise precision: the same difference (the
+    Laplace approximation is exact for a quadratic loss; the terms it leaves out do not move)."""
+    from scipy.stats import multivariate_normal
+
+    from phg.evidence import hessian, log_evidence
+
+    _, module = kernels
+    rng = np.random.default_rng(12)
+    n, beta = 30, 5.0
+    x = rng.normal(size=(n, 3))
+    y = x @ [1.0, -2.0, 0.5] + rng.normal(size=n) / np.sqrt(beta)
+    a = rng.normal(size=(3, 3))
+    p, w0 = a @ a.T + np.eye(3), np.array([0.8, -1.5, 0.2])
+    data = {"x": x[..., None], "y": y}
+    ours, exact = [], []
+    for alpha in (0.5, 8.0):
+        m = module.Linear()
+        m.fit(data, prior=Prior("Linear", m._coordinates(), {"w": w0.reshape(3, 1)}, p, 2 * alpha / beta))
+        arrays, _ = m._inputs(data, m._training()["inputs"], training=True)
+        h = hessian(m, arrays, n)
+        loss = m._train_pass(arrays, n, versors=False)
+        d = m.params["w"].reshape(3) - w0
+        q = alpha * p
+        ours.append(log_evidence(beta, n, loss, 1, d, q, beta * n / 2 * h + q, np.arange(3)))
+        exact.append(multivariate_normal(x @ w0, np.eye(n) / beta + x @ np.linalg.solve(q, x.T)).logpdf(y))
+    assert ours[1] - ours[0] == pytest.approx(exact[1] - exact[0], abs=1e-4)
