@@ -62,6 +62,9 @@ def distill(model, teacher: Callable, inputs: Mapping, steps: int | None = None,
     if not isinstance(inputs, Mapping):
         raise TypeError(f"distill takes the inputs as a mapping {{input name: array}}, got {type(inputs).__name__}")
     spec = model.SPEC
+    if not spec["params"] or not spec["outputs"]:
+        raise ValueError(f"distill fits a model's parameters to a teacher's outputs; {spec['name']} has "
+                         f"{'no parameters' if not spec['params'] else 'no outputs'}")
     needed = spec["predict"]["inputs"]
     arrays, n = model._inputs(inputs, needed, training=True)
     if n == 0:

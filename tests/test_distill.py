@@ -10,6 +10,11 @@ from builtfile import built_file
 
 SOURCE = """algebra PGA = Cl(3, 0, 1)
 
+model Fixed on PGA {
+    input x: Vector[m]
+    output p: Vector[m] = 2 * x
+}
+
 model Pose on PGA {
     param M: Motor = 1
     param s: Scalar = 1
@@ -125,3 +130,9 @@ def test_the_distillation_program_reads_every_line_break(newline):
                                                        "k": {"shape": [], "layout": ["1"], "unit": None}})
     program = phg.loads(text)
     assert list(program.models) == ["Pose"] and "teacher_p" in [v.name for v in program.models["Pose"].values.values()]
+
+
+def test_a_model_without_parameters_has_nothing_to_distill(kernels):
+    _, module = kernels
+    with pytest.raises(ValueError, match="Fixed has no parameters"):
+        module.Fixed().distill(lambda d: {"p": d["x"]}, {"x": np.zeros((2, 4))})
