@@ -1,6 +1,7 @@
 """Programs derived from a model's source (LANGUAGE §13): the distillation program, the same
 model with its loss replaced by the squared distance of its outputs to a teacher's, read as
-inputs (phg.codegen.distill builds and trains it).  Text in, text out, through the parser's
+inputs (phg.codegen.distill builds and trains it); the penalty program, whose checked outputs
+are a prior's deviations (phg release records what the verifier proves of them).  Text in, text out, through the parser's
 spans: nothing of the source is executed.
 """
 from __future__ import annotations
@@ -33,25 +34,69 @@ def distillation_source(source: str, model: str, outputs: dict, path: str = "<te
         terms.append(term + (f" / 1[({unit})^2]" if unit else ""))
         names[o] = teacher
     statements.append("loss " + " + ".join(terms))
-    # where each line starts, its breaks as the lexer reads them (LF, CRLF or CR)
-    starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", source)]
-    at = lambda line, col: starts[line - 1] + col - 1  # noqa: E731
+    return _with_loss_replaced(source, tree, model, statements), names
+
+
+def penalty_source(source: str, model: str, path: str = "<text>") -> tuple[str, dict[str, str]]:
+    """The text of the penalty program of `model` in `source`: the model without its loss, with,
+    for each parameter p, an input of p's written type and shape holding the prior's mean and an
+    output, typed as the prior's coordinates claim, of p's deviation from it: `log(~mean * p)`,
+    a Bivector, for a Rotor or Motor, `p - mean`, of p's type, for any other parameter.  What the
+    verifier proves of those outputs is what a prior's penalty rests on.  Also each parameter's
+    deviation output."""
+    tree = parse(source, path)
+    decl = next(d for d in tree.decls if isinstance(d, ModelDecl) and d.name == model)
+    taken = {getattr(d, "name", None) for d in tree.decls} | {st.name for st in decl.body if getattr(st, "name", None)}
+    starts = _line_starts(source)
+    names, statements = {}, []
+    for st in decl.body:
+        if getattr(st, "kind", None) != "param":
+            continue
+        mean, deviation = _fresh(f"mean_{st.name}", taken), _fresh(f"deviation_{st.name}", taken)
+        shape = f"[{', '.join(str(d) for d, _ in st.shape)}]" if st.shape else ""
+        written = source[_at(starts, st.type.span.line, st.type.span.col):_at(starts, st.type.span.end_line,
+                                                                              st.type.span.end_col)]
+        statements.append(f"input {mean}{shape}: {written}")
+        if st.type.kind in ("Rotor", "Motor"):
+            statements.append(f"output {deviation}{shape}: Bivector = log(~{mean} * {st.name})")
+        else:
+            statements.append(f"output {deviation}{shape}: {written} = {st.name} - {mean}")
+        names[st.name] = deviation
+    return _with_loss_replaced(source, tree, model, statements, train=False), names
+
+
+def _line_starts(source: str) -> list[int]:
+    """Where each line starts, its breaks as the lexer reads them (LF, CRLF or CR)."""
+    return [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", source)]
+
+
+def _at(starts: list[int], line: int, col: int) -> int:
+    return starts[line - 1] + col - 1
+
+
+def _with_loss_replaced(source: str, tree, model: str, statements: list[str], train: bool = True) -> str:
+    """`source` with `model`'s loss replaced by `statements` (or those added before its closing
+    brace), every other model and train block blanked (and the model's own unless `train`);
+    lines keep their numbers."""
+    starts = _line_starts(source)
     edits = []                                    # (start, end, text): offsets into source
     block = "\n    ".join(statements)
     for d in tree.decls:
         s = d.span
-        if isinstance(d, (ModelDecl, TrainDecl)) and (d.name if isinstance(d, ModelDecl) else d.model) != model:
-            edits.append((at(s.line, s.col), at(s.end_line, s.end_col), "\n" * (s.end_line - s.line)))
+        if isinstance(d, (ModelDecl, TrainDecl)) and ((d.name if isinstance(d, ModelDecl) else d.model) != model
+                                                      or (isinstance(d, TrainDecl) and not train)):
+            edits.append((_at(starts, s.line, s.col), _at(starts, s.end_line, s.end_col), "\n" * (s.end_line - s.line)))
         elif isinstance(d, ModelDecl):
             loss = next((st for st in d.body if getattr(st, "kind", None) == "loss"), None)
             if loss is not None:
-                edits.append((at(loss.span.line, loss.span.col), at(loss.span.end_line, loss.span.end_col), block))
+                ls = loss.span
+                edits.append((_at(starts, ls.line, ls.col), _at(starts, ls.end_line, ls.end_col), block))
             else:                                 # before the closing brace
-                brace = at(s.end_line, s.end_col) - 1
+                brace = _at(starts, s.end_line, s.end_col) - 1
                 edits.append((brace, brace, "    " + block + "\n"))
     for a, b, text in sorted(edits, reverse=True):
         source = source[:a] + text + source[b:]
-    return source, names
+    return source
 
 
 def _fresh(base: str, taken: set[str]) -> str:

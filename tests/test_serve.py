@@ -407,3 +407,35 @@ def test_a_model_in_a_format_restarts_on_its_persisted_version(tmp_path):
         service = S.Service(world.source, trust.trusted(None), tmp_path / "state", TOKEN)
         service.start(world.records[0], world.params[0])
         assert service.active.number == 1
+
+
+def test_a_release_trained_with_a_prior_records_it_and_its_penalty_proven(tmp_path, capsys):
+    """phg release --prior: the record's lineage keeps the prior's sha256, coordinates and scale,
+    and the penalty's obligations the verifier proved (the Rotor's deviation log(~R0 R) a
+    Bivector, the translation's a Vector[m], the units consistent); phg verify accepts it, and a
+    record whose prior field is not one is refused naming it.  A prior of another model is
+    refused."""
+    import phg
+    from phg.prior import Prior
+
+    world = World(tmp_path)
+    m = phg.build(phg.load(world.source)).RigidRegistration(seed=0)
+    prior = Prior("RigidRegistration", m._coordinates(), {k: v.copy() for k, v in m.params.items()}, np.eye(6), 2.0)
+    prior.save(tmp_path / "prior.json")
+    record = world.release(_params(0.2), extra=["--prior", str(tmp_path / "prior.json")])
+    kept = record["lineage"]["prior"]
+    assert kept["sha256"] == R.sha256((tmp_path / "prior.json").read_bytes())
+    assert kept["coordinates"] == [["R", "tangent", 0, 3], ["t", "coefficients", 3, 6]] and kept["scale"] == 2.0
+    claims = {o["claim"]: o["status"] for o in kept["obligations"]}
+    assert claims["deviation_R : Bivector"] == "proven" and claims["deviation_t : Vector[m]"] == "proven"
+    assert any(c.startswith("the units of") and s == "proven" for c, s in claims.items())
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "r1.json")]) == 0
+    bad = {**record, "lineage": {**record["lineage"], "prior": {"sha256": "x"}}}
+    with pytest.raises(R.RecordError, match="lineage.prior"):
+        R.check_fields(bad)
+    Prior("Other", prior.coordinates, prior.mean, prior.precision).save(tmp_path / "other.json")
+    np.savez(tmp_path / "p.npz", **_params(0.1))
+    assert main(["release", str(world.source), "--params", str(tmp_path / "p.npz"),
+                 "--prior", str(tmp_path / "other.json"), "-o", str(tmp_path / "x.json")]) == 2
+    assert "a prior over 'Other'" in capsys.readouterr().err.replace("\n", "")

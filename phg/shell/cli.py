@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     rel.add_argument("--data", metavar="DATA.npz", help="the training data, for the lineage (its sha256)")
     rel.add_argument("--steps", type=int, help="training steps, for the lineage")
     rel.add_argument("--seed", type=int, help="training seed, for the lineage")
+    rel.add_argument("--prior", metavar="PRIOR.json", help="the prior the parameters were trained with, for the "
+                     "lineage (its sha256, coordinates, scale, and what the verifier proves of its penalty)")
     rel.add_argument("--days", type=float, help="days until the record expires (default 90)")
     rel.add_argument("--trust", action="append", metavar="KEY", help="keys trusted to have signed --previous")
     serve = sub.add_parser("serve", help="serve a released model over HTTP; rotate in new versions (LANGUAGE §14)")

@@ -163,6 +163,24 @@ _FIELDS = {
 }
 
 
+def _is_prior(v) -> bool:
+    """null, or what phg release keeps of a prior: {sha256, coordinates, scale, obligations}."""
+    if v is None:
+        return True
+    if not (isinstance(v, dict) and _is_hex(v.get("sha256")) and isinstance(v.get("coordinates"), list)
+            and isinstance(v.get("obligations"), list)):
+        return False
+    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0  # noqa: E731
+    scale = v.get("scale")
+    if not (scale == "auto" or number(scale) or (isinstance(scale, dict) and all(
+            isinstance(k, str) and number(x) for k, x in scale.items()))):
+        return False
+    return all(isinstance(c, list) and len(c) == 4 and isinstance(c[0], str) and c[1] in ("coefficients", "tangent")
+               and _is_count(c[2]) and _is_count(c[3]) for c in v["coordinates"]) and \
+        all(isinstance(o, dict) and isinstance(o.get("claim"), str) and isinstance(o.get("status"), str)
+            for o in v["obligations"])
+
+
 def _kind(v) -> str:
     return {dict: "an object", list: "a list", str: "text", bool: "true or false", type(None): "null",
             int: "an integer", float: "a number"}.get(type(v), type(v).__name__)
@@ -189,6 +207,10 @@ def check_fields(record, where: str = "release") -> dict:
             raise RecordError(f"{where}.{path}", expected, "no such field")
         if not test(value):
             raise RecordError(f"{where}.{path}", expected, _kind(value))
+    # a record of parameters trained with a prior says so (phg release --prior); older ones need not
+    if "prior" in record["lineage"] and not _is_prior(record["lineage"]["prior"]):
+        raise RecordError(f"{where}.lineage.prior", "null or {sha256, coordinates, scale, obligations}",
+                          _kind(record["lineage"]["prior"]))
     return record
 
 

@@ -116,6 +116,14 @@ def release(args, out: Console, err: Console) -> int:
             lineage["data"] = R.sha256(Path(args.data).read_bytes())
         except OSError as exc:
             return _fail(err, f"phg release: cannot read --data {args.data}: {exc.strerror or exc}")
+    if args.prior:
+        try:
+            lineage["prior"] = _prior_lineage(args.prior, program, name, cls)
+        except ValueError as exc:
+            return _fail(err, f"phg release: --prior {exc}")
+        if any(o["status"] != "proven" for o in lineage["prior"]["obligations"]):
+            return _fail(err, f"phg release: --prior {args.prior}: the penalty's obligations are not all proven",
+                         EXIT_FAILED)
     version = 1 if previous is None else previous["version"] + 1
     target = Path(args.output) if args.output else Path(args.file).with_suffix("").with_name(
         f"{Path(args.file).stem}.v{version}.release.json")
@@ -131,6 +139,34 @@ def release(args, out: Console, err: Console) -> int:
     out.print(_text(f"released {name} version {version} to {target} (signed by key {record['signature']['key_id']}; "
                     f"expires {record['expires']})"))
     return EXIT_OK
+
+
+def _prior_lineage(path: str, program, name: str, cls) -> dict:
+    """What a release record keeps of the prior its parameters were trained with (LANGUAGE §13):
+    the file's sha256, its coordinates and scale, and the penalty's obligations, those the
+    verifier proves of the penalty program (phg.dsl.derive: each parameter's deviation from the
+    prior's mean typed as its coordinates claim, log(~R0 R) a Bivector, and the units consistent).
+    ValueError where the file is not a prior over this model."""
+    import phg
+    from phg.dsl.derive import penalty_source
+    from phg.prior import Prior, PriorError
+
+    try:
+        raw = Path(path).read_bytes()
+        prior = Prior.load(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    except PriorError as exc:
+        raise ValueError(str(exc)) from None
+    coordinates = [tuple(c) for c in prior.coordinates]
+    if prior.model != name or coordinates != cls(seed=0)._coordinates():
+        raise ValueError(f"{path}: a prior over {prior.model!r}'s coordinates {coordinates}, not over {name}'s")
+    text, deviations = penalty_source(program.source, name, str(program.path))
+    cert = phg.check(phg.loads(text, f"{program.path} (the penalty of {name})"))
+    obligations = [{"claim": o.claim, "status": o.status} for o in cert.obligations
+                   if o.value_id in deviations.values() or o.kind == "unit"]
+    return {"sha256": R.sha256(raw), "coordinates": [list(c) for c in coordinates], "scale": prior.scale,
+            "obligations": obligations}
 
 
 def verify_record(path: str, trusted: list[str] | None, out: Console, err: Console) -> int:
