@@ -103,7 +103,6 @@ def curvature(student, names: dict[str, str], data: dict, samples: int) -> np.nd
     coords = student._coordinates()
     size = coords[-1][3]
     total = np.zeros((size, size))
-    b = student._plan()
     for j, i in enumerate(rows):
         one = {k: data[k][i:i + 1] for k in spec["inputs"] if k not in names.values()}
         one.update({names[o]: outputs[o][j:j + 1] for o in names})     # every residual 0 ...
@@ -113,16 +112,7 @@ def curvature(student, names: dict[str, str], data: dict, samples: int) -> np.nd
                 t = out.copy()
                 t.reshape(-1)[k] -= 1.0                  # ... but e_k: the gradient is 2 J^T e_k
                 student._run_train_kernel({**one, teacher_input: t}, versors=False)
-                row = np.empty(size)
-                for name, kind, start, stop in coords:
-                    g = b["grads"][name]
-                    if kind == "tangent":
-                        r = student.params[name].reshape(-1, len(student.SPEC["params"][name]["layout"]))
-                        out_rows = row[start:stop].reshape(r.shape[0], -1)
-                        student._manifold[name][0](r, g.reshape(r.shape), out_rows)
-                    else:
-                        row[start:stop] = g.reshape(-1)
-                row *= 0.5
+                row = 0.5 * student._gradient_coordinates(coords)
                 total += np.outer(row, row)
     return total * (2.0 / len(rows))
 

@@ -319,6 +319,26 @@ class ModelBase:
             start += size
         return coords
 
+    def _origin(self, coords) -> np.ndarray:
+        """The parameters' own coordinates: their coefficients, and 0 for a Rotor or Motor (its
+        coordinates are taken at itself)."""
+        return np.concatenate([np.zeros(stop - start) if kind == "tangent" else self._parameters[name].reshape(-1)
+                               for name, kind, start, stop in coords])
+
+    def _gradient_coordinates(self, coords) -> np.ndarray:
+        """The gradient the last training pass left, in `coords` (a Rotor's or Motor's in its
+        body-frame bivector coordinates: the tangent its step uses)."""
+        grads = self._buffers["grads"]
+        out = np.empty(coords[-1][3])
+        for name, kind, start, stop in coords:
+            g = grads[name]
+            if kind == "tangent":
+                r = self._parameters[name].reshape(-1, len(self.SPEC["params"][name]["layout"]))
+                self._manifold[name][0](r, g.reshape(r.shape), out[start:stop].reshape(r.shape[0], -1))
+            else:
+                out[start:stop] = g.reshape(-1)
+        return out
+
     def _deviation(self, prior) -> np.ndarray:
         """d: the parameters' coordinates relative to the prior's mean (theta - theta0, or
         log(~R0 R) for a Rotor or Motor)."""
@@ -422,9 +442,7 @@ class ModelBase:
             from .cma import Search
             settings = self._training()["settings"]
             coords = self._coordinates()
-            x0 = [np.zeros(stop - start) if kind == "tangent" else self._parameters[name].reshape(-1)
-                  for name, kind, start, stop in coords]
-            search = Search(np.concatenate(x0), settings["hyper"]["sigma"], int(settings["hyper"]["population"]),
+            search = Search(self._origin(coords), settings["hyper"]["sigma"], int(settings["hyper"]["population"]),
                             settings["seed"], storage=b["search"])
             b["search_state"] = (search, coords)
         return b["search_state"]

@@ -174,17 +174,7 @@ def coordinate_gradient(model, arrays, n: int) -> np.ndarray:
     """The batch-mean loss's gradient in the model's coordinates (a Rotor's body-frame bivector
     coordinates: the tangent its step uses)."""
     model._train_pass(arrays, n, versors=False)
-    b = model._buffers
-    coords = model._coordinates()
-    out = np.empty(coords[-1][3])
-    for name, kind, start, stop in coords:
-        g = b["grads"][name]
-        if kind == "tangent":
-            r = model.params[name].reshape(-1, len(model.SPEC["params"][name]["layout"]))
-            model._manifold[name][0](r, g.reshape(r.shape), out[start:stop].reshape(r.shape[0], -1))
-        else:
-            out[start:stop] = g.reshape(-1)
-    return out
+    return model._gradient_coordinates(model._coordinates())
 
 
 def hessian(model, arrays, n: int) -> np.ndarray:
@@ -193,9 +183,7 @@ def hessian(model, arrays, n: int) -> np.ndarray:
     coords = model._coordinates()
     size = coords[-1][3]
     base = {k: v.copy() for k, v in model.params.items()}
-    # the coordinates of the parameters themselves: coefficients as they are, versors at 0
-    here = np.concatenate([np.zeros(stop - start) if kind == "tangent" else base[name].reshape(-1)
-                           for name, kind, start, stop in coords])
+    here = model._origin(coords)
     out = np.empty((size, size))
     for j in range(size):
         sides = []
