@@ -30,7 +30,20 @@ against the prior, parameter by parameter (a prior-data conflict check, Evans an
 Bayesian Analysis 2006): the fit without the prior, its Laplace covariance C = (beta N / 2 H)^-1,
 and z_p^2 = d_p^T (C_pp)^-1 d_p, chi-square with rank P_pp degrees of freedom were the teacher
 right about p.  Where z_p^2 passes its 99.9% quantile the data contradict the teacher on p, and p
-has no prior (scale 0).
+has no prior (scale 0).  Where the data determine fewer coordinates than the model has (fewer
+label coefficients than coordinates, a network's symmetries), H is singular: C_pp^-1 is then the
+Schur complement of H (with a pseudo-inverse), the test counts the coordinates of p the data
+determine, and beta spends the rank of H, not every coordinate.  In such a model each
+parameter alone is hardly determined (the others make up for it), so the parameters left are
+also tested jointly, and where the data contradict them together no parameter has a prior.
+
+These tests read the loss near the fit without the prior (its Hessian); a network's loss can be
+far from quadratic between there and the teacher.  So a last check reads the loss itself: the
+likelihood ratio of the fit with the chosen prior (the MAP) against the fit without it,
+beta N (L_MAP - L_0).  As the MAP minimises the loss plus a penalty that is 0 at the teacher's
+parameters, L_MAP <= L_teacher, and the ratio is at most the one at the teacher, chi-square with
+rank H degrees of freedom were the teacher right.  Beyond its 99.9% quantile the data reject the
+MAP itself, and the fit has no prior at all.
 """
 from __future__ import annotations
 
@@ -45,6 +58,7 @@ STEP = 1e-5                # central differences of the gradient, in coordinates
 SETTLED = 0.05             # relative change of the scale that ends the rounds
 SAMPLES = 1_000            # per-sample gradients, at most (evenly spaced)
 LIMITS = (1e-12, 1e12)     # the scales kept within these, relative to 1
+RELATIVE = 1e-8           # eigenvalues of a Hessian below this fraction of its largest: undetermined
 
 
 def choose_scale(model, data, prior, steps=None, epochs=None, batch=None, callback=None):
@@ -68,11 +82,16 @@ def choose_scale(model, data, prior, steps=None, epochs=None, batch=None, callba
         fixed = Prior(prior.model, prior.coordinates, prior.mean, prior.precision, dict(scales), prior.info)
         return model.fit(data, steps=steps, epochs=epochs, batch=batch, callback=callback, prior=fixed)
 
-    scales = {name: 0.0 for name in index}
-    history = fit(scales)                         # without the prior: the conflict check
-    contradicted = conflicts(model, arrays, n, prior, index, rank, labels)
+    none = {name: 0.0 for name in index}
+    history = fit(none)                           # without the prior: the conflict checks
+    h0 = hessian(model, arrays, n)
+    loss0 = model._train_pass(arrays, n, versors=False)
+    beta0 = noise_precision(model, arrays, n, h0, labels, loss0, None)
+    if not (math.isfinite(beta0) and beta0 > 0):
+        beta0 = None
+    contradicted = conflicts(model, prior, index, rank, n, h0, beta0)
     if all(name in contradicted for name in index):
-        return scales, history
+        return none, history
     kept = [p for p in index if p not in contradicted]
 
     def rounds(initial: float) -> tuple[dict, float]:
@@ -112,7 +131,14 @@ def choose_scale(model, data, prior, steps=None, epochs=None, batch=None, callba
 
     found = [rounds(1.0), rounds(TRUSTING * n)]
     scales = max(found, key=lambda f: f[1])[0]
-    return scales, fit(scales)
+    history = fit(scales)
+    dof = _rank(h0)
+    if beta0 is not None and dof and any(scales.values()):
+        from scipy.stats import chi2
+        ratio = beta0 * n * (model._train_pass(arrays, n, versors=False) - loss0)
+        if ratio > chi2.ppf(CONFLICT, dof):   # the data reject the MAP itself: no prior at all
+            return none, fit(none)
+    return scales, history
 
 
 def log_evidence(beta: float, n: int, loss: float, labels: int, d, q, a, kept) -> float:
@@ -128,28 +154,50 @@ def log_evidence(beta: float, n: int, loss: float, labels: int, d, q, a, kept) -
             - 0.5 * float(d @ q @ d) + 0.5 * det_q - 0.5 * det_a)
 
 
-def conflicts(model, arrays, n: int, prior, index: dict, rank: dict, labels: int) -> set[str]:
-    """The parameters on which the data, fitted without the prior (the model's parameters now),
-    contradict the prior's mean at CONFLICT (see the module's doc)."""
+def conflicts(model, prior, index: dict, rank: dict, n: int, h: np.ndarray, beta: float | None) -> set[str]:
+    """The parameters on which the data, fitted without the prior (the model's parameters now, H
+    the Hessian there and beta the noise precision), contradict the prior's mean at CONFLICT (see
+    the module's doc): each parameter's own test, then one joint test of the parameters left
+    (all of them contradicted where it fails)."""
     from scipy.stats import chi2
 
-    h = hessian(model, arrays, n)
-    loss = model._train_pass(arrays, n, versors=False)
-    beta = noise_precision(model, arrays, n, h, labels, loss, None)
-    d = model._deviation(prior)
-    try:
-        cov = np.linalg.inv(beta * n / 2 * h)
-    except np.linalg.LinAlgError:
+    if beta is None:
         return set()
-    out = set()
-    for p, i in index.items():
-        if rank[p] == 0 or not math.isfinite(beta):
-            continue
-        block = cov[np.ix_(i, i)]
-        z2 = float(d[i] @ np.linalg.lstsq(block, d[i], rcond=None)[0])
-        if z2 > chi2.ppf(CONFLICT, rank[p]):
-            out.add(p)
+    d = model._deviation(prior)
+
+    def contradicted(i: np.ndarray) -> bool:
+        """d_i^T C_ii^-1 d_i beyond its quantile, C_ii^-1 the Schur complement of beta N/2 H
+        (a pseudo-inverse on the rest: the marginal's precision, as range(H_ri) lies in range(H_rr)
+        for a positive semi-definite H), counted over the directions the data determine."""
+        rest = np.setdiff1d(np.arange(h.shape[0]), i)
+        info = h[np.ix_(i, i)]
+        if rest.size:
+            info = info - h[np.ix_(i, rest)] @ _pinv(h[np.ix_(rest, rest)]) @ h[np.ix_(rest, i)]
+        info = beta * n / 2 * (info + info.T) / 2
+        dof = _rank(info)
+        return bool(dof) and float(d[i] @ info @ d[i]) > chi2.ppf(CONFLICT, dof)
+
+    out = {p for p, i in index.items() if rank[p] and contradicted(i)}
+    kept = [index[p] for p in index if p not in out and rank[p]]
+    if len(kept) > 1 and contradicted(np.concatenate(kept)):
+        out = set(index)
     return out
+
+
+def _determined(values: np.ndarray) -> np.ndarray:
+    """Which eigenvalues of a Hessian (symmetrised central differences) carry information: above
+    RELATIVE of the largest and above the largest negative one's size, the level at which the
+    differences' error and the loss's indefiniteness away from an exact minimum are not told
+    apart from curvature."""
+    top = max(values.max(initial=0.0), 1e-300)
+    return values > max(RELATIVE * top, -values.min(initial=0.0))
+
+
+def _pinv(h: np.ndarray) -> np.ndarray:
+    """The pseudo-inverse of a symmetric positive semi-definite H on its determined directions."""
+    values, vectors = np.linalg.eigh(h)
+    keep = _determined(values)
+    return (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
 
 
 def _order(index: dict) -> np.ndarray:
@@ -158,8 +206,7 @@ def _order(index: dict) -> np.ndarray:
 
 
 def _rank(p: np.ndarray) -> int:
-    values = np.linalg.eigvalsh(p) if p.size else np.zeros(0)
-    return int(np.sum(values > 1e-10 * max(values.max(initial=0.0), 1e-300)))
+    return int(np.sum(_determined(np.linalg.eigvalsh(p)))) if p.size else 0
 
 
 def label_coefficients(model) -> int:
@@ -198,12 +245,11 @@ def hessian(model, arrays, n: int) -> np.ndarray:
 
 
 def noise_precision(model, arrays, n: int, h: np.ndarray, labels: int, loss: float, gamma: float | None) -> float:
-    """beta: (N K - gamma) / (N loss) with K label coefficients a sample (gamma None: the
-    coordinates all spent); without labels, 2 tr(H) / tr(mean g_i g_i^T) over per-sample
-    gradients g_i of the loss."""
-    size = h.shape[0]
+    """beta: (N K - gamma) / (N loss) with K label coefficients a sample (gamma None: every
+    coordinate the data determine spent, the rank of H); without labels, 2 tr(H) / tr(mean
+    g_i g_i^T) over per-sample gradients g_i of the loss."""
     if labels:
-        spent = size if gamma is None else gamma
+        spent = _rank(h) if gamma is None else gamma
         return max(n * labels - spent, 1.0) / (n * loss) if loss > 0 else math.inf
     rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLES)).round().astype(np.int64))
     total = 0.0

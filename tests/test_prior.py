@@ -47,6 +47,20 @@ train Linear {
     steps 3000
 }
 
+model Wide on G3 {
+    param a[3]: Scalar = 0
+    param b[3]: Scalar = 0
+    input x[3]: Scalar
+    input y: Scalar
+    output f: Scalar = sum(a * x) + sum(b * x)
+    loss norm2(f - y)
+}
+
+train Wide {
+    optimizer adam(lr = 0.05)
+    steps 1500
+}
+
 model Search on G3 {
     param w[3]: Scalar = 0
     input x[3]: Scalar
@@ -267,6 +281,30 @@ def test_a_parameter_the_data_contradict_gets_no_prior(kernels):
     again = module.Rigid()
     np.testing.assert_array_equal(again.fit({"x": x, "y": y}, prior=prior), history)
     np.testing.assert_array_equal(again.params["R"], learner.params["R"])
+
+
+@pytest.mark.parametrize("off, contradicted", [(0.0, False), (1.0, True)])
+def test_a_teacher_the_data_contradict_only_jointly_gets_no_prior(kernels, off, contradicted):
+    """a and b enter only as a + b: the data determine 3 of the 6 coordinates, and each parameter
+    alone not at all (the other makes up for it).  A teacher whose a + b is off by 1 in one
+    coordinate (30 labels of noise 0.1) is contradicted by the joint test, and no parameter has
+    a prior; a teacher with the right a + b is not, and both keep a positive scale."""
+    _, module = kernels
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(30, 3))
+    truth = np.array([1.0, -2.0, 0.5])
+    y = x @ truth + 0.1 * rng.normal(size=30)
+    a0 = np.array([0.3, 0.4, -0.2])
+    b0 = truth - a0 + np.array([off, 0.0, 0.0])
+    m = module.Wide()
+    prior = Prior("Wide", m._coordinates(), {"a": a0.reshape(3, 1), "b": b0.reshape(3, 1)}, np.eye(6))
+    m.params = prior.mean
+    scales, _ = m.choose_scale({"x": x[..., None], "y": y}, prior)
+    if contradicted:
+        assert scales == {"a": 0.0, "b": 0.0}
+    else:
+        assert scales["a"] > 0 and scales["b"] > 0
+    np.testing.assert_allclose(m.predict(x=x[..., None])["f"][:, 0], y, atol=0.4)
 
 
 def test_cma_searches_the_map_objective(kernels):
