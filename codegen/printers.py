@@ -10,6 +10,7 @@ import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
 from phg.numeric import DEFAULT, FORMATS, NumericFormat
+from phg.plan.scalar import HelperCall
 
 
 class _Printer(PythonCodePrinter):
@@ -217,3 +218,18 @@ def format_printer(numeric: str, fast: bool = False) -> _Printer:
     if numeric == DEFAULT or (fast and not FORMATS[numeric].is_posit):
         return None if fast else _PRINTER
     return _FormatPrinter(FORMATS[numeric], fast)
+
+
+def statement(sym, expr, code=code, rounding=None) -> str:
+    """One assignment; `rounding` (a format's) rounds a helper's results, which it computes in float64."""
+    if isinstance(expr, HelperCall):
+        targets = ", ".join(str(t) for t in expr.targets) + ("," if len(expr.targets) == 1 else "")
+        text = f"{targets} = {expr.helper.name}({', '.join(code(a) for a in expr.args)})"
+        if rounding is not None:
+            text += "".join(f"; {t} = {rounding(str(t))}" for t in expr.targets)
+        return text
+    return f"{sym} = {code(expr)}"
+
+
+def loop_statement(sym, expr) -> str:
+    return statement(sym, expr, loop_code)

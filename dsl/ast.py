@@ -196,7 +196,88 @@ class TrainDecl:
     model_span: Span
 
 
-Decl = AlgebraDecl | UnitDecl | ConstDecl | DefDecl | ModelDecl | TrainDecl
+@dataclass
+class Assignment:
+    """`target = expr`, `target += expr` or `target -= expr` in a reset or an `on` block."""
+    target: str
+    op: str                      # "=", "+=", "-="
+    value: Expr
+    span: Span
+    target_span: Span
+
+
+@dataclass
+class SpikesInput:
+    """`input NAME[N]: spikes`: a spike train per channel."""
+    name: str
+    shape: list[tuple[int | str, Span]]
+    span: Span
+
+
+@dataclass
+class Neurons:
+    """`neurons NAME[N] { state ...; dX/dt = ...; spike A > B; reset { ... } }`."""
+    name: str
+    shape: list[tuple[int | str, Span]]
+    states: list[Statement]                      # kind "state": the type and the initial value
+    odes: list[tuple[str, Expr, Span]]           # (state, derivative, span of the statement)
+    spike: tuple[Expr, str, Expr, Span] | None   # (left, ">" or "<", right, span)
+    reset: list[Assignment]
+    span: Span
+    reset_span: Span | None = None
+
+
+@dataclass
+class Trace:
+    """`trace NAME: TYPE = init decays TAU`: a synapse's trace, decaying exactly between events."""
+    name: str
+    type: TypeExpr
+    value: Expr | None
+    tau: Expr
+    span: Span
+
+
+@dataclass
+class OnBlock:
+    """`on pre { ... }` or `on post { ... }`: what a spike of that side does."""
+    side: str
+    side_span: Span
+    body: list[Assignment]
+    span: Span
+
+
+@dataclass
+class Synapses:
+    """`synapses NAME from SOURCE to TARGET { param ...; trace ...; on pre {...}; on post {...} }`."""
+    name: str
+    source: str
+    source_span: Span
+    target: str
+    target_span: Span
+    params: list[Statement]
+    traces: list[Trace]
+    on: list[OnBlock]
+    span: Span
+
+
+@dataclass
+class NetworkDecl:
+    name: str
+    algebra: str
+    algebra_span: Span
+    body: list[SpikesInput | Neurons | Synapses]
+    span: Span
+
+
+@dataclass
+class SimulateDecl:
+    network: str
+    items: list[TrainItem]       # dt (a Literal), method (a name), seed
+    span: Span
+    network_span: Span
+
+
+Decl = AlgebraDecl | UnitDecl | ConstDecl | DefDecl | ModelDecl | TrainDecl | NetworkDecl | SimulateDecl
 
 
 @dataclass

@@ -20,12 +20,14 @@ from phg.hypergraph import Claim, Hypergraph, Value
 from phg.operations import (CALLS, Operand, ShapeClash, UnitClash, infer_support, operation, unit_rule,
                             versor_reason)
 from phg.versors import constant_versor
+from phg.network import METHODS, Network, NetworkBlock
 from phg.program import MAX_POPULATION, OPTIMIZERS, Program, TrainSpec
 from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
 
 from . import ast
 from .budget import MAX_LOWERING_NESTING, Budget, ProgramBudget
+from .network import Deriver
 
 # Built-in functions of LANGUAGE §5 and how many arguments each takes.
 BUILTINS = CALLS                  # the built-in functions, with their arguments (phg.operations)
@@ -84,6 +86,8 @@ class _Lowerer:
         self.defs: dict[str, ast.DefDecl] = {}
         self.models: dict[str, ast.ModelDecl] = {}
         self.trains: list[ast.TrainDecl] = []
+        self.networks: dict[str, ast.NetworkDecl] = {}
+        self.simulates: dict[str, ast.SimulateDecl] = {}
         self.evaluated_consts: set[str] = set()
         self.budget = ProgramBudget()          # the size of all models together (dsl.budget)
 
@@ -100,15 +104,18 @@ class _Lowerer:
             self.algebras[decl.name] = self._algebra(decl)
         self._check_recursion()
         models = {name: _ModelBuilder(self, decl).build() for name, decl in self.models.items()}
+        networks = {name: self._network(decl) for name, decl in self.networks.items()}
+        for decl in self.simulates.values():
+            self._simulate(decl, networks)
         self._check_unused_consts()
         trains = {}
         for decl in self.trains:
             spec = self._train(decl, models)
             trains[spec.model] = spec
-        return Program(self.file.path, self.file.source, self.algebras, self.units, models, trains)
+        return Program(self.file.path, self.file.source, self.algebras, self.units, models, trains, networks)
 
     def _collect(self):
-        namespaces = {"algebra": {}, "unit": {}, "value": {}, "model": {}, "train": {}}
+        namespaces = {"algebra": {}, "unit": {}, "value": {}, "model": {}, "train": {}, "simulate": {}}
         for d in self.file.decls:
             if isinstance(d, ast.AlgebraDecl):
                 space, name, span = "algebra", d.name, d.name_span
@@ -130,12 +137,19 @@ class _Lowerer:
             elif isinstance(d, ast.ModelDecl):
                 space, name, span = "model", d.name, d.span
                 self.models[d.name] = d
+            elif isinstance(d, ast.NetworkDecl):          # models and networks share one namespace
+                space, name, span = "model", d.name, d.span
+                self.networks[d.name] = d
+            elif isinstance(d, ast.SimulateDecl):
+                space, name, span = "simulate", d.network, d.span
+                self.simulates[d.network] = d
             else:
                 space, name, span = "train", d.model, d.span
                 self.trains.append(d)
             previous = namespaces[space].get(name)
             if previous is not None:
-                what = "a train block for" if space == "train" else f"{space}"
+                what = {"train": "a train block for", "simulate": "a simulate block for",
+                        "model": "model or network"}.get(space, space)
                 raise self.error("name", f"{what} {name!r} is declared twice", span,
                                  expected="each name declared once",
                                  notes=[Note(previous, "first declared here")])
@@ -220,6 +234,63 @@ class _Lowerer:
             builder.const(name, self.consts[name].span)
 
     # ---- training -----------------------------------------------------------------------------
+    def _once(self, items: list[ast.TrainItem]) -> list[ast.TrainItem]:
+        """The settings of a train or simulate block, each key at most once."""
+        seen: dict[str, Span] = {}
+        for item in items:
+            if item.key in seen:
+                raise self.error("syntax", f"{item.key!r} is set twice", item.span, expected="each setting once",
+                                 notes=[Note(seen[item.key], "first set here")])
+            seen[item.key] = item.span
+        return items
+
+    def _network(self, d: ast.NetworkDecl) -> Network:
+        """A network's blocks (phg.dsl.network), each lowered as a model."""
+        if d.algebra not in self.algebras:
+            raise self.error("name", f"unknown algebra {d.algebra!r}", d.algebra_span,
+                             expected="an algebra declared with `algebra NAME = ...`",
+                             hint=did_you_mean(d.algebra, self.algebras))
+        deriver = Deriver(d, self.file.source)
+        blocks = deep.call(deriver.run)
+        sizing = _ModelBuilder(self, None, self.algebras[d.algebra])
+        size = lambda item: int(np.prod(sizing.shape(item.shape)))  # noqa: E731
+        for item in d.body:
+            if not isinstance(item, ast.Synapses) and len(item.shape) != 1:
+                raise self.error("shape", f"{item.name} has {len(item.shape)} channel sizes", item.shape[-1][1],
+                                 expected="one size: the number of spike trains or neurons")
+        lowered = [NetworkBlock(b.role, b.owner, _ModelBuilder(self, b.model).build(), b.reads, b.writes)
+                   for b in blocks]
+        return Network(d.name, d.algebra, {k: size(v) for k, v in deriver.inputs.items()},
+                       {k: size(v) for k, v in deriver.groups.items()},
+                       {k: (v.source, v.target) for k, v in deriver.synapses.items()},
+                       {owner: [(v.name, v.kind) for v in vs.values()] for owner, vs in deriver.variables.items()},
+                       lowered)
+
+    def _simulate(self, d: ast.SimulateDecl, networks: dict[str, Network]):
+        if d.network not in networks:
+            raise self.error("name", f"simulate names unknown network {d.network!r}", d.network_span,
+                             expected="a declared network", hint=did_you_mean(d.network, networks))
+        net = networks[d.network]
+        net.simulate_span = d.span
+        for item in self._once(d.items):
+            if item.key == "dt":
+                lit = item.value
+                unit = self.resolve_unit(lit.unit) if lit.unit is not None else DIMENSIONLESS
+                if unit != Unit.base("s"):
+                    raise self.error("unit", f"dt is in {unit}", item.value_span, expected="a time step in s, "
+                                     "such as 0.0001[s]")
+                if not lit.value > 0:
+                    raise self.error("type", f"dt must be positive, got {lit.value:g}", item.value_span,
+                                     expected="a time step > 0")
+                net.dt = lit.value
+            elif item.key == "method":
+                if item.value not in METHODS:
+                    raise self.error("name", f"unknown integration method {item.value!r}", item.value_span,
+                                     expected=" or ".join(METHODS), hint=did_you_mean(item.value, METHODS))
+                net.method = item.value
+            else:
+                net.seed = item.value
+
     def _train(self, d: ast.TrainDecl, models: dict[str, Hypergraph]) -> TrainSpec:
         if d.model not in models:
             raise self.error("name", f"train names unknown model {d.model!r}", d.model_span,
@@ -228,12 +299,8 @@ class _Lowerer:
             raise self.error("type", f"model {d.model} has no loss to train", d.model_span,
                              expected="a `loss EXPR` statement in the model")
         spec = TrainSpec(d.model, span=d.span)
-        seen: dict[str, Span] = {}
+        seen = {item.key: item.span for item in self._once(d.items)}
         for item in d.items:
-            if item.key in seen:
-                raise self.error("syntax", f"{item.key!r} is set twice", item.span, expected="each setting once",
-                                 notes=[Note(seen[item.key], "first set here")])
-            seen[item.key] = item.span
             self._train_item(spec, item)
         spec.written = tuple(seen)
         numeric = FORMATS[models[d.model].numeric]

@@ -331,6 +331,80 @@ class _ToAst(Transformer_NonRecursive):
     def ensure_stmt(self, meta, children):
         return children[0]
 
+    # ---- spiking networks (LANGUAGE §16)
+    def network_decl(self, meta, children):
+        name, algebra, *body = children
+        return ast.NetworkDecl(str(name), str(algebra), self._tspan(algebra),
+                               [b for b in body if b is not None and not isinstance(b, Token)], self._span(meta))
+
+    def spikes_stmt(self, meta, children):
+        return ast.SpikesInput(str(children[0]), list(children[1]), self._span(meta))
+
+    def neurons_decl(self, meta, children):
+        name, shape, *body = children
+        body = [b for b in body if b is not None and not isinstance(b, Token)]
+        spikes = [b for b in body if isinstance(b, tuple) and b[0] == "spike"]
+        resets = [b for b in body if isinstance(b, tuple) and b[0] == "reset"]
+        for kind, found in (("spike", spikes), ("reset", resets)):
+            if len(found) > 1:
+                raise PhgError("syntax", f"neurons {name} has more than one `{kind}` statement", found[1][-1],
+                               expected=f"at most one `{kind}`")
+        return ast.Neurons(str(name), list(shape), [b for b in body if isinstance(b, ast.Statement)],
+                           [b[1:] for b in body if isinstance(b, tuple) and b[0] == "ode"],
+                           spikes[0][1:] if spikes else None, resets[0][1] if resets else [], self._span(meta),
+                           resets[0][2] if resets else None)
+
+    def state_stmt(self, meta, children):
+        return self._statement("state", meta, children)
+
+    def ode_stmt(self, meta, children):
+        tok, value = children
+        state = str(tok)[1:].split("/")[0].strip()
+        return "ode", state, value, self._span(meta)
+
+    def spike_stmt(self, meta, children):
+        left, op, right = children
+        return "spike", left, str(op), right, self._span(meta)
+
+    def reset_stmt(self, meta, children):
+        return "reset", [c for c in children if isinstance(c, ast.Assignment)], self._span(meta)
+
+    def synapses_decl(self, meta, children):
+        name, source, target, *body = children
+        body = [b for b in body if b is not None and not isinstance(b, Token)]
+        return ast.Synapses(str(name), str(source), self._tspan(source), str(target), self._tspan(target),
+                            [b for b in body if isinstance(b, ast.Statement)],
+                            [b for b in body if isinstance(b, ast.Trace)],
+                            [b for b in body if isinstance(b, ast.OnBlock)], self._span(meta))
+
+    def trace_stmt(self, meta, children):
+        name, type_, *rest = children
+        rest = [c for c in rest if c is not None]
+        value, tau = (rest[0], rest[1]) if len(rest) == 2 else (None, rest[0])
+        return ast.Trace(str(name), type_, value, tau, self._span(meta))
+
+    def on_block(self, meta, children):
+        side, *body = children
+        return ast.OnBlock(str(side), self._tspan(side), [c for c in body if isinstance(c, ast.Assignment)],
+                           self._span(meta))
+
+    def assignment(self, meta, children):
+        target, op, value = children
+        return ast.Assignment(str(target), str(op), value, self._span(meta), self._tspan(target))
+
+    def simulate_decl(self, meta, children):
+        network, *items = children
+        return ast.SimulateDecl(str(network), [i for i in items if isinstance(i, ast.TrainItem)],
+                                self._span(meta), self._tspan(network))
+
+    def sim_dt(self, meta, children):
+        item = ast.TrainItem("dt", children[0], self._span(meta))
+        item.value_span = children[0].span
+        return item
+
+    def sim_method(self, meta, children):
+        return self._train_value("method", meta, children)
+
     # ---- train
     def train_decl(self, meta, children):
         model, *items = children

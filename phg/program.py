@@ -77,6 +77,7 @@ class Program:
     units: dict[str, Unit]
     models: dict[str, Hypergraph]
     trains: dict[str, TrainSpec]
+    networks: dict = field(default_factory=dict)          # name -> phg.network.Network (LANGUAGE §16)
 
     @property
     def sha256(self) -> str:
@@ -85,7 +86,8 @@ class Program:
     def to_dict(self) -> dict:
         return {"format": "phg-graph/1", "source": {"path": self.path, "sha256": self.sha256},
                 "models": [m.to_dict() for m in self.models.values()],
-                "train": [t.to_dict() for t in self.trains.values()]}
+                "train": [t.to_dict() for t in self.trains.values()],
+                **({"networks": [n.to_dict() for n in self.networks.values()]} if self.networks else {})}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

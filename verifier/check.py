@@ -246,4 +246,8 @@ def _check_program(program: Program) -> list[Obligation]:
         out.extend(UnitChecker(graph, program.source).run())
         if graph.name in program.trains and graph.loss is not None:
             out.extend(MemoryChecker(graph, program.trains[graph.name], program.source).run())
+    for network in program.networks.values():          # its statements, as the models phg.dsl.network derives
+        for graph in network.graphs():
+            out.extend(ModelChecker(graph, program.source, searches).run())
+            out.extend(UnitChecker(graph, program.source).run())
     return out

@@ -1,0 +1,228 @@
+"""Spiking networks (LANGUAGE §16): Brian2's STDP example on fixed spike trains, weight for
+weight (tests/reference: Brian2's own output and the script that made it), the integration
+methods against closed forms, spike inputs, and the errors of the language and of simulate."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import phg
+from phg.codegen.network import SimulationError
+from phg.diagnostics import PhgError
+from phg.spikes import poisson
+
+from builtfile import built_file
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "tests" / "reference" / "brian2_stdp_fixed.npz"
+
+SOURCE = """algebra G3 = Cl(3, 0, 0)
+const tau = 0.02[s]
+
+network Decay on G3 {
+    input drive[2]: spikes
+    neurons cell[3] {
+        state x: Scalar[m] = 1[m]
+        state y: Scalar[m] = 0
+        dx/dt = -x / tau
+        dy/dt = x / tau - y / (2 * tau)
+        spike y > 0.3[m]
+        reset {
+            y = 0[m]
+            x -= 0.1[m]
+        }
+    }
+    synapses S from drive to cell {
+        param w: Scalar[m] = uniform(0, 0.1)
+        trace a: Scalar = 0 decays tau
+        on pre {
+            x += w
+            a += 1
+        }
+        on post {
+            w = w * (1 - 0.01 * a)
+        }
+    }
+}
+
+simulate Decay {
+    dt 0.0001[s]
+}
+
+network Leak on G3 {
+    neurons cell[1] {
+        state x: Scalar = 1
+        dx/dt = -x / tau
+    }
+}
+
+simulate Leak {
+    dt 0.001[s]
+    method euler
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory):
+    yield from built_file(tmp_path_factory, "spiking", SOURCE)
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        root = tmp_path_factory.mktemp("song")
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        yield phg.build(phg.load(ROOT / "examples" / "song_stdp.phg"))
+
+
+def test_stdp_weights_equal_brian2s_on_fixed_trains(song):
+    """Brian2 2.9.0's STDP example on 2 s of fixed trains (1,000 inputs at 15 Hz): the same post
+    spikes, step for step, and every weight to 1e-12 (its 8 watched synapses at every step)."""
+    ref = np.load(REFERENCE)
+    net = song.Song()
+    net.values["S"]["w"][:, 0] = ref["w0"]
+    run = net.simulate({"pre": {"index": ref["spike_index"], "step": ref["spike_step"]}}, steps=int(ref["steps"]),
+                       record={"w": list(range(8))})
+    np.testing.assert_array_equal(run.spikes["post"][0], ref["post_step"])
+    assert np.abs(run.traces["w"][:, :, 0].T - ref["w_watched"]).max() < 1e-12
+    assert np.abs(net.values["S"]["w"][:, 0] - ref["w_end"]).max() < 1e-12
+
+
+def test_a_run_in_parts_equals_the_run_at_once(song):
+    ref = np.load(REFERENCE)
+    trains = {"pre": {"index": ref["spike_index"], "step": ref["spike_step"]}}
+    whole, parts = song.Song(seed=3), song.Song(seed=3)
+    once = whole.simulate(trains, steps=6000)
+    first = parts.simulate(trains, steps=2500)
+    second = parts.simulate(trains, steps=3500)
+    assert parts.step == 6000
+    np.testing.assert_array_equal(np.concatenate([first.spikes["post"][0], second.spikes["post"][0]]),
+                                  once.spikes["post"][0])
+    np.testing.assert_array_equal(parts.values["S"]["w"], whole.values["S"]["w"])
+
+
+def test_exact_integration_is_the_closed_form(kernels):
+    """dx/dt = -x/tau, dy/dt = x/tau - y/(2 tau) from x = 1, y = 0 (no spikes within 5 ms):
+    x = e^(-t/tau), y = 2 (e^(-t/(2 tau)) - e^(-t/tau))."""
+    _, module = kernels
+    net = module.Decay(seed=0)
+    run = net.simulate(steps=50, record={"x": [0], "y": [0]})
+    t = np.arange(50) * 1e-4
+    np.testing.assert_allclose(run.traces["x"][:, 0, 0], np.exp(-t / 0.02), rtol=1e-13)
+    np.testing.assert_allclose(run.traces["y"][:, 0, 0], 2 * (np.exp(-t / 0.04) - np.exp(-t / 0.02)), atol=1e-14)
+
+
+def test_euler_integration_is_the_euler_recurrence(kernels):
+    _, module = kernels
+    net = module.Leak()
+    run = net.simulate(steps=100, record={"x": "all"})
+    np.testing.assert_allclose(run.traces["x"][:, 0, 0], (1 - 0.001 / 0.02) ** np.arange(100), rtol=1e-13)
+
+
+def test_spikes_reset_and_synapses_act_in_brian2s_order(kernels):
+    """A direct evaluation of the Decay network in NumPy, in the order of a step (integrate,
+    threshold, on pre, on post, reset), against the kernel on Poisson drive."""
+    _, module = kernels
+    net = module.Decay(seed=4)
+    w = net.values["S"]["w"][:, 0].copy()
+    trains = poisson(2, 80.0, 1e-4, steps=3000, seed=5)
+    run = net.simulate({"drive": trains}, steps=3000)
+    dt, tau = 1e-4, 0.02
+    from scipy.linalg import expm
+    m = np.zeros((3, 3))
+    m[:2, :2] = np.array([[-1 / tau, 0], [1 / tau, -1 / (2 * tau)]]) * dt
+    e = expm(m)[:2, :2]
+    x, y = np.ones(3), np.zeros(3)
+    a, last = np.zeros(6), np.zeros(6)
+    spikes = []
+    for s in range(3000):
+        t = s * dt
+        x, y = e[0, 0] * x + e[0, 1] * y, e[1, 0] * x + e[1, 1] * y
+        fired = np.nonzero(y > 0.3)[0]
+        spikes += [(s, n) for n in fired]
+        for i in trains["index"][trains["step"] == s]:
+            for j in range(3):
+                r = i * 3 + j
+                a[r] *= np.exp(-(t - last[r]) / tau)
+                last[r] = t
+                x[j] += w[r]
+                a[r] += 1
+        for j in fired:
+            for i in range(2):
+                r = i * 3 + j
+                a[r] *= np.exp(-(t - last[r]) / tau)
+                last[r] = t
+                w[r] = w[r] * (1 - 0.01 * a[r])
+        y[fired] = 0
+        x[fired] -= 0.1
+    assert len(spikes) > 5
+    np.testing.assert_array_equal(np.stack(run.spikes["cell"], axis=1), np.array(spikes))
+    np.testing.assert_allclose(net.values["S"]["w"][:, 0], w, rtol=1e-12)
+    np.testing.assert_allclose(net.values["cell"]["x"][:, 0], x, rtol=1e-12)
+
+
+def test_poisson_trains_spike_with_probability_rate_dt_per_step():
+    trains = poisson(1000, 15.0, 1e-4, steps=200_000, seed=1)
+    counts = np.bincount(trains["step"], minlength=200_000)
+    p = 15.0 * 1e-4
+    assert abs(counts.mean() - 1000 * p) < 0.01
+    assert abs(counts.var() / (1000 * p * (1 - p)) - 1) < 0.02
+    assert not np.any((np.diff(trains["step"]) == 0) & (np.diff(trains["index"]) == 0))
+    assert np.all(np.diff(trains["step"]) >= 0)
+
+
+@pytest.mark.parametrize("inputs, words", [
+    ({"drive": np.zeros((10, 3))}, "a 0/1 array of [steps, 2]"),
+    ({"nerve": np.zeros((10, 2))}, "'nerve' is not a spike input of network Decay"),
+    ({"drive": {"index": [0, 5], "step": [1, 2]}}, "expected channels in [0, 2)"),
+    ({"drive": {"index": [0, 0], "step": [1, 1]}}, "a channel spikes twice in one step"),
+    ({"drive": {"index": [0], "time": [0.00015]}}, "not on the grid of dt"),
+    ({"drive": {"index": [0]}}, "expected {'index': ..., 'step': ...}"),
+])
+def test_bad_spike_inputs_are_refused_naming_the_input(kernels, inputs, words):
+    _, module = kernels
+    net = module.Decay()
+    with pytest.raises(SimulationError, match=re.escape(words)):
+        net.simulate(inputs, steps=10)
+    assert net.step == 0
+
+
+def test_bad_simulate_arguments_are_refused(kernels):
+    _, module = kernels
+    net = module.Decay()
+    with pytest.raises(SimulationError, match="give either duration"):
+        net.simulate()
+    with pytest.raises(SimulationError, match="duration: expected seconds >= 0"):
+        net.simulate(duration=-1.0)
+    with pytest.raises(SimulationError, match="record: 'z' is not a variable of network Decay"):
+        net.simulate(steps=1, record={"z": [0]})
+    with pytest.raises(SimulationError, match=r"record: w needs a list of indices in \[0, 6\)"):
+        net.simulate(steps=1, record={"w": [6]})
+
+
+@pytest.mark.parametrize("edit, kind, words, line", [
+    (("x += w", "x += a"), "unit", "both sides of + need the same unit", 21),
+    (("dx/dt = -x / tau", "dx/dt = -x"), "unit", "", 9),
+    (("dx/dt = -x / tau", "dx/dt = -x * x / tau / 1[m]"), "type", "dx/dt is not linear", 9),
+    (("a += 1", "b += 1"), "name", "'b' is not a variable pre can assign", 22),
+    (("from drive to cell", "from drive to nowhere"), "name", "go to 'nowhere'", 17),
+    (("spike y > 0.3[m]", "spike y > 0.3[s]"), "unit", "", 11),
+    (("dt 0.0001[s]\n}\n\nnetwork", "dt 0.0001[m]\n}\n\nnetwork"), "unit", "dt is in m", 31),
+])
+def test_a_network_error_is_located(tmp_path, edit, kind, words, line):
+    path = tmp_path / "bad.phg"
+    path.write_text(SOURCE.replace(*edit, 1))
+    with pytest.raises(PhgError) as caught:
+        program = phg.load(path)
+        cert = phg.check(program)
+        if not cert.ok:
+            bad = next(o for o in cert.obligations if o.status != "proven")
+            raise PhgError(bad.kind, bad.claim, bad.span)
+        phg.build(program, tmp_path / "out")
+    err = caught.value
+    assert err.kind == kind and words in str(err), str(err)
+    assert err.span.line == line, str(err)
