@@ -32,12 +32,14 @@ class Simulation:
     traces: dict[str, np.ndarray] = field(default_factory=dict)
     steps: tuple[int, int] = (0, 0)                          # the clock's steps run, [from, to)
     dt: float = 0.0
+    sizes: dict[str, int] = field(default_factory=dict)       # group -> neurons
 
     def rate(self, group: str, since: float | None = None) -> float:
-        """The group's mean firing rate in Hz over the run (or its part from `since` seconds)."""
+        """The mean firing rate of the group's neurons in Hz over the run (or its part from `since`
+        seconds on the network's clock)."""
         steps, _ = self.spikes[group]
         start = self.steps[0] if since is None else max(self.steps[0], int(round(since / self.dt)))
-        span = (self.steps[1] - start) * self.dt
+        span = (self.steps[1] - start) * self.dt * self.sizes[group]
         return float(np.sum(steps >= start)) / span if span > 0 else 0.0
 
 
@@ -82,7 +84,7 @@ class NetworkBase:
         self.step = s1
         spikes = {g: (b[0][:b[2][0]].copy(), b[1][:b[2][0]].copy()) for (g, _), b in zip(spec["spiking"], buffers)}
         traces = {name: r[1] for (owner, name, *_), r in zip(spec["variables"], records) if r[0].size}
-        return Simulation(spikes, traces, (s0, s1), dt)
+        return Simulation(spikes, traces, (s0, s1), dt, dict(spec["groups"]))
 
     def _time_step(self, dt) -> float:
         dt = self.dt if dt is None else dt

@@ -1,0 +1,92 @@
+"""Spiking networks (LANGUAGE §16): Brian2's STDP example (Song, Miller & Abbott 2000; 1,000
+Poisson inputs at 15 Hz, 100 s, dt 0.1 ms) in phg beside Brian2's Cython target, on this
+machine in this run, and the statistics of the learned weights over seeds.
+
+Brian2 needs numpy <= 2.2, so it runs in an environment of its own (tests/reference/brian2_stdp.py
+says how to make one), given with --brian2 PATH-TO-ITS-PYTHON: each of its runs is a process
+of tests/reference/brian2_stdp.py's network, timed around `run` as phg's is timed around
+`simulate` (the trains drawn inside the timing for both; phg's kernel compiled beforehand,
+Brian2's Cython code compiled by a first run outside the timing).  Without --brian2 the
+committed reference (tests/reference/brian2_song.json) is printed for the statistics, and no
+speed ratio.
+
+    python -m bench spiking [--seeds 8] [--duration 100] [--brian2 PATH] [--png docs/song-stdp.png]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tests" / "reference" / "brian2_stdp.py"
+
+BRIAN2_RUN = """
+import json, sys, time
+sys.path.insert(0, {folder!r})
+import numpy as np
+from brian2 import Hz, PoissonGroup, SpikeMonitor, defaultclock, prefs, run, second, seed, start_scope
+import brian2_stdp as ref
+prefs.codegen.target = "cython"
+out = []
+for k in {seeds!r}:
+    start_scope(); defaultclock.dt = ref.DT; seed(k)
+    source = PoissonGroup(ref.N, rates=15 * Hz)
+    neurons, s = ref.network(source)
+    s.w = "rand() * gmax"
+    post = SpikeMonitor(neurons)
+    begin = time.perf_counter(); run({duration} * second); seconds = time.perf_counter() - begin
+    final = np.asarray(s.w) / ref.GMAX
+    last = np.asarray(post.t / second) >= {duration} - 10
+    out.append({{"seed": k, "low_fraction": float(np.mean(final < 0.05)), "high_fraction": float(np.mean(final > 0.95)),
+                "mean_w": float(np.mean(final)), "rate_hz": float(np.sum(last) / 10.0), "seconds": seconds}})
+print(json.dumps(out))
+"""
+
+
+def brian2(python: str, seeds: list[int], duration: float) -> list[dict]:
+    code = BRIAN2_RUN.format(folder=str(SCRIPT.parent), seeds=[0] + list(seeds), duration=duration)
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])[1:]          # the first run compiles
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench spiking")
+    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=100.0)
+    ap.add_argument("--brian2", default=None, help="the python of an environment with brian2 2.9.0")
+    ap.add_argument("--png", type=Path, default=None)
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "examples"))
+    import phg
+    from song_stdp import histogram, run
+
+    module = phg.build(phg.load(ROOT / "examples" / "song_stdp.phg"))
+    seeds = list(range(1, args.seeds + 1))
+    ours = [run(k, args.duration, module) for k in seeds]
+    if args.brian2:
+        theirs, where = brian2(args.brian2, seeds, args.duration), "this run"
+    else:
+        theirs = [r for r in json.loads((SCRIPT.parent / "brian2_song.json").read_text())["runs"] if r["seed"] in seeds]
+        where = "tests/reference/brian2_song.json (not this run)"
+    print(f"Song STDP, 1,000 Poisson inputs at 15 Hz, {args.duration:g} s, dt 0.1 ms; phg and Brian2 2.9.0 "
+          f"(Cython; {where}), seeds {seeds[0]}-{seeds[-1]}\n")
+    print("| | low_fraction | high_fraction | mean w/gmax | rate_hz (last 10 s) | seconds |")
+    print("|---|---|---|---|---|---|")
+    for name, rows in (("phg", ours), ("Brian2", theirs)):
+        cells = []
+        for key in ("low_fraction", "high_fraction", "mean_w", "rate_hz", "seconds"):
+            x = np.array([r[key] for r in rows])
+            cells.append(f"{x.mean():.3f} ({x.min():.3f}-{x.max():.3f})")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.brian2:
+        ratio = np.mean([r["seconds"] for r in theirs]) / np.mean([r["seconds"] for r in ours])
+        print(f"\nphg is {ratio:.1f}x faster than Brian2's Cython target (mean seconds per 100 s run, 1 thread each)")
+    if args.png:
+        histogram(args.png, ours[0]["w"], seeds[0])
+    return 0
