@@ -108,8 +108,9 @@ class NetworkBase:
                                   f"its inputs are {', '.join(spec['inputs']) or '(none)'}")
         out = []
         for name, channels in spec["inputs"].items():
-            step, index = _train(inputs.get(name), name, channels, s0, s1, dt)
-            out.append((step, index, np.zeros(1, np.int64)))
+            carried = spec["payloads"].get(name)
+            step, index, payload = _train(inputs.get(name), name, channels, s0, s1, dt, carried)
+            out.append((step, index, np.zeros(1, np.int64), payload))
         return out
 
     def _records(self, record: Mapping, count: int) -> list:
@@ -152,17 +153,26 @@ def _steps(duration, steps, dt) -> int:
     return int(round(duration / dt))
 
 
-def _train(given, name: str, channels: int, s0: int, s1: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, channels) of the spikes of [s0, s1), sorted by step then channel."""
+def _train(given, name: str, channels: int, s0: int, s1: int, dt: float, carried=None) -> tuple:
+    """(steps, channels, payloads) of the spikes of [s0, s1), sorted by step then channel;
+    `carried`: (the payload's name, its components) where the input's spikes carry one."""
+    width = carried[1] if carried else 0
     if given is None:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, width))
+    payload = None
+    if carried and not (isinstance(given, Mapping) and carried[0] in given):
+        raise SimulationError(f"inputs[{name!r}]: its spikes carry {carried[0]}: give {{'index': ..., 'step': ..., "
+                              f"{carried[0]!r}: [spikes, {width}]}}")
     if isinstance(given, Mapping):
         if "index" not in given or ("step" in given) == ("time" in given):
             raise SimulationError(f"inputs[{name!r}]: expected {{'index': ..., 'step': ...}} or {{'index': ..., "
                                   "'time': ...}")
         index = np.asarray(given["index"])
         if "time" in given:
-            time = np.asarray(given["time"], dtype=np.float64)
+            try:
+                time = np.asarray(given["time"], dtype=np.float64)
+            except (TypeError, ValueError):
+                raise SimulationError(f"inputs[{name!r}]['time']: expected numbers (seconds)") from None
             if not np.all(np.isfinite(time)):
                 raise SimulationError(f"inputs[{name!r}]['time']: times must be finite")
             step = np.round(time / dt)
@@ -170,11 +180,23 @@ def _train(given, name: str, channels: int, s0: int, s1: int, dt: float) -> tupl
                 raise SimulationError(f"inputs[{name!r}]['time']: a spike time is not on the grid of dt {dt}")
         else:
             step = np.asarray(given["step"])
+            if step.size and not np.issubdtype(step.dtype, np.integer):
+                raise SimulationError(f"inputs[{name!r}]['step']: expected whole step numbers, got {step.dtype}")
         if index.shape != step.shape or index.ndim != 1:
             raise SimulationError(f"inputs[{name!r}]: index and {'time' if 'time' in given else 'step'} must be "
                                   "1-d arrays of one length")
         if index.size and (not np.issubdtype(index.dtype, np.integer) or index.min() < 0 or index.max() >= channels):
             raise SimulationError(f"inputs[{name!r}]['index']: expected channels in [0, {channels})")
+        if carried:
+            try:
+                payload = np.asarray(given[carried[0]], dtype=np.float64)
+            except (TypeError, ValueError):
+                payload = np.zeros((0, 0))
+            if payload.ndim == 1 and width == 1:
+                payload = payload[:, None]
+            if payload.shape != (index.size, width) or not np.all(np.isfinite(payload)):
+                raise SimulationError(f"inputs[{name!r}][{carried[0]!r}]: expected finite numbers of [spikes, {width}] "
+                                      f"(one row a spike), got shape {list(payload.shape)}")
         step = step.astype(np.int64)
         if np.any(step < 0):
             raise SimulationError(f"inputs[{name!r}]: a spike before the start (step < 0)")
@@ -187,13 +209,14 @@ def _train(given, name: str, channels: int, s0: int, s1: int, dt: float) -> tupl
         step, index = np.nonzero(spikes)
         step = step.astype(np.int64) + s0
         index = index.astype(np.int64)
+    payload = np.zeros((step.size, width)) if payload is None else payload
     keep = (step >= s0) & (step < s1)
-    step, index = step[keep], index[keep]
+    step, index, payload = step[keep], index[keep], payload[keep]
     order = np.lexsort((index, step))
-    step, index = step[order], index[order]
+    step, index, payload = step[order], index[order], payload[order]
     if step.size > 1 and np.any((np.diff(step) == 0) & (np.diff(index) == 0)):
         raise SimulationError(f"inputs[{name!r}]: a channel spikes twice in one step")
-    return np.ascontiguousarray(step), np.ascontiguousarray(index)
+    return np.ascontiguousarray(step), np.ascontiguousarray(index), np.ascontiguousarray(payload)
 
 
 def _initial(init: dict, rows: int, width: int, rng, layout: list[str]) -> np.ndarray:

@@ -7,8 +7,10 @@ variables asked for (the values at the step's start), integrate every neuron gro
 spikes (threshold; the spike inputs' trains), run every synapse group's `on pre` block for each
 spike of its source and then every `on post` block for each spike of its target (a synapse's
 traces decaying exactly, by exp(-(t - last)/tau), to the event first), and reset the neurons
-that spiked.  Synapse groups connect every source channel to every target neuron; a synapse's
-row is source * targets + target.  The kernel stops early, returning the step it reached, when
+that spiked.  A spike input's spike sets what it carries (its payload) for its channel as the
+step's spikes are read.  Synapse groups connect every source channel to every target (a neuron,
+or a spike input's channel, whose spikes are then the post spikes); a synapse's row is source *
+targets + target.  The kernel stops early, returning the step it reached, when
 a spike buffer could overflow in the next step; codegen.network grows it and goes on.
 """
 from __future__ import annotations
@@ -48,7 +50,8 @@ class Layout:
         return (["_s0", "_s1", "_dt"] + [f"x{i}" for i in range(len(self.variables))]
                 + [f"last{i}" for i in range(len(self.synapses))]
                 + [a for i in range(len(self.exact)) for a in (f"E{i}", f"c{i}")]
-                + [a for i in range(len(self.inputs)) for a in (f"in_step{i}", f"in_index{i}", f"in_at{i}")]
+                + [a for i in range(len(self.inputs)) for a in (f"in_step{i}", f"in_index{i}", f"in_at{i}",
+                                                                f"in_payload{i}")]
                 + [a for i in range(len(self.spiking)) for a in (f"out_step{i}", f"out_index{i}", f"out_count{i}")]
                 + [a for i in range(len(self.variables)) for a in (f"rec_index{i}", f"rec{i}")] + ["_r0"])
 
@@ -93,11 +96,13 @@ def kernel(p: NetworkPlan, names: dict) -> tuple[str, Layout]:
                  f"            out_count{i}[0] += 1"]
         fired[g] = (f"out_index{i}", f"_start{i}", f"out_count{i}[0]")
     for i, name in enumerate(lay.inputs):
+        carried = [var(name, v) for v, kind in net.variables.get(name, []) if kind == "payload"]
         body += [f"    while in_at{i}[0] < in_step{i}.shape[0] and in_step{i}[in_at{i}[0]] < _s:",
                  f"        in_at{i}[0] += 1",
                  f"    _first{i} = in_at{i}[0]",
-                 f"    while in_at{i}[0] < in_step{i}.shape[0] and in_step{i}[in_at{i}[0]] == _s:",
-                 f"        in_at{i}[0] += 1"]
+                 f"    while in_at{i}[0] < in_step{i}.shape[0] and in_step{i}[in_at{i}[0]] == _s:"]
+        body += [f"        {x}[in_index{i}[in_at{i}[0]], :] = in_payload{i}[in_at{i}[0], :]" for x in carried]
+        body += [f"        in_at{i}[0] += 1"]
         fired[name] = (f"in_index{i}", f"_first{i}", f"in_at{i}[0]")
     # synapses: every pre pathway, then every post pathway
     for side in ("pre", "post"):
@@ -108,10 +113,10 @@ def kernel(p: NetworkPlan, names: dict) -> tuple[str, Layout]:
             if bp is None or spiking not in fired:
                 continue
             array, first, end = fired[spiking]
-            other, count = ("_j", net.groups[target]) if side == "pre" else ("_j", sizes[source])
+            count = sizes[target] if side == "pre" else sizes[source]
             body += [f"    for _e in range({first}, {end}):", f"        _a = {array}[_e]",
                      f"        for _j in range({count}):"]
-            row = f"_a * {net.groups[target]} + _j" if side == "pre" else f"_j * {net.groups[target]} + _a"
+            row = f"_a * {sizes[target]} + _j" if side == "pre" else f"_j * {sizes[target]} + _a"
             body.append(f"            _row = {row}")
             traces = [name for name, kind in net.variables[s] if kind == "trace"]
             if traces:
@@ -119,8 +124,8 @@ def kernel(p: NetworkPlan, names: dict) -> tuple[str, Layout]:
                 for name in traces:
                     body.append(f"            {var(s, name)}[_row, :] *= _phg_math.exp(-_age / {p.taus[(s, name)]!r})")
                 body.append(f"            last{k}[_row] = _t")
-            body += _call(p, bp, names[(s, side)], {s: "_row", target: "_j" if side == "pre" else "_a"}, var,
-                          "            ", "=")
+            where = {source: "_a" if side == "pre" else "_j", target: "_j" if side == "pre" else "_a", s: "_row"}
+            body += _call(p, bp, names[(s, side)], where, var, "            ", "=")
     # resets
     for g in lay.spiking:
         bp = p.blocks.get((g, "reset"))
@@ -169,7 +174,7 @@ def network_source(p: NetworkPlan, helpers: dict, share) -> tuple[str, str]:
     text, lay = kernel(p, names)
     parts.append(text)
     sizes = {**net.inputs, **net.groups}
-    rows = {owner: (sizes[src] * net.groups[dst] if owner in net.synapses else net.groups[owner])
+    rows = {owner: (sizes[src] * sizes[dst] if owner in net.synapses else sizes[owner])
             for owner in net.variables for src, dst in [net.synapses.get(owner, (owner, owner))]}
     alg = next(iter(net.blocks)).graph.algebra
     spec = {
@@ -178,11 +183,13 @@ def network_source(p: NetworkPlan, helpers: dict, share) -> tuple[str, str]:
                       for owner, name in lay.variables],
         "layouts": {owner: {name: [alg.blade_name(m) for m in p.layouts[(owner, name)]] for name, _ in names_}
                     for owner, names_ in net.variables.items()},
-        "synapses": [[s, *net.synapses[s], sizes[net.synapses[s][0]] * net.groups[net.synapses[s][1]]]
+        "synapses": [[s, *net.synapses[s], sizes[net.synapses[s][0]] * sizes[net.synapses[s][1]]]
                      for s in lay.synapses],
         "exact": lay.exact,
         "linear": {g: [p.linear[g][0].tolist(), p.linear[g][1].tolist()] for g in lay.exact},
         "inputs": {name: net.inputs[name] for name in lay.inputs},
+        "payloads": {name: [v, len(p.layouts[(name, v)])] for name in lay.inputs
+                     for v, kind in net.variables.get(name, []) if kind == "payload"},
         "spiking": [[g, net.groups[g]] for g in lay.spiking],
         "groups": dict(net.groups),
     }

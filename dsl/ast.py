@@ -208,10 +208,12 @@ class Assignment:
 
 @dataclass
 class SpikesInput:
-    """`input NAME[N]: spikes`: a spike train per channel."""
+    """`input NAME[N]: spikes [carrying X: TYPE]`: a spike train per channel, each spike with a
+    value of X (a payload) where it carries one."""
     name: str
     shape: list[tuple[int | str, Span]]
     span: Span
+    payload: Statement | None = None
 
 
 @dataclass

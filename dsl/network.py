@@ -81,11 +81,13 @@ class Deriver:
             self.declare(item.name, item.span)
             if isinstance(item, ast.SpikesInput):
                 self.inputs[item.name] = item
+                if item.payload is not None:
+                    self.own(item.name, item.payload.name, "payload", _with_unit(item.payload.type), item.payload.span)
             elif isinstance(item, ast.Neurons):
                 self.groups[item.name] = item
             else:
                 self.synapses[item.name] = item
-        blocks = []
+        blocks = [self.init(i.name, i.span, [i.payload]) for i in self.inputs.values() if i.payload is not None]
         for g in self.groups.values():
             blocks += self.neurons(g)
         for s in self.synapses.values():
@@ -131,7 +133,7 @@ class Deriver:
             raise self.error("syntax", f"neurons {g.name} resets but never spikes", g.reset_span,
                              expected="a `spike A > B` statement, or no reset")
         if g.reset:
-            out.append(self.assignments("reset", g.name, g.reset, g.reset_span, {g.name}))
+            out.append(self.assignments("reset", g.name, g.reset, g.reset_span, [g.name]))
         return out
 
     # ---- synapse groups -----------------------------------------------------------------------
@@ -140,20 +142,22 @@ class Deriver:
             raise self.error("name", f"synapses {s.name} come from {s.source!r}, which network {self.decl.name} "
                              "does not declare", s.source_span,
                              expected="a spike input or neuron group of the network")
-        if s.target not in self.groups:
-            raise self.error("name", f"synapses {s.name} go to {s.target!r}, which is not a neuron group of network "
-                             f"{self.decl.name}", s.target_span, expected="a neuron group of the network")
+        if s.target not in self.groups and s.target not in self.inputs:
+            raise self.error("name", f"synapses {s.name} go to {s.target!r}, which network {self.decl.name} does not "
+                             "declare", s.target_span,
+                             expected="a neuron group of the network, or a spike input (its spikes the post spikes)")
         for p in s.params:
             self.own(s.name, p.name, "param", _with_unit(p.type), p.span)
         for t in s.traces:
             self.own(s.name, t.name, "trace", _with_unit(t.type), t.span, t.tau)
-        target = self.variables.get(s.target, {})
-        for v in self.variables.get(s.name, {}).values():
-            if v.name in target:
-                raise self.error("name", f"{v.name!r} is a variable of synapses {s.name} and a state of {s.target}, "
-                                 "so an `on` block could not tell which it means", v.span,
-                                 expected="a name that is not a state of the target group",
-                                 notes=[Note(target[v.name].span, "the state")])
+        for side in dict.fromkeys((s.target, s.source)):
+            theirs = self.variables.get(side, {})
+            for v in self.variables.get(s.name, {}).values():
+                if v.name in theirs:
+                    raise self.error("name", f"{v.name!r} is a variable of synapses {s.name} and of {side}, so an "
+                                     "`on` block could not tell which it means", v.span,
+                                     expected=f"a name that is not a variable of {side}",
+                                     notes=[Note(theirs[v.name].span, f"the variable of {side}")])
         traces = [ast.Statement("param", t.name, None, t.type, t.value, t.span) for t in s.traces]
         out = [self.init(s.name, s.span, [*s.params, *traces],
                          [ast.Statement("output", f"tau {t.name}", None,
@@ -168,7 +172,7 @@ class Deriver:
                 raise self.error("syntax", f"synapses {s.name} have two `on {block.side}` blocks", block.side_span,
                                  expected="one block per side", notes=[Note(seen[block.side], "the first")])
             seen[block.side] = block.side_span
-            out.append(self.assignments(block.side, s.name, block.body, block.span, {s.name, s.target}))
+            out.append(self.assignments(block.side, s.name, block.body, block.span, [s.name, s.target, s.source]))
         return out
 
     # ---- models -------------------------------------------------------------------------------
@@ -182,12 +186,15 @@ class Deriver:
         body = [dataclasses.replace(p, kind="param", type=_with_unit(p.type)) for p in params] + list(extra)
         return Block("init", owner, self.model(owner, "init", body, span))
 
-    def lookup(self, name: str, owners: set[str] | list[str]) -> Variable | None:
-        for owner in owners:
-            v = self.variables.get(owner, {}).get(name)
-            if v is not None:
-                return v
-        return None
+    def lookup(self, name: str, owners: list[str], span: Span | None = None) -> Variable | None:
+        """The variable a name means among the owners' (the first has it; a name that two of the
+        others both have is refused, located at `span`)."""
+        found = [self.variables[o][name] for o in dict.fromkeys(owners) if name in self.variables.get(o, {})]
+        if len(found) > 1 and span is not None and found[0].owner != owners[0]:
+            raise self.error("name", f"{name!r} is a variable of both {found[0].owner} and {found[1].owner}", span,
+                             expected="a name only one side of the synapse has",
+                             hint="rename one of them", notes=[Note(v.span, f"the one of {v.owner}") for v in found])
+        return found[0] if found else None
 
     def reads(self, owner: str, exprs: list[ast.Expr], writes: list[str], owners=None) -> tuple[list, list]:
         """The input statements of the variables the expressions name (and the ones written)."""
@@ -200,28 +207,32 @@ class Deriver:
         for w in writes:
             if w not in names:
                 names.append(w)
+        spans = {n.id: n.span for e in exprs for n in _names(e)}
         body, reads = [], []
         for n in names:
-            v = self.lookup(n, owners)
+            v = self.lookup(n, owners, spans.get(n))
             if v is not None:
                 body.append(ast.Statement("input", n, None, v.type, None, v.span))
                 reads.append((n, v.owner))
         return body, reads
 
-    def assignments(self, role: str, owner: str, items: list[ast.Assignment], span: Span, owners: set[str]) -> Block:
-        order = [owner] + sorted(owners - {owner})
+    def assignments(self, role: str, owner: str, items: list[ast.Assignment], span: Span, order: list[str]) -> Block:
         for a in items:
-            if self.lookup(a.target, order) is None:
-                known = [n for o in order for n in self.variables.get(o, {})]
+            v = self.lookup(a.target, order, a.target_span)
+            if v is None:
+                known = [n for o in order for n, x in self.variables.get(o, {}).items() if x.kind != "payload"]
                 raise self.error("name", f"{a.target!r} is not a variable {role} can assign", a.target_span,
                                  expected=f"one of {', '.join(known) or '(none declared)'}")
+            if v.kind == "payload":
+                raise self.error("name", f"{a.target!r} is what the spikes of {v.owner} carry, given to simulate",
+                                 a.target_span, expected="a state, parameter or trace")
         body, reads = self.reads(owner, [a.value for a in items], [a.target for a in items], order)
         last = {a.target: i for i, a in enumerate(items)}
         current: dict[str, str] = {}
         count: dict[str, int] = {}
         writes = []
         for i, a in enumerate(items):
-            v = self.lookup(a.target, order)
+            v = self.lookup(a.target, order, a.target_span)
             value = _renamed(a.value, current)
             if a.op != "=":
                 value = ast.Binary("add" if a.op == "+=" else "sub", ast.Name(current.get(a.target, a.target),

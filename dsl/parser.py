@@ -338,7 +338,13 @@ class _ToAst(Transformer_NonRecursive):
                                [b for b in body if b is not None and not isinstance(b, Token)], self._span(meta))
 
     def spikes_stmt(self, meta, children):
-        return ast.SpikesInput(str(children[0]), list(children[1]), self._span(meta))
+        name, shape, payload, type_ = (list(children) + [None, None])[:4]
+        carried = None
+        if payload is not None:
+            carried = ast.Statement("payload", str(payload), None, type_, None,
+                                    Span(self.file, payload.line, payload.column, type_.span.end_line,
+                                         type_.span.end_col))
+        return ast.SpikesInput(str(name), list(shape), self._span(meta), carried)
 
     def neurons_decl(self, meta, children):
         name, shape, *body = children
