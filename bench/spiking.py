@@ -84,6 +84,17 @@ def main(argv: list[str]) -> int:
             x = np.array([r[key] for r in rows])
             cells.append(f"{x.mean():.3f} ({x.min():.3f}-{x.max():.3f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    from scipy.stats import ks_2samp, ttest_ind
+
+    weights = np.load(SCRIPT.parent / "brian2_song_weights.npz")
+    pooled = [weights[f"seed{k}"] for k in seeds if f"seed{k}" in weights.files]
+    if pooled:
+        ks = ks_2samp(np.concatenate([r["w"] for r in ours]), np.concatenate(pooled))
+        print(f"\nfinal weights pooled over the seeds against Brian2's (tests/reference/brian2_song_weights.npz, "
+              f"{len(pooled)} seeds): two-sample Kolmogorov-Smirnov D = {ks.statistic:.4f}, p = {ks.pvalue:.3f}")
+    for key in ("low_fraction", "high_fraction", "rate_hz"):
+        t = ttest_ind([r[key] for r in ours], [r[key] for r in theirs], equal_var=False)
+        print(f"{key}: Welch's t = {t.statistic:+.2f}, p = {t.pvalue:.3f} (phg's seeds against Brian2's)")
     if args.brian2:
         ratio = np.mean([r["seconds"] for r in theirs]) / np.mean([r["seconds"] for r in ours])
         print(f"\nphg is {ratio:.1f}x faster than Brian2's Cython target (mean seconds per 100 s run, 1 thread each)")
