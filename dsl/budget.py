@@ -49,6 +49,9 @@ MAX_FUSED_TERMS = 20_000
 MAX_FUSED_REDUCTION_TERMS = 600
 # Expressions lowered inside one another (def calls inline their bodies, so nesting adds up).
 MAX_LOWERING_NESTING = 5_000
+# A spiking network's variables, every row (a neuron, a synapse: source channels times targets)
+# times its components, together: what simulate holds in memory (8 bytes each), 400 MB at most.
+MAX_NETWORK_COEFFICIENTS = 50_000_000
 
 
 class ProgramBudget:

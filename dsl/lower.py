@@ -26,7 +26,7 @@ from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
 
 from . import ast
-from .budget import MAX_LOWERING_NESTING, Budget, ProgramBudget
+from .budget import MAX_LOWERING_NESTING, MAX_NETWORK_COEFFICIENTS, Budget, ProgramBudget
 from .network import Deriver
 
 # Built-in functions of LANGUAGE §5 and how many arguments each takes.
@@ -258,6 +258,20 @@ class _Lowerer:
             if not isinstance(item, ast.Synapses) and len(item.shape) != 1:
                 raise self.error("shape", f"{item.name} has {len(item.shape)} channel sizes", item.shape[-1][1],
                                  expected="one size: the number of spike trains or neurons")
+        sizes = {k: size(v) for k, v in {**deriver.inputs, **deriver.groups}.items()}
+        total = 0
+        for owner, variables in deriver.variables.items():
+            source, target = ((deriver.synapses[owner].source, deriver.synapses[owner].target)
+                              if owner in deriver.synapses else (owner, None))
+            rows = sizes[source] * (sizes[target] if target is not None else 1)
+            for v in variables.values():
+                total += rows * sup.popcount(sizing.value_type(v.type).support)
+                if total > MAX_NETWORK_COEFFICIENTS:
+                    raise self.error("size", f"network {d.name} is too large: its variables hold {total:,} numbers "
+                                     f"by {owner}'s {v.name}", v.span,
+                                     expected=f"at most {MAX_NETWORK_COEFFICIENTS:,} numbers (rows times components "
+                                     "over every variable; a synapse group has a row per source channel and target)",
+                                     hint="use fewer neurons or channels")
         lowered = [NetworkBlock(b.role, b.owner, _ModelBuilder(self, b.model).build(), b.reads, b.writes)
                    for b in blocks]
         return Network(d.name, d.algebra, {k: size(v) for k, v in deriver.inputs.items()},

@@ -1,8 +1,18 @@
 """A model written to a file and built where `phg train` on that file finds it (the per-user cache
 of a scratch folder), so that a test module compiles its kernels once."""
+import re
+from pathlib import Path
+
 import pytest
 
 import phg
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def model_examples() -> list[Path]:
+    """The examples that declare a model (the others hold spiking networks, tests/test_spiking.py)."""
+    return [p for p in sorted(EXAMPLES.glob("*.phg")) if re.search(r"^model ", p.read_text(), re.M)]
 
 
 def built_file(tmp_path_factory, stem: str, text: str):

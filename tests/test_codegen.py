@@ -11,14 +11,16 @@ from claimcheck import cone_scale
 from cliffeval import Reference
 from shards import sweep
 from interpreted import interpreted
+from builtfile import model_examples
 from modelgen import models
 
 import phg
+
 from phg.shell.cli import main
 from phg.diagnostics import PhgError
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.phg"))
+EXAMPLES = model_examples()
 REL = 1e-12
 N = 6
 

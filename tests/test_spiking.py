@@ -317,3 +317,10 @@ def test_payload_and_rotor_errors_are_located(tmp_path, edit, words, line):
     with pytest.raises(PhgError) as caught:
         phg.build(phg.load(path), tmp_path / "out")
     assert words in str(caught.value) and caught.value.span.line == line, str(caught.value)
+
+
+def test_a_network_too_large_to_hold_is_refused_where_it_grows(tmp_path):
+    text = SOURCE.replace("input drive[2]: spikes", "input drive[200000]: spikes").replace(
+        "neurons cell[3]", "neurons cell[300]")
+    with pytest.raises(PhgError, match="network Decay is too large: its variables hold 60,000,600 numbers by S's w"):
+        phg.loads(text, "big.phg")

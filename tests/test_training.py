@@ -10,9 +10,11 @@ import pytest
 from cliffeval import Reference
 from shards import sweep
 from interpreted import interpreted
+from builtfile import model_examples
 from modelgen import models
 
 import phg
+
 import phg.plan.buffers
 
 # Kernels run by Python (tests/interpreted.py) compute with numpy's int64 scalars, which warn where
@@ -21,7 +23,7 @@ import phg.plan.buffers
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in scalar add:RuntimeWarning")
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.phg"))
+EXAMPLES = model_examples()
 REL = 1e-6
 
 

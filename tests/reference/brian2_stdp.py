@@ -6,8 +6,8 @@ an environment of its own, and what it writes is committed beside it:
     brian/bin/python tests/reference/brian2_stdp.py fixed     # brian2_stdp_fixed.npz
     brian/bin/python tests/reference/brian2_stdp.py song      # brian2_song.json, brian2_song_weights.npz
 
-The network is Brian2's examples/synapses/STDP.py: one LIF neuron, tau_m dv/dt = ge (Ee - vr) +
-El - v, dge/dt = -ge/tau_e (method "exact"), threshold v > vt, reset v = vr; 1,000 inputs; pair
+The network is Brian2's examples/synapses/STDP.py: one LIF neuron, tau_m dv/dt = ge (Ee - v) +
+El - v, dge/dt = -ge/tau_e (method "euler"), threshold v > vt, reset v = vr; 1,000 inputs; pair
 traces Apre, Apost (event-driven), on a pre spike ge += w, Apre += dApre, w = clip(w + Apost, 0,
 gmax); on a post spike Apost += dApost, w = clip(w + Apre, 0, gmax); dt 0.1 ms.
 
@@ -43,9 +43,9 @@ NAMESPACE = dict(taum=TAUM, taupre=TAUPRE, taupost=TAUPOST, taue=TAUE, Ee=EE, vt
 
 
 def network(source):
-    neurons = NeuronGroup(1, """dv/dt = (ge * (Ee-vr) + El - v) / taum : volt
+    neurons = NeuronGroup(1, """dv/dt = (ge * (Ee-v) + El - v) / taum : volt
                                 dge/dt = -ge / taue : 1""",
-                          threshold="v>vt", reset="v = vr", method="exact", namespace=NAMESPACE)
+                          threshold="v>vt", reset="v = vr", method="euler", namespace=NAMESPACE)
     s = Synapses(source, neurons,
                  """w : 1
                     dApre/dt = -Apre / taupre : 1 (event-driven)
