@@ -5,6 +5,7 @@ the clock, around the kernel codegen.spiking emits.
     run = net.simulate({"pre": trains}, duration=1.0, record={"w": [0, 1]})
     run.spikes["post"]                         # (steps, neurons) of every spike
     run.traces["w"]                            # [steps, 2, components]: w of synapses 0 and 1
+                                               # (keyed GROUP.NAME where two groups have the name)
     net.values["S"]["w"]                       # the learned weights, [synapses, components]
 
 simulate goes on from where the last call stopped (net.step); a spike input is a 0/1 array of
@@ -19,6 +20,11 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
+
+
+# Steps in one simulate call (the clock is an int64 in the kernel), and the bytes its records may take.
+MAX_STEPS = 2 ** 40
+MAX_RECORD_BYTES = 4 << 30
 
 
 class SimulationError(ValueError):
@@ -37,6 +43,8 @@ class Simulation:
     def rate(self, group: str, since: float | None = None) -> float:
         """The mean firing rate of the group's neurons in Hz over the run (or its part from `since`
         seconds on the network's clock)."""
+        if group not in self.spikes:
+            raise KeyError(f"{group!r} is not a neuron group that spikes; these are {', '.join(self.spikes) or '(none)'}")
         steps, _ = self.spikes[group]
         start = self.steps[0] if since is None else max(self.steps[0], int(round(since / self.dt)))
         span = (self.steps[1] - start) * self.dt * self.sizes[group]
@@ -66,6 +74,8 @@ class NetworkBase:
         s0, s1 = self.step, self.step + count
         trains = self._trains(inputs or {}, s0, s1, dt)
         records = self._records(record or {}, count)
+        self._check_values()
+        self.dt = dt                             # every argument checked: the network may change now
         propagators = [a for g in spec["exact"] for a in _propagator(spec["linear"][g], dt)]
         buffers = [[np.empty(max(16, 4 * rows), np.int64), np.empty(max(16, 4 * rows), np.int64), np.zeros(1, np.int64)]
                    for _, rows in spec["spiking"]]
@@ -83,7 +93,9 @@ class NetworkBase:
                         b[1] = np.concatenate([b[1], np.empty_like(b[1])])
         self.step = s1
         spikes = {g: (b[0][:b[2][0]].copy(), b[1][:b[2][0]].copy()) for (g, _), b in zip(spec["spiking"], buffers)}
-        traces = {name: r[1] for (owner, name, *_), r in zip(spec["variables"], records) if r[0].size}
+        shared = {n for n in (v[1] for v in spec["variables"]) if sum(v[1] == n for v in spec["variables"]) > 1}
+        traces = {f"{owner}.{name}" if name in shared else name: r[1]
+                  for (owner, name, *_), r in zip(spec["variables"], records) if r[0].size}
         return Simulation(spikes, traces, (s0, s1), dt, dict(spec["groups"]))
 
     def _time_step(self, dt) -> float:
@@ -95,8 +107,19 @@ class NetworkBase:
             raise SimulationError(f"dt: expected a time step in seconds > 0, got {dt!r}")
         if self.step and dt != self.dt:
             raise SimulationError(f"dt: the network has run with dt {self.dt}; a run goes on with the same step")
-        self.dt = float(dt)
-        return self.dt
+        return float(dt)
+
+    def _check_values(self):
+        """Every variable as the kernel reads it: float64 rows of its components, finite."""
+        for owner, name, rows, width, _ in self.SPEC["variables"]:
+            x = self.values.get(owner, {}).get(name) if isinstance(self.values, dict) else None
+            if not (isinstance(x, np.ndarray) and x.dtype == np.float64 and x.shape == (rows, width)
+                    and x.flags.c_contiguous and x.flags.writeable):
+                got = f"shape {list(x.shape)} of {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+                raise SimulationError(f"values[{owner!r}][{name!r}]: expected a writeable float64 array of "
+                                      f"[{rows}, {width}], got {got}")
+            if not np.all(np.isfinite(x)):
+                raise SimulationError(f"values[{owner!r}][{name!r}]: not every number is finite")
 
     def _trains(self, inputs: Mapping, s0: int, s1: int, dt: float) -> list:
         spec = self.SPEC
@@ -119,23 +142,35 @@ class NetworkBase:
             raise SimulationError(f"record: expected a dict of variable name -> indices, got {type(record).__name__}")
         names = {}
         for owner, name, rows, width, _ in spec["variables"]:
-            names.setdefault(name, []).append((owner, rows, width))
+            names.setdefault(name, []).append(owner)
+        chosen = {}
         for key in record:
-            if key not in names:
+            owner, _, name = key.rpartition(".") if isinstance(key, str) else ("", "", key)
+            owners = names.get(name, [])
+            if (owner and owner not in owners) or not owners:
                 raise SimulationError(f"record: {key!r} is not a variable of network {spec['name']}; its variables "
-                                      f"are {', '.join(names)}")
-            if len(names[key]) > 1:
-                raise SimulationError(f"record: {key!r} names a variable of {' and '.join(o for o, *_ in names[key])}")
-        out = []
+                                      f"are {', '.join(names)} (or GROUP.NAME)")
+            if not owner and len(owners) > 1:
+                raise SimulationError(f"record: {key!r} names a variable of {' and '.join(owners)}: "
+                                      f"give {owners[0]}.{name}")
+            chosen[(owner or owners[0], name)] = record[key]
+        out, size = [], 0
         for owner, name, rows, width, _ in spec["variables"]:
-            wanted = record.get(name)
+            wanted = chosen.get((owner, name))
             if wanted is None:
                 out.append((np.zeros(0, np.int64), np.zeros((0, 0, width))))
                 continue
-            index = np.asarray(list(range(rows)) if wanted == "all" else wanted)
-            if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer) or \
+            try:
+                index = np.arange(rows) if isinstance(wanted, str) and wanted == "all" else np.asarray(wanted)
+            except (TypeError, ValueError):
+                index = np.zeros((0, 0))
+            if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)) or \
                     (index.size and (index.min() < 0 or index.max() >= rows)):
                 raise SimulationError(f"record: {name} needs a list of indices in [0, {rows}) or \"all\"")
+            size += count * index.size * width * 8
+            if size > MAX_RECORD_BYTES:
+                raise SimulationError(f"record: {count:,} steps of what is asked take {size:,} bytes, over "
+                                      f"{MAX_RECORD_BYTES:,}: record fewer indices, or simulate in parts")
             out.append((index.astype(np.int64), np.zeros((count, index.size, width))))
         return out
 
@@ -144,12 +179,13 @@ def _steps(duration, steps, dt) -> int:
     if (duration is None) == (steps is None):
         raise SimulationError("duration: give either duration (seconds) or steps")
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-            raise SimulationError(f"steps: expected a whole number >= 0, got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 0 <= steps <= MAX_STEPS:
+            raise SimulationError(f"steps: expected a whole number from 0 to {MAX_STEPS:,}, got {steps!r}")
         return int(steps)
     if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) \
-            or duration < 0:
-        raise SimulationError(f"duration: expected seconds >= 0, got {duration!r}")
+            or duration < 0 or duration / dt > MAX_STEPS:
+        raise SimulationError(f"duration: expected seconds >= 0, at most {MAX_STEPS:,} steps of {dt} s, "
+                              f"got {duration!r}")
     return int(round(duration / dt))
 
 
@@ -167,7 +203,10 @@ def _train(given, name: str, channels: int, s0: int, s1: int, dt: float, carried
         if "index" not in given or ("step" in given) == ("time" in given):
             raise SimulationError(f"inputs[{name!r}]: expected {{'index': ..., 'step': ...}} or {{'index': ..., "
                                   "'time': ...}")
-        index = np.asarray(given["index"])
+        try:
+            index = np.asarray(given["index"])
+        except (TypeError, ValueError):
+            raise SimulationError(f"inputs[{name!r}]['index']: expected a 1-d array of channels") from None
         if "time" in given:
             try:
                 time = np.asarray(given["time"], dtype=np.float64)
@@ -179,7 +218,10 @@ def _train(given, name: str, channels: int, s0: int, s1: int, dt: float, carried
             if np.any(np.abs(step * dt - time) > 1e-9 * np.maximum(np.abs(time), dt)):
                 raise SimulationError(f"inputs[{name!r}]['time']: a spike time is not on the grid of dt {dt}")
         else:
-            step = np.asarray(given["step"])
+            try:
+                step = np.asarray(given["step"])
+            except (TypeError, ValueError):
+                raise SimulationError(f"inputs[{name!r}]['step']: expected a 1-d array of steps") from None
             if step.size and not np.issubdtype(step.dtype, np.integer):
                 raise SimulationError(f"inputs[{name!r}]['step']: expected whole step numbers, got {step.dtype}")
         if index.shape != step.shape or index.ndim != 1:

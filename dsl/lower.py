@@ -6,6 +6,8 @@ verifier; only parameter and input types are assumptions.
 """
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 import numpy as np
 
@@ -253,27 +255,39 @@ class _Lowerer:
         deriver = Deriver(d, self.file.source)
         blocks = deep.call(deriver.run)
         sizing = _ModelBuilder(self, None, self.algebras[d.algebra])
-        size = lambda item: int(np.prod(sizing.shape(item.shape)))  # noqa: E731
+        size = lambda item: math.prod(sizing.shape(item.shape))  # noqa: E731
         for item in d.body:
             if not isinstance(item, ast.Synapses) and len(item.shape) != 1:
                 raise self.error("shape", f"{item.name} has {len(item.shape)} channel sizes", item.shape[-1][1],
                                  expected="one size: the number of spike trains or neurons")
         sizes = {k: size(v) for k, v in {**deriver.inputs, **deriver.groups}.items()}
         total = 0
-        for owner, variables in deriver.variables.items():
-            source, target = ((deriver.synapses[owner].source, deriver.synapses[owner].target)
-                              if owner in deriver.synapses else (owner, None))
-            rows = sizes[source] * (sizes[target] if target is not None else 1)
-            for v in variables.values():
-                total += rows * sup.popcount(sizing.value_type(v.type).support)
-                if total > MAX_NETWORK_COEFFICIENTS:
-                    raise self.error("size", f"network {d.name} is too large: its variables hold {total:,} numbers "
-                                     f"by {owner}'s {v.name}", v.span,
-                                     expected=f"at most {MAX_NETWORK_COEFFICIENTS:,} numbers (rows times components "
-                                     "over every variable; a synapse group has a row per source channel and target)",
-                                     hint="use fewer neurons or channels")
+
+        def count(n: int, what: str, span: Span):
+            nonlocal total
+            total += n
+            if total > MAX_NETWORK_COEFFICIENTS:
+                raise self.error("size", f"network {d.name} is too large: it holds {total:,} numbers by {what}", span,
+                                 expected=f"at most {MAX_NETWORK_COEFFICIENTS:,} numbers (every variable's rows times "
+                                 "components, a synapse group's row per source channel and target, 8 a neuron for "
+                                 "its spikes)", hint="use fewer neurons or channels")
+        for item in d.body:
+            if isinstance(item, ast.Synapses):
+                rows = sizes.get(item.source, 0) * sizes.get(item.target, 0)
+                count(rows, f"synapses {item.name}", item.span)            # the time of each row's last event
+            else:
+                rows = sizes[item.name]
+                count(8 * rows if isinstance(item, ast.Neurons) else 0, item.name, item.span)
+            for v in deriver.variables.get(item.name, {}).values():
+                count(rows * sup.popcount(sizing.value_type(v.type).support), f"{item.name}'s {v.name}", v.span)
         lowered = [NetworkBlock(b.role, b.owner, _ModelBuilder(self, b.model).build(), b.reads, b.writes)
                    for b in blocks]
+        for b in lowered:
+            for name, vid in b.graph.outputs.items():
+                if b.role == "init" and b.graph.values[vid].const is None:
+                    raise self.error("type", f"trace {name.removeprefix('tau ')} decays with a time constant that is "
+                                     "not a constant", b.graph.values[vid].span,
+                                     expected="a constant in s, such as 0.02[s] or a const")
         return Network(d.name, d.algebra, {k: size(v) for k, v in deriver.inputs.items()},
                        {k: size(v) for k, v in deriver.groups.items()},
                        {k: (v.source, v.target) for k, v in deriver.synapses.items()},

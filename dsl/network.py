@@ -172,6 +172,11 @@ class Deriver:
                 raise self.error("syntax", f"synapses {s.name} have two `on {block.side}` blocks", block.side_span,
                                  expected="one block per side", notes=[Note(seen[block.side], "the first")])
             seen[block.side] = block.side_span
+            spiking = s.source if block.side == "pre" else s.target
+            if spiking in self.groups and self.groups[spiking].spike is None:
+                raise self.error("syntax", f"`on {block.side}` of synapses {s.name} acts on the spikes of {spiking}, "
+                                 "which never spikes", block.side_span,
+                                 expected=f"a `spike A > B` statement in neurons {spiking}")
             out.append(self.assignments(block.side, s.name, block.body, block.span, [s.name, s.target, s.source]))
         return out
 

@@ -322,5 +322,128 @@ def test_payload_and_rotor_errors_are_located(tmp_path, edit, words, line):
 def test_a_network_too_large_to_hold_is_refused_where_it_grows(tmp_path):
     text = SOURCE.replace("input drive[2]: spikes", "input drive[200000]: spikes").replace(
         "neurons cell[3]", "neurons cell[300]")
-    with pytest.raises(PhgError, match="network Decay is too large: its variables hold 60,000,600 numbers by S's w"):
+    with pytest.raises(PhgError, match="network Decay is too large: it holds 60,003,000 numbers by synapses S"):
         phg.loads(text, "big.phg")
+
+
+CHAIN = """algebra G3 = Cl(3, 0, 0)
+const tau = 0.01[s]
+
+network Chain on G3 {
+    input drive[2]: spikes
+    neurons A[2] {
+        state x: Scalar = 0
+        spike x > 0.5
+        reset {
+            x = 0
+        }
+    }
+    neurons B[3] {
+        state y: Scalar = 0
+        state p: Vector
+        spike y > 0.5
+        reset {
+            y = 0
+            p = e1
+        }
+    }
+    synapses In from drive to A {
+        param u: Scalar = uniform(0.3, 0.6)
+        on pre {
+            x += u
+        }
+    }
+    synapses AB from A to B {
+        param w: Scalar = uniform(0.2, 0.4)
+        trace c: Scalar = 0 decays tau
+        on pre {
+            y += w
+            c += 1
+        }
+        on post {
+            w += 0.01 * c
+        }
+    }
+    synapses BB from B to B {
+        param r: Scalar = uniform(0, 0.1)
+        on pre {
+            y += r
+        }
+    }
+}
+
+simulate Chain {
+    dt 0.001[s]
+}
+"""
+
+
+def test_groups_drive_groups_and_themselves_in_brian2s_order(tmp_path_factory):
+    """Synapses between neuron groups (A to B, and B to itself) against a direct evaluation in
+    NumPy; a state never read (p, a Vector) is only written."""
+    _, module = next(built_file(tmp_path_factory, "chain", CHAIN))
+    net = module.Chain(seed=3)
+    u, w, r = (net.values[g][n][:, 0].copy() for g, n in (("In", "u"), ("AB", "w"), ("BB", "r")))
+    trains = poisson(2, 300.0, 1e-3, steps=400, seed=4)
+    run = net.simulate({"drive": trains}, steps=400)
+    x, y, c, last = np.zeros(2), np.zeros(3), np.zeros(6), np.zeros(6)
+    fired_a, fired_b = [], []
+    for s in range(400):
+        t = s * 1e-3
+        a_spikes, b_spikes = np.nonzero(x > 0.5)[0], np.nonzero(y > 0.5)[0]
+        fired_a += [(s, n) for n in a_spikes]
+        fired_b += [(s, n) for n in b_spikes]
+        for i in trains["index"][trains["step"] == s]:
+            x += u[i * 2:i * 2 + 2]
+        def event(k):                                    # the trace decays to the event
+            c[k] *= np.exp(-(t - last[k]) / 0.01)
+            last[k] = t
+        for k in (i * 3 + j for i in a_spikes for j in range(3)):
+            event(k)
+            y[k % 3] += w[k]
+            c[k] += 1
+        for i in b_spikes:
+            y += r[i * 3:i * 3 + 3]
+        for k in (i * 3 + j for j in b_spikes for i in range(2)):
+            event(k)
+            w[k] += 0.01 * c[k]
+        x[a_spikes] = 0
+        y[b_spikes] = 0
+    assert len(fired_a) > 20 and len(fired_b) > 5
+    np.testing.assert_array_equal(np.stack(run.spikes["A"], axis=1), np.array(fired_a))
+    np.testing.assert_array_equal(np.stack(run.spikes["B"], axis=1), np.array(fired_b))
+    np.testing.assert_allclose(net.values["AB"]["w"][:, 0], w, rtol=1e-13)
+    assert np.all(net.values["B"]["p"][np.unique(np.array(fired_b)[:, 1])] == [1.0, 0.0, 0.0])
+
+
+def test_spike_buffers_grow_and_a_failed_call_changes_nothing(kernels):
+    _, module = kernels
+    net = module.Decay(seed=1)
+    net.values["cell"]["y"][:] = 5.0                      # every neuron spikes at the first step
+    before = {g: {k: v.copy() for k, v in d.items()} for g, d in net.values.items()}
+    for bad in ({"record": {"x": np.array([[0]])}}, {"dt": 0.5, "duration": -1.0}, {"steps": 2 ** 41},
+                {"inputs": {"drive": {"index": [[0], [0, 1]], "step": [1, 2]}}}):
+        with pytest.raises(SimulationError):
+            net.simulate(**{"steps": 10, **bad} if "duration" not in bad else bad)
+    assert net.step == 0 and net.dt == 1e-4
+    assert all(np.array_equal(net.values[g][k], before[g][k]) for g in before for k in before[g])
+    net.values["S"]["w"] = np.zeros((1, 1))
+    with pytest.raises(SimulationError, match=re.escape("values['S']['w']: expected a writeable float64 array of [6, 1]")):
+        net.simulate(steps=1)
+    net.values["S"]["w"] = before["S"]["w"].copy()
+    drive = np.ones((3000, 2))                            # 2 spikes a step: the cells fire often
+    run = net.simulate({"drive": drive}, steps=3000, record={"cell.y": [0]})
+    assert len(run.spikes["cell"][0]) > 4 * 3               # past the first buffer of 4 a neuron
+    assert np.all(np.diff(run.spikes["cell"][0]) >= 0)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (("trace a: Scalar = 0 decays tau", "param tp: Scalar[s] = 0.02[s]\n        trace a: Scalar = 0 decays tp"),
+     "decays with a time constant that is not a constant"),
+    (("        spike y > 0.3[m]\n", ""), "neurons cell resets but never spikes"),
+    (("        spike y > 0.3[m]\n        reset {\n            y = 0[m]\n            x -= 0.1[m]\n        }\n", ""),
+     "`on post` of synapses S acts on the spikes of cell, which never spikes"),
+])
+def test_more_network_errors_are_located(tmp_path, edit, words):
+    with pytest.raises(PhgError, match=re.escape(words)):
+        phg.loads(SOURCE.replace(*edit, 1), "bad.phg")

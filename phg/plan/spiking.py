@@ -21,6 +21,11 @@ from phg.network import Network, NetworkBlock
 
 from .scalar import HelperCall, ScalarBuilder, ScalarProgram
 
+# State components of one neuron group that `method exact` integrates: its propagator is a dense
+# k x k matrix, written out term by term in the kernel, and its k^2 coefficients are derived
+# symbolically.
+MAX_EXACT_STATES = 64
+
 
 @dataclass
 class BlockPlan:
@@ -56,6 +61,14 @@ def plan(network: Network, source: str) -> NetworkPlan:
                 raise PhgError("type", f"trace {name.removeprefix('tau ')} decays with a time constant of "
                                f"{taus[(b.owner, name.removeprefix('tau '))]:g} s", g.values[vid].span,
                                expected="a time constant > 0", source=source)
+    for group in network.groups:
+        size = len([1 for name, kind in network.variables.get(group, []) if kind == "state"
+                    for _ in layouts[(group, name)]])
+        if network.method == "exact" and size > MAX_EXACT_STATES and network.block(group, "ode") is not None:
+            g = network.block(group, "ode").graph
+            raise PhgError("size", f"neurons {group} have {size} state components, too many to integrate exactly here",
+                           g.span, expected=f"at most {MAX_EXACT_STATES} for `method exact` (its propagator is "
+                           "a dense matrix)", hint="integrate with `method euler`", source=source)
     out = NetworkPlan(network, layouts, initial, taus)
     for b in network.blocks:
         if b.role == "init":
@@ -67,8 +80,8 @@ def plan(network: Network, source: str) -> NetworkPlan:
         arguments = []
         for variable, owner in b.reads:
             comp = sp.values.get(by_name[variable], {}).get(())
-            arguments += [comp[m] if comp is not None and m in comp else sympy.Symbol(f"_unused_{len(arguments)}")
-                          for m in layouts[(owner, variable)]]
+            for m in layouts[(owner, variable)]:      # a component the block never reads: a name of its own
+                arguments.append(comp[m] if comp is not None and m in comp else sympy.Symbol(f"_unused_{len(arguments)}"))
         results = []
         outputs = [(w[2], layouts[(w[1], w[0])]) for w in b.writes] if b.writes else \
             [(name, [0]) for name in g.outputs]
