@@ -104,9 +104,26 @@ def compile_model(cls, progress: Progress | None = None) -> float:
     return total
 
 
+def compile_network(cls, progress: Progress | None = None) -> float:
+    """Compile (or load from Numba's cache) a network's simulation kernel (codegen.spiking), for
+    the types simulate passes it; the seconds it took."""
+    types = _typed(*cls(seed=0)._compile_arguments())
+    if types in cls._simulate_kernel.overloads:
+        return 0.0
+    if progress is not None:
+        progress(cls.SPEC["name"], "simulate", None)
+    start = time.perf_counter()
+    cls._simulate_kernel.compile(types)
+    seconds = time.perf_counter() - start
+    if progress is not None:
+        progress(cls.SPEC["name"], "simulate", seconds)
+    return seconds
+
+
 def compile_module(module, progress: Progress | None = None) -> float:
-    """Compile every kernel of every model of a generated module; the seconds it took."""
-    return sum(compile_model(cls, progress) for cls in module.MODELS.values())
+    """Compile every kernel of every model and network of a generated module; the seconds it took."""
+    return sum(compile_network(cls, progress) if hasattr(cls, "_simulate_kernel") else compile_model(cls, progress)
+               for cls in module.MODELS.values())
 
 
 def printer(write: Callable[[str], object]) -> Progress:

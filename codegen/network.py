@@ -77,15 +77,10 @@ class NetworkBase:
         self._check_values()
         self.dt = dt                             # every argument checked: the network may change now
         propagators = [a for g in spec["exact"] for a in _propagator(spec["linear"][g], dt)]
-        buffers = [[np.empty(max(16, 4 * rows), np.int64), np.empty(max(16, 4 * rows), np.int64), np.zeros(1, np.int64)]
-                   for _, rows in spec["spiking"]]
-        arrays = [self.values[owner][name] for owner, name, *_ in spec["variables"]]
+        buffers = self._buffers()
         at = s0
         while at < s1:
-            flat = [x for b in buffers for x in b]
-            at = self._simulate_kernel(at, s1, dt, *arrays, *self._last, *propagators,
-                                       *[x for t in trains for x in t], *flat,
-                                       *[x for r in records for x in r], s0)
+            at = self._simulate_kernel(*self._arguments(at, s1, dt, s0, trains, records, propagators, buffers))
             if at < s1:                      # a spike buffer could overflow: double it, go on
                 for (_, rows), b in zip(spec["spiking"], buffers):
                     if b[2][0] + rows > b[0].shape[0]:
@@ -97,6 +92,25 @@ class NetworkBase:
         traces = {f"{owner}.{name}" if name in shared else name: r[1]
                   for (owner, name, *_), r in zip(spec["variables"], records) if r[0].size}
         return Simulation(spikes, traces, (s0, s1), dt, dict(spec["groups"]))
+
+    def _buffers(self) -> list:
+        """Each spiking group's spike buffers (steps, neurons, count), 4 spikes a neuron to start."""
+        return [[np.empty(max(16, 4 * rows), np.int64), np.empty(max(16, 4 * rows), np.int64), np.zeros(1, np.int64)]
+                for _, rows in self.SPEC["spiking"]]
+
+    def _arguments(self, at, s1, dt, s0, trains, records, propagators, buffers) -> tuple:
+        """The kernel's arguments, in codegen.spiking.Layout's order."""
+        arrays = [self.values[owner][name] for owner, name, *_ in self.SPEC["variables"]]
+        return (at, s1, dt, *arrays, *self._last, *propagators, *[x for t in trains for x in t],
+                *[x for b in buffers for x in b], *[x for r in records for x in r], s0)
+
+    def _compile_arguments(self) -> tuple:
+        """The kernel's arguments for a run of no steps, typed as simulate passes them
+        (codegen.compiling compiles the kernel for them)."""
+        dt = self.dt or 1e-4
+        propagators = [a for g in self.SPEC["exact"] for a in _propagator(self.SPEC["linear"][g], dt)]
+        return self._arguments(0, 0, dt, 0, self._trains({}, 0, 0, dt), self._records({}, 0), propagators,
+                               self._buffers())
 
     def _time_step(self, dt) -> float:
         dt = self.dt if dt is None else dt

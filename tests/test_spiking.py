@@ -447,3 +447,16 @@ def test_spike_buffers_grow_and_a_failed_call_changes_nothing(kernels):
 def test_more_network_errors_are_located(tmp_path, edit, words):
     with pytest.raises(PhgError, match=re.escape(words)):
         phg.loads(SOURCE.replace(*edit, 1), "bad.phg")
+
+
+def test_phg_build_compiles_a_network(tmp_path, capsys):
+    from phg.shell.cli import main
+
+    path = tmp_path / "chain.phg"
+    path.write_text(CHAIN)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        assert main(["build", str(path), "-o", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr()
+    assert "compiling Chain: simulate ..." in printed.err + printed.out
+    assert "(all proven; networks Chain)" in printed.out

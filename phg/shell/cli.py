@@ -222,9 +222,10 @@ def _build(args, out: Console, err: Console) -> int:
         err.print(Text(_rendered(exc)))
         return EXIT_FAILED
     seconds = time.perf_counter() - start
-    out.print(_text(f"wrote {module.__file__} ({module.CERTIFICATE}; models "
-                   f"{', '.join(program.models)}) in {seconds - compiling.seconds:.1f} s; kernels compiled "
-                   f"in {compiling.seconds:.1f} s"))
+    built = "; ".join(f"{what} {', '.join(names)}" for what, names in (("models", program.models),
+                                                                        ("networks", program.networks)) if names)
+    out.print(_text(f"wrote {module.__file__} ({module.CERTIFICATE}; {built}) in "
+                   f"{seconds - compiling.seconds:.1f} s; kernels compiled in {compiling.seconds:.1f} s"))
     return EXIT_OK if module.CERTIFICATE == "all proven" else EXIT_FAILED
 
 
