@@ -10,7 +10,12 @@ Brian2's Cython code compiled by a first run outside the timing).  Without --bri
 committed reference (tests/reference/brian2_song.json) is printed for the statistics, and no
 speed ratio.
 
+How the cost grows (--sizes): the same network with N inputs at 15 Hz for --scale-duration
+seconds of simulated time (seed 1), phg and, with --brian2, Brian2 at each N; the post neuron
+fires more with more inputs, and each post spike visits every synapse.
+
     python -m bench spiking [--seeds 8] [--duration 100] [--brian2 PATH] [--png docs/song-stdp.png]
+                            [--sizes 1000,4000,16000] [--scale-duration 10]
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ prefs.codegen.target = "cython"
 out = []
 for k in {seeds!r}:
     start_scope(); defaultclock.dt = ref.DT; seed(k)
-    source = PoissonGroup(ref.N, rates=15 * Hz)
+    source = PoissonGroup({inputs}, rates=15 * Hz)
     neurons, s = ref.network(source)
     s.w = "rand() * gmax"
     post = SpikeMonitor(neurons)
@@ -49,10 +54,35 @@ print(json.dumps(out))
 """
 
 
-def brian2(python: str, seeds: list[int], duration: float) -> list[dict]:
-    code = BRIAN2_RUN.format(folder=str(SCRIPT.parent), seeds=[0] + list(seeds), duration=duration)
+def brian2(python: str, seeds: list[int], duration: float, inputs: int = 1000) -> list[dict]:
+    code = BRIAN2_RUN.format(folder=str(SCRIPT.parent), seeds=[0] + list(seeds), duration=duration, inputs=inputs)
     done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])[1:]          # the first run compiles
+
+
+def scaling(sizes: list[int], duration: float, python: str | None) -> int:
+    import tempfile
+
+    import phg
+    from phg.spikes import poisson
+
+    text = (ROOT / "examples" / "song_stdp.phg").read_text()
+    print(f"Song STDP with N inputs at 15 Hz, {duration:g} s simulated, seed 1, one thread each\n")
+    print("| N | post rate (Hz) | phg s | Brian2 s | Brian2 / phg |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for n in sizes:
+            module = phg.build(phg.loads(text.replace("input pre[1000]", f"input pre[{n}]"), f"song{n}.phg"),
+                               Path(folder) / f"song{n}")
+            module.Song(seed=1).simulate(steps=10)                       # compiled outside the timing
+            net = module.Song(seed=1)
+            start = time.perf_counter()
+            run = net.simulate({"pre": poisson(n, 15.0, net.dt, duration=duration, seed=1)}, duration=duration)
+            ours = time.perf_counter() - start
+            theirs = brian2(python, [1], duration, n)[0]["seconds"] if python else None
+            print(f"| {n:,} | {run.rate('post'):.1f} | {ours:.3f} | " +
+                  (f"{theirs:.2f} | {theirs / ours:.1f}x |" if theirs else "- | - |"))
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -61,7 +91,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--duration", type=float, default=100.0)
     ap.add_argument("--brian2", default=None, help="the python of an environment with brian2 2.9.0")
     ap.add_argument("--png", type=Path, default=None)
+    ap.add_argument("--sizes", default="", help="inputs, comma-separated: how the cost grows")
+    ap.add_argument("--scale-duration", type=float, default=10.0)
     args = ap.parse_args(argv)
+    if args.sizes:
+        return scaling([int(n) for n in args.sizes.split(",")], args.scale_duration, args.brian2)
     sys.path.insert(0, str(ROOT / "examples"))
     import phg
     from song_stdp import histogram, run

@@ -121,8 +121,14 @@ def kernel(p: NetworkPlan, names: dict) -> tuple[str, Layout]:
             traces = [name for name, kind in net.variables[s] if kind == "trace"]
             if traces:
                 body.append(f"            _age = _t - last{k}[_row]")
+                decays = {}                               # one exponential per time constant
                 for name in traces:
-                    body.append(f"            {var(s, name)}[_row, :] *= _phg_math.exp(-_age / {p.taus[(s, name)]!r})")
+                    tau = p.taus[(s, name)]
+                    if tau not in decays:
+                        decays[tau] = f"_f{len(decays)}"
+                        body.append(f"            {decays[tau]} = _phg_math.exp(-_age / {tau!r})")
+                    body += [f"            {var(s, name)}[_row, {c}] *= {decays[tau]}"
+                             for c in range(len(p.layouts[(s, name)]))]
                 body.append(f"            last{k}[_row] = _t")
             where = {source: "_a" if side == "pre" else "_j", target: "_j" if side == "pre" else "_a", s: "_row"}
             body += _call(p, bp, names[(s, side)], where, var, "            ", "=")

@@ -282,12 +282,13 @@ class _Lowerer:
                 count(rows * sup.popcount(sizing.value_type(v.type).support), f"{item.name}'s {v.name}", v.span)
         lowered = [NetworkBlock(b.role, b.owner, _ModelBuilder(self, b.model).build(), b.reads, b.writes)
                    for b in blocks]
-        for b in lowered:
+        for b in (b for b in lowered if b.role == "init"):          # its outputs: the traces' time constants
             for name, vid in b.graph.outputs.items():
-                if b.role == "init" and b.graph.values[vid].const is None:
-                    raise self.error("type", f"trace {name.removeprefix('tau ')} decays with a time constant that is "
-                                     "not a constant", b.graph.values[vid].span,
-                                     expected="a constant in s, such as 0.02[s] or a const")
+                tau = b.graph.values[vid]
+                if tau.const is None or not tau.const[0] > 0:
+                    what = "that is not a constant" if tau.const is None else f"of {tau.const[0]:g} s"
+                    raise self.error("type", f"trace {name.removeprefix('tau ')} decays with a time constant {what}",
+                                     tau.span, expected="a constant > 0 in s, such as 0.02[s] or a const")
         return Network(d.name, d.algebra, {k: size(v) for k, v in deriver.inputs.items()},
                        {k: size(v) for k, v in deriver.groups.items()},
                        {k: (v.source, v.target) for k, v in deriver.synapses.items()},

@@ -440,6 +440,7 @@ def test_spike_buffers_grow_and_a_failed_call_changes_nothing(kernels):
 @pytest.mark.parametrize("edit, words", [
     (("trace a: Scalar = 0 decays tau", "param tp: Scalar[s] = 0.02[s]\n        trace a: Scalar = 0 decays tp"),
      "decays with a time constant that is not a constant"),
+    (("decays tau", "decays -tau"), "trace a decays with a time constant of -0.02 s"),
     (("        spike y > 0.3[m]\n", ""), "neurons cell resets but never spikes"),
     (("        spike y > 0.3[m]\n        reset {\n            y = 0[m]\n            x -= 0.1[m]\n        }\n", ""),
      "`on post` of synapses S acts on the spikes of cell, which never spikes"),

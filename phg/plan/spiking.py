@@ -55,12 +55,8 @@ def plan(network: Network, source: str) -> NetworkPlan:
             v = g.values[p]
             layouts[(b.owner, v.name)] = sorted(sup.blades_of(v.support), key=lambda m: g.algebra.position[m])
             initial[(b.owner, v.name)] = v.init
-        for name, vid in g.outputs.items():
+        for name, vid in g.outputs.items():          # constants > 0 (phg.dsl.lower checks them)
             taus[(b.owner, name.removeprefix("tau "))] = float(g.values[vid].const[0])
-            if not taus[(b.owner, name.removeprefix("tau "))] > 0:
-                raise PhgError("type", f"trace {name.removeprefix('tau ')} decays with a time constant of "
-                               f"{taus[(b.owner, name.removeprefix('tau '))]:g} s", g.values[vid].span,
-                               expected="a time constant > 0", source=source)
     for group in network.groups:
         size = len([1 for name, kind in network.variables.get(group, []) if kind == "state"
                     for _ in layouts[(group, name)]])
