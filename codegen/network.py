@@ -76,7 +76,7 @@ class NetworkBase:
         records = self._records(record or {}, count)
         self._check_values()
         self.dt = dt                             # every argument checked: the network may change now
-        propagators = [a for g in spec["exact"] for a in _propagator(spec["linear"][g], dt)]
+        propagators = self._propagators(dt)
         buffers = self._buffers()
         at = s0
         while at < s1:
@@ -108,9 +108,12 @@ class NetworkBase:
         """The kernel's arguments for a run of no steps, typed as simulate passes them
         (codegen.compiling compiles the kernel for them)."""
         dt = self.dt or 1e-4
-        propagators = [a for g in self.SPEC["exact"] for a in _propagator(self.SPEC["linear"][g], dt)]
-        return self._arguments(0, 0, dt, 0, self._trains({}, 0, 0, dt), self._records({}, 0), propagators,
+        return self._arguments(0, 0, dt, 0, self._trains({}, 0, 0, dt), self._records({}, 0), self._propagators(dt),
                                self._buffers())
+
+    def _propagators(self, dt: float) -> list[np.ndarray]:
+        """Each exactly integrated group's (e^(A dt), its affine part), in the kernel's order."""
+        return [a for g in self.SPEC["exact"] for a in _propagator(self.SPEC["linear"][g], dt)]
 
     def _time_step(self, dt) -> float:
         dt = self.dt if dt is None else dt

@@ -204,15 +204,11 @@ class Deriver:
     def reads(self, owner: str, exprs: list[ast.Expr], writes: list[str], owners=None) -> tuple[list, list]:
         """The input statements of the variables the expressions name (and the ones written)."""
         owners = owners or [owner]
-        names = []
+        spans = {}                                   # each name read, at its first use, in order
         for e in exprs:
             for n in _names(e):
-                if n.id not in names:
-                    names.append(n.id)
-        for w in writes:
-            if w not in names:
-                names.append(w)
-        spans = {n.id: n.span for e in exprs for n in _names(e)}
+                spans.setdefault(n.id, n.span)
+        names = list(spans) + [w for w in dict.fromkeys(writes) if w not in spans]
         body, reads = [], []
         for n in names:
             v = self.lookup(n, owners, spans.get(n))
