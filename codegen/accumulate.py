@@ -615,6 +615,20 @@ def exact_total(acc, ranges, state, grid, q, work, odd=False):
     as it would the exact sum): the digits their ledgers ranges [rows, sums + LEDGER] list, and the
     level sums of a row's open pass (state [rows, STATE_ROWS, sums] on grid [rows, sums]).
     `work` is DIGITS int64s."""
+    first, top = _gather(acc, ranges, state, grid, q, work)
+    if first < 0:
+        return math.nan
+    if top < first:
+        return 0.0
+    _carry(work, first, top)
+    return _round_carried(work, first, top, odd)
+
+
+@numba.njit(cache=True)
+def _gather(acc, ranges, state, grid, q, work):
+    """Sum q over every row of acc added digit by digit into work (DIGITS int64s), carries not yet
+    propagated: (first, top), the digits that may be nonzero (top < first: none), or (-1, -1)
+    where a term was not finite."""
     rows = ranges.shape[1] - LEDGER
     first, end = DIGITS, 0
     for s in range(acc.shape[0]):
@@ -627,7 +641,7 @@ def exact_total(acc, ranges, state, grid, q, work, odd=False):
             first = min(first, (g - 103 + 1074) >> 5)
             end = max(end, ((g + 1 + 1074) >> 5) + 3)
     if end == 0:
-        return 0.0
+        return 0, -1
     top = min(end + 2, DIGITS - 1)                   # the signed digit: rows sum to below 2^(32 (end + 1) + 36)
     for d in range(first, top + 1):
         work[d] = 0
@@ -645,24 +659,33 @@ def exact_total(acc, ranges, state, grid, q, work, odd=False):
         row = acc[s, :, c]
         stop = (r >> 8) & 255
         if stop == DIGITS and abs(row[DIGITS - 1 + off]) >= NONFINITE // 2:    # marked (carries may have moved it a little)
-            return math.nan
+            return -1, -1
         for d in range(r & 255, min(stop, DIGITS - 1)):
             work[d] += row[d + off] & _MASK32        # split, so that many rows cannot overflow
             work[d + 1] += row[d + off] >> 32
         if stop == DIGITS:
             work[DIGITS - 1] += row[DIGITS - 1 + off]      # only carries reach the top digit
+    return first, top
+
+
+@numba.njit(cache=True, inline="always")
+def _carry(work, first, top):
+    """Carries propagated from work[first] up: work[first:top] in [0, 2^32), work[top] signed."""
     for d in range(first, top):
         carry = work[d] >> 32
         work[d] -= carry << 32
         work[d + 1] += carry
+
+
+@numba.njit(cache=True)
+def _round_carried(work, first, top, odd):
+    """The double nearest to the integer sum(work[d] 2^(32 d)) 2^-1074, its digits carried
+    (_carry) from first to top (with `odd`: rounded to odd)."""
     negative = work[top] < 0
     if negative:
         for d in range(first, top + 1):
             work[d] = -work[d]
-        for d in range(first, top):
-            carry = work[d] >> 32
-            work[d] -= carry << 32
-            work[d + 1] += carry
+        _carry(work, first, top)
     h = top
     while h >= first and work[h] == 0:
         h -= 1
@@ -700,6 +723,21 @@ def _dropped(ranges, q):
     return False
 
 
+@numba.njit(cache=True, inline="always")
+def _span(q0, q1, pieces, first, last):
+    """The sums (from, to) of pieces `first` to `last` of the sums q0 to q1 cut into `pieces`
+    equal runs."""
+    n = q1 - q0
+    return q0 + n * first // pieces, q0 + n * last // pieces
+
+
+@numba.njit(cache=True, inline="always")
+def _skipped(ranges, q, needed):
+    """Whether a read of the `needed` sums alone passes sum q by: one not marked NEEDED, or one
+    a row dropped."""
+    return needed and (ranges[0, q] & NEEDED == 0 or _dropped(ranges, q))
+
+
 @numba.njit(cache=True, nogil=True)
 def totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first, last):
     """_totals rounded to nearest: the loop kernels' (compiled for their argument types by
@@ -720,14 +758,57 @@ def _totals(acc, ranges, state, grid, sums, work, q0, q1, needed, pieces, first,
     row dropped, alone),
     of pieces `first` to `last` of them cut into `pieces` equal runs, with the work digits
     work[first]: threads run pieces side by side (codegen.spread)."""
-    n = q1 - q0
     digits = work[first]
-    for j in range(first, last):
-        for q in range(q0 + n * j // pieces, q0 + n * (j + 1) // pieces):
-            if needed and (ranges[0, q] & NEEDED == 0 or _dropped(ranges, q)):
-                continue
+    lo, hi = _span(q0, q1, pieces, first, last)
+    for q in range(lo, hi):
+        if not _skipped(ranges, q, needed):
             done, value = _open_total(acc, ranges, state, grid, q, odd)
             sums[q] = value if done else exact_total(acc, ranges, state, grid, q, digits, odd)
+
+
+# A step's sums as digits, for a share of its batch summed elsewhere (codegen.cluster): row q of a
+# digits array [sums, DIGITS + 1] holds sum q's integer sum(digits[q, d] 2^(32 d)) 2^-1074, its
+# last word how many of the shares had a term that was not finite.  Shares' digits add as int64
+# arrays (each digit of a share below 2^32, so billions of shares cannot overflow one) and
+# round_digits rounds the total once: the same double as one process's exact_total.
+NONFINITE_COUNT = DIGITS
+
+
+@numba.njit(cache=True, nogil=True)
+def digit_totals(acc, ranges, state, grid, digits, work, q0, q1, needed, pieces, first, last):
+    """_totals, each sum's exact total kept as its digits in digits[q] rather than rounded."""
+    scratch = work[first]
+    lo, hi = _span(q0, q1, pieces, first, last)
+    for q in range(lo, hi):
+        if not _skipped(ranges, q, needed):
+            _digits_of(acc, ranges, state, grid, q, scratch, digits[q])
+
+
+@numba.njit(cache=True, inline="always")
+def _digits_of(acc, ranges, state, grid, q, work, out):
+    """Sum q's exact total as its carried digits in out [DIGITS + 1] (exact_total's digits,
+    before rounding), work DIGITS int64s."""
+    out[:] = 0
+    low, top = _gather(acc, ranges, state, grid, q, work)
+    if low < 0:
+        out[NONFINITE_COUNT] = 1
+    elif top >= low:
+        _carry(work, low, top)
+        out[low:top + 1] = work[low:top + 1]
+
+
+@numba.njit(cache=True)
+def round_digits(digits, sums, odd):
+    """Each sum's double from digits [sums, DIGITS + 1] added over shares (digit_totals): rounded
+    to nearest, ties to even (with `odd`, to odd); NaN where a share had a non-finite term.  The
+    digits are carried in place."""
+    for q in range(sums.shape[0]):
+        if digits[q, NONFINITE_COUNT] != 0:
+            sums[q] = math.nan
+            continue
+        row = digits[q, :DIGITS]
+        _carry(row, 0, DIGITS - 1)
+        sums[q] = _round_carried(row, 0, DIGITS - 1, odd)
 
 
 @numba.njit(cache=True)
@@ -744,11 +825,3 @@ def close(acc, ranges, state, grid):
                 scale = grid[s, q]
         for s in range(grid.shape[0]):
             grid[s, q] = scale
-
-
-@numba.njit(cache=True)
-def exact_totals(acc, ranges, state, grid, sums, work, odd=False):
-    """Every sum's exact total over the rows (`odd`: rounded to odd), on one thread, and the rows
-    left clear."""
-    _totals(acc, ranges, state, grid, sums, work, 0, sums.shape[0], False, 1, 0, 1, odd)
-    close(acc, ranges, state, grid)

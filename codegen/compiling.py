@@ -54,10 +54,11 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     data = (*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]), 1, 1, b["acc"], b["grid"],
             b["deposits"], b["ranges"])
     yield "train", cls._slots_kernel, _typed(*data, b["tiles"], 0, 0, 1)
-    if train["strategy"] == "loops" and train["settings"]["accumulate"] == "exact":
+    if train["settings"]["accumulate"] == "exact":
         exact = (b["acc"], b["ranges"], b["deposits"], b["grid"])
         yield "exact totals", odd_totals if "numeric" in spec else totals, _typed(*exact, b["sums"], b["work"], 0, 1, False, 1, 0, 1)
         yield "exact rows cleared", close, _typed(*exact)
+    if train["strategy"] == "loops" and train["settings"]["accumulate"] == "exact":
         yield "exact sums marked", mark_needed, _typed(b["ranges"])
         yield "exact blocks", next_block, _typed(b["ranges"], 0, 1)
         yield "exact sums unmarked", unmark, _typed(b["ranges"])

@@ -382,7 +382,7 @@ _FORMATS = ("fast", "fast_add", "fast_div", "fast_dot", "fast_mul", "fast_sqrt",
             "settle_pair", "single", "single_pair", "stack_flags")
 
 # The functions of codegen.accumulate the training kernels call, imported as _phg_<name>.
-_ACCUMULATE = ("begin_pass", "clear", "close", "deposit", "end_tile", "exact_totals", "fits", "low_bits", "normalise",
+_ACCUMULATE = ("begin_pass", "clear", "close", "deposit", "end_tile", "fits", "low_bits", "normalise",
                "open_pass", "pass_fits", "regrid", "regrid_pass", "settle", "settle_pass")
 
 # A model class is an attribute of the module by its own name (kernels.RigidRegistration) without

@@ -10,15 +10,15 @@ from numbers import Integral
 import numpy as np
 
 from phg.numeric import FORMATS, QUIRE_PRODUCTS
-from phg.plan.buffers import slots
+from phg.plan.buffers import DIGITS, slots
 from phg.plan.kernel import STEP_BUFFERS, TOTAL_BUFFERS
 from phg.program import MAX_STEPS, OPTIMIZERS
 
 from .opaque import bind
 from .optimizers import KINDS, direction
 from .parameters import Parameters, array, batch_of, finite, require_finite_samples
-from .accumulate import (BLOCK_HI, BLOCK_LO, FULL, WINDOWS, close, complete, mark_needed, next_block, odd_totals,
-                         totals, unmark)
+from .accumulate import (BLOCK_HI, BLOCK_LO, FULL, WINDOWS, close, complete, digit_totals, mark_needed, next_block,
+                         odd_totals, round_digits, totals, unmark)
 from .spread import prepare, shares_of, spread, threads
 
 # The scalar operations below which a share of a batch is not worth a thread of its own (handing
@@ -109,13 +109,7 @@ class ModelBase:
         non-finite).  loss, grad and step check the samples only when the step's result is not
         finite (_run_train_kernel).  Inference is per sample, so it keeps a NaN where it was given
         one."""
-        unknown = sorted(set(given) - set(self.SPEC["inputs"]))
-        if unknown:
-            raise ValueError(f"{self.SPEC['name']} has no input {unknown[0]!r}; its inputs are "
-                             f"{', '.join(self.SPEC['inputs'])}")
-        missing = [n for n in needed if n not in given]
-        if missing:
-            raise ValueError(f"missing input {missing[0]!r} (needed: {', '.join(needed)})")
+        self._require_names(given, needed)
         checked = {n: batch_of(n, a, self.SPEC["inputs"][n]) for n, a in given.items()}
         if training:
             for n in needed:
@@ -126,6 +120,16 @@ class ModelBase:
                              ", ".join(f"{n} has {k}" for n, k in sizes.items()))
         # With no input the outputs depend on (parameters only), the batch size comes from the others.
         return [checked[n] for n in needed], next(iter(sizes.values()), 1)
+
+    def _require_names(self, given: Mapping, needed: list[str]) -> None:
+        """A ValueError unless `given` names inputs of the model, every needed one among them."""
+        unknown = sorted(set(given) - set(self.SPEC["inputs"]))
+        if unknown:
+            raise ValueError(f"{self.SPEC['name']} has no input {unknown[0]!r}; its inputs are "
+                             f"{', '.join(self.SPEC['inputs'])}")
+        missing = [n for n in needed if n not in given]
+        if missing:
+            raise ValueError(f"missing input {missing[0]!r} (needed: {', '.join(needed)})")
 
     def _params(self, names: list[str], versors: bool = True) -> list[np.ndarray]:
         """The stored arrays, checked again: they may have been edited in place since assigned.
@@ -208,9 +212,18 @@ class ModelBase:
         return loss
 
     def _train_pass(self, arrays: list[np.ndarray], n: int, versors: bool = True) -> float:
+        params = self._params(self._training()["params"], versors)
+        k, used = self._accumulate(arrays, params, n)
+        return self._finish(arrays, params, n, k, used)
+
+    def _accumulate(self, arrays: list[np.ndarray], params: list[np.ndarray], n: int,
+                    digits: np.ndarray | None = None) -> tuple[int, list]:
+        """The slots pass over n samples; with exact sums, their totals read into the plan's sums,
+        or with `digits` ([sums, DIGITS + 1] int64, codegen.accumulate.digit_totals) kept as digits
+        and the rows left clear (a share of a batch summed elsewhere: codegen.cluster).  (slots,
+        the step buffers used)."""
         spec = self._training()
         b = self._plan()
-        params = self._params(spec["params"], versors)
         k = slots(n)
         shares = shares_of(k, n * spec["stack_symbols"] // SHARE, b["threads"])
         # leading rows, still contiguous: a slot's rows of the first k, a thread's of the first `shares`
@@ -218,17 +231,71 @@ class ModelBase:
         slots_pass = functools.partial(spread, self._slots_kernel, (*arrays, *params, n, k, *used), k, shares,
                                        blas=spec["strategy"] == "loops", most=shares, indexed=True)
         slots_pass()
-        if spec["strategy"] == "loops" and spec["settings"]["accumulate"] == "exact":
-            self._exact_totals(slots_pass, used)
+        if spec["settings"]["accumulate"] == "exact":
+            self._exact_totals(slots_pass, used, digits)
+            if digits is not None or spec["strategy"] == "fused":   # (a loop step's kernel clears its own)
+                acc, grid, deposits, ranges, _ = used
+                close(acc, ranges, deposits, grid)
+        return k, used
+
+    def _finish(self, arrays: list[np.ndarray], params: list[np.ndarray], n: int, k: int, used: list) -> float:
+        """The step's loss and gradient from the sums the slots left (exact: read into the plan's
+        sums; float: in the slots' rows), over n samples."""
+        spec = self._training()
+        b = self._buffers
         self._train_kernel(*arrays, *params, n, k, *used, *(b[role] for _, role in TOTAL_BUFFERS),
                            *(b["grads"][p] for p in spec["params"]))
         return float(b["loss"][0])
 
-    def _exact_totals(self, slots_pass, used: list) -> None:
-        """The exact totals of a loop step's sums, whose slots pass just ran: pieces of the sums
-        side by side; the step's kernel then reads them.  A row keeps digits for few of its sums
-        (codegen.accumulate: those whose terms its grids do not keep); where it found no room for
-        some, their totals are not exact, the others' are.  On a first step (no grid yet, every
+    def _share_sums(self, arrays: list[np.ndarray], n: int) -> np.ndarray:
+        """A share of a step's batch, n samples, summed for a cluster (codegen.cluster): with exact
+        sums, each sum's digits [sums, DIGITS + 1] (codegen.accumulate.digit_totals); with float
+        sums, the slots' rows added in the order a step's kernel adds them [sums]."""
+        spec = self._training()
+        params = self._params(spec["params"])
+        rows = len(self._plan()["sums"])
+        if spec["settings"]["accumulate"] == "exact":
+            digits = np.zeros((rows, DIGITS + 1), np.int64)
+            self._accumulate(arrays, params, n, digits)
+            return digits
+        k, used = self._accumulate(arrays, params, n)
+        total = np.zeros(rows)
+        for row in used[0][:k]:
+            total += row
+        return total
+
+    def _shares_pass(self, n: int, shares: list[np.ndarray]) -> float:
+        """The loss and gradient of a step over a batch of n samples from its shares' sums
+        (_share_sums): digits added as integers and each sum rounded once, the same doubles as
+        one process's exact totals whatever the shares; float sums added in the order given."""
+        spec = self._training()
+        b = self._plan()
+        params = self._params(spec["params"])
+        empty = [np.empty((0, *self.SPEC["inputs"][name]["shape"], len(self.SPEC["inputs"][name]["layout"])))
+                 for name in spec["inputs"]]
+        used = [b[role][:1] for _, role in STEP_BUFFERS]
+        # the slots kernel on no samples: a loop step's invariant values in its first workspace
+        # (which its kernel reads), the rows clear
+        self._slots_kernel(*empty, *params, 0, 1, *used, 0, 0, 1)
+        exact = spec["settings"]["accumulate"] == "exact"
+        total = np.zeros((len(b["sums"]), DIGITS + 1), np.int64) if exact else np.zeros(len(b["sums"]))
+        for share in shares:
+            if share.shape != total.shape or share.dtype != total.dtype:
+                raise ValueError(f"a share's sums are {share.dtype}{list(share.shape)}, not the "
+                                 f"{total.dtype}{list(total.shape)} of {self.SPEC['name']}'s step")
+            total += share
+        if exact:
+            round_digits(total, b["sums"], "numeric" in self.SPEC)
+        else:
+            used[0][0] = total
+        return self._finish(empty, params, n, 1, used)
+
+    def _exact_totals(self, slots_pass, used: list, digits: np.ndarray | None = None) -> None:
+        """The exact totals of a step's sums, whose slots pass just ran (into the plan's sums, or
+        kept as `digits`): pieces of the sums side by side; the step's kernel then reads them.  A
+        loop kernel's row keeps digits for few of its sums (codegen.accumulate: those whose terms
+        its grids do not keep); where it found no room for some, their totals are not exact, the
+        others' are.  On a first step (no grid yet, every
         term reaches the digits) the pass runs again on the grids its terms set; where room still
         runs out, the sums that found none are summed again, a block of as many as a row has
         columns at a time, the others' totals read as they are.  Exact whichever way it runs;
@@ -240,11 +307,12 @@ class ModelBase:
         full = lambda: any(r[rows + FULL] for r in ranges)  # noqa: E731
 
         # in a numeric format rounded to odd, which the step's kernel rounds to the format (LANGUAGE §11)
-        read_totals = odd_totals if "numeric" in self.SPEC else totals
+        read_totals, target = ((odd_totals if "numeric" in self.SPEC else totals), sums) if digits is None \
+            else (digit_totals, digits)
 
         def read(q0: int, q1: int, needed: bool) -> None:
             pieces = shares_of((q1 - q0) // TOTALS_PER_PIECE, b["threads"], b["threads"])
-            spread(read_totals, (acc, ranges, deposits, grid, sums, b["work"], q0, q1, needed, pieces), pieces, pieces)
+            spread(read_totals, (acc, ranges, deposits, grid, target, b["work"], q0, q1, needed, pieces), pieces, pieces)
 
         if full() and not b["grids"]:
             close(acc, ranges, deposits, grid)
@@ -586,6 +654,19 @@ class ModelBase:
                              "call fit() again to train further")
         return batch, total
 
+    def _batches(self, n: int, batch: int, total: int):
+        """The samples of each of fit's `total` steps: epochs of batches in a fresh random order
+        (seeded by the train block's seed), the last batch of an epoch short where n is not a
+        multiple of the batch.  One process and a cluster (codegen.cluster) take the same."""
+        per_epoch = -(-n // batch)
+        rng = np.random.default_rng(self._training()["settings"]["seed"])
+        order = rng.permutation(n)
+        for k in range(total):
+            start = (k % per_epoch) * batch
+            if k and start == 0:
+                order = rng.permutation(n)
+            yield order[start:start + batch]
+
     def samples(self, data: Mapping) -> int:
         """The number of samples in a training data set, checked as fit() checks it."""
         names = self._training()["inputs"]
@@ -593,7 +674,7 @@ class ModelBase:
         return n if names else 1
 
     def fit(self, data: Mapping, steps: int | None = None, epochs: int | None = None, batch: int | None = None,
-            callback=None, prior=None) -> np.ndarray:
+            callback=None, prior=None, client=None) -> np.ndarray:
         """Train on a data set {input name: array [N, ...]} with the train block's settings
         (steps, epochs and batch override them).  Each epoch visits the samples in a fresh
         random order (seeded by the train block's seed); returns the loss of every step.  Data
@@ -603,11 +684,18 @@ class ModelBase:
         `prior` (a phg.Prior, LANGUAGE §13): MAP training, each step's objective the batch-mean
         loss + the prior's penalty / N (N the samples in `data`), the history that objective;
         with the prior's scale "auto", fit first chooses it by empirical Bayes (see
-        choose_scale) and trains with it."""
+        choose_scale) and trains with it.
+
+        `client` (a dask.distributed.Client, LANGUAGE §15): the steps run data-parallel on its
+        cluster (codegen.cluster); with `accumulate exact` the parameters are bit for bit those
+        of a fit in one process.  `data` may then hold dask arrays already on the cluster."""
         settings = self._training()["settings"]
         if prior is not None:
             self._check_prior(prior)
             if prior.scale == "auto":
+                if client is not None:
+                    raise ValueError("a prior's scale \"auto\" is chosen from the whole data set in one process "
+                                     "(choose_scale); fit on a cluster with the scale it chose, prior.scale = NUMBER")
                 return self.choose_scale(data, prior, steps=steps, epochs=epochs, batch=batch, callback=callback)[1]
             scales = prior.scales()
         names = self._training()["inputs"]
@@ -615,25 +703,25 @@ class ModelBase:
             raise TypeError(f"fit takes the data as a mapping {{input name: array}}, got {type(data).__name__}")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable as callback(step, loss), got {type(callback).__name__}")
-        arrays, n = self._inputs(data, names, training=True)
+        if client is not None:                         # the step's sums over the cluster's partitions
+            from .cluster import cluster_pass
+
+            arrays, (n, spread_pass) = [], cluster_pass(self, client, data)
+        else:
+            arrays, n = self._inputs(data, names, training=True)
         if not names:
             n = 1                                      # a loss of the parameters alone: one "sample"
         elif n == 0:
             raise ValueError(f"the data set is empty: input {names[0]!r} has 0 samples; training needs at least one")
         batch, total = self.schedule(n, steps, epochs, batch)
-        per_epoch = -(-n // batch)
-        rng = np.random.default_rng(settings["seed"])
         # The batch buffers are allocated once, before the first step.
         buffers = [np.empty((batch, *a.shape[1:])) for a in arrays] if batch < n else []
         history = np.empty(total)
         evolve = settings["optimizer"] == "cma"          # steps are generations (LANGUAGE §12)
-        order = rng.permutation(n)
-        for k in range(total):
-            start = (k % per_epoch) * batch
-            if k and start == 0:
-                order = rng.permutation(n)
-            idx = order[start:start + batch]
-            if batch == n:                             # full batch: the mean needs no shuffling
+        for k, idx in enumerate(self._batches(n, batch, total)):
+            if client is not None:
+                chunk = None
+            elif batch == n:                           # full batch: the mean needs no shuffling
                 chunk = arrays
             elif len(idx) < batch:                     # the epoch's last, short batch
                 chunk = [a[idx] for a in arrays]
@@ -646,7 +734,8 @@ class ModelBase:
                     history[k] = self._generation(chunk, len(idx) if names else 1,
                                                   None if prior is None else (prior, scales, n))
                 else:
-                    loss = self._train_pass(chunk, len(idx) if names else 1)
+                    loss = self._train_pass(chunk, len(idx) if names else 1) if chunk is not None \
+                        else spread_pass(None if batch == n else idx)
                     if prior is not None:
                         loss += self._penalize(prior, scales, n, self._buffers["grads"])
                     history[k] = self._step(loss)

@@ -99,10 +99,9 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
     lines += ["", "", njit(), f"def {name}({', '.join(args)}):", f"    {ascii(doc)}"]
     lines += ["    " + ln for ln in preamble]
     if exact and rounding is None:
-        lines.append("    _phg_exact_totals(_acc, _rng, _dep, _grid, _sums, _work)")
-    elif exact:
-        lines += ["    _phg_exact_totals(_acc, _rng, _dep, _grid, _sums, _work, True)",
-                  "    for _q in range(_sums.shape[0]):", f"        _sums[_q] = {rounding('_sums[_q]')}"]
+        pass                                      # the totals: read before, in _sums (codegen.runtime)
+    elif exact:                                   # read rounded to odd (codegen.runtime): rounded once more
+        lines += ["    for _q in range(_sums.shape[0]):", f"        _sums[_q] = {rounding('_sums[_q]')}"]
     elif rounding is None:                        # a fixed order over the slots: reproducible too
         lines += ["    _sums[:] = 0", "    for _slot in range(_slots):", "        _sums += _acc[_slot]"]
     else:

@@ -136,6 +136,16 @@ def test_channels_and_seeded_initialisation(built):
     assert a.predict(v=v)["volume"].shape == (4, 1)
 
 
+def test_build_into_a_file_is_refused_not_a_traceback(tmp_path, capsys):
+    src = tmp_path / "ok.phg"
+    src.write_text("algebra G3 = Cl(3, 0, 0)\nmodel M on G3 {\n    input x: Vector\n    output q: Vector = 2 * x\n}\n")
+    target = tmp_path / "module.py"
+    target.write_text("keep")
+    assert main(["build", str(src), "-o", str(target)]) == 2
+    assert f"-o {target} is a file; expected a folder" in capsys.readouterr().err
+    assert target.read_text() == "keep"
+
+
 def test_unproven_models_are_refused_unless_unverified(tmp_path, capsys):
     src = tmp_path / "bad.phg"
     src.write_text("algebra G3 = Cl(3, 0, 0)\nmodel M on G3 {\n    input x: Vector\n    output q: Vector = x * x\n}\n")

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--unverified", action="store_true", help="train even if some obligation is not proven")
     train.add_argument("--prior", metavar="PRIOR.json", help="train MAP with this prior (LANGUAGE §13; M.distill "
                        "makes one, Prior.save writes it)")
+    train.add_argument("--scheduler", metavar="ADDRESS", help="train data-parallel on this Dask cluster (e.g. "
+                       "tcp://10.0.0.5:8786; LANGUAGE §15), bit for bit as in one process with accumulate exact "
+                       "(needs pip install 'phg[distributed]')")
     verify = sub.add_parser("verify", help="re-derive a certificate from its source; its signer must be trusted")
     verify.add_argument("cert", metavar="CERT")
     verify.add_argument("--trust", action="append", metavar="KEY",
@@ -212,6 +215,10 @@ def _build(args, out: Console, err: Console) -> int:
 
     program = _load(args.file, recorded=True)
     directory = Path(args.output) if args.output else Path(args.file).resolve().parent
+    if directory.exists() and not directory.is_dir():
+        err.print(Text(f"phg build: -o {args.output} is a file; expected a folder to write the module and its "
+                       "certificate into (made if missing)"))
+        return EXIT_INPUT
     compiling = compile_progress(err)
     start = time.perf_counter()
     try:

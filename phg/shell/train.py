@@ -1,5 +1,6 @@
-"""`phg train FILE --data DATA.npz [--prior PRIOR.json]`: build the model, run its train block with
-a progress bar (MAP with a prior, LANGUAGE §13), save the parameters, optionally plot the loss."""
+"""`phg train FILE --data DATA.npz [--prior PRIOR.json] [--scheduler ADDRESS]`: build the model, run
+its train block with a progress bar (MAP with a prior, LANGUAGE §13; on a Dask cluster, §15), save
+the parameters, optionally plot the loss."""
 from __future__ import annotations
 
 import time
@@ -103,6 +104,39 @@ def train_command(args, out: Console, err: Console) -> int:
             prior = Prior.load(args.prior)
         except PriorError as exc:
             return _fail(err, str(exc))
+    client = None
+    if args.scheduler:
+        try:
+            client = _connect(args.scheduler)
+        except ValueError as exc:
+            return _fail(err, str(exc))
+    try:
+        return _train(args, program, name, data, held, prior, target, out, err, client,
+                      plt if args.plot else None)
+    finally:
+        if client is not None:
+            client.close()
+
+
+# How long phg train waits for a Dask scheduler to answer.
+CONNECT_SECONDS = 10
+
+
+def _connect(address: str):
+    """A dask.distributed Client of the scheduler at `address`, or a ValueError saying why not."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--scheduler trains on a Dask cluster and needs dask.distributed: "
+                         "pip install 'phg[distributed]'") from None
+    try:
+        return Client(address, timeout=CONNECT_SECONDS)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r} within {CONNECT_SECONDS} s "
+                         f"({type(exc).__name__}: {exc}); expected an address like tcp://HOST:8786") from None
+
+
+def _train(args, program, name, data, held, prior, target, out, err, client, plt) -> int:
     try:
         module = build(program, unverified=args.unverified)
     except PhgError as exc:
@@ -148,7 +182,7 @@ def train_command(args, out: Console, err: Console) -> int:
             if prior is not None and prior.scale == "auto":
                 scales, history = model.choose_scale(arrays, prior, steps=steps, callback=report)
             else:
-                history = model.fit(arrays, steps=steps, callback=report, prior=prior)
+                history = model.fit(arrays, steps=steps, callback=report, prior=prior, client=client)
                 scales = None if prior is None else prior.scale
     except ValueError as exc:
         return _fail(err, str(exc))
@@ -171,6 +205,10 @@ def train_command(args, out: Console, err: Console) -> int:
     if prior is not None:
         chosen = ", ".join(f"{k} {v:.4g}" for k, v in scales.items()) if isinstance(scales, dict) else f"{scales:.4g}"
         table.add_row("prior", f"{args.prior}, scale {chosen}" + (" (chosen on the data)" if prior.scale == "auto" else ""))
+    if client is not None:
+        workers = len(client.scheduler_info()["workers"])
+        table.add_row("cluster", f"{args.scheduler}, {workers} worker{'s' * (workers != 1)}"
+                      + (" (bit for bit as in one process)" if settings["accumulate"] == "exact" else ""))
     table.add_row("compile", f"{compiling.seconds:.2f} s (the kernels, before the first step)")
     table.add_row("time", f"{seconds:.2f} s training ({len(history) / seconds if seconds else 0:.0f} steps/s)")
     table.add_row("parameters", str(target))
