@@ -2,17 +2,18 @@
 that turn a wrong array into a clear ValueError before any kernel sees it."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Mapping
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 
 from phg.numeric import FORMATS, QUIRE_PRODUCTS
 from phg.plan.buffers import DIGITS, slots
 from phg.plan.kernel import STEP_BUFFERS, TOTAL_BUFFERS
-from phg.program import MAX_STEPS, OPTIMIZERS
+from phg.program import MAX_STEPS, OPTIMIZERS, hyper_problem
 
 from .opaque import bind
 from .optimizers import KINDS, direction
@@ -47,6 +48,35 @@ def _count(name: str, value, default):
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
     return int(value)
+
+
+def _hyper_tuple(hyper: Mapping) -> tuple[float, ...]:
+    """An optimizer's settings in direction()'s order; those it has not, at prm's defaults."""
+    return tuple(float({**OPTIMIZERS["prm"], **hyper}[k]) for k in ("lr", "beta1", "beta2", "eps", "softness"))
+
+
+def learning_rate(schedule):
+    """fit()'s schedule as a function (k, total) -> the factor of lr at step k (see fit)."""
+    if schedule is None or schedule == "constant":
+        return lambda k, total: 1.0
+    if schedule == "cosine":
+        return lambda k, total: 0.5 * (1.0 + math.cos(math.pi * k / total))
+    if isinstance(schedule, tuple) and len(schedule) == 3 and schedule[0] == "step":
+        _, every, factor = schedule
+        if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
+            raise ValueError(f"a step schedule's EVERY must be a positive integer, got {every!r}")
+        if isinstance(factor, bool) or not isinstance(factor, Real) or not 0 < factor <= 1:
+            raise ValueError(f"a step schedule's FACTOR must lie in (0, 1], got {factor!r}")
+        return lambda k, total: float(factor) ** (k // every)
+    if callable(schedule):
+        def rate(k, total):
+            factor = schedule(k, total)
+            if isinstance(factor, bool) or not isinstance(factor, Real) or not math.isfinite(factor) or factor < 0:
+                raise ValueError(f"the schedule gave {factor!r} at step {k}; expected a finite number >= 0")
+            return float(factor)
+        return rate
+    raise ValueError(f"unknown schedule {schedule!r}; expected \"constant\", \"cosine\", (\"step\", EVERY, FACTOR) "
+                     "or a function (k, total) -> factor of lr")
 
 
 class ModelBase:
@@ -189,9 +219,7 @@ class ModelBase:
                     b[role][param] = array
             b["t"] = 0
             b["grids"] = False                    # whether a step has set the exact sums' grids
-            # the optimizer's hyper-parameters in direction()'s order; unused ones at prm's defaults
-            b["hyper"] = tuple(float({**OPTIMIZERS["prm"], **settings["hyper"]}[k])
-                               for k in ("lr", "beta1", "beta2", "eps", "softness"))
+            b["hyper"] = _hyper_tuple(settings["hyper"])
             self._buffers = b
         return self._buffers
 
@@ -482,17 +510,64 @@ class ModelBase:
                        CURVATURE_SAMPLES if curvature_samples is None else _count("curvature_samples", curvature_samples, None))
 
     def choose_scale(self, data: Mapping, prior, steps: int | None = None, epochs: int | None = None,
-                     batch: int | None = None, callback=None) -> tuple[float, np.ndarray]:
+                     batch: int | None = None, callback=None, **settings) -> tuple[float, np.ndarray]:
         """The prior's scale by empirical Bayes on `data` (the Laplace evidence: phg.evidence), and
         the history of the fit at that scale, which leaves the parameters at its MAP.  What
-        fit(data, prior=prior) runs when the prior's scale is "auto"."""
+        fit(data, prior=prior) runs when the prior's scale is "auto".  `settings`: fit()'s
+        keyword overrides (lr, beta1, beta2, eps, softness, schedule, seed), for each fit it runs."""
         from phg.evidence import choose_scale
 
         self._check_prior(prior)
         if self._training()["settings"]["optimizer"] == "cma":
             raise ValueError("a prior's scale \"auto\" is chosen from the loss's curvature, which optimizer cma "
                              "does not compute; give the prior a number as its scale")
-        return choose_scale(self, data, prior, steps, epochs, batch, callback)
+        unknown = sorted(set(settings) - {"lr", "beta1", "beta2", "eps", "softness", "schedule", "seed"})
+        if unknown:
+            raise TypeError(f"choose_scale() got an unexpected keyword argument {unknown[0]!r}")
+        schedule, seed = settings.pop("schedule", None), settings.pop("seed", None)
+        with self._settings_for_fit({k: v for k, v in settings.items() if v is not None}, schedule, seed):
+            return choose_scale(self, data, prior, steps, epochs, batch, callback)
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """What continues training where it stopped: "t", the optimizer's steps so far (its
+        moments' bias correction); "order", the steps of the samples' order the last fit reached
+        (where fit(start=...) resumes it); "moments.NAME", each parameter's moments.  With the
+        parameters, load_optimizer_state then continues bit for bit."""
+        if self._training()["settings"]["optimizer"] == "cma":
+            raise ValueError("optimizer cma's search distribution is not saved as an optimizer state; "
+                             "a cma fit cannot be resumed yet")
+        b = self._plan()
+        out = {"t": np.array(b["t"], dtype=np.int64), "order": np.array(getattr(self, "_order", 0), dtype=np.int64)}
+        out.update({f"moments.{name}": state.copy() for name, state in b["state"].items()})
+        return out
+
+    def load_optimizer_state(self, state: Mapping) -> None:
+        """The optimizer's state from optimizer_state()'s arrays, each checked (a ValueError naming
+        the array); a bad one changes nothing."""
+        if self._training()["settings"]["optimizer"] == "cma":
+            raise ValueError("optimizer cma's search distribution is not saved as an optimizer state; "
+                             "a cma fit cannot be resumed yet")
+        b = self._plan()
+        counts = {}
+        for key in ("t", "order"):
+            value = np.asarray(state.get(key, np.zeros(0)))
+            if value.shape != () or value.dtype.kind not in "iu" or value < 0:
+                raise ValueError(f"the optimizer state's {key!r} must be one integer >= 0, got "
+                                 f"{value.dtype}{list(value.shape)}" + (f" {value}" if value.shape == () else ""))
+            counts[key] = int(value)
+        moments = {}
+        for name, mine in b["state"].items():
+            key = f"moments.{name}"
+            if key not in state:
+                raise ValueError(f"the optimizer state has no {key!r}; it holds {', '.join(sorted(state)) or 'nothing'}")
+            value = np.asarray(state[key])
+            if value.shape != mine.shape or value.dtype.kind != "f" or not finite(np.ascontiguousarray(value, np.float64)):
+                raise ValueError(f"the optimizer state's {key!r} must be finite floats of shape {list(mine.shape)}, "
+                                 f"got {value.dtype}{list(value.shape)}")
+            moments[name] = value
+        b["t"], self._order = counts["t"], counts["order"]
+        for name, value in moments.items():
+            b["state"][name][...] = value
 
     def _restart(self, params: Mapping) -> None:
         """The parameters set to `params` and the optimizer's state (moments, step count) cleared."""
@@ -654,18 +729,22 @@ class ModelBase:
                              "call fit() again to train further")
         return batch, total
 
-    def _batches(self, n: int, batch: int, total: int):
-        """The samples of each of fit's `total` steps: epochs of batches in a fresh random order
-        (seeded by the train block's seed), the last batch of an epoch short where n is not a
-        multiple of the batch.  One process and a cluster (codegen.cluster) take the same."""
+    def _batches(self, n: int, batch: int, total: int, start: int = 0):
+        """The samples of each of fit's `total` steps from step `start` of the order: epochs of
+        batches in a fresh random order (seeded by the train block's seed), the last batch of an
+        epoch short where n is not a multiple of the batch.  One process and a cluster
+        (codegen.cluster) take the same."""
         per_epoch = -(-n // batch)
-        rng = np.random.default_rng(self._training()["settings"]["seed"])
+        run = getattr(self, "_in_fit", None)
+        rng = np.random.default_rng(self._training()["settings"]["seed"] if run is None else run["seed"])
         order = rng.permutation(n)
-        for k in range(total):
-            start = (k % per_epoch) * batch
-            if k and start == 0:
+        for _ in range(start // per_epoch):          # the epochs a resumed fit's order has passed
+            order = rng.permutation(n)
+        for k in range(start, start + total):
+            first = (k % per_epoch) * batch
+            if k > start and first == 0:
                 order = rng.permutation(n)
-            yield order[start:start + batch]
+            yield order[first:first + batch]
 
     def samples(self, data: Mapping) -> int:
         """The number of samples in a training data set, checked as fit() checks it."""
@@ -674,12 +753,23 @@ class ModelBase:
         return n if names else 1
 
     def fit(self, data: Mapping, steps: int | None = None, epochs: int | None = None, batch: int | None = None,
-            callback=None, prior=None, client=None) -> np.ndarray:
+            callback=None, prior=None, client=None, *, lr: float | None = None, beta1: float | None = None,
+            beta2: float | None = None, eps: float | None = None, softness: float | None = None,
+            schedule=None, seed: int | None = None, start: int = 0) -> np.ndarray:
         """Train on a data set {input name: array [N, ...]} with the train block's settings
         (steps, epochs and batch override them).  Each epoch visits the samples in a fresh
         random order (seeded by the train block's seed); returns the loss of every step.  Data
         with a non-finite sample is refused before any step; a step whose update is not finite
-        raises TrainingDiverged, with the parameters as they were before it.
+        raises TrainingDiverged, with the parameters as they were before it.  `callback(step,
+        loss)` runs after each step; where it returns True, fit stops there (the history so far).
+
+        lr, beta1, beta2, eps, softness (the optimizer's settings), `schedule` and `seed` (the
+        samples' order) override the train block's for this call: they are arguments of the
+        step, not of its kernels, so nothing compiles again.  `schedule` scales lr by step k of
+        the fit's T: "constant" (the default), "cosine" (0.5 (1 + cos(pi k / T))), ("step",
+        EVERY, FACTOR) (FACTOR^floor(k / EVERY)), or a function (k, T) -> factor.  `start`: the
+        samples' order begins at that step (as a fit that already took `start` steps left it:
+        optimizer_state()["order"], to resume one).
 
         `prior` (a phg.Prior, LANGUAGE §13): MAP training, each step's objective the batch-mean
         loss + the prior's penalty / N (N the samples in `data`), the history that objective;
@@ -689,6 +779,46 @@ class ModelBase:
         `client` (a dask.distributed.Client, LANGUAGE §15): the steps run data-parallel on its
         cluster (codegen.cluster); with `accumulate exact` the parameters are bit for bit those
         of a fit in one process.  `data` may then hold dask arrays already on the cluster."""
+        overrides = {k: v for k, v in (("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps),
+                                       ("softness", softness)) if v is not None}
+        with self._settings_for_fit(overrides, schedule, seed):
+            if isinstance(start, bool) or not isinstance(start, Integral) or start < 0:
+                raise ValueError(f"start must be a non-negative integer (steps of the order taken), got {start!r}")
+            return self._fit(data, steps, epochs, batch, callback, prior, client, int(start))
+
+    @contextlib.contextmanager
+    def _settings_for_fit(self, overrides: dict, schedule, seed):
+        """fit()'s optimizer settings, schedule and seed in force while it runs (and in the fits
+        it runs itself, choose_scale's), then the train block's again."""
+        if not overrides and schedule is None and seed is None:
+            yield
+            return
+        settings = self._training()["settings"]
+        hyper = {**OPTIMIZERS[settings["optimizer"]], **settings["hyper"]}
+        for key, value in overrides.items():
+            if settings["optimizer"] == "cma" or key not in hyper:
+                known = ", ".join(k for k in hyper if settings["optimizer"] != "cma") or \
+                    "none at fit: sigma and population shape its search, set them in the train block"
+                raise ValueError(f"optimizer {settings['optimizer']} has no setting {key!r} to override "
+                                 f"(its settings: {known})")
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise TypeError(f"{key} must be a number, got {value!r} ({type(value).__name__})")
+            problem = hyper_problem(key, float(value))
+            if problem is not None:
+                raise ValueError(f"{problem[0]} ({problem[1]} expected)")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        saved = getattr(self, "_in_fit", None)
+        self._in_fit = {"hyper": {**hyper, **{k: float(v) for k, v in overrides.items()}},
+                        "rate": learning_rate(schedule), "seed": settings["seed"] if seed is None else int(seed)}
+        try:
+            yield
+        finally:
+            self._in_fit = saved
+            if getattr(self, "_buffers", None) is not None:
+                self._buffers["hyper"] = _hyper_tuple(hyper)
+
+    def _fit(self, data, steps, epochs, batch, callback, prior, client, start: int = 0) -> np.ndarray:
         settings = self._training()["settings"]
         if prior is not None:
             self._check_prior(prior)
@@ -718,7 +848,8 @@ class ModelBase:
         buffers = [np.empty((batch, *a.shape[1:])) for a in arrays] if batch < n else []
         history = np.empty(total)
         evolve = settings["optimizer"] == "cma"          # steps are generations (LANGUAGE §12)
-        for k, idx in enumerate(self._batches(n, batch, total)):
+        self._order = start
+        for k, idx in enumerate(self._batches(n, batch, total, start)):
             if client is not None:
                 chunk = None
             elif batch == n:                           # full batch: the mean needs no shuffling
@@ -738,10 +869,19 @@ class ModelBase:
                         else spread_pass(None if batch == n else idx)
                     if prior is not None:
                         loss += self._penalize(prior, scales, n, self._buffers["grads"])
+                    self._rate_at(k, total)
                     history[k] = self._step(loss)
             except TrainingDiverged as exc:
                 raise TrainingDiverged(f"training diverged at step {k + 1} of {total}: {exc}", history[:k].copy()) \
                     from None
-            if callback is not None:
-                callback(k, history[k])
+            self._order = start + k + 1
+            if callback is not None and callback(k, history[k]) is True:
+                return history[:k + 1].copy()
         return history
+
+    def _rate_at(self, k: int, total: int) -> None:
+        """The optimizer's settings for step k of a fit's `total`: fit()'s, lr on its schedule."""
+        run = getattr(self, "_in_fit", None)
+        if run is not None:
+            self._buffers["hyper"] = _hyper_tuple({**run["hyper"], "lr": run["hyper"]["lr"] * run["rate"](k, total)}) \
+                if "lr" in run["hyper"] else self._buffers["hyper"]

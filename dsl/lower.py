@@ -23,7 +23,7 @@ from phg.operations import (CALLS, Operand, ShapeClash, UnitClash, infer_support
                             versor_reason)
 from phg.versors import constant_versor
 from phg.network import METHODS, Network, NetworkBlock
-from phg.program import MAX_POPULATION, OPTIMIZERS, Program, TrainSpec
+from phg.program import OPTIMIZERS, Program, TrainSpec, hyper_problem
 from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
 
@@ -352,16 +352,9 @@ class _Lowerer:
                 if key not in spec.hyper:
                     raise self.error("name", f"{item.value} has no setting {key!r}", span,
                                      expected=", ".join(spec.hyper), hint=did_you_mean(key, spec.hyper))
-                if key == "population" and not (value == int(value) and 0 <= value <= MAX_POPULATION
-                                                and value != 1):
-                    raise self.error("type", f"population must be 0 (the default) or an integer from 2 to "
-                                     f"{MAX_POPULATION:,}, got {value:g}", span,
-                                     expected="0, or a whole number of candidates >= 2")
-                if key in ("lr", "eps", "softness", "sigma") and not value > 0:
-                    raise self.error("type", f"{key} must be positive, got {value:g}", span, expected="a number > 0")
-                if key in ("beta1", "beta2") and not 0 <= value < 1:
-                    raise self.error("type", f"{key} must lie in [0, 1), got {value:g}", span,
-                                     expected="a number in [0, 1)")
+                problem = hyper_problem(key, value)
+                if problem is not None:
+                    raise self.error("type", problem[0], span, expected=problem[1])
                 spec.hyper[key] = value
         elif item.key in ("batch", "steps", "epochs"):
             if item.value < 1:

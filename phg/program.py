@@ -23,6 +23,19 @@ OPTIMIZERS = {
 MAX_POPULATION = 100_000
 
 
+def hyper_problem(key: str, value: float) -> tuple[str, str] | None:
+    """What is wrong with an optimizer setting's value, and what is expected (None: nothing): the
+    rule of a train block's settings and of fit()'s overrides alike."""
+    if key == "population" and not (value == int(value) and 0 <= value <= MAX_POPULATION and value != 1):
+        return (f"population must be 0 (the default) or an integer from 2 to {MAX_POPULATION:,}, got {value:g}",
+                "0, or a whole number of candidates >= 2")
+    if key in ("lr", "eps", "softness", "sigma") and not value > 0:
+        return f"{key} must be positive, got {value:g}", "a number > 0"
+    if key in ("beta1", "beta2") and not 0 <= value < 1:
+        return f"{key} must lie in [0, 1), got {value:g}", "a number in [0, 1)"
+    return None
+
+
 def default_population(n: int) -> int:
     """CMA-ES's lambda for n coordinates: 4 + floor(3 ln n)."""
     return 4 + int(3 * math.log(n)) if n >= 1 else 4

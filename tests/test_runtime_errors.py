@@ -310,7 +310,10 @@ def test_phg_train_says_which_defaults_it_used_and_writes_exactly_the_named_file
     model = module.Align()
     model.params.update(np.load(target))                             # what phg train wrote loads back, checked
     assert not np.array_equal(model.params["t"], np.zeros(3))
-    assert main(["train", str(path), "--data", str(tmp_path / "data.npz"), "-o", str(target), "--steps", "5"]) == 0
+    assert main(["train", str(path), "--data", str(tmp_path / "data.npz"), "-o", str(target), "--steps", "5"]) == 2
+    assert f"{target} exists; pass --force to overwrite it" in capsys.readouterr().err
+    assert main(["train", str(path), "--data", str(tmp_path / "data.npz"), "-o", str(target), "--steps", "5",
+                 "--force"]) == 0
     assert "epochs 1" not in capsys.readouterr().out                 # --steps set it
 
 
@@ -324,7 +327,7 @@ def test_phg_train_refuses_bad_data_and_leaves_the_output_file(align, data, tmp_
     assert main(["train", str(path), "--data", str(tmp_path / "nan.npz"), "-o", str(target)]) == 2
     assert "phg train: input 'y': sample 17 is not finite (nan, at component 2)" in capsys.readouterr().err
     np.savez(tmp_path / "huge.npz", x=data["x"] * 1e200, y=data["y"])
-    assert main(["train", str(path), "--data", str(tmp_path / "huge.npz"), "-o", str(target)]) == 1
+    assert main(["train", str(path), "--data", str(tmp_path / "huge.npz"), "-o", str(target), "--force"]) == 1
     assert f"training diverged at step 1 of 1: the loss is not finite (batch loss nan); no update was made; " \
            f"nothing written to {target}" in capsys.readouterr().err
     np.savez(tmp_path / "data.npz", **data)

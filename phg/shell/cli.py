@@ -50,6 +50,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--unverified", action="store_true", help="train even if some obligation is not proven")
     train.add_argument("--prior", metavar="PRIOR.json", help="train MAP with this prior (LANGUAGE §13; M.distill "
                        "makes one, Prior.save writes it)")
+    train.add_argument("--lr", type=float, help="the learning rate, overriding the train block's (no recompiling)")
+    train.add_argument("--batch", type=int, help="override the train block's batch (a positive integer)")
+    train.add_argument("--seed", type=int, help="the seed of the initial values and of the samples' order, "
+                       "overriding the train block's")
+    train.add_argument("--schedule", metavar="SCHEDULE", help="lr over the steps: constant (default), cosine, or "
+                       "step:EVERY:FACTOR (lr times FACTOR every EVERY steps)")
+    train.add_argument("--resume", metavar="PARAMS.npz", help="continue a run phg train saved: its parameters, "
+                       "and the optimizer state and the samples' order saved beside them (PARAMS.state.npz)")
+    train.add_argument("--force", action="store_true", help="overwrite the parameters file if it exists")
     train.add_argument("--scheduler", metavar="ADDRESS", help="train data-parallel on this Dask cluster (e.g. "
                        "tcp://10.0.0.5:8786; LANGUAGE §15), bit for bit as in one process with accumulate exact "
                        "(needs pip install 'phg[distributed]')")

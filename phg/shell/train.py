@@ -118,6 +118,64 @@ def train_command(args, out: Console, err: Console) -> int:
             client.close()
 
 
+def state_path(params: Path) -> Path:
+    """Where phg train keeps the optimizer state of the parameters at `params`: beside them."""
+    name = params.name[:-4] if params.name.endswith(".npz") else params.name
+    return params.with_name(name + ".state.npz")
+
+
+def _resume(model, path: str) -> int:
+    """The parameters and optimizer state of an earlier phg train run set in `model`; the step of
+    the samples' order to continue from.  A ValueError names what is missing or wrong."""
+    names = list(model.SPEC["params"])
+    state_file = state_path(Path(path))
+    for needed in (Path(path), state_file):
+        if not needed.is_file():
+            raise ValueError(f"--resume {path}: there is no file {needed} (phg train writes PARAMS.npz and its "
+                             "optimizer state PARAMS.state.npz beside it)")
+    from .serving import _params
+
+    try:
+        params = _params(path, type(model))
+        state, _ = read_arrays(state_file, ["t", "order"] + [f"moments.{n}" for n in names])
+    except ArchiveError as exc:
+        raise ValueError(f"--resume {state_file}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"--resume {exc}") from None
+    try:
+        model.params.update(params)
+        model.load_optimizer_state(state)
+    except ValueError as exc:
+        raise ValueError(f"--resume {path}: {exc}") from None
+    return int(state["order"])
+
+
+def _overrides(args) -> dict:
+    """fit()'s keyword overrides from --lr, --seed and --schedule (a ValueError naming the flag)."""
+    out = {}
+    if args.lr is not None:
+        out["lr"] = args.lr
+    if args.seed is not None:
+        if args.seed < 0:
+            raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
+        out["seed"] = args.seed
+    if args.schedule is not None:
+        text = args.schedule.strip()
+        if text in ("constant", "cosine"):
+            out["schedule"] = text
+        elif text.startswith("step:") and text.count(":") == 2:
+            every, factor = text.split(":")[1:]
+            try:
+                out["schedule"] = ("step", int(every), float(factor))
+            except ValueError:
+                raise ValueError(f"--schedule {text}: expected step:EVERY:FACTOR with EVERY a whole number and "
+                                 "FACTOR a number, e.g. step:100:0.5") from None
+        else:
+            raise ValueError(f"--schedule {text!r} is not a schedule; expected constant, cosine or "
+                             "step:EVERY:FACTOR (e.g. step:100:0.5)")
+    return out
+
+
 # How long phg train waits for a Dask scheduler to answer.
 CONNECT_SECONDS = 10
 
@@ -146,7 +204,18 @@ def _train(args, program, name, data, held, prior, target, out, err, client, plt
         return EXIT_FAILED
     cls = module.MODELS[name]
     settings = cls.SPEC["train"]["settings"]
-    model = cls(seed=settings["seed"])
+    try:
+        overrides = _overrides(args)
+    except ValueError as exc:
+        return _fail(err, str(exc))
+    model = cls(seed=settings["seed"] if args.seed is None else args.seed)
+    resume_at = 0
+    if args.resume is not None:
+        try:
+            resume_at = _resume(model, args.resume)
+        except ValueError as exc:
+            return _fail(err, str(exc))
+
     spec = program.trains.get(name)
     defaults = (spec or TrainSpec(name)).defaults(also_given=("steps",) if args.steps is not None else ())
     if defaults:
@@ -163,7 +232,11 @@ def _train(args, program, name, data, held, prior, target, out, err, client, plt
                               f"{len(layout[missing[0]])}] with components {', '.join(layout[missing[0]])}); "
                               f"it has {', '.join(sorted(held)) or 'no arrays'}")
         n = model.samples(arrays)
-        batch, steps = model.schedule(n, steps=args.steps)
+        batch, steps = model.schedule(n, steps=args.steps, batch=args.batch)
+        resumed = args.resume is not None and target.exists() and target.resolve() == Path(args.resume).resolve()
+        if target.exists() and not (args.force or resumed):
+            return _fail(err, f"{target} exists; pass --force to overwrite it (or --resume {target} to continue "
+                              "that run, writing it in place)")
         # Compiled once the data is known good, and before the clock starts: steps/s counts training alone.
         compiling = compile_progress(err)
         compile_model(cls, compiling)
@@ -180,9 +253,11 @@ def _train(args, program, name, data, held, prior, target, out, err, client, plt
                     progress.update(task, completed=k + 1, loss=loss, rate=(k + 1) / elapsed if elapsed else 0.0)
 
             if prior is not None and prior.scale == "auto":
-                scales, history = model.choose_scale(arrays, prior, steps=steps, callback=report)
+                scales, history = model.choose_scale(arrays, prior, steps=steps, batch=batch, callback=report,
+                                                     **overrides)
             else:
-                history = model.fit(arrays, steps=steps, callback=report, prior=prior, client=client)
+                history = model.fit(arrays, steps=steps, batch=batch, callback=report, prior=prior, client=client,
+                                    start=resume_at, **overrides)
                 scales = None if prior is None else prior.scale
     except ValueError as exc:
         return _fail(err, str(exc))
@@ -195,11 +270,20 @@ def _train(args, program, name, data, held, prior, target, out, err, client, plt
                      EXIT_FAILED)
     try:
         _save(target, model.params)
+        if cls.SPEC["train"]["settings"]["optimizer"] != "cma":
+            _save(state_path(target), model.optimizer_state())
     except OSError as exc:
         return _fail(err, f"cannot write the parameters to {target}: {exc}")
     table = Table(title=Text(f"{name}: trained"), title_justify="left", show_header=False)
     table.add_row("steps", f"{len(history)} (batch {batch} of {n}, {settings['optimizer']}, "
                            f"accumulate {settings['accumulate']})")
+    if args.resume is not None:
+        table.add_row("resumed", f"{args.resume} at step {resume_at} of the samples' order")
+    if overrides:
+        given = {"lr": lambda v: f"lr {v:g} (the train block's {settings['hyper'].get('lr', float('nan')):g})",
+                 "seed": lambda v: f"seed {v} (the train block's {settings['seed']})",
+                 "schedule": lambda v: f"schedule {args.schedule}"}
+        table.add_row("overrides", ", ".join(given[k](v) for k, v in overrides.items()))
     table.add_row("loss", f"{history[0]:.6g} at the first step -> {final:.6g} on the whole data set"
                   if len(history) else f"{final:.6g}")
     if prior is not None:
