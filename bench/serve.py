@@ -343,7 +343,7 @@ def _plot(t: np.ndarray, path: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("--png needs matplotlib: pip install 'phg[plot]'")
+        print("--png needs matplotlib: pip install matplotlib")
         return
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(t[:, 0], t[:, 3], label="served model (phg serve --learn)")

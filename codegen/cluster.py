@@ -46,7 +46,7 @@ def _distributed():
         import distributed
     except ImportError:
         raise ImportError("fit(client=...) trains on a Dask cluster and needs dask.distributed: "
-                          "pip install 'phg[distributed]'") from None
+                          "pip install 'dask[distributed]'") from None
     return distributed
 
 

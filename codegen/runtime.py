@@ -50,6 +50,52 @@ def _count(name: str, value, default):
     return int(value)
 
 
+class Validation:
+    """fit()'s validation set: its mean loss every `every` steps and after the last, and early
+    stopping after `patience` evaluations without a new lowest (the parameters then go back to
+    the lowest's).  The result is the model's `validation`."""
+
+    def __init__(self, model, data, patience, every):
+        if data is None:
+            raise ValueError("patience and val_every watch a validation set; give it as val={input name: array}")
+        if not isinstance(data, Mapping):
+            raise TypeError(f"val takes a mapping {{input name: array}} like fit's data, got {type(data).__name__}")
+        names = model._training()["inputs"]
+        if not names:
+            raise ValueError(f"{model.SPEC['name']}'s loss reads no input, so there is nothing to validate on")
+        self.arrays, self.n = model._inputs(data, names, training=True)
+        if self.n == 0:
+            raise ValueError(f"the validation set is empty: input {names[0]!r} has 0 samples")
+        self.model, self.patience, self.every = model, _count("patience", patience, None), _count("val_every", every, None)
+        model.validation = None
+
+    def begin(self, per_epoch: int, total: int) -> None:
+        self.every = self.every or per_epoch
+        self.total, self.steps, self.losses = total, [], []
+        self.best, self.best_params, self.waited = math.inf, None, 0
+
+    def after(self, k: int) -> bool:
+        """After step k: whether the fit stops (patience ran out; the best parameters restored)."""
+        if (k + 1) % self.every and k + 1 < self.total:
+            return False
+        model = self.model
+        loss = model._train_pass(self.arrays, self.n, versors=False)
+        self.steps.append(k + 1)
+        self.losses.append(loss)
+        if loss < self.best:
+            self.best, self.waited = loss, 0
+            self.best_params = {n: v.copy() for n, v in model.params.items()} if self.patience else None
+        else:
+            self.waited += 1
+        stop = self.patience is not None and self.waited >= self.patience
+        if stop:
+            for name, value in self.best_params.items():
+                np.copyto(model.params[name], value)
+        model.validation = {"step": np.array(self.steps), "loss": np.array(self.losses),
+                            "best": self.steps[int(np.argmin(self.losses))], "stopped": stop}
+        return stop
+
+
 def _hyper_tuple(hyper: Mapping) -> tuple[float, ...]:
     """An optimizer's settings in direction()'s order; those it has not, at prm's defaults."""
     return tuple(float({**OPTIMIZERS["prm"], **hyper}[k]) for k in ("lr", "beta1", "beta2", "eps", "softness"))
@@ -81,6 +127,8 @@ def learning_rate(schedule):
 
 class ModelBase:
     SPEC: dict = {}
+    # the last fit's validation losses (fit's val): {"step", "loss", "best", "stopped"}
+    validation = None
     # optimizer cma's kernel of a generation's losses (codegen.population), where the model has one
     _population_kernel = None
     # a Rotor/Motor parameter's log(~R0 R) and its adjoint, where log() is generated (codegen.relative)
@@ -88,9 +136,13 @@ class ModelBase:
     # (symbol, function) of the loop plan's parts its kernels call by address (codegen.opaque)
     _parts: tuple = ()
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int | None = None):
+        """Initial parameters drawn with `seed`; by default the train block's seed (0 without one),
+        so that Model() starts where phg train starts."""
         bind(self._parts)                    # before any kernel of the class is compiled or loaded
         prepare(blas=self.SPEC["predict"]["strategy"] == "loops")
+        if seed is None:
+            seed = (self.SPEC.get("train") or {}).get("settings", {}).get("seed", 0)
         rng = np.random.default_rng(seed)
         values = {}
         for name, p in self.SPEC["params"].items():
@@ -755,7 +807,8 @@ class ModelBase:
     def fit(self, data: Mapping, steps: int | None = None, epochs: int | None = None, batch: int | None = None,
             callback=None, prior=None, client=None, *, lr: float | None = None, beta1: float | None = None,
             beta2: float | None = None, eps: float | None = None, softness: float | None = None,
-            schedule=None, seed: int | None = None, start: int = 0) -> np.ndarray:
+            schedule=None, seed: int | None = None, start: int = 0, val: Mapping | None = None,
+            patience: int | None = None, val_every: int | None = None) -> np.ndarray:
         """Train on a data set {input name: array [N, ...]} with the train block's settings
         (steps, epochs and batch override them).  Each epoch visits the samples in a fresh
         random order (seeded by the train block's seed); returns the loss of every step.  Data
@@ -771,6 +824,13 @@ class ModelBase:
         samples' order begins at that step (as a fit that already took `start` steps left it:
         optimizer_state()["order"], to resume one).
 
+        `val` (a data set like `data`, checked before any step): its mean loss is taken every
+        `val_every` steps (default: once an epoch) and after the last, kept in M.validation
+        ({"step": steps taken, "loss": their validation losses, "best": the step of the lowest,
+        "stopped": whether patience stopped the fit}).  `patience` P: the fit stops once P
+        evaluations in a row were no lower than the best, and the parameters go back to the best
+        step's (early stopping).
+
         `prior` (a phg.Prior, LANGUAGE §13): MAP training, each step's objective the batch-mean
         loss + the prior's penalty / N (N the samples in `data`), the history that objective;
         with the prior's scale "auto", fit first chooses it by empirical Bayes (see
@@ -784,7 +844,9 @@ class ModelBase:
         with self._settings_for_fit(overrides, schedule, seed):
             if isinstance(start, bool) or not isinstance(start, Integral) or start < 0:
                 raise ValueError(f"start must be a non-negative integer (steps of the order taken), got {start!r}")
-            return self._fit(data, steps, epochs, batch, callback, prior, client, int(start))
+            watch = None if val is None and patience is None and val_every is None else \
+                Validation(self, val, patience, val_every)
+            return self._fit(data, steps, epochs, batch, callback, prior, client, int(start), watch)
 
     @contextlib.contextmanager
     def _settings_for_fit(self, overrides: dict, schedule, seed):
@@ -818,7 +880,7 @@ class ModelBase:
             if getattr(self, "_buffers", None) is not None:
                 self._buffers["hyper"] = _hyper_tuple(hyper)
 
-    def _fit(self, data, steps, epochs, batch, callback, prior, client, start: int = 0) -> np.ndarray:
+    def _fit(self, data, steps, epochs, batch, callback, prior, client, start: int = 0, watch=None) -> np.ndarray:
         settings = self._training()["settings"]
         if prior is not None:
             self._check_prior(prior)
@@ -848,6 +910,8 @@ class ModelBase:
         buffers = [np.empty((batch, *a.shape[1:])) for a in arrays] if batch < n else []
         history = np.empty(total)
         evolve = settings["optimizer"] == "cma"          # steps are generations (LANGUAGE §12)
+        if watch is not None:
+            watch.begin(-(-n // batch), total)
         self._order = start
         for k, idx in enumerate(self._batches(n, batch, total, start)):
             if client is not None:
@@ -875,7 +939,10 @@ class ModelBase:
                 raise TrainingDiverged(f"training diverged at step {k + 1} of {total}: {exc}", history[:k].copy()) \
                     from None
             self._order = start + k + 1
-            if callback is not None and callback(k, history[k]) is True:
+            stop = callback is not None and callback(k, history[k]) is True
+            if watch is not None and watch.after(k):
+                stop = True
+            if stop:
                 return history[:k + 1].copy()
         return history
 

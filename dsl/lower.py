@@ -881,8 +881,16 @@ class _ModelBuilder:
         paths = sup.grade_paths(self.alg, x.support, y.support)
         if len(x.shape) == 1 and x.shape == y.shape and len(w.shape) == 3 and w.shape[1:] == (x.shape[0], len(paths)):
             return self.connected(srcs, paths, e.span, spans)
-        if len(x.shape) != 1 or x.shape != y.shape or w.shape != (x.shape[0], len(paths)):
-            c = x.shape[0] if len(x.shape) == 1 else "C"
+        if len(x.shape) != 1 or x.shape != y.shape:
+            # the inputs disagree: name them, not the weights
+            bad, other = (1, 2) if len(x.shape) != 1 else (2, 1)
+            what = ["w", "x", "y"]
+            raise self.error("shape", f"bilinear(w, x, y) needs x and y with the same channels [C], one axis; got "
+                             f"x {list(x.shape)} and y {list(y.shape)}", spans[bad],
+                             expected=f"{what[bad]} with channels " + (f"{list(vals[other].shape)}"
+                                                                       if len(vals[other].shape) == 1 else "[C]"))
+        if w.shape != (x.shape[0], len(paths)):
+            c = x.shape[0]
             raise self.error("shape", f"bilinear(w, x, y) needs x and y with channels [C] and w with [C, P] (or "
                              f"[Cout, C, P], fully connected), P = {len(paths)} grade paths {paths}; got "
                              f"{list(w.shape)}, {list(x.shape)} and {list(y.shape)}", e.span,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -140,7 +141,24 @@ def _syntax_error(exc: UnexpectedInput, source: str, filename: str, parser: Lark
     if len(wanted) > 12:
         wanted = wanted[:12] + ["..."]
     return PhgError("syntax", message, Span(filename, line, col),
-                    expected=", ".join(wanted) if wanted else None, source=source)
+                    expected=", ".join(wanted) if wanted else None, source=source,
+                    hint=_channels_in_unit(source, line, col))
+
+
+def _channels_in_unit(source: str, line: int, col: int) -> str | None:
+    """A hint where a type's unit brackets hold a list (`Scalar[8, 3, 1]`, PyTorch's way of writing
+    a shape): the brackets after a type are its unit, a value's channels follow its name."""
+    lines = source_lines(source)
+    if not 1 <= line <= len(lines):
+        return None
+    before = lines[line - 1][:col - 1]
+    typed = re.search(r"\b(param|input|output|let)\s+(\w+)\s*:\s*([A-Z]\w*)\[[^\]]*$", before)
+    if typed is None or not lines[line - 1][col - 1:].startswith(","):
+        return None
+    kind, name, type_name = typed.groups()
+    shape = lines[line - 1][typed.end(3) + 1:].split("]", 1)[0]
+    return (f"the brackets after a type hold its unit ({type_name}[m/s]); a value's channels follow its name: "
+            f"{kind} {name}[{shape.strip()}]: {type_name}")
 
 
 # ---- tree to syntax tree ---------------------------------------------------------------------

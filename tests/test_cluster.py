@@ -176,7 +176,7 @@ def test_fit_with_a_client_refuses_what_it_cannot_split(built, tmp_path, cluster
         cma.Shift().fit(d, client=client)
     before = {k: v.copy() for k, v in model.params.items()}
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(ImportError, match=r"pip install 'phg\[distributed\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'dask\[distributed\]'"):
         model.fit(d, client=client)
     for k, v in before.items():
         assert np.array_equal(model.params[k], v)

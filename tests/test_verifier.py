@@ -159,7 +159,9 @@ def test_check_command_exit_status_and_certificate(tmp_path, capsys):
     bad.write_text(CLAIMS)
     assert main(["check", str(bad), "-o", str(tmp_path / "out.json")]) == 1
     err = capsys.readouterr().err
-    assert f"{bad}:6:12: refuted: q : Vector: blade 1 is " in err and "counterexample (exact): x = " in err
+    # what was found, by grade, and the blade the counterexample breaks by its name (it was "blade 1 is ...")
+    assert f"{bad}:6:12: refuted: q : Vector: found grades 0; its scalar part (blade 1) is " in err
+    assert " at the counterexample" in err and "counterexample (exact): x = " in err
     assert (tmp_path / "out.json").exists()
 
     assert main(["check", str(good), "--json"]) == 0

@@ -168,3 +168,70 @@ def test_phg_train_resumes_bit_for_bit_and_overwrites_only_when_told(tmp_path, c
     (tmp_path / "part.state.npz").unlink()
     assert cli(run + ["--resume", str(part), "-o", str(tmp_path / "next.npz")]) == 2
     assert f"there is no file {tmp_path / 'part.state.npz'}" in capsys.readouterr().err
+
+
+def _split(noise: float = 0.3):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1200, 3))
+    y = x[:, [1, 0, 2]] * [1, -1, 1] + [0.0, 0.0, 1.0] + noise * rng.normal(size=(1200, 3))
+    return {"x": x[:1000], "y": y[:1000]}, {"x": x[1000:], "y": y[1000:]}
+
+
+def test_a_validation_set_is_watched_once_an_epoch_and_patience_keeps_the_best(rigid):
+    train, val = _split()
+    watched = rigid(seed=0)
+    history = watched.fit(train, steps=20, batch=500, val=val)
+    v = watched.validation
+    assert len(history) == 20 and list(v["step"]) == list(range(2, 21, 2)) and not v["stopped"]
+    assert v["loss"][-1] == watched.loss(**val)                      # the same mean loss, bit for bit
+    early = rigid(seed=0)
+    history = early.fit(train, steps=400, batch=100, lr=0.2, val=val, patience=3, val_every=10)
+    v = early.validation
+    assert v["stopped"] and len(history) == v["step"][-1] < 400
+    assert min(v["loss"][-3:]) >= min(v["loss"][:-3]) and v["best"] <= v["step"][-4]   # three without a new lowest
+    assert early.loss(**val) == min(v["loss"])                       # the lowest's parameters kept
+    with pytest.raises(ValueError, match="patience and val_every watch a validation set"):
+        rigid(seed=0).fit(train, steps=2, patience=2)
+    with pytest.raises(ValueError, match="missing input 'y'"):
+        rigid(seed=0).fit(train, steps=2, val={"x": val["x"]})
+
+
+def test_phg_train_validates_and_stops_early(tmp_path, capsys):
+    train, val = _split()
+    np.savez(tmp_path / "train.npz", **train)
+    np.savez(tmp_path / "val.npz", **val)
+    run = ["train", EXAMPLE, "--data", str(tmp_path / "train.npz"), "--batch", "100", "--lr", "0.2"]
+    assert cli(run + ["--steps", "400", "--val", str(tmp_path / "val.npz"), "--patience", "3",
+                      "-o", str(tmp_path / "p.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "stopped early (patience 3), the lowest's parameters kept" in out
+    assert cli(run + ["--patience", "3", "-o", str(tmp_path / "q.npz")]) == 2
+    assert "--patience stops on a validation set's loss; give it with --val VAL.npz" in capsys.readouterr().err
+
+
+def test_a_model_starts_from_its_train_blocks_seed_as_phg_train_does(built):
+    volume = built["signed_volume"][1].SignedVolume          # its train block says seed 1
+    assert volume.SPEC["train"]["settings"]["seed"] == 1
+    default, one, zero = volume(), volume(seed=1), volume(seed=0)
+    assert all(np.array_equal(default.params[k], one.params[k]) for k in one.params)
+    assert not np.array_equal(default.params["W1"], zero.params["W1"])
+
+
+def test_a_shape_written_in_a_types_brackets_gets_a_hint():
+    source = "algebra G3 = Cl(3, 0, 0)\nmodel M on G3 {\n    param Wr: Scalar[8, 3, 1] = normal(1)\n}\n"
+    with pytest.raises(phg.PhgError) as caught:
+        phg.loads(source, "pt.phg")
+    text = caught.value.render()
+    assert "pt.phg:3:23: syntax error: unexpected ','" in text          # as before, and now:
+    assert "hint: the brackets after a type hold its unit (Scalar[m/s]); a value's channels follow its name: " \
+           "param Wr[8, 3, 1]: Scalar" in text
+
+
+def test_bilinear_names_the_input_whose_channels_disagree():
+    source = ("algebra G3 = Cl(3, 0, 0)\nmodel M on G3 {\n    param w[3, 4]: Scalar = normal(1)\n"
+              "    input x[3]: Vector[m]\n    input y[4]: Vector[m]\n    output q[3]: Multivector = bilinear(w, x, y)\n}\n")
+    with pytest.raises(phg.PhgError) as caught:
+        phg.loads(source, "bil.phg")
+    text = caught.value.render()          # it blamed w: "expected: w with channels [3, 4] ..."
+    assert "bil.phg:6:47: shape error: bilinear(w, x, y) needs x and y with the same channels [C], one axis; " \
+           "got x [3] and y [4]" in text and "expected: y with channels [3]" in text

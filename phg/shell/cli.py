@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: FILE's stem + .params.npz, beside FILE)")
     train.add_argument("--model", help="which model to train, when the file trains several")
     train.add_argument("--steps", type=int, help="override the train block's steps (a positive integer, at most 10^8)")
-    train.add_argument("--plot", metavar="LOSS.png", help="draw the loss curve (needs matplotlib: pip install phg[plot])")
+    train.add_argument("--plot", metavar="LOSS.png", help="draw the loss curve (needs matplotlib: pip install matplotlib)")
     train.add_argument("--unverified", action="store_true", help="train even if some obligation is not proven")
     train.add_argument("--prior", metavar="PRIOR.json", help="train MAP with this prior (LANGUAGE §13; M.distill "
                        "makes one, Prior.save writes it)")
@@ -56,12 +56,16 @@ def _parser() -> argparse.ArgumentParser:
                        "overriding the train block's")
     train.add_argument("--schedule", metavar="SCHEDULE", help="lr over the steps: constant (default), cosine, or "
                        "step:EVERY:FACTOR (lr times FACTOR every EVERY steps)")
+    train.add_argument("--val", metavar="VAL.npz", help="a validation set (arrays named after the inputs): its "
+                       "loss once an epoch, on the summary")
+    train.add_argument("--patience", type=int, metavar="N", help="with --val: stop after N validations without a "
+                       "new lowest and keep the lowest's parameters (early stopping)")
     train.add_argument("--resume", metavar="PARAMS.npz", help="continue a run phg train saved: its parameters, "
                        "and the optimizer state and the samples' order saved beside them (PARAMS.state.npz)")
     train.add_argument("--force", action="store_true", help="overwrite the parameters file if it exists")
     train.add_argument("--scheduler", metavar="ADDRESS", help="train data-parallel on this Dask cluster (e.g. "
                        "tcp://10.0.0.5:8786; LANGUAGE §15), bit for bit as in one process with accumulate exact "
-                       "(needs pip install 'phg[distributed]')")
+                       "(needs dask.distributed: pip install 'dask[distributed]')")
     verify = sub.add_parser("verify", help="re-derive a certificate from its source; its signer must be trusted")
     verify.add_argument("cert", metavar="CERT")
     verify.add_argument("--trust", action="append", metavar="KEY",
@@ -274,7 +278,10 @@ def _diagnostic(program: Program, o) -> str:
         cex = ev["counterexample"]
         if "blade" in cex:
             where = f" in channel {cex['channel']}" if cex["channel"] else ""
-            message += f": blade {cex['blade']} is {cex['coefficient']}{where}"
+            found = _grades(program, o.model, ev.get("support", []))
+            part = "its scalar part (blade 1)" if cex["blade"] == "1" else f"its {cex['blade']} part"
+            message += (f": found grades {found}; " if found else ": ") + \
+                f"{part} is {cex['coefficient']}{where} at the counterexample"
         else:
             message += f": {cex['failure']}"
         notes.append("counterexample ({}): {}".format("exact" if cex["exact"] else "50 digits",
@@ -290,6 +297,24 @@ def _diagnostic(program: Program, o) -> str:
                    expected=expected, hint="; ".join(notes) if notes else None, notes=located,
                    source=program.source)
     return _rendered(err)
+
+
+def _grades(program: Program, model: str, blades: list[str]) -> str:
+    """The grades of a value's blades (by name), as "0, 2"; "" where they cannot be read."""
+    graph = program.models.get(model)
+    if graph is None:
+        return ""
+    algebra = graph.algebra
+    grades = set()
+    for name in blades:
+        if name == "1":
+            grades.add(0)
+            continue
+        parsed = algebra.parse_blade(name)
+        if parsed is None:
+            return ""
+        grades.add(bin(parsed[1]).count("1"))
+    return ", ".join(str(g) for g in sorted(grades))
 
 
 SHOWN_CHANNELS = 8                  # of a counterexample's input, in a message; the certificate has all

@@ -88,13 +88,18 @@ def train_command(args, out: Console, err: Console) -> int:
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            return _fail(err, "--plot needs matplotlib: pip install 'phg[plot]'")
+            return _fail(err, "--plot needs matplotlib: pip install matplotlib")
     target = Path(args.output) if args.output else Path(args.file).with_suffix("").with_suffix(".params.npz")
     if not target.parent.is_dir():
         return _fail(err, f"cannot write the parameters to {target}: the folder {target.parent} does not exist")
     try:
         graph = program.models[name]
         data, held = _read_data(args.data, [graph.values[v].name for v in graph.inputs])
+        val = None
+        if args.val is not None:
+            val, _ = _read_data(args.val, [graph.values[v].name for v in graph.inputs])
+        elif args.patience is not None:
+            raise ValueError("--patience stops on a validation set's loss; give it with --val VAL.npz")
     except ValueError as exc:
         return _fail(err, str(exc))
     prior = None
@@ -111,7 +116,7 @@ def train_command(args, out: Console, err: Console) -> int:
         except ValueError as exc:
             return _fail(err, str(exc))
     try:
-        return _train(args, program, name, data, held, prior, target, out, err, client,
+        return _train(args, program, name, data, held, val, prior, target, out, err, client,
                       plt if args.plot else None)
     finally:
         if client is not None:
@@ -186,7 +191,7 @@ def _connect(address: str):
         from distributed import Client
     except ImportError:
         raise ValueError("--scheduler trains on a Dask cluster and needs dask.distributed: "
-                         "pip install 'phg[distributed]'") from None
+                         "pip install 'dask[distributed]'") from None
     try:
         return Client(address, timeout=CONNECT_SECONDS)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
@@ -194,7 +199,7 @@ def _connect(address: str):
                          f"({type(exc).__name__}: {exc}); expected an address like tcp://HOST:8786") from None
 
 
-def _train(args, program, name, data, held, prior, target, out, err, client, plt) -> int:
+def _train(args, program, name, data, held, val, prior, target, out, err, client, plt) -> int:
     try:
         module = build(program, unverified=args.unverified)
     except PhgError as exc:
@@ -252,12 +257,17 @@ def _train(args, program, name, data, held, prior, target, out, err, client, plt
                     elapsed = time.perf_counter() - start
                     progress.update(task, completed=k + 1, loss=loss, rate=(k + 1) / elapsed if elapsed else 0.0)
 
+            if prior is not None and prior.scale == "auto" and val is not None:
+                raise ValueError("--val watches one fit, and a prior whose scale is \"auto\" runs several to choose "
+                                 "it; give the prior a scale, or train without --val")
             if prior is not None and prior.scale == "auto":
                 scales, history = model.choose_scale(arrays, prior, steps=steps, batch=batch, callback=report,
                                                      **overrides)
             else:
+                watch = {} if val is None else {"val": {k: v for k, v in val.items() if k in arrays},
+                                                "patience": args.patience}
                 history = model.fit(arrays, steps=steps, batch=batch, callback=report, prior=prior, client=client,
-                                    start=resume_at, **overrides)
+                                    start=resume_at, **overrides, **watch)
                 scales = None if prior is None else prior.scale
     except ValueError as exc:
         return _fail(err, str(exc))
@@ -277,6 +287,11 @@ def _train(args, program, name, data, held, prior, target, out, err, client, plt
     table = Table(title=Text(f"{name}: trained"), title_justify="left", show_header=False)
     table.add_row("steps", f"{len(history)} (batch {batch} of {n}, {settings['optimizer']}, "
                            f"accumulate {settings['accumulate']})")
+    if model.validation is not None and val is not None:
+        v = model.validation
+        table.add_row("validation", f"loss {v['loss'][-1]:.6g} at step {v['step'][-1]}, lowest {min(v['loss']):.6g} at "
+                      f"step {v['best']}" + (f"; stopped early (patience {args.patience}), the lowest's parameters "
+                                             "kept" if v["stopped"] else ""))
     if args.resume is not None:
         table.add_row("resumed", f"{args.resume} at step {resume_at} of the samples' order")
     if overrides:
