@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -125,6 +126,12 @@ def compile_module(module, progress: Progress | None = None) -> float:
     """Compile every kernel of every model and network of a generated module; the seconds it took."""
     return sum(compile_network(cls, progress) if hasattr(cls, "_simulate_kernel") else compile_model(cls, progress)
                for cls in module.MODELS.values())
+
+
+def to_stderr(text: str) -> None:
+    """Text on stderr at once: a line's start shows while its kernel compiles."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 def printer(write: Callable[[str], object]) -> Progress:

@@ -808,7 +808,7 @@ class ModelBase:
             callback=None, prior=None, client=None, *, lr: float | None = None, beta1: float | None = None,
             beta2: float | None = None, eps: float | None = None, softness: float | None = None,
             schedule=None, seed: int | None = None, start: int = 0, val: Mapping | None = None,
-            patience: int | None = None, val_every: int | None = None) -> np.ndarray:
+            patience: int | None = None, val_every: int | None = None, progress=None) -> np.ndarray:
         """Train on a data set {input name: array [N, ...]} with the train block's settings
         (steps, epochs and batch override them).  Each epoch visits the samples in a fresh
         random order (seeded by the train block's seed); returns the loss of every step.  Data
@@ -831,6 +831,10 @@ class ModelBase:
         evaluations in a row were no lower than the best, and the parameters go back to the best
         step's (early stopping).
 
+        Kernels not compiled yet in this process are compiled before the first step, a
+        `compiling MODEL: KERNEL ... 0.8 s` line each on stderr (`progress`: False for none, or a
+        callable progress(model, kernel, seconds) as phg.build's).
+
         `prior` (a phg.Prior, LANGUAGE §13): MAP training, each step's objective the batch-mean
         loss + the prior's penalty / N (N the samples in `data`), the history that objective;
         with the prior's scale "auto", fit first chooses it by empirical Bayes (see
@@ -846,6 +850,7 @@ class ModelBase:
                 raise ValueError(f"start must be a non-negative integer (steps of the order taken), got {start!r}")
             watch = None if val is None and patience is None and val_every is None else \
                 Validation(self, val, patience, val_every)
+            self._compile_first(progress)
             return self._fit(data, steps, epochs, batch, callback, prior, client, int(start), watch)
 
     @contextlib.contextmanager
@@ -879,6 +884,19 @@ class ModelBase:
             self._in_fit = saved
             if getattr(self, "_buffers", None) is not None:
                 self._buffers["hyper"] = _hyper_tuple(hyper)
+
+    def _compile_first(self, progress) -> None:
+        """The model's kernels compiled (or loaded from Numba's cache) where this process has not
+        yet, shown as `progress` says (see fit)."""
+        if not (progress is None or progress is True or progress is False or callable(progress)):
+            raise TypeError(f"progress must be True, False or callable as progress(model, kernel, seconds), "
+                            f"got {type(progress).__name__}")
+        self._training()                       # (a model without a loss has no step to compile)
+        if progress is False or type(self)._train_kernel.overloads:
+            return
+        from .compiling import compile_model, printer, to_stderr
+
+        compile_model(type(self), printer(to_stderr) if progress is None or progress is True else progress)
 
     def _fit(self, data, steps, epochs, batch, callback, prior, client, start: int = 0, watch=None) -> np.ndarray:
         settings = self._training()["settings"]

@@ -72,16 +72,11 @@ def build(program: Program, directory: str | Path | None = None, unverified: boo
 
     def ready(module):
         from phg.codegen import distill
-        from phg.codegen.compiling import compile_module, printer
+        from phg.codegen.compiling import compile_module, printer, to_stderr
 
         distill.BUILD = build                     # M.distill builds its derived program as this does
 
         if progress is True:
-            import sys
-
-            def to_stderr(text: str) -> None:
-                sys.stderr.write(text)
-                sys.stderr.flush()            # a line's start shows while its kernel compiles
             compile_module(module, printer(to_stderr))
         elif progress:
             compile_module(module, progress)

@@ -235,3 +235,24 @@ def test_bilinear_names_the_input_whose_channels_disagree():
     text = caught.value.render()          # it blamed w: "expected: w with channels [3, 4] ..."
     assert "bil.phg:6:47: shape error: bilinear(w, x, y) needs x and y with the same channels [C], one axis; " \
            "got x [3] and y [4]" in text and "expected: y with channels [3]" in text
+
+
+def _fresh(tmp_path, name: str):
+    source = (f"algebra G3 = Cl(3, 0, 0)\nmodel {name} on G3 {{\n    param t: Vector[m] = 0\n    input x: Vector[m]\n"
+              "    input y: Vector[m]\n    loss norm2(x + t - y) / 1[m^2]\n}\n")
+    return getattr(phg.build(phg.loads(source, f"{name}.phg"), tmp_path / name), name)
+
+
+def test_fit_says_which_kernels_it_compiles_before_its_first_step(tmp_path, capsys):
+    shown = _fresh(tmp_path, "ShownShift")(seed=0)
+    assert capsys.readouterr().err == ""                       # built lazily, quietly
+    shown.fit(_data(), steps=2)
+    err = capsys.readouterr().err
+    assert "compiling ShownShift: train ..." in err and "compiling ShownShift: train sums ..." in err
+    shown.fit(_data(), steps=2)
+    assert capsys.readouterr().err == ""                       # compiled once per process
+    events = []
+    _fresh(tmp_path, "QuietShift")(seed=0).fit(_data(), steps=2, progress=lambda *e: events.append(e))
+    assert ("QuietShift", "train", None) in events and capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="progress must be True, False or callable"):
+        shown.fit(_data(), steps=2, progress="loud")
