@@ -967,6 +967,5 @@ class ModelBase:
     def _rate_at(self, k: int, total: int) -> None:
         """The optimizer's settings for step k of a fit's `total`: fit()'s, lr on its schedule."""
         run = getattr(self, "_in_fit", None)
-        if run is not None:
-            self._buffers["hyper"] = _hyper_tuple({**run["hyper"], "lr": run["hyper"]["lr"] * run["rate"](k, total)}) \
-                if "lr" in run["hyper"] else self._buffers["hyper"]
+        if run is not None and "lr" in run["hyper"]:
+            self._buffers["hyper"] = _hyper_tuple({**run["hyper"], "lr": run["hyper"]["lr"] * run["rate"](k, total)})
