@@ -8,7 +8,8 @@ A module is imported only if phg wrote exactly its text: each module phg writes 
 of its bytes in the user's own state, and a module is executed from the very bytes that were
 hashed (never re-read from the path, nor from a compiled .pyc beside it), so a planted or edited
 `<stem>.py`, whatever its header says, is regenerated rather than run.  Numba caches its kernels
-in the user's cache too, keyed by the module's path: nothing it loads comes from the module's folder.
+in the user's cache too, keyed by the kernels' text (codegen.kernel_cache): nothing it loads comes
+from the module's folder.
 """
 from __future__ import annotations
 
@@ -24,26 +25,14 @@ from phg import files
 from phg.diagnostics import PhgError, Span
 from phg.program import Program
 
-from .header import generator
+from .caches import numba_cache, written_dir
 from .header import status as header_status
+from .kernel_cache import kernels_of
 
 # codegen.emit (and sympy) are imported only when a module has to be written.
 
 # The largest module phg reads back; a generated module is a few megabytes at most.
 MAX_MODULE_BYTES = 256 * 2**20
-
-
-def _user_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "phg"
-
-
-def cache_dir() -> Path:
-    return _user_cache() / "kernels"
-
-
-def written_dir() -> Path:
-    """Where the sha256 of every module phg wrote is recorded, one empty file each."""
-    return _user_cache() / "written"
 
 
 def stem(program: Program) -> str:
@@ -96,6 +85,23 @@ def cached(program: Program, directory: Path) -> tuple[Path, str] | None:
     return None if status is None else (target, status)
 
 
+def copy_built(program: Program, module: Path, directory: Path) -> Path | None:
+    """The module phg wrote for this source at `module` (as `cached` found it) and its
+    certificate, copied into `directory` unless it holds them already; the copy's path, or None if
+    either changed meanwhile (it is then built there instead)."""
+    target = directory / module.name
+    cert = module.with_name(f"{stem(program)}.cert.json")
+    text, signed = _read(module), _read(cert)
+    if text is None or signed is None or _status(text, program.sha256) is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    if _read(target) != text:
+        files.write_bytes(target, text)
+    if _read(target.with_name(cert.name)) != signed:
+        files.write_bytes(target.with_name(cert.name), signed)
+    return target
+
+
 def write_module(program: Program, directory: Path, status: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     from .emit import module_source
@@ -109,28 +115,33 @@ def write_module(program: Program, directory: Path, status: str) -> Path:
 
 
 def import_module(path: Path, digest: str):
-    """Import a generated file under a name unique to its source, once per process; only a module
-    phg wrote for the source of sha256 `digest`, and from the bytes that were checked."""
-    name = f"phg_kernels_{path.stem}_{digest[:16]}"
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
-        return sys.modules[name]
+    """Import a generated file once per process; only a module phg wrote for the source of sha256
+    `digest`, and from the bytes that were checked.  Its name is its kernels' (their digest,
+    codegen.kernel_cache): the kernels Numba loads from its cache find their module by that name,
+    and a module of the same kernels (another source's, a comment apart, or a copy under another
+    file name) is one they can use."""
     text = _read(path)
     if text is None or _status(text, digest) is None:
         raise PhgError("io", f"{path} is not the module phg wrote (it changed while phg was building), "
                        "so it was not imported", Span(str(path), 1, 1),
                        expected="the module phg generated for this source", hint="build again")
-    # Executed from the checked bytes under the file's own name: Numba's cache (cache=True) is
-    # keyed by that file, and no .pyc beside it is ever read.
+    name = f"phg_kernels_{kernels_of(text)[:24]}"
+    held = sys.modules.get(name)
+    if held is not None and getattr(held, "__file__", None) == str(path) and getattr(held, "SOURCE_SHA256", None) == digest:
+        return held
+    # Executed from the checked bytes under the file's own name (no .pyc beside it is ever read).
     code = compile(text, str(path), "exec", dont_inherit=True)
     spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(path)
     sys.modules[name] = module
     try:
-        with kernels_cached_for_this_user():
-            exec(code, module.__dict__)
+        exec(code, module.__dict__)
     except BaseException:
-        del sys.modules[name]
+        if held is None:
+            del sys.modules[name]
+        else:
+            sys.modules[name] = held
         raise
     return module
 
@@ -138,15 +149,14 @@ def import_module(path: Path, digest: str):
 @contextlib.contextmanager
 def kernels_cached_for_this_user():
     """Numba's compiled kernels of the functions defined meanwhile are cached in the user's own
-    cache, not in a __pycache__ beside the module: Numba unpickles its cache index, so one planted
-    in the module's folder would run code.  (A cache folder the user chose, NUMBA_CACHE_DIR,
-    stands.)  The folder is keyed by the code generator, so kernels compiled by another version
-    of phg (whose cached code may name modules that no longer exist) are never loaded."""
+    cache, not in a __pycache__ beside their file: Numba unpickles its cache index, so one planted
+    there would run code.  (A cache folder the user chose, NUMBA_CACHE_DIR, stands.)  A generated
+    module's kernels are always cached so, by their text (codegen.kernel_cache)."""
     from numba.core import config
 
     chosen = config.CACHE_DIR
     if not chosen:
-        config.CACHE_DIR = str(_user_cache() / "numba" / generator())
+        config.CACHE_DIR = str(numba_cache())
     try:
         yield
     finally:

@@ -84,26 +84,41 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
             _typed(kind, d, b["state"][name], b["t"] + 1, *b["hyper"], d)
 
 
+def _compiled(progress: Progress | None, model: str, label: str, step: Callable[[], bool]) -> float:
+    """Run one compile step (True when Numba loaded all it compiles from its cache), shown as
+    progress says; the seconds it took.  phg's own printers (`printer`) also say what was cached."""
+    if progress is not None:
+        progress(model, label, None)
+    start = time.perf_counter()
+    cached = step()
+    seconds = time.perf_counter() - start
+    if progress is not None:
+        if getattr(progress, "shows_cached", False):
+            progress(model, label, seconds, cached=cached)
+        else:
+            progress(model, label, seconds)
+    return seconds
+
+
+def _compile(dispatcher, types) -> bool:
+    from .kernel_cache import cache_hits
+
+    before = cache_hits(dispatcher)
+    dispatcher.compile(types)
+    return cache_hits(dispatcher) > before
+
+
 def compile_model(cls, progress: Progress | None = None) -> float:
     """Compile (or load from Numba's cache) every kernel of a model class; the seconds it took.
     A kernel already compiled for its types, in this process, is not reported again."""
     from .opaque import bind, unbound
 
     # The parts first: instantiating the class to type its kernels binds them (codegen.opaque).
-    parts = [("parts", lambda: bind(cls._parts))] if unbound(cls._parts) else []
-    kernel_steps = ((label, functools.partial(dispatcher.compile, types))
+    parts = [("parts", lambda: (lambda bound, loaded: loaded == bound)(*bind(cls._parts)))] \
+        if unbound(cls._parts) else []
+    kernel_steps = ((label, functools.partial(_compile, dispatcher, types))
                     for label, dispatcher, types in kernels(cls) if types not in dispatcher.overloads)
-    total = 0.0
-    for label, step in itertools.chain(parts, kernel_steps):
-        if progress is not None:
-            progress(cls.SPEC["name"], label, None)
-        start = time.perf_counter()
-        step()
-        seconds = time.perf_counter() - start
-        total += seconds
-        if progress is not None:
-            progress(cls.SPEC["name"], label, seconds)
-    return total
+    return sum(_compiled(progress, cls.SPEC["name"], label, step) for label, step in itertools.chain(parts, kernel_steps))
 
 
 def compile_network(cls, progress: Progress | None = None) -> float:
@@ -112,14 +127,7 @@ def compile_network(cls, progress: Progress | None = None) -> float:
     types = _typed(*cls(seed=0)._compile_arguments())
     if types in cls._simulate_kernel.overloads:
         return 0.0
-    if progress is not None:
-        progress(cls.SPEC["name"], "simulate", None)
-    start = time.perf_counter()
-    cls._simulate_kernel.compile(types)
-    seconds = time.perf_counter() - start
-    if progress is not None:
-        progress(cls.SPEC["name"], "simulate", seconds)
-    return seconds
+    return _compiled(progress, cls.SPEC["name"], "simulate", functools.partial(_compile, cls._simulate_kernel, types))
 
 
 def compile_module(module, progress: Progress | None = None) -> float:
@@ -136,7 +144,10 @@ def to_stderr(text: str) -> None:
 
 def printer(write: Callable[[str], object]) -> Progress:
     """A progress that writes a `compiling MODEL: KERNEL ... 0.8 s` line per kernel through write
-    (the line's start as the kernel starts, so a long compilation shows what it is)."""
-    def report(model: str, kernel: str, seconds: float | None) -> None:
-        write(f"compiling {model}: {kernel} ..." if seconds is None else f" {seconds:.1f} s\n")
+    (the line's start as the kernel starts, so a long compilation shows what it is), or
+    `... cached (0.0 s)` when Numba loaded the kernel from its cache."""
+    def report(model: str, kernel: str, seconds: float | None, cached: bool = False) -> None:
+        write(f"compiling {model}: {kernel} ..." if seconds is None else
+              f" cached ({seconds:.1f} s)\n" if cached else f" {seconds:.1f} s\n")
+    report.shows_cached = True
     return report

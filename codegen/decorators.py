@@ -10,5 +10,6 @@ from __future__ import annotations
 
 
 def njit(nogil: bool = True, inline: str | None = None) -> str:
-    options = ["cache=True"] + (["nogil=True"] if nogil else []) + ([f"inline={inline!r}"] if inline else [])
-    return f"@_phg_numba.njit({', '.join(options)}, error_model='numpy')"
+    """numba.njit's options, its compiled code cached by the module's kernel text (codegen.kernel_cache)."""
+    options = (["nogil=True"] if nogil else []) + ([f"inline={inline!r}"] if inline else [])
+    return f"@_phg_kernel({', '.join(options + ['error_model=' + repr('numpy')])})"

@@ -17,7 +17,6 @@ from phg.hypergraph import Hypergraph
 from phg.plan.kernel import PREDICT_ARGUMENTS, SLOTS_ARGUMENTS, TRAIN_ARGUMENTS
 from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab, runs
 from phg.plan.scalar import KERNEL_STATE, array_name, global_name, identifier
-from .header import generator
 from .decorators import njit
 
 
@@ -418,10 +417,9 @@ class Module:
     """The module-level parts of one model's loop plan (the blade pairs of its matrix products,
     the functions of PART_LINES its ops are packed into) and the code of its ops."""
 
-    def __init__(self, g: Hypergraph, lp: LoopPlan, code, statement, source: str = "", fmt=None):
+    def __init__(self, g: Hypergraph, lp: LoopPlan, code, statement, fmt=None):
         self.g, self.lp, self.code, self.statement = g, lp, code, statement
         self.fmt = fmt                          # a numeric format's printer (codegen.printers), or None
-        self.source = f"{source} {g.name}"     # the program's sha256 and the model: its parts' symbols
         self.functions: dict[str, str] = {}
         self._called: dict[str, list[str]] = {}    # a part's lines -> what the kernels run: its call
         self.opaque: list[tuple[str, str]] = []     # (symbol, function) of the parts called by address
@@ -518,7 +516,7 @@ class Module:
         doc = f"Ops of {self.lp.model}'s loop plan, called by its kernels."
         if set(args) <= {*_WORKSPACE, "_m"}:
             nest = "_ws" not in args
-            symbol, self.functions[name] = _opaque(name, doc, lines, nest, self.source)
+            symbol, self.functions[name] = _opaque(name, doc, lines, nest)
             self.opaque.append((symbol, f"{name}_c", nest))
             self._called[text] = [f"{name}(_ws.ctypes, _ws.ctypes, _ws.size, {'_m' if '_m' in args else '0'})"]
         else:
@@ -536,7 +534,7 @@ def _calls(lines: list[str]) -> bool:
     return any(re.search(r"\b_ws\b", ln) for ln in lines)
 
 
-def _opaque(name: str, doc: str, body: list[str], nest: bool, source: str) -> tuple[str, str]:
+def _opaque(name: str, doc: str, body: list[str], nest: bool) -> tuple[str, str]:
     """A part that reads and writes only the workspace: its symbol, and its source as a C
     function's body (`<name>_c`, compiled and bound by codegen.opaque) with the kernels' name for
     it, `name`, the external function of that symbol: they call it by address.  A nest reads the
@@ -547,9 +545,8 @@ def _opaque(name: str, doc: str, body: list[str], nest: bool, source: str) -> tu
         fn = [f"def {name}_c(_phg_words, _phg_unused, _phg_length, _m):", f"    {ascii(doc)}",
               "    _ws = _phg_carray(_phg_words, _phg_length)", "    _wv = _ws", "    _wi = _ws"]
     fn += ["    " + ln for ln in body]
-    # Named by its source too: parts of the same text in two programs may read module constants
-    # (tables of copies, blade pairs, helpers) of different values.
-    symbol = "phg_part_" + hashlib.sha256("\n".join([generator(), source, *fn]).encode()).hexdigest()[:24]
+    # Named by its text here; the module names it by its kernel digest too (codegen.kernel_cache).
+    symbol = "phg_part_" + hashlib.sha256("\n".join(fn).encode()).hexdigest()[:24]
     return symbol, "\n".join(fn) + f"\n\n\n{name} = _phg_external({symbol!r})"
 
 

@@ -7,8 +7,9 @@ cold build).  A part that reads and writes only the workspace is compiled instea
 of its own (numba.cfunc, cached like the kernels) and bound to a symbol; the kernels call that
 symbol, so nothing of the part is linked into them.
 
-A symbol names a part by the sha256 of its generated text and of the code generator, so two
-modules in one process never bind one name to two different parts.  A part computes in IEEE
+A symbol names a part by the sha256 of its generated text and of its module's kernel digest
+(codegen.kernel_cache), so two modules in one process never bind one name to two different parts,
+and a module of the same kernels (another source's, a comment apart) binds the same names.  A part computes in IEEE
 arithmetic (error_model "numpy"): a C function cannot raise, so a division by zero gives the
 infinity or NaN a float gives, kept to its sample as a NaN input is.
 
@@ -73,24 +74,26 @@ def unbound(parts: Iterable[tuple]) -> bool:
     return any(symbol not in _BOUND for symbol, *_ in parts)
 
 
-def bind(parts: Iterable[tuple[str, object, bool]]) -> None:
+def bind(parts: Iterable[tuple[str, object, bool]]) -> tuple[int, int]:
     """Compile (or load from Numba's cache) the parts (symbol, Python function, whether it is a
-    nest) not bound yet, and bind each to its symbol."""
-    from .build import kernels_cached_for_this_user
+    nest) not bound yet, and bind each to its symbol; how many it bound, and how many of those
+    Numba loaded from its cache."""
+    from .kernel_cache import cache_by_kernel_text
 
+    bound = loaded = 0
     with _LOCK:
         for symbol, function, nest in parts:
             if symbol in _BOUND:
                 continue
-            with kernels_cached_for_this_user():
-                if nest:
-                    compiled = NoAliasCFunc(function)
-                    compiled.enable_caching()
-                    compiled.compile()
-                else:
-                    compiled = numba.cfunc(PART, cache=True, **_OPTIONS)(function)
+            compiled = NoAliasCFunc(function) if nest else \
+                ccallback.CFunc(function, sigutils.normalize_signature(PART), {}, _OPTIONS)
+            cache_by_kernel_text(compiled)
+            compiled.compile()
             llvm.add_symbol(symbol, compiled.address)
             _BOUND[symbol] = compiled
+            bound += 1
+            loaded += compiled.cache_hits
+    return bound, loaded
 
 
 __all__ = ["PART", "NoAliasCFunc", "bind", "carray", "external", "unbound"]

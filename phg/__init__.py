@@ -53,18 +53,23 @@ def check(program: Program):
 def build(program: Program, directory: str | Path | None = None, unverified: bool = False, progress=False):
     """Check the program, write `<stem>.py` (Numba kernels, one class per model) and its
     certificate into `directory` (default: a per-user cache keyed by the source's sha256), and
-    import it.  An unproven program is refused (PhgError) unless `unverified`.  When `directory`
-    already holds the module phg itself wrote for this very source (every byte as this user's phg
-    wrote it; same sha256), it is imported as it is: no checking, no code generation, and Numba
-    loads its compiled kernels from its cache.  Any other file there is regenerated, never run;
-    outputs replace a symbolic link rather than write through it.
+    import it.  An unproven program is refused (PhgError) unless `unverified`.  When `directory`,
+    or the per-user cache, already holds the module phg itself wrote for this very source (every
+    byte as this user's phg wrote it; same sha256), it is imported (copied first, with its
+    certificate, into `directory`) as it is: no checking, no code generation.  A module built into
+    a folder of the user's is kept in the per-user cache too, so every later build of the source
+    finds it.  Numba loads compiled kernels from its cache whenever their text is one it compiled
+    before, whatever the source around them: an edit of a comment, or of the train block's rate,
+    steps, batch, seed or optimizer, compiles nothing.  Any other file there is regenerated, never run; outputs replace a
+    symbolic link rather than write through it.
 
     Numba compiles a kernel on its first call unless `progress` is given: True compiles every
     kernel now, printing `compiling MODEL: KERNEL ... 0.8 s` lines to stderr; a callable
     progress(model, kernel, seconds) is called as each kernel starts (seconds None) and once it
     is compiled (`lambda *_: None` compiles quietly).  Compiled kernels are cached by Numba, so a
     later process loads them rather than compiling again."""
-    from phg.codegen.build import cache_dir, cached, import_module, stem, write_module
+    from phg.codegen import caches
+    from phg.codegen.build import cached, copy_built, import_module, stem, write_module
 
     if not (progress is True or progress is False or progress is None or callable(progress)):
         raise TypeError("progress must be True, False or callable as progress(model, kernel, seconds), "
@@ -82,10 +87,16 @@ def build(program: Program, directory: str | Path | None = None, unverified: boo
             compile_module(module, progress)
         return module
 
-    target = Path(directory) if directory is not None else cache_dir() / program.sha256[:16]
+    shared = caches.cache_dir() / program.sha256[:16]             # one build of a source serves every folder
+    target = Path(directory) if directory is not None else shared
+    usable = lambda hit: hit is not None and (hit[1] == "all proven" or unverified)  # noqa: E731
     hit = cached(program, target)
-    if hit is not None and (hit[1] == "all proven" or unverified):
+    if usable(hit):
         return ready(import_module(hit[0], program.sha256))      # the same source was built here before
+    hit = cached(program, shared) if target != shared else None
+    copied = copy_built(program, hit[0], target) if usable(hit) else None
+    if copied is not None:
+        return ready(import_module(copied, program.sha256))      # built before elsewhere: its copy here
     from phg.verifier.certificate import certify            # (the verifier's imports cost a cache hit time)
     from phg.dsl.lower import refuse_ungenerated
 
@@ -105,4 +116,6 @@ def build(program: Program, directory: str | Path | None = None, unverified: boo
     status = "all proven" if cert.ok else "NOT all proven (built with --unverified)"
     path = write_module(program, target, status)
     cert.write(target / f"{stem(program)}.cert.json")
+    if target != shared:
+        copy_built(program, path, shared)
     return ready(import_module(path, program.sha256))

@@ -114,3 +114,12 @@ def built(tmp_path_factory):
     if shared is None or fcntl is None:
         return Examples(tmp_path_factory.mktemp("examples"), shared=False)
     return Examples(Path(shared), shared=True)
+
+
+@pytest.fixture
+def unshared(monkeypatch, tmp_path_factory):
+    """phg.build with no per-user module cache to share: each build checks its program (narrowing
+    the supports of the very Program given, which tests comparing against that program read) and
+    generates its module, rather than copying an earlier build of the same source."""
+    import phg.codegen.caches
+    monkeypatch.setattr(phg.codegen.caches, "cache_dir", lambda: tmp_path_factory.mktemp("unshared"))

@@ -15,6 +15,7 @@ import pytest
 
 import phg
 import phg.verifier.certificate
+import phg.codegen.caches
 import phg.codegen.emit
 from phg.codegen import build as cg
 from phg import files
@@ -52,7 +53,7 @@ def env(real, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.chdir(tmp_path)
     program = phg.load(source)
-    for name in [n for n in sys.modules if n.startswith(f"phg_kernels_model_{program.sha256[:16]}")]:
+    for name in [n for n in sys.modules if n.startswith("phg_kernels_")]:
         monkeypatch.delitem(sys.modules, name)
     (tmp_path / "model.phg").write_text(SCALE)
     return tmp_path, text
@@ -72,13 +73,18 @@ def doubles(module) -> None:
     np.testing.assert_array_equal(module.Scale().predict(x=x)["y"], 2 * x)
 
 
-def _built_once(monkeypatch, folder):
-    """phg.build of model.phg into folder, asserting that it generated the module (once)."""
+def _built_once(monkeypatch, folder, generated=True):
+    """phg.build of model.phg into folder, asserting that it generated the module (once), or, where
+    this user built the source before, copied it from the per-user cache without generating."""
     calls = []
     generate = phg.codegen.emit.module_source
     monkeypatch.setattr(phg.codegen.emit, "module_source", lambda *a: calls.append(a) or generate(*a))
     module = phg.build(phg.load("model.phg"), folder)
-    assert len(calls) == 1
+    assert len(calls) == generated
+    if not generated:
+        shared = phg.codegen.caches.cache_dir() / phg.load("model.phg").sha256[:16]
+        assert (folder / "model.py").read_bytes() == (shared / "model.py").read_bytes()
+        assert (folder / "model.cert.json").read_bytes() == (shared / "model.cert.json").read_bytes()
     return module
 
 
@@ -93,7 +99,7 @@ def test_a_planted_module_is_never_run_and_is_replaced(env, planted, monkeypatch
     (folder / "model.py").write_bytes(head + PAYLOAD.format(marker=str(marker)).encode())
     (folder / "model.cert.json").write_text("{}")
     assert cg.cached(phg.load("model.phg"), folder) is None
-    module = _built_once(monkeypatch, folder)
+    module = _built_once(monkeypatch, folder, generated=False)      # (the fixture built it, in another folder)
     assert not marker.exists()
     assert (folder / "model.py").read_bytes() == text
     doubles(module)
@@ -113,7 +119,7 @@ def test_the_cli_build_runs_no_planted_module(env, capsys):
 def test_a_module_phg_wrote_is_reused_without_generating(env, monkeypatch):
     folder, text = env
     phg.build(phg.load("model.phg"), folder)             # writes and records it
-    for name in [n for n in sys.modules if n.startswith("phg_kernels_model_")]:
+    for name in [n for n in sys.modules if n.startswith("phg_kernels_")]:
         monkeypatch.delitem(sys.modules, name)
     no_generation(monkeypatch)
     mtime = os.stat(folder / "model.py").st_mtime_ns
@@ -140,7 +146,7 @@ def test_a_module_edited_after_the_check_is_not_imported(env):
     folder, text = env
     program = phg.load("model.phg")
     phg.build(program, folder)
-    for name in [n for n in sys.modules if n.startswith("phg_kernels_model_")]:
+    for name in [n for n in sys.modules if n.startswith("phg_kernels_")]:
         del sys.modules[name]
     hit = cg.cached(program, folder)
     assert hit == (folder / "model.py", "all proven")
@@ -158,7 +164,7 @@ def test_a_planted_pyc_beside_the_module_is_never_run(env, monkeypatch):
     phg compiles the checked text itself."""
     folder, text = env
     phg.build(phg.load("model.phg"), folder)
-    for name in [n for n in sys.modules if n.startswith("phg_kernels_model_")]:
+    for name in [n for n in sys.modules if n.startswith("phg_kernels_")]:
         monkeypatch.delitem(sys.modules, name)
     marker = folder / "MARKER"
     st = os.stat(folder / "model.py")
@@ -195,7 +201,7 @@ def test_a_planted_numba_cache_index_beside_the_module_is_never_loaded(env, monk
     (folder / "__pycache__").mkdir(exist_ok=True)
     for k in kernels:
         (folder / "__pycache__" / k._cache._cache_file._index_name).write_bytes(pickle.dumps(_Opens(str(marker))))
-    for name in [n for n in sys.modules if n.startswith("phg_kernels_model_")]:
+    for name in [n for n in sys.modules if n.startswith("phg_kernels_")]:
         monkeypatch.delitem(sys.modules, name)
     doubles(phg.build(phg.load("model.phg"), folder))
     assert not marker.exists()

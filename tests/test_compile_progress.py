@@ -33,7 +33,8 @@ train Spin {
 }
 """
 LABELS = ["predict", "train", "train sums", "R tangent", "R retraction", "adam step"]
-LINE = re.compile(r"compiling Spin: (.+) \.\.\. (\d+\.\d) s")
+LINE = re.compile(r"compiling Spin: (.+) \.\.\. (?:cached \()?(\d+\.\d) s\)?")
+CACHED = re.compile(r"compiling Spin: (.+) \.\.\. cached \((\d+\.\d) s\)")
 
 
 def _phg(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
@@ -43,17 +44,19 @@ def _phg(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def spin(tmp_path_factory):
-    """The model's file, a cache of its own, and the first `phg build` of it, written where
-    `phg train` builds it (the per-user cache), so that phg train reuses its compiled kernels."""
+    """The model's file, a cache of its own, and the first `phg build` of it, into a folder of
+    the user's: phg train and phg.build find that build in the per-user cache."""
     root = tmp_path_factory.mktemp("compile")
     (root / "spin.phg").write_text(SPIN)
     cache = root / "cache"
     env = {**os.environ, "XDG_CACHE_HOME": str(cache), "NUMBA_NUM_THREADS": "1"}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(cache))
-        from phg.codegen.build import cache_dir
-        target = cache_dir() / phg.load(root / "spin.phg").sha256[:16]
+        from phg.codegen.caches import cache_dir
+        shared = cache_dir() / phg.load(root / "spin.phg").sha256[:16]
+    target = root / "build"
     done = _phg(["build", "spin.phg", "-o", str(target)], env, root)
+    assert (shared / "spin.py").read_bytes() == (target / "spin.py").read_bytes()     # kept for every build
     return root, cache, env, target, done
 
 
@@ -63,12 +66,15 @@ def test_phg_build_compiles_each_kernel_on_a_line_of_its_own(spin):
     lines = [LINE.fullmatch(line) for line in done.stderr.splitlines()]
     assert all(lines), done.stderr
     assert [m.group(1) for m in lines] == LABELS
-    wrote = re.fullmatch(r"wrote (.+) \(all proven; models Spin\) in (\d+\.\d) s; kernels compiled in (\d+\.\d) s",
-                         done.stdout.strip())
+    wrote = re.fullmatch(r"wrote (.+) \(all proven; models Spin\) in (\d+\.\d) s; kernels compiled in (\d+\.\d) s "
+                         r"\((?:all 6 compiled|(\d) of 6 compiled, (\d) cached)\)", done.stdout.strip())
     assert wrote and wrote.group(1) == str(target / "spin.py"), done.stdout
     compiled = sum(float(m.group(2)) for m in lines)
     assert abs(float(wrote.group(3)) - compiled) <= 0.05 * len(lines) + 1e-9
     assert float(wrote.group(3)) > 0      # a fresh cache: the kernels were compiled, not loaded
+    # (the optimizer's step is phg's own, shared by every model: its cache may be warm already)
+    assert int(wrote.group(4) or 6) >= 5 and sum(CACHED.fullmatch(line) is not None for line in done.stderr.splitlines()) \
+        == int(wrote.group(5) or 0)
 
 
 def test_a_second_build_in_a_new_process_loads_every_kernel_from_numbas_cache(spin):
@@ -83,7 +89,7 @@ for label, dispatcher, types in kernels(module.Spin):
     done = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
-    assert [LINE.fullmatch(line).group(1) for line in done.stderr.splitlines()] == LABELS, done.stderr
+    assert [CACHED.fullmatch(line).group(1) for line in done.stderr.splitlines()] == LABELS, done.stderr
     loaded = [line.split(" ", 2) for line in done.stdout.splitlines()]
     assert [label for *_, label in loaded] == LABELS
     assert all((int(hits), int(misses)) == (1, 0) for hits, misses, _ in loaded), done.stdout
@@ -140,11 +146,30 @@ def test_phg_train_reports_compile_time_apart_from_the_training_rate(spin):
                 {**env, "COLUMNS": "200"}, root)
     wall = time.perf_counter() - start
     assert done.returncode == 0, done.stdout + done.stderr
-    assert [LINE.fullmatch(line).group(1) for line in done.stderr.splitlines()] == LABELS
-    compile_s = re.search(r"compile\s*[│|]\s*(\d+\.\d\d) s \(the kernels, before the first step\)", done.stdout)
+    # phg build -o built it into a folder of the user's: phg train compiles none of it again
+    assert [CACHED.fullmatch(line).group(1) for line in done.stderr.splitlines()] == LABELS, done.stderr
+    compile_s = re.search(r"compile\s*[│|]\s*(\d+\.\d\d) s \(the kernels, before the first step: all 6 cached, "
+                          r"none compiled\)", done.stdout)
     timing = re.search(r"time\s*[│|]\s*(\d+\.\d\d) s training \((\d+) steps/s\)", done.stdout)
     assert compile_s and timing, done.stdout
     seconds, rate = float(timing.group(1)), int(timing.group(2))
     assert seconds + float(compile_s.group(1)) < wall
     # the rate is the 40 steps over the training time alone (to the rounding of the shown seconds)
     assert 40 / (seconds + 0.006) - 1 <= rate <= (40 / (seconds - 0.005) + 1 if seconds > 0.005 else float("inf"))
+
+
+def test_an_edit_that_leaves_the_kernels_alone_compiles_nothing(spin):
+    """A copy of the model under another name, with a comment, another rate, steps, seed and
+    optimizer: a new source, so it is checked again, but its kernels are the same text and Numba
+    loads every one from its cache."""
+    root, cache, env, target, _ = spin
+    edited = "# tuned: a slower rate, fewer steps\n" + SPIN.replace("adam(lr = 0.05)", "sgd(lr = 0.02)") \
+        .replace("steps 40", "steps 25\n    seed 3")
+    (root / "tuned.phg").write_text(edited)
+    x = np.random.default_rng(7).normal(size=(32, 3))
+    np.savez(root / "tuned.npz", x=x, y=x[:, [1, 0, 2]] * [1, -1, 1])
+    done = _phg(["train", "tuned.phg", "--data", "tuned.npz", "-o", "tuned.params.npz"], {**env, "COLUMNS": "200"}, root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [CACHED.fullmatch(line).group(1) for line in done.stderr.splitlines()] == LABELS[:-1] + ["sgd step"], \
+        done.stderr
+    assert "all 6 cached, none compiled" in done.stdout

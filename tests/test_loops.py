@@ -108,10 +108,22 @@ def test_compiled_parts_are_called_by_address_and_agree_with_their_python(tmp_pa
     nests = [_BOUND[symbol]._library.get_llvm_str() for symbol, _, nest in cls._parts if nest]
     assert nests and all(re.search(r"double\* noalias|ptr noalias", ir) for ir in nests)
     assert any(re.search(r"<[248] x double>", ir) for ir in nests)
-    # another program's parts never take these symbols, even where their text is the same (a
-    # part's text names module constants, whose values are the program's)
-    _, other = _build(WIDE + "# the same model\n", tmp_path / "other", monkeypatch, "loops", "float")
+    # a program of other kernels never takes these symbols, even where a part's text is the same (it
+    # names module constants, whose values are the program's); one of the same kernels, a comment
+    # apart, binds the very same parts and compiles none
+    _, other = _build(WIDE.replace("4[m^2]", "3[m^2]"), tmp_path / "other", monkeypatch, "loops", "float")
     assert {symbol for symbol, *_ in other.MODELS["Wide"]._parts}.isdisjoint(symbols)
+    _, same = _build("# the same model\n" + WIDE, tmp_path / "same", monkeypatch, "loops", "float")
+    assert same.SOURCE_SHA256 != module.SOURCE_SHA256 and same.KERNELS_SHA256 == module.KERNELS_SHA256
+    assert {symbol for symbol, *_ in same.MODELS["Wide"]._parts} == symbols
+    again = []
+
+    def loaded(model, kernel, seconds, cached=False):
+        if seconds is not None:
+            again.append((kernel, cached))
+    loaded.shows_cached = True
+    compile_model(same.MODELS["Wide"], loaded)
+    assert again and all(cached for _, cached in again) and "parts" not in dict(again), again
     data = _data(program.models["Wide"], TILE + 9, 1)
     compiled, python = cls(seed=5), interpreted(module, "Wide", seed=5)
     assert np.allclose(compiled.predict(v=data["v"])["volume"], python.predict(v=data["v"])["volume"],
@@ -157,7 +169,7 @@ def test_loop_exact_gradients_are_exact_means_in_any_order_and_tiling(tmp_path, 
 
 
 @pytest.mark.parametrize("shard", range(2))
-def test_random_models_in_loops_match_clifford(tmp_path_factory, monkeypatch, shard):
+def test_random_models_in_loops_match_clifford(tmp_path_factory, monkeypatch, unshared, shard):
     def check(source):
         program = phg.loads(as_outputs(source), filename="random.phg")
         module = phg.build(program, tmp_path_factory.mktemp("random"), unverified=True)
@@ -168,7 +180,7 @@ def test_random_models_in_loops_match_clifford(tmp_path_factory, monkeypatch, sh
 
 
 @pytest.mark.parametrize("shard", range(2))
-def test_random_model_gradients_in_loops_match_finite_differences(tmp_path_factory, monkeypatch, shard):
+def test_random_model_gradients_in_loops_match_finite_differences(tmp_path_factory, monkeypatch, unshared, shard):
     def check(source):
         program = phg.loads(with_loss(source), filename="random.phg")
         module = phg.build(program, tmp_path_factory.mktemp("random"), unverified=True)

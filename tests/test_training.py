@@ -98,7 +98,7 @@ def with_loss(source: str) -> str:
 
 
 @pytest.mark.parametrize("shard", range(2))
-def test_random_model_gradients_match_finite_differences(tmp_path_factory, shard):
+def test_random_model_gradients_match_finite_differences(tmp_path_factory, unshared, shard):
     def check(source):
         program = phg.loads(with_loss(source), filename="random.phg")
         module = phg.build(program, tmp_path_factory.mktemp("random"), unverified=True)

@@ -20,7 +20,7 @@ from phg.program import Program
 from phg.terminal import printable, printable_lines
 from phg.version import __version__
 
-from .console import compile_progress, text as _text
+from .console import cached_kernels, compile_progress, text as _text
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 EXIT_INTERNAL = 3             # a bug in phg itself
@@ -245,7 +245,8 @@ def _build(args, out: Console, err: Console) -> int:
     built = "; ".join(f"{what} {', '.join(names)}" for what, names in (("models", program.models),
                                                                         ("networks", program.networks)) if names)
     out.print(_text(f"wrote {module.__file__} ({module.CERTIFICATE}; {built}) in "
-                   f"{seconds - compiling.seconds:.1f} s; kernels compiled in {compiling.seconds:.1f} s"))
+                   f"{seconds - compiling.seconds:.1f} s; kernels compiled in {compiling.seconds:.1f} s "
+                   f"({cached_kernels(compiling)})"))
     return EXIT_OK if module.CERTIFICATE == "all proven" else EXIT_FAILED
 
 

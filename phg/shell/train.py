@@ -26,7 +26,7 @@ from phg.diagnostics import PhgError
 from phg.npz import ArchiveError, read_arrays
 from phg.program import TrainSpec
 
-from .console import compile_progress
+from .console import cached_kernels, compile_progress
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 
@@ -308,7 +308,8 @@ def _train(args, program, name, data, held, val, prior, target, out, err, client
         workers = len(client.scheduler_info()["workers"])
         table.add_row("cluster", f"{args.scheduler}, {workers} worker{'s' * (workers != 1)}"
                       + (" (bit for bit as in one process)" if settings["accumulate"] == "exact" else ""))
-    table.add_row("compile", f"{compiling.seconds:.2f} s (the kernels, before the first step)")
+    table.add_row("compile", f"{compiling.seconds:.2f} s (the kernels, before the first step: "
+                             f"{cached_kernels(compiling)})")
     table.add_row("time", f"{seconds:.2f} s training ({len(history) / seconds if seconds else 0:.0f} steps/s)")
     table.add_row("parameters", str(target))
     if args.plot:

@@ -1,0 +1,29 @@
+"""Where phg keeps what it caches for the user (`$XDG_CACHE_HOME/phg`, private to the user): the
+modules it built (kernels/), the sha256 of every module it wrote (written/), and Numba's compiled
+kernels (numba/)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .header import generator
+
+
+def user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "phg"
+
+
+def cache_dir() -> Path:
+    """The per-user build of each source, by its sha256."""
+    return user_cache() / "kernels"
+
+
+def written_dir() -> Path:
+    """Where the sha256 of every module phg wrote is recorded, one empty file each."""
+    return user_cache() / "written"
+
+
+def numba_cache() -> Path:
+    """Numba's cache of the kernels phg generates, by code generator: kernels compiled by another
+    version of phg (whose cached code may name modules that no longer exist) are never loaded."""
+    return user_cache() / "numba" / generator()
