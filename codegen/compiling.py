@@ -42,7 +42,7 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
 
     spec = cls.SPEC
     model = cls(seed=0)                        # (which compiles its parameters' versor checks: it runs them)
-    params = {n: np.ascontiguousarray(v, dtype=np.float64) for n, v in model.params.items()}
+    params = model.params.arrays()
     plan = spec["predict"]
     outs = [np.empty((1, *spec["outputs"][o]["shape"], len(spec["outputs"][o]["layout"]))) for o in plan["outputs"]]
     tiles = [np.zeros((1, *shape)) for role, _, shape, _, _ in plan["buffers"] if role == "tiles"]

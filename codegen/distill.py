@@ -89,7 +89,7 @@ def distill(model, teacher: Callable, inputs: Mapping, steps: int | None = None,
                           batch=batch, callback=callback)
     model.params = student.params
     precision = curvature(student, names, data, curvature_samples)
-    return Prior(spec["name"], model._coordinates(), {k: v.copy() for k, v in model.params.items()}, precision,
+    return Prior(spec["name"], model._coordinates(), model.params.arrays(), precision,
                  "auto", {"samples": n, "steps": len(history), "loss": float(history[-1]) if len(history) else None})
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 import numba
 import numpy as np
 
+from phg.layouts import Axes
 from phg.numeric import DEFAULT, FORMATS
 
 from .formats import round_array
@@ -38,13 +39,26 @@ def norm_table(alg, layout: list[int]) -> dict:
 
 
 def array(where: str, value, spec: dict, batched: bool) -> np.ndarray:
-    """value as float64 [N?, *channels, components], or a ValueError naming where and the layout."""
+    """value as float64 [N?, *channels, components], or a ValueError naming where and the layout.
+    A value of one component (a Scalar's) may also come without that axis, [N?, *channels], as it
+    is declared (and as numpy code has it: the column x[:, 0]); it is read through a view, so no
+    sample is copied that the full shape would not copy.  A value in another order of axes comes
+    as phg.axes(value, "N K C") and is read in phg's."""
     expected = (*spec["shape"], len(spec["layout"]))
-    layout = f"[{'N, ' if batched else ''}{', '.join(map(str, expected))}] (components {', '.join(spec['layout'])})"
+    one = len(spec["layout"]) == 1
+    n = "N, " if batched else ""
+    layout = f"[{n}{', '.join(map(str, expected))}] (components {', '.join(spec['layout'])})"
+    if one:
+        bare = f"[{n}{', '.join(map(str, spec['shape']))}]".replace(", ]", "]") if batched or spec["shape"] else "a number"
+        layout += f", or {bare} for its one component"
+    if isinstance(value, Axes):
+        value = value.canonical(where, batched, len(spec["shape"]))
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu":
         raise ValueError(f"{where} has dtype {arr.dtype}; expected real numbers (float64) laid out as {layout}")
     want = (arr.shape[0], *expected) if batched and arr.ndim >= 1 else expected
+    if one and arr.shape == want[:-1] and not (batched and arr.ndim == 0):     # (a number is no batch)
+        arr = arr[..., np.newaxis]
     if arr.shape != tuple(want):
         raise ValueError(f"{where} has shape {list(arr.shape)}; expected {layout}")
     # float32 and integers are widened, strided views copied: the kernels read float64 rows.
@@ -52,18 +66,15 @@ def array(where: str, value, spec: dict, batched: bool) -> np.ndarray:
 
 
 def batch_of(name: str, value, spec: dict, where: str | None = None) -> np.ndarray:
-    """An input as float64 [N, *channels, components] (see parameters.array).  A value of one
-    component and no channels may also come as [N]: that is the column numpy code has (x[:, 0]),
-    and it is read as [N, 1] through a view, so no sample is copied that array() would not copy.
-    `where`: how errors name the value (default: input NAME)."""
-    where = where or f"input {name!r}"
-    if spec["shape"] or len(spec["layout"]) != 1:
-        return array(where, value, spec, True)
-    arr = np.asarray(value)
-    try:
-        return array(where, arr[:, np.newaxis] if arr.ndim == 1 else arr, spec, True)
-    except ValueError as exc:
-        raise ValueError(f"{exc}, or [N] for its one component") from None
+    """An input as float64 [N, *channels, components] (see parameters.array).  `where`: how
+    errors name the value (default: input NAME)."""
+    return array(where or f"input {name!r}", value, spec, True)
+
+
+def declared(spec: dict, arr: np.ndarray) -> np.ndarray:
+    """A stored array [*channels, components] as its value is declared: a Scalar's (one component)
+    without the component axis, a view of the same numbers (so editing it edits the stored ones)."""
+    return arr.reshape(arr.shape[:-1]) if len(spec["layout"]) == 1 else arr
 
 
 def norm_arrays(norm: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +133,52 @@ class UnknownParameter(KeyError):
         return str(self.args[0])
 
 
+class Declared(MutableMapping):
+    """`M.params`: name -> float64 array as the parameter is declared (`[*channels, components]`,
+    a Scalar's `[*channels]`: it has one component), a view of the stored numbers, so editing it
+    in place edits the parameter (checked again before the next kernel runs).  An assignment takes
+    the declared shape, the shape with a Scalar's one-component axis, or phg.axes(...), and is
+    checked as Stored checks it.  `arrays()`: copies as the kernels hold them."""
+
+    def __init__(self, stored: "Parameters"):
+        self._stored = stored
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return declared(self._stored._specs[name], self._stored[name]) if name in self._stored._specs \
+            else self._stored[name]
+
+    def __setitem__(self, name: str, value):
+        self._stored[name] = value
+
+    def __delitem__(self, name: str):
+        del self._stored[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+    def update(self, other=(), /, **kwargs):
+        """Every value is checked before any is stored: a bad one leaves all parameters as they were."""
+        self._stored.update(other, **kwargs)
+
+    def set_unnormalised(self, name: str, value):
+        """See Parameters.set_unnormalised."""
+        self._stored.set_unnormalised(name, value)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """A copy of every parameter as the kernels hold it, [*channels, components] (a Scalar's
+        with its one-component axis): the form release records and priors keep."""
+        return {name: self._stored[name].copy() for name in self._stored}
+
+
 class Parameters(MutableMapping):
-    """name -> float64 array [*channels, components]; see the module's docstring."""
+    """name -> float64 array [*channels, components], as the kernels read it (the model's own
+    store; `M.params` shows it as declared, see Declared); see the module's docstring."""
 
     def __init__(self, model: str, specs: dict, values: Mapping, numeric: str = DEFAULT):
         self._model, self._specs = model, specs

@@ -17,7 +17,7 @@ from phg.program import MAX_STEPS, OPTIMIZERS, hyper_problem
 
 from .opaque import bind
 from .optimizers import KINDS, direction
-from .parameters import Parameters, array, batch_of, finite, require_finite_samples
+from .parameters import Declared, Parameters, array, batch_of, declared, finite, require_finite_samples
 from .accumulate import (BLOCK_HI, BLOCK_LO, FULL, WINDOWS, close, complete, digit_totals, mark_needed, next_block,
                          odd_totals, round_digits, totals, unmark)
 from .spread import prepare, shares_of, spread, threads
@@ -57,16 +57,17 @@ class Validation:
 
     def __init__(self, model, data, patience, every):
         if data is None:
-            raise ValueError("patience and val_every watch a validation set; give it as val={input name: array}")
+            raise ValueError("patience and validate_every watch a validation set; give it as "
+                             "validation={input name: array}")
         if not isinstance(data, Mapping):
-            raise TypeError(f"val takes a mapping {{input name: array}} like fit's data, got {type(data).__name__}")
+            raise TypeError(f"validation takes a mapping {{input name: array}} like fit's data, got {type(data).__name__}")
         names = model._training()["inputs"]
         if not names:
             raise ValueError(f"{model.SPEC['name']}'s loss reads no input, so there is nothing to validate on")
         self.arrays, self.n = model._inputs(data, names, training=True)
         if self.n == 0:
             raise ValueError(f"the validation set is empty: input {names[0]!r} has 0 samples")
-        self.model, self.patience, self.every = model, _count("patience", patience, None), _count("val_every", every, None)
+        self.model, self.patience, self.every = model, _count("patience", patience, None), _count("validate_every", every, None)
         model.validation = None
 
     def begin(self, per_epoch: int, total: int) -> None:
@@ -127,7 +128,7 @@ def learning_rate(schedule):
 
 class ModelBase:
     SPEC: dict = {}
-    # the last fit's validation losses (fit's val): {"step", "loss", "best", "stopped"}
+    # the last fit's validation losses (fit's validation): {"step", "loss", "best", "stopped"}
     validation = None
     # optimizer cma's kernel of a generation's losses (codegen.population), where the model has one
     _population_kernel = None
@@ -159,11 +160,13 @@ class ModelBase:
             values[name] = value
         self._parameters = Parameters(self.SPEC["name"], self.SPEC["params"], values,
                                       self.SPEC.get("numeric", "float64"))
+        self._declared = Declared(self._parameters)
 
     @property
-    def params(self) -> Parameters:
-        """name -> float64 array [*channels, components], checked when assigned (see codegen.parameters)."""
-        return self._parameters
+    def params(self) -> Declared:
+        """name -> float64 array [*channels, components] (a Scalar's [*channels]), checked when
+        assigned (see codegen.parameters)."""
+        return self._declared
 
     @params.setter
     def params(self, values: Mapping):
@@ -426,7 +429,7 @@ class ModelBase:
         """Gradients of the batch-mean loss with respect to every parameter's stored coefficients,
         keyed like params (Euclidean: a Rotor's manifold step uses its tangent, see step)."""
         self._run_train_kernel(inputs, versors=False)
-        return {n: g.copy() for n, g in self._buffers["grads"].items()}
+        return {n: declared(self.SPEC["params"][n], g).copy() for n, g in self._buffers["grads"].items()}
 
     def step(self, /, **inputs) -> float:
         """One optimizer step on this batch (the train block's optimizer); returns the batch loss
@@ -507,7 +510,7 @@ class ModelBase:
         self._check_prior(prior)
         grads = {n: np.zeros_like(v) for n, v in self._parameters.items()}
         value = self._penalize(prior, prior.scales(scale), 1.0, grads)
-        return value, grads
+        return value, {n: declared(self.SPEC["params"][n], g) for n, g in grads.items()}
 
     def _penalize(self, prior, scales: np.ndarray, n: float, grads: dict) -> float:
         """Adds the gradient of penalty / n to `grads` (on stored coefficients); returns penalty / n.
@@ -539,8 +542,8 @@ class ModelBase:
         if [tuple(c) for c in prior.coordinates] != mine:
             raise ValueError(f"the prior's coordinates {prior.coordinates} are not {name}'s {mine}")
         for pname, p in self.SPEC["params"].items():
-            shape = (*p["shape"], len(p["layout"]))
-            if prior.mean[pname].shape != shape:
+            shape = (*p["shape"], len(p["layout"]))          # or as declared, as params gives it
+            if prior.mean[pname].shape not in (shape, declared(p, np.empty(shape)).shape):
                 raise ValueError(f"the prior's mean of {pname!r} has shape {prior.mean[pname].shape}, not {shape}")
             if pname in self._training()["manifold"]:
                 if pname not in self._relative:
@@ -807,8 +810,8 @@ class ModelBase:
     def fit(self, data: Mapping, steps: int | None = None, epochs: int | None = None, batch: int | None = None,
             callback=None, prior=None, client=None, *, lr: float | None = None, beta1: float | None = None,
             beta2: float | None = None, eps: float | None = None, softness: float | None = None,
-            schedule=None, seed: int | None = None, start: int = 0, val: Mapping | None = None,
-            patience: int | None = None, val_every: int | None = None, progress=None) -> np.ndarray:
+            schedule=None, seed: int | None = None, start: int = 0, validation: Mapping | None = None,
+            patience: int | None = None, validate_every: int | None = None, progress=None) -> np.ndarray:
         """Train on a data set {input name: array [N, ...]} with the train block's settings
         (steps, epochs and batch override them).  Each epoch visits the samples in a fresh
         random order (seeded by the train block's seed); returns the loss of every step.  Data
@@ -824,8 +827,8 @@ class ModelBase:
         samples' order begins at that step (as a fit that already took `start` steps left it:
         optimizer_state()["order"], to resume one).
 
-        `val` (a data set like `data`, checked before any step): its mean loss is taken every
-        `val_every` steps (default: once an epoch) and after the last, kept in M.validation
+        `validation` (a data set like `data`, checked before any step): its mean loss is taken
+        every `validate_every` steps (default: once an epoch) and after the last, kept in M.validation
         ({"step": steps taken, "loss": their validation losses, "best": the step of the lowest,
         "stopped": whether patience stopped the fit}).  `patience` P: the fit stops once P
         evaluations in a row were no lower than the best, and the parameters go back to the best
@@ -848,8 +851,8 @@ class ModelBase:
         with self._settings_for_fit(overrides, schedule, seed):
             if isinstance(start, bool) or not isinstance(start, Integral) or start < 0:
                 raise ValueError(f"start must be a non-negative integer (steps of the order taken), got {start!r}")
-            watch = None if val is None and patience is None and val_every is None else \
-                Validation(self, val, patience, val_every)
+            watch = None if validation is None and patience is None and validate_every is None else \
+                Validation(self, validation, patience, validate_every)
             self._compile_first(progress)
             return self._fit(data, steps, epochs, batch, callback, prior, client, int(start), watch)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .diagnostics import PhgError, Span
+from .layouts import axes
 from .prior import Prior
 from .program import Program
 from .version import __version__
 
-__all__ = ["load", "loads", "check", "build", "Program", "Prior", "PhgError", "Span", "__version__"]
+__all__ = ["load", "loads", "check", "build", "axes", "Program", "Prior", "PhgError", "Span", "__version__"]
 
 
 def loads(text: str, filename: str = "<text>") -> Program:

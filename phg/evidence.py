@@ -66,7 +66,7 @@ def choose_scale(model, data, prior, steps=None, epochs=None, batch=None, callba
     the parameters the data contradict)."""
     from phg.prior import Prior
 
-    start = {k: v.copy() for k, v in model.params.items()}
+    start = model.params.arrays()
     names = model._training()["inputs"]
     arrays, n = model._inputs(data, names, training=True)
     n = n if names else 1
@@ -229,7 +229,7 @@ def hessian(model, arrays, n: int) -> np.ndarray:
     differences of coordinate_gradient, symmetrised."""
     coords = model._coordinates()
     size = coords[-1][3]
-    base = {k: v.copy() for k, v in model.params.items()}
+    base = model.params.arrays()
     here = model._origin(coords)
     out = np.empty((size, size))
     for j in range(size):

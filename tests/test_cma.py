@@ -119,7 +119,7 @@ def test_a_models_search_is_the_search_of_its_loss(kernels):
     state = m.search
     assert state["coordinates"] == [(f"x{i}", "coefficients", i, i + 1) for i in range(10)]
     assert state["covariance"].shape == (10, 10) and state["generation"] * 10 == state["evaluations"]
-    np.testing.assert_array_equal(state["mean"], [m.params[f"x{i}"][0] for i in range(10)])
+    np.testing.assert_array_equal(state["mean"], [m.params[f"x{i}"] for i in range(10)])
 
 
 def test_a_rotor_found_by_search_is_a_rotor_at_the_kabsch_optimum(kernels):

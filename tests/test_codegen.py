@@ -133,7 +133,7 @@ def test_layouts_params_and_input_errors(built):
 def test_channels_and_seeded_initialisation(built):
     _, module = built["signed_volume"]
     a, b = module.SignedVolume(seed=0), module.SignedVolume(seed=0)
-    assert a.params["W1"].shape == (8, 3, 1) and np.array_equal(a.params["W1"], b.params["W1"])
+    assert a.params["W1"].shape == (8, 3) and a.params.arrays()["W1"].shape == (8, 3, 1) and np.array_equal(a.params["W1"], b.params["W1"])
     assert not np.array_equal(a.params["W1"], module.SignedVolume(seed=1).params["W1"])
     v = np.random.default_rng(1).normal(size=(4, 3, 3))
     assert a.predict(v=v)["volume"].shape == (4, 1)

@@ -73,7 +73,7 @@ def test_distill_fits_the_teacher_and_its_precision_is_the_gauss_newton_curvatur
                                    truth.params[name] * np.sign(truth.params[name].reshape(-1)[0]), atol=1e-6)
         np.testing.assert_array_equal(prior.mean[name], student.params[name])
     assert prior.scale == "auto" and prior.coordinates == [("M", "tangent", 0, 6), ("s", "coefficients", 6, 7)]
-    base = {k: v.copy() for k, v in student.params.items()}
+    base = student.params.arrays()
     coords = student._coordinates()
     h = 1e-6
     columns = []

@@ -118,7 +118,7 @@ def test_fully_connected_bilinear_is_its_definition(strategy, tmp_path, monkeypa
     w = model.params["W"]
     for n in range(5):
         for i in range(2):
-            want = sum(w[i, j, p, 0] * (layout.MultiVector(x[n, j])(a) * layout.MultiVector(y[n, j])(b))(r)
+            want = sum(w[i, j, p] * (layout.MultiVector(x[n, j])(a) * layout.MultiVector(y[n, j])(b))(r)
                        for j in range(3) for p, (a, b, r) in enumerate(paths))
             assert np.allclose(got[n, i], want.value, rtol=1e-12, atol=1e-12)
 

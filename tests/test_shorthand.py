@@ -1,6 +1,7 @@
-"""A value with one component and no channels may be given as [N], the array numpy and kingdon
-users have (x[:, 0]), as well as the [N, 1] of LANGUAGE §8.  Both give the same numbers in every
-entry point, outputs keep their documented [N, 1], and every other shape is refused as before,
+"""A value with one component may be given without its component axis, [N] (the array numpy and
+kingdon users have, x[:, 0]) or [N, *channels], as well as with it, [N, *channels, 1].  Both give
+the same numbers in every entry point, outputs keep their documented [N, 1], parameters and their
+gradients are their declared shape (a Scalar's, 0-d), and every other shape is refused as before,
 its message naming the input."""
 from __future__ import annotations
 
@@ -55,11 +56,11 @@ def test_predict_loss_grad_step_take_n_as_n_by_1_and_match_the_closed_form(gain,
     assert loss == wide.loss(x=columns[:, 0:1], y=columns[:, 1:2])
     np.testing.assert_allclose(loss, np.mean((0.5 * x - y) ** 2), rtol=1e-12)
     g = flat.grad(x=x, y=y)["k"]
-    assert g.shape == (1,) and np.array_equal(g, wide.grad(x=columns[:, 0:1], y=columns[:, 1:2])["k"])
-    np.testing.assert_allclose(g[0], np.mean(2 * (0.5 * x - y) * x), rtol=1e-12)
+    assert g.shape == () and np.array_equal(g, wide.grad(x=columns[:, 0:1], y=columns[:, 1:2])["k"])
+    np.testing.assert_allclose(g, np.mean(2 * (0.5 * x - y) * x), rtol=1e-12)
     assert flat.step(x=x, y=y) == wide.step(x=columns[:, 0:1], y=columns[:, 1:2])
     assert np.array_equal(flat.params["k"], wide.params["k"])
-    np.testing.assert_allclose(flat.params["k"][0], 0.5 - 0.1 * np.mean(2 * (0.5 * x - y) * x), rtol=1e-12)
+    np.testing.assert_allclose(flat.params["k"], 0.5 - 0.1 * np.mean(2 * (0.5 * x - y) * x), rtol=1e-12)
 
 
 def test_fit_in_batches_takes_n_as_n_by_1(gain, columns):
@@ -89,7 +90,7 @@ def test_a_non_finite_sample_given_as_n_is_named(gain, columns):
         with pytest.raises(ValueError) as info:
             call()
         assert found in str(info.value)
-    assert np.array_equal(model.params["k"], [0.5])
+    assert model.params["k"] == 0.5
     assert np.isnan(model.predict(x=x)["p"][13, 0])               # inference keeps the NaN to its sample
 
 
@@ -113,9 +114,14 @@ def test_n_is_refused_for_a_value_with_channels_or_components(built):
     assert str(info.value) == "input 'v' has shape [5]; expected [N, 3, 3] (components e1, e2, e3)"
     with pytest.raises(ValueError) as info:                        # Scalar, but in three channels
         pose.PgaPose().predict(a=np.zeros(5))
-    assert str(info.value) == "input 'a' has shape [5]; expected [N, 3, 1] (components 1)"
-    with pytest.raises(ValueError, match=r"input 'a' has shape \[5, 3\]; expected \[N, 3, 1\]"):
-        pose.PgaPose().predict(a=np.zeros((5, 3)))
+    # (before: `... expected [N, 3, 1] (components 1)`, and [N, 3] refused too)
+    assert str(info.value) == "input 'a' has shape [5]; expected [N, 3, 1] (components 1), or [N, 3] for its one component"
+    rng = np.random.default_rng(2)
+    inputs = {n: rng.normal(size=(5, *s["shape"], len(s["layout"]))) for n, s in pose.PgaPose.SPEC["inputs"].items()}
+    model = pose.PgaPose()
+    full = model.predict(**inputs)
+    bare = model.predict(**{**inputs, "a": inputs["a"][..., 0]})     # Scalar[3] as [N, 3]: its channels, no component axis
+    assert all(np.array_equal(full[k], bare[k]) for k in full)
 
 
 def test_an_example_target_given_as_n_trains_alike(built):

@@ -180,20 +180,20 @@ def _split(noise: float = 0.3):
 def test_a_validation_set_is_watched_once_an_epoch_and_patience_keeps_the_best(rigid):
     train, val = _split()
     watched = rigid(seed=0)
-    history = watched.fit(train, steps=20, batch=500, val=val)
+    history = watched.fit(train, steps=20, batch=500, validation=val)
     v = watched.validation
     assert len(history) == 20 and list(v["step"]) == list(range(2, 21, 2)) and not v["stopped"]
     assert v["loss"][-1] == watched.loss(**val)                      # the same mean loss, bit for bit
     early = rigid(seed=0)
-    history = early.fit(train, steps=400, batch=100, lr=0.2, val=val, patience=3, val_every=10)
+    history = early.fit(train, steps=400, batch=100, lr=0.2, validation=val, patience=3, validate_every=10)
     v = early.validation
     assert v["stopped"] and len(history) == v["step"][-1] < 400
     assert min(v["loss"][-3:]) >= min(v["loss"][:-3]) and v["best"] <= v["step"][-4]   # three without a new lowest
     assert early.loss(**val) == min(v["loss"])                       # the lowest's parameters kept
-    with pytest.raises(ValueError, match="patience and val_every watch a validation set"):
+    with pytest.raises(ValueError, match="patience and validate_every watch a validation set"):
         rigid(seed=0).fit(train, steps=2, patience=2)
     with pytest.raises(ValueError, match="missing input 'y'"):
-        rigid(seed=0).fit(train, steps=2, val={"x": val["x"]})
+        rigid(seed=0).fit(train, steps=2, validation={"x": val["x"]})
 
 
 def test_phg_train_validates_and_stops_early(tmp_path, capsys):
@@ -201,12 +201,12 @@ def test_phg_train_validates_and_stops_early(tmp_path, capsys):
     np.savez(tmp_path / "train.npz", **train)
     np.savez(tmp_path / "val.npz", **val)
     run = ["train", EXAMPLE, "--data", str(tmp_path / "train.npz"), "--batch", "100", "--lr", "0.2"]
-    assert cli(run + ["--steps", "400", "--val", str(tmp_path / "val.npz"), "--patience", "3",
+    assert cli(run + ["--steps", "400", "--validation", str(tmp_path / "val.npz"), "--patience", "3",
                       "-o", str(tmp_path / "p.npz")]) == 0
     out = capsys.readouterr().out
     assert "stopped early (patience 3), the lowest's parameters kept" in out
     assert cli(run + ["--patience", "3", "-o", str(tmp_path / "q.npz")]) == 2
-    assert "--patience stops on a validation set's loss; give it with --val VAL.npz" in capsys.readouterr().err
+    assert "--patience stops on a validation set's loss; give it with --validation VAL.npz" in capsys.readouterr().err
 
 
 def test_a_model_starts_from_its_train_blocks_seed_as_phg_train_does(built):

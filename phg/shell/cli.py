@@ -56,9 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                        "overriding the train block's")
     train.add_argument("--schedule", metavar="SCHEDULE", help="lr over the steps: constant (default), cosine, or "
                        "step:EVERY:FACTOR (lr times FACTOR every EVERY steps)")
-    train.add_argument("--val", metavar="VAL.npz", help="a validation set (arrays named after the inputs): its "
-                       "loss once an epoch, on the summary")
-    train.add_argument("--patience", type=int, metavar="N", help="with --val: stop after N validations without a "
+    train.add_argument("--validation", "--val", dest="val", metavar="VAL.npz", help="a validation set (arrays named "
+                       "after the inputs): its loss once an epoch, on the summary")
+    train.add_argument("--patience", type=int, metavar="N", help="with --validation: stop after N validations without a "
                        "new lowest and keep the lowest's parameters (early stopping)")
     train.add_argument("--resume", metavar="PARAMS.npz", help="continue a run phg train saved: its parameters, "
                        "and the optimizer state and the samples' order saved beside them (PARAMS.state.npz)")

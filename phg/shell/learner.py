@@ -90,7 +90,7 @@ class Learner:
         before, after = active.model.loss(**held_out), copy.loss(**held_out)
         if not after < before:
             return None
-        params = {k: np.array(v) for k, v in copy.params.items()}
+        params = copy.params.arrays()
         record = R.make(model=active.record["model"], source_sha256=self.service.source_sha256,
                         cert=self.service.cert, params=params, module_sha256=self.service.module_sha256,
                         previous=active.record, key=self.key,

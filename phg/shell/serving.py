@@ -57,11 +57,15 @@ def _params(path: str, cls) -> dict[str, np.ndarray]:
     if missing:
         raise ValueError(f"{path} has no array {missing[0]!r} (model {cls.SPEC['name']} has parameters "
                          f"{', '.join(names)}); it has {', '.join(sorted(held)) or 'no arrays'}")
+    model = cls(seed=0)
     try:
-        cls(seed=0).params = arrays
+        model.params = arrays
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    return {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+    # as the kernels hold them (a Scalar's with its component axis), the form release records
+    # digest; the numbers as given (a model in a numeric format rounds its own copy)
+    stored = model.params.arrays()
+    return {k: np.asarray(v, dtype=np.float64).reshape(stored[k].shape) for k, v in arrays.items()}
 
 
 def _built(program):

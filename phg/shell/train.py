@@ -99,7 +99,7 @@ def train_command(args, out: Console, err: Console) -> int:
         if args.val is not None:
             val, _ = _read_data(args.val, [graph.values[v].name for v in graph.inputs])
         elif args.patience is not None:
-            raise ValueError("--patience stops on a validation set's loss; give it with --val VAL.npz")
+            raise ValueError("--patience stops on a validation set's loss; give it with --validation VAL.npz")
     except ValueError as exc:
         return _fail(err, str(exc))
     prior = None
@@ -258,13 +258,13 @@ def _train(args, program, name, data, held, val, prior, target, out, err, client
                     progress.update(task, completed=k + 1, loss=loss, rate=(k + 1) / elapsed if elapsed else 0.0)
 
             if prior is not None and prior.scale == "auto" and val is not None:
-                raise ValueError("--val watches one fit, and a prior whose scale is \"auto\" runs several to choose "
-                                 "it; give the prior a scale, or train without --val")
+                raise ValueError("--validation watches one fit, and a prior whose scale is \"auto\" runs several to "
+                                 "choose it; give the prior a scale, or train without --validation")
             if prior is not None and prior.scale == "auto":
                 scales, history = model.choose_scale(arrays, prior, steps=steps, batch=batch, callback=report,
                                                      **overrides)
             else:
-                watch = {} if val is None else {"val": {k: v for k, v in val.items() if k in arrays},
+                watch = {} if val is None else {"validation": {k: v for k, v in val.items() if k in arrays},
                                                 "patience": args.patience}
                 history = model.fit(arrays, steps=steps, batch=batch, callback=report, prior=prior, client=client,
                                     start=resume_at, **overrides, **watch)

@@ -43,11 +43,15 @@ class Axes:
             raise ValueError(f"{where}: phg.axes order {' '.join(self.order)!r} does not fit its array of shape "
                              f"{list(self.array.shape)}; expected {len(want)} axes named {expected!r} in some order "
                              f"({'N the samples, ' if batched else ''}K the components"
-                             f"{', C each of its ' + str(channels) + ' channel axes' if channels else ''})")
+                             f"{_channels(channels)})")
         # Where each of phg's axes is in the array: N first, the Cs in their order, K last.
         source = [i for i, c in enumerate(self.order) if c == "N"] + \
                  [i for i, c in enumerate(self.order) if c == "C"] + [self.order.index("K")]
         return np.transpose(self.array, source)
+
+
+def _channels(count: int) -> str:
+    return "" if count == 0 else ", C its channel axis" if count == 1 else f", C each of its {count} channel axes"
 
 
 def axes(array, order: str) -> Axes:
