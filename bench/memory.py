@@ -75,7 +75,7 @@ if {torch}:
     import numba, torch
     from bench.widths import torch_volume
     torch.set_num_threads(numba.get_num_threads())
-    p = {{n: torch.tensor(a[..., 0], dtype=torch.float64, requires_grad=True) for n, a in model.params.items()}}
+    p = {{n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in model.params.items()}}
     vt, tt = torch.from_numpy(v), torch.from_numpy(target[:, 0])
     def forward():
         with torch.no_grad():

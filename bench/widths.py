@@ -51,7 +51,9 @@ def build_seconds(src: Path, out: str, model: str = "SignedVolume", cache: Path 
     """A build of src into out in a fresh process, with Numba's cache in `cache` (phg's library
     kernels included: empty, the build is cold): its seconds, and the strategy of the model's
     training."""
-    env = dict(os.environ, **({"NUMBA_CACHE_DIR": str(cache)} if cache is not None else {}))
+    # (an empty per-user cache too: a build of the same source there would be copied, not made)
+    env = dict(os.environ, **({"NUMBA_CACHE_DIR": str(cache), "XDG_CACHE_HOME": str(cache / "user")}
+                              if cache is not None else {}))
     done = subprocess.run([sys.executable, "-c", BUILD.format(src=str(src), name=src.name, out=out, model=model)],
                           capture_output=True, text=True, check=True, cwd=ROOT, env=env)
     lines = done.stdout.strip().splitlines()
@@ -60,7 +62,7 @@ def build_seconds(src: Path, out: str, model: str = "SignedVolume", cache: Path 
 
 def torch_volume(p: dict, vt):
     """The network's output in PyTorch: parameters p (name -> tensor, phg's without their one
-    component axis), vt [N, 3 vectors, 3 components]."""
+    component axis, as params gives them), vt [N, 3 vectors, 3 components]."""
     import torch
 
     h = torch.einsum("ij,njk->nik", p["W1"], vt)
@@ -79,7 +81,7 @@ def torch_step(model, v, target, compiled: bool = False):
     import torch
 
     torch.set_num_threads(numba.get_num_threads())
-    p = {n: torch.tensor(a[..., 0], dtype=torch.float64, requires_grad=True) for n, a in model.params.items()}
+    p = {n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in model.params.items()}
     vt = torch.from_numpy(v)                     # [N, 3 vectors, 3 components]
     tt = torch.from_numpy(target[:, 0])
 
