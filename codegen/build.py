@@ -26,6 +26,7 @@ from phg.diagnostics import PhgError, Span
 from phg.program import Program
 
 from .caches import numba_cache, written_dir
+from .header import made_from
 from .header import status as header_status
 from .kernel_cache import kernels_of
 
@@ -88,11 +89,13 @@ def cached(program: Program, directory: Path) -> tuple[Path, str] | None:
 def copy_built(program: Program, module: Path, directory: Path) -> Path | None:
     """The module phg wrote for this source at `module` (as `cached` found it) and its
     certificate, copied into `directory` unless it holds them already; the copy's path, or None if
-    either changed meanwhile (it is then built there instead)."""
+    either changed meanwhile, or the module names another file as its source (the same text at
+    another path: it is then built there instead, so a module always names the file it is of)."""
     target = directory / module.name
     cert = module.with_name(f"{stem(program)}.cert.json")
     text, signed = _read(module), _read(cert)
-    if text is None or signed is None or _status(text, program.sha256) is None:
+    if text is None or signed is None or _status(text, program.sha256) is None or \
+            not made_from(text, str(program.path)):
         return None
     directory.mkdir(parents=True, exist_ok=True)
     if _read(target) != text:

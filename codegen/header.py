@@ -56,6 +56,12 @@ def header(source: str, digest: str, status: str) -> list[str]:
             f"# certificate: {status}"]
 
 
+def made_from(text: bytes, source: str) -> bool:
+    """Whether a module's header names `source` as the file it was generated from."""
+    head = text.split(b"\n", 1)[0]
+    return head.endswith(f"from {ascii(source)}; do not edit.".encode())
+
+
 def status(text: bytes, digest: str) -> str | None:
     """The certificate status a module's header records, if this phg and generator wrote it for
     the source of sha256 `digest`; None otherwise."""

@@ -282,3 +282,18 @@ def test_replace_puts_a_file_where_a_link_was(tmp_path):
     files.write_bytes(tmp_path / "params.npz", b"new")
     assert (tmp_path / "victim.npz").read_bytes() == b"precious"
     assert not (tmp_path / "params.npz").is_symlink() and (tmp_path / "params.npz").read_bytes() == b"new"
+
+
+def test_the_same_text_at_another_path_is_built_naming_its_own_file(env, monkeypatch):
+    """The per-user cache holds this text's module as built from model.phg; the same text in
+    another file is built afresh (no copy), so its module names the file it is of."""
+    folder, text = env
+    (folder / "elsewhere").mkdir()
+    (folder / "elsewhere" / "model.phg").write_text(SCALE)
+    calls = []
+    generate = phg.codegen.emit.module_source
+    monkeypatch.setattr(phg.codegen.emit, "module_source", lambda *a: calls.append(a) or generate(*a))
+    module = phg.build(phg.load("elsewhere/model.phg"), folder / "b")
+    assert len(calls) == 1
+    assert open(module.__file__).read().splitlines()[0].endswith(f"from {ascii('elsewhere/model.phg')}; do not edit.")
+    doubles(module)
