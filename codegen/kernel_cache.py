@@ -78,7 +78,14 @@ class _ByKernelText(caching._CacheLocator):
     @classmethod
     def from_function(cls, py_func, py_file):
         kernels = py_func.__globals__.get(DIGEST)
-        return cls(kernels) if isinstance(kernels, str) and re.fullmatch(r"[0-9a-f]{64}", kernels) else None
+        if not (isinstance(kernels, str) and re.fullmatch(r"[0-9a-f]{64}", kernels)):
+            return None
+        locator = cls(kernels)
+        try:
+            locator.ensure_cache_path()           # (as Numba's own locators: a folder it can write)
+        except OSError:
+            return None
+        return locator
 
 
 class _Impl(caching.CompileResultCacheImpl):
@@ -96,8 +103,13 @@ class _Cache(caching.FunctionCache):
 
 def cache_by_kernel_text(compiled):
     """A dispatcher or C function of a generated module, its compiled code cached by the module's
-    kernel digest (Numba's own caching, cache=True, with this locator in place of the file's)."""
-    compiled._cache = _Cache(compiled.py_func if hasattr(compiled, "py_func") else compiled._pyfunc)
+    kernel digest (Numba's own caching, cache=True, with this locator in place of the file's).
+    Where no cache folder can be written, it is compiled in each process instead, never cached
+    elsewhere (beside the module, say)."""
+    try:
+        compiled._cache = _Cache(compiled.py_func if hasattr(compiled, "py_func") else compiled._pyfunc)
+    except RuntimeError:                            # Numba: no locator for it
+        pass
     return compiled
 
 

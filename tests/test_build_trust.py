@@ -297,3 +297,16 @@ def test_the_same_text_at_another_path_is_built_naming_its_own_file(env, monkeyp
     assert len(calls) == 1
     assert open(module.__file__).read().splitlines()[0].endswith(f"from {ascii('elsewhere/model.phg')}; do not edit.")
     doubles(module)
+
+
+def test_a_cache_folder_that_cannot_be_written_compiles_instead(env, monkeypatch):
+    """Numba's cache folder made impossible (a file where its folder goes): the kernels compile
+    in the process and run, and nothing is cached beside the module."""
+    import numba.core.config
+
+    folder, text = env
+    (folder / "blocked").write_text("a file, not a folder")
+    monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(folder / "blocked" / "numba"))
+    module = phg.build(phg.load("model.phg"), folder / "built")
+    doubles(module)
+    assert not (folder / "built" / "__pycache__").exists()
