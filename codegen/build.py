@@ -13,7 +13,6 @@ from the module's folder.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import os
@@ -25,7 +24,7 @@ from phg import files
 from phg.diagnostics import PhgError, Span
 from phg.program import Program
 
-from .caches import numba_cache, written_dir
+from .caches import written_dir
 from .header import made_from
 from .header import status as header_status
 from .kernel_cache import kernels_of
@@ -117,12 +116,20 @@ def write_module(program: Program, directory: Path, status: str) -> Path:
     return target
 
 
+# (module path, source sha256) -> the module imported from it in this process (while it is the
+# module of its name).
+_IMPORTED: dict[tuple[str, str], object] = {}
+
+
 def import_module(path: Path, digest: str):
     """Import a generated file once per process; only a module phg wrote for the source of sha256
     `digest`, and from the bytes that were checked.  Its name is its kernels' (their digest,
     codegen.kernel_cache): the kernels Numba loads from its cache find their module by that name,
     and a module of the same kernels (another source's, a comment apart, or a copy under another
     file name) is one they can use."""
+    done = _IMPORTED.get((str(path), digest))
+    if done is not None and sys.modules.get(done.__name__) is done:     # imported already: read nothing again
+        return done
     text = _read(path)
     if text is None or _status(text, digest) is None:
         raise PhgError("io", f"{path} is not the module phg wrote (it changed while phg was building), "
@@ -130,8 +137,6 @@ def import_module(path: Path, digest: str):
                        expected="the module phg generated for this source", hint="build again")
     name = f"phg_kernels_{kernels_of(text)[:24]}"
     held = sys.modules.get(name)
-    if held is not None and getattr(held, "__file__", None) == str(path) and getattr(held, "SOURCE_SHA256", None) == digest:
-        return held
     # Executed from the checked bytes under the file's own name (no .pyc beside it is ever read).
     code = compile(text, str(path), "exec", dont_inherit=True)
     spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
@@ -146,21 +151,5 @@ def import_module(path: Path, digest: str):
         else:
             sys.modules[name] = held
         raise
+    _IMPORTED[str(path), digest] = module
     return module
-
-
-@contextlib.contextmanager
-def kernels_cached_for_this_user():
-    """Numba's compiled kernels of the functions defined meanwhile are cached in the user's own
-    cache, not in a __pycache__ beside their file: Numba unpickles its cache index, so one planted
-    there would run code.  (A cache folder the user chose, NUMBA_CACHE_DIR, stands.)  A generated
-    module's kernels are always cached so, by their text (codegen.kernel_cache)."""
-    from numba.core import config
-
-    chosen = config.CACHE_DIR
-    if not chosen:
-        config.CACHE_DIR = str(numba_cache())
-    try:
-        yield
-    finally:
-        config.CACHE_DIR = chosen

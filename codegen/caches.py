@@ -3,6 +3,7 @@ modules it built (kernels/), the sha256 of every module it wrote (written/), and
 kernels (numba/)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -27,3 +28,26 @@ def numba_cache() -> Path:
     """Numba's cache of the kernels phg generates, by code generator: kernels compiled by another
     version of phg (whose cached code may name modules that no longer exist) are never loaded."""
     return user_cache() / "numba" / generator()
+
+
+def numba_root() -> Path:
+    """Where Numba caches phg's kernels: the folder the user chose (NUMBA_CACHE_DIR), or
+    numba_cache()."""
+    from numba.core import config
+
+    return Path(config.CACHE_DIR) if config.CACHE_DIR else numba_cache()
+
+
+@contextlib.contextmanager
+def kernels_cached_for_this_user():
+    """Numba's compiled kernels of the functions defined meanwhile are cached in numba_root(),
+    not in a __pycache__ beside their file: Numba unpickles its cache index, so one planted there
+    would run code.  (A generated module's kernels are cached so by their text, codegen.kernel_cache.)"""
+    from numba.core import config
+
+    chosen = config.CACHE_DIR
+    config.CACHE_DIR = str(numba_root())
+    try:
+        yield
+    finally:
+        config.CACHE_DIR = chosen

@@ -114,8 +114,10 @@ def compile_model(cls, progress: Progress | None = None) -> float:
     from .opaque import bind, unbound
 
     # The parts first: instantiating the class to type its kernels binds them (codegen.opaque).
-    parts = [("parts", lambda: (lambda bound, loaded: loaded == bound)(*bind(cls._parts)))] \
-        if unbound(cls._parts) else []
+    def bind_parts() -> bool:
+        bound, loaded = bind(cls._parts)
+        return loaded == bound
+    parts = [("parts", bind_parts)] if unbound(cls._parts) else []
     kernel_steps = ((label, functools.partial(_compile, dispatcher, types))
                     for label, dispatcher, types in kernels(cls) if types not in dispatcher.overloads)
     return sum(_compiled(progress, cls.SPEC["name"], label, step) for label, step in itertools.chain(parts, kernel_steps))

@@ -27,7 +27,7 @@ import numpy as np
 from numba import carray, types, uint64
 
 from .accumulate import ABS, DIGITS, LEDGER, MAGIC, MAGIC_BITS, TWO52, add_double, kept
-from .build import kernels_cached_for_this_user
+from .caches import kernels_cached_for_this_user
 from .opaque import NoAliasCFunc
 
 _F = types.CPointer(types.float64)

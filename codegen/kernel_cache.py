@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
 
 import numba
 from numba.core import caching
 
-from .caches import numba_cache
+from .caches import numba_root
 from .header import generator
 
 # The name of the module constant holding the digest, read by the kernels' cache as they are defined.
@@ -50,19 +49,13 @@ def bind_symbols(text: str, kernels: str) -> str:
                        text)
 
 
-def _root() -> Path:
-    from numba.core import config
-
-    return Path(config.CACHE_DIR) if config.CACHE_DIR else numba_cache()
-
-
 class _ByKernelText(caching._CacheLocator):
     """Where a generated function is cached: a folder per kernel digest, whose index stays valid
     as long as the digest is the same (Numba's stamp is the file's time and size)."""
 
     def __init__(self, kernels: str):
         self._kernels = kernels
-        self._path = str(_root() / "content" / kernels[:32])
+        self._path = str(numba_root() / "content" / kernels[:32])
 
     def get_cache_path(self) -> str:
         return self._path
