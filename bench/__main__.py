@@ -1,14 +1,14 @@
 import sys
 
 from . import buildtime, cgenn, checktime, cluster, cma, distill, formats, fuzz, learning, memory, predict, report, serve, \
-    soundness, spiking, train, widths, workflow
+    soundness, spiking, torch_layer, train, widths, workflow
 
 COMMANDS = {"soundness": soundness.main, "check": checktime.main, "predict": predict.main, "build": buildtime.main,
             "train": train.main, "fuzz": fuzz.main,
             "widths": widths.main, "cgenn": cgenn.main, "learning": learning.main, "memory": memory.main,
             "formats": formats.main, "serve": serve.main, "cma": cma.main,
             "distill": distill.main, "spiking": spiking.main,
-            "cluster": cluster.main, "workflow": workflow.main}
+            "cluster": cluster.main, "workflow": workflow.main, "torch": torch_layer.main}
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -28,6 +28,7 @@ if __name__ == "__main__":
               "       python -m bench distill [--trials 50] [--png F]\n"
               "       python -m bench spiking [--seeds 8] [--brian2 PYTHON] [--png F]\n"
               "       python -m bench cluster [--models rigid,volume] [--samples N] [--batch B] [--steps S] [--workers 1,2]\n"
-              "       python -m bench workflow [--samples N]")
+              "       python -m bench workflow [--samples N]\n"
+              "       python -m bench torch [C ...] [--batches 128,1024] [--accumulate exact,float]")
         sys.exit(2)
     sys.exit(COMMANDS[name](sys.argv[2:]))

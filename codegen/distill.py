@@ -7,9 +7,7 @@ distance of its outputs to the teacher's, read as inputs,
 
     D = (1/N) sum_i sum_o sum_b (o_b(x_i) - t_ob(x_i))^2 / 1[unit of o]^2,
 
-built once per source into phg's kernel cache (by phg.build, which the API lends this module:
-the verifier narrows the derived program's supports, and no stage of the pipeline imports the
-API) and trained with the model's own train block
+built once per source into phg's kernel cache (codegen.derived) and trained with the model's own train block
 (optimizer, batch, steps), Rotors and Motors on their manifold.  The prior's mean is the fitted
 parameters; its precision the Gauss-Newton curvature of D there, (2/N) sum_i J_i^T J_i over
 the model's coordinates (Rotors and Motors in body-frame bivector coordinates), each row of J_i
@@ -18,7 +16,6 @@ the teacher's value one below the model's (then D's gradient is 2 J_i^T e_k).
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -26,30 +23,16 @@ import numpy as np
 from phg.dsl.derive import distillation_source
 from phg.prior import Prior
 
+from .derived import derived_model
 from .parameters import batch_of, require_finite_samples
 
 # The samples the curvature is summed over, at most (evenly spaced among the inputs given).
 CURVATURE_SAMPLES = 1_000
-# phg.build(program, unverified=...) -> module, set by phg.build when it first builds a module
-BUILD = None
 
 
 def distillation_model(cls):
-    """The class of `cls`'s distillation model (built on first use into phg's kernel cache, then
-    kept on the class), and the teacher input of each output."""
-    cached = cls.__dict__.get("_distillation")
-    if cached is not None:
-        return cached
-    from phg.dsl import loads
-
-    if BUILD is None:
-        raise RuntimeError("distill builds its distillation model with phg.build; load the model's module with it")
-    module = sys.modules[cls.__module__]
-    text, names = distillation_source(module.SOURCE, cls.SPEC["name"], cls.SPEC["outputs"], module.SOURCE_PATH)
-    path = f"{module.SOURCE_PATH} (distillation of {cls.SPEC['name']})"
-    derived = BUILD(loads(text, path), unverified=True)
-    cls._distillation = (derived.MODELS[cls.SPEC["name"]], names)
-    return cls._distillation
+    """The class of `cls`'s distillation model and the teacher input of each output."""
+    return derived_model(cls, "distillation", distillation_source)
 
 
 def distill(model, teacher: Callable, inputs: Mapping, steps: int | None = None, epochs: int | None = None,

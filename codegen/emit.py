@@ -41,7 +41,7 @@ from .logarithm import Logarithm
 from .population import population_source
 from .spiking import network_source
 from .relative import relative_source
-from .training import TrainKernel, train_kernel
+from .training import TrainKernel, inputs_kernel, train_kernel
 
 # Taylor terms after scaling the argument below 1/2: 0.5^18 / 18! is far below double rounding.
 EXP_TERMS = 18
@@ -288,6 +288,9 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
                                                  global_name("slots", g.name), tinputs),
                              global_name("train", g.name), global_name("slots", g.name), tinputs, list(g.params),
                              lp.rows, lp.rows, 2 * unrolled(g, [g.loss]))
+            # per-sample input adjoints (codegen.vjp), compiled on their first call only
+            kernels.append(looped.inputs_source(module, global_name("inputs", g.name), tinputs))
+            attrs.append(f"    _inputs_kernel = staticmethod({global_name('inputs', g.name)})")
             if train.optimizer == "cma":
                 kernels.append(looped.population_source(module, global_name("population", g.name),
                                                         global_name("candidate", g.name), tinputs))
@@ -299,6 +302,9 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
                               formatted, fast)
             for h in planned.fused.adjoint.helpers:
                 _share(helpers, h)
+            # per-sample input adjoints (codegen.vjp), compiled on their first call only
+            kernels.append(inputs_kernel(g, planned, global_name("inputs", g.name), fcode, fstatement, floads))
+            attrs.append(f"    _inputs_kernel = staticmethod({global_name('inputs', g.name)})")
             if train.optimizer == "cma":
                 kernels.append(population_source(g, planned.fused, global_name("population", g.name), fcode,
                                                  fstatement, floads, formatted))

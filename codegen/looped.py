@@ -425,15 +425,19 @@ class Module:
         self.opaque: list[tuple[str, str]] = []     # (symbol, function) of the parts called by address
         self._tables: dict[tuple[str, int], str] = {}   # int64 tables (runs of copies) -> module constant
         self.parts = 0
+        # Parts made while lazy are plain functions, compiled with the kernel that calls them on
+        # its first call, not bound as the model is first instantiated (inputs_source's)
+        self.lazy = False
         names = _Names(lp)
         for n in products(lp):
             rows = ", ".join(f"({a}, {b}, {m}, {s}, {k})" for a, b, m, s, k in runs(lp.ops[n].pairs))
             self.functions[names.pairs(n)] = (f"{names.pairs(n)} = _phg_np.array([{rows}], "
                                               "dtype=_phg_np.int64).reshape(-1, 5)")
 
-    def ops(self, varying: bool, backward: bool, only) -> list[str]:
+    def ops(self, varying: bool, backward: bool, only, deposits: bool = True, after: dict | None = None) -> list[str]:
         """The nests of the groups whose ops vary with the sample (or not) and pass `only`; a run
-        of channel selections of parameters, one table of copies."""
+        of channel selections of parameters, one table of copies.  Backward, without `deposits`
+        no exact sum is deposited, and `after` (group -> lines) runs lines once a group is done."""
         out: list[str] = []
         done: list[str] = []                    # lines already packed into parts
         copies: list[tuple[int, int, int]] = []
@@ -453,11 +457,12 @@ class Module:
             copies = []
             out += (_group(self.g, self.lp, grp, backward, self.code, self.statement, self.fmt) if grp.pointwise else
                     op_lines(self.g, self.lp, n, op, backward, self.code, self.statement, self.fmt))
-            if backward and self.lp.deposit(op) == "adjoint":        # its dy's words are free from here
+            if backward and deposits and self.lp.deposit(op) == "adjoint":        # its dy's words are free from here
                 # the deposits run in the kernel (they add to its count of terms set aside); the
                 # ops before them stay in parts of their own
                 done += self.outline(out) + product_deposits(self, op)
                 out = []
+            out += (after or {}).get(i, [])
         return done + self.outline(out + self._copies(copies, backward))
 
     def _copies(self, runs: list[tuple[int, int, int]], backward: bool) -> list[str]:
@@ -514,7 +519,7 @@ class Module:
         name = global_name("part", self.lp.model, str(self.parts))
         self.parts += 1
         doc = f"Ops of {self.lp.model}'s loop plan, called by its kernels."
-        if set(args) <= {*_WORKSPACE, "_m"}:
+        if set(args) <= {*_WORKSPACE, "_m"} and not self.lazy:
             nest = "_ws" not in args
             symbol, self.functions[name] = _opaque(name, doc, lines, nest)
             self.opaque.append((symbol, f"{name}_c", nest))
@@ -709,6 +714,52 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
     doc = f"Loss and gradient of {g.name} from the slots' sums over n samples ({'exact' if lp.exact else 'float'} accumulation)."
     parts.append(_function(name, args, doc, _epilogue(mod, grads)))
     return "\n\n\n".join(parts)
+
+
+def inputs_source(mod: Module, name: str, inputs: list[str]) -> str:
+    """The kernel of the samples _from to _to's input adjoints (codegen.vjp): per tile, forward,
+    loss and adjoint as a step runs them but with no sum, each input's adjoint slab copied to
+    `_bar_<input>` once the last group that adds to it is done (its words are another slab's
+    from there: phg.plan.loops places adjoints by their lives).  The gradient of each sample's
+    loss, not of the batch mean; threads run shares of a batch side by side, as predict's."""
+    mod.lazy = True                     # a model's VJP program calls it: no other model pays for its parts
+    try:
+        return _inputs_source(mod, name, inputs)
+    finally:
+        mod.lazy = False
+
+
+def _inputs_source(mod: Module, name: str, inputs: list[str]) -> str:
+    g, lp = mod.g, mod.lp
+    params = list(g.params)
+    data = [array_name(g.values[v]) for v in inputs + params]
+    bars = {v: f"_bar_{identifier(g.values[v].name)}" for v in inputs}
+    trained = lambda op: op.trained  # noqa: E731
+    consts = [v for v in lp.slabs if lp.slabs[v].const]
+    last: dict[int, list[str]] = {}                  # backward, the last group adding to an input's adjoint
+    for v, bar in bars.items():
+        s = lp.slabs[v]
+        readers = [i for i, grp in enumerate(lp.groups) for n in grp.ops
+                   if lp.ops[n].trained and lp.ops[n].varying and v in lp.ops[n].sources]
+        if s.adjoint is None or not readers:
+            continue
+        for k in range(len(s.blades)):
+            idx = ", ".join(["_start + _t"] + _unravel(s.shape, "_c") + [str(k)])
+            last.setdefault(min(readers), []).extend(
+                ["for _t in range(_m):", f"    for _c in range({s.channels}):",
+                 f"        {bar}[{idx}] = {_at(s.adjoint, s, k)}"])
+    body = ["_ws = _tiles[_share]", "_wv = _ws", "_wi = _ws", "_m = 0"]
+    body += mod.load([p for p in params if p in lp.slabs] + consts, None) + mod.ops(False, False, lambda op: True)
+    body += _zero(lp.invariant_adjoint_range)         # (float: a step's parameter adjoints add up there)
+    loss = lp.slabs[g.loss]
+    tile = [f"_m = min({TILE}, _to - _start)"]
+    tile += mod.load(inputs, "_start") + mod.ops(True, False, trained) + _zero(lp.adjoint_range)
+    tile += [f"_ws[{loss.adjoint}:{loss.adjoint + loss.words}] = 0.0", "for _t in range(_m):",
+             f"    {_at(loss.adjoint, loss, 0)} = 1.0"]
+    tile += mod.ops(True, True, trained, deposits=False, after=last)
+    body += [f"for _start in range(_from, _to, {TILE}):"] + ["    " + ln for ln in tile]
+    doc = f"Per-sample input adjoints of {g.name}'s loss for the samples _from to _to, in tiles of {TILE}."
+    return _function(name, data + list(bars.values()) + list(PREDICT_ARGUMENTS["loops"]), doc, body)
 
 
 def population_source(mod: Module, name: str, candidate: str, inputs: list[str]) -> str:

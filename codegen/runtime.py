@@ -20,11 +20,8 @@ from .optimizers import KINDS, direction
 from .parameters import Declared, Parameters, array, batch_of, declared, finite, require_finite_samples
 from .accumulate import (BLOCK_HI, BLOCK_LO, FULL, WINDOWS, close, complete, digit_totals, mark_needed, next_block,
                          odd_totals, round_digits, totals, unmark)
-from .spread import prepare, shares_of, spread, threads
+from .spread import SHARE, prepare, shares_of, spread, threads
 
-# The scalar operations below which a share of a batch is not worth a thread of its own (handing
-# a share to a thread costs some tens of microseconds; these take about as long).
-SHARE = 2**16
 # Exact totals below which a share of them is not worth a thread (each takes some 0.1 us).
 TOTALS_PER_PIECE = 2048
 
@@ -132,6 +129,8 @@ class ModelBase:
     validation = None
     # optimizer cma's kernel of a generation's losses (codegen.population), where the model has one
     _population_kernel = None
+    # per-sample adjoints of the loss with respect to the inputs (codegen.vjp), where generated
+    _inputs_kernel = None
     # a Rotor/Motor parameter's log(~R0 R) and its adjoint, where log() is generated (codegen.relative)
     _relative: dict = {}
     # (symbol, function) of the loop plan's parts its kernels call by address (codegen.opaque)
@@ -233,11 +232,16 @@ class ModelBase:
         """Every output for a batch: {'name': array [N, *channels, components]}.  Inputs no output
         depends on may be passed (a whole data set) and are ignored.  (self is positional-only in
         predict, loss, grad and step, so that an input may be named self.)"""
+        return self._predict(inputs)
+
+    def _predict(self, inputs: Mapping, versors: bool = True) -> dict[str, np.ndarray]:
+        """predict; without `versors`, a function of the stored coefficients, also of a Rotor's or
+        Motor's off its manifold (as loss and grad: phg.torch's forward, finite differences)."""
         plan = self.SPEC["predict"]
         arrays, n = self._inputs(inputs, plan["inputs"])
         outs = {o: np.empty((n, *self.SPEC["outputs"][o]["shape"], len(self.SPEC["outputs"][o]["layout"])))
                 for o in plan["outputs"]}
-        args = (*arrays, *self._params(plan["params"]), *outs.values())
+        args = (*arrays, *self._params(plan["params"], versors), *outs.values())
         shares = shares_of(n, n * plan["work"] // SHARE)
         tiles = [shape for role, _, shape, _, _ in plan["buffers"] if role == "tiles"]
         if tiles:           # the loop strategy: a workspace per thread, the kernel plan's (phg.plan.buffers)
@@ -550,6 +554,27 @@ class ModelBase:
                     raise ValueError(f"a prior on {pname!r} needs log(), which is generated only where exp has a "
                                      "closed form (G2, G3, 2D and 3D PGA)")
                 self._parameters.require_valid(pname, prior.mean[pname])
+
+    def vjp(self, cotangents: Mapping, /, wrt_inputs=True, wrt_params: bool = True, **inputs
+            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The vector-Jacobian product of the outputs at these inputs (LANGUAGE §19; codegen.vjp):
+        with `cotangents` {output: array shaped like predict's}, the gradients of the sum over
+        samples, channels and blades of cotangent times output, with respect to each input, per
+        sample ({input: [N, *channels, components]}; `wrt_inputs` True, False or names), and to
+        each parameter, summed over the batch ({param: its declared shape}; unless `wrt_params`
+        is False).  Parameters are the stored coefficients (a Rotor's need not be normalised);
+        its gradients are Euclidean, as grad's."""
+        from .vjp import vjp
+
+        return vjp(self, cotangents, inputs, wrt_inputs, wrt_params)
+
+    def input_grad(self, /, of: str | None = None, wrt=None, **inputs):
+        """Per sample, the gradient of an output of one coefficient per sample (`of`; by default
+        the only output) with respect to the inputs: {input: [N, *channels, components]}, or the
+        one array when `wrt` names one input (an energy's forces are minus its input gradient)."""
+        from .vjp import input_grad
+
+        return input_grad(self, inputs, of, wrt)
 
     def distill(self, teacher, inputs: Mapping, steps: int | None = None, epochs: int | None = None,
                 batch: int | None = None, callback=None, curvature_samples: int | None = None):

@@ -32,6 +32,10 @@ _owner = 0                      # the process the pool's threads run in
 _lock = threading.Lock()
 _blas = None                    # the BLAS libraries loaded, as threadpoolctl controls them
 
+# The scalar operations below which a share of a batch is not worth a thread of its own (handing
+# a share to a thread costs some tens of microseconds; these take about as long).
+SHARE = 2**16
+
 
 def _one_blas_thread():
     """A context in which the loaded BLAS libraries run on one thread each."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from phg.hypergraph import Hypergraph
 from phg.plan.buffers import CHUNK, NORMALISE_EVERY, many_sums
-from phg.plan.kernel import SLOTS_ARGUMENTS, TRAIN_ARGUMENTS, TrainPlan
+from phg.plan.kernel import PREDICT_ARGUMENTS, SLOTS_ARGUMENTS, TRAIN_ARGUMENTS, TrainPlan
 from phg.plan.scalar import HelperCall, array_name, global_name, identifier
 
 from .accumulate import ABS, MAGIC, MAGIC_BITS, TWO52
@@ -123,6 +123,32 @@ def train_kernel(g: Hypergraph, planned: TrainPlan, name: str, accumulate: str, 
                 idx = ", ".join([str(i) for i in ch] + [str(k)])
                 lines.append(f"    {arr}[{idx}] = {mean('(' + code(adjoint.param_bars.get(comp[b], 0)) + ')')}")
     return TrainKernel("\n".join(lines), name, slots, inputs, params, len(quantities), plan.rows, adjoint.stack_symbols)
+
+
+def inputs_kernel(g: Hypergraph, planned: TrainPlan, name: str, code, statement, loads) -> str:
+    """The kernel of the samples _from to _to's input adjoints: per sample, forward, loss and the
+    adjoint of the fused step (phg.plan.fused), with each input coefficient's adjoint written to
+    `_bar_<input>` (the gradient of that sample's loss, not of the batch mean).  Samples are
+    independent: threads run shares of a batch side by side, as predict's (codegen.spread)."""
+    step = planned.fused
+    sp, adjoint = step.program, step.adjoint
+    params = list(g.params)
+    data = [array_name(g.values[v]) for v in step.inputs + params]
+    bars = [f"_bar_{identifier(g.values[v].name)}" for v in step.inputs]
+    doc = f"Per-sample input adjoints of {g.name}'s loss for the samples _from to _to."
+    lines = [njit(), f"def {name}({', '.join(data + bars + list(PREDICT_ARGUMENTS['fused']))}):", f"    {ascii(doc)}"]
+    lines += ["    " + ln for p in params if p in sp.values for ln in loads(g, sp, p, None)]
+    lines += ["    " + statement(s, e) for s, e in adjoint.invariant]
+    body = [ln for v in step.inputs for ln in loads(g, sp, v, "_i")]
+    body += [statement(s, e) for s, e in step.per_sample]
+    body += [statement(s, e) for s, e in adjoint.backward]
+    for v, bar in zip(step.inputs, bars):
+        for ch, comp in sp.values[v].items():
+            for k, (_, sym) in enumerate(sorted(comp.items(), key=lambda t: g.algebra.position[t[0]])):
+                idx = ", ".join(["_i"] + [str(c) for c in ch] + [str(k)])
+                body.append(f"{bar}[{idx}] = {code(adjoint.inputs[sym])}")
+    lines += ["    for _i in range(_from, _to):"] + ["        " + ln for ln in body or ["pass"]]
+    return "\n".join(lines)
 
 
 _MAGIC, _MAGIC_BITS, _TWO52, _ABS = repr(MAGIC), hex(MAGIC_BITS), repr(TWO52), hex(ABS)

@@ -18,23 +18,57 @@ def distillation_source(source: str, model: str, outputs: dict, path: str = "<te
     and unit of each).  Lines keep their numbers: the other models and train blocks are blanked,
     the loss is replaced (or the statements added before the model's closing brace)."""
     tree = parse(source, path)
-    taken = {getattr(d, "name", None) for d in tree.decls} | {"teacher", "loss"}
-    taken |= {st.name for d in tree.decls if isinstance(d, ModelDecl) for st in d.body if getattr(st, "name", None)}
+    taken = _names(tree)
     names: dict[str, str] = {}
     statements, terms = [], []
     for o, spec in sorted(outputs.items()):
         teacher, diff = _fresh(f"teacher_{o}", taken), _fresh(f"miss_{o}", taken)
-        blades, unit = spec["layout"], spec.get("unit")
-        shape = f"[{', '.join(map(str, spec['shape']))}]" if spec["shape"] else ""
-        statements.append(f"input {teacher}{shape}: Blades({', '.join(blades)}){f'[{unit}]' if unit else ''}")
+        unit = spec.get("unit")
+        statements.append(_input(teacher, spec, unit))
         statements.append(f"let {diff} = {o} - {teacher}")
-        squares = " + ".join(f"scalar({diff}) * scalar({diff})" if b == "1" else f"{diff}.{b} * {diff}.{b}"
-                             for b in blades)
-        term = f"sum({squares})" if spec["shape"] else f"({squares})"
-        terms.append(term + (f" / 1[({unit})^2]" if unit else ""))
+        terms.append(_summed(diff, diff, spec, f"({unit})^2" if unit else None))
         names[o] = teacher
     statements.append("loss " + " + ".join(terms))
     return _with_loss_replaced(source, tree, model, statements), names
+
+
+def vjp_source(source: str, model: str, outputs: dict, path: str = "<text>") -> tuple[str, dict]:
+    """The text of the vector-Jacobian-product program of `model` in `source`, and for each output
+    the input that holds its cotangent: the model with its loss replaced by the sum over outputs
+    o of <c_o, o> / 1[unit of o], each c_o a dimensionless input of o's shape and blades, summed
+    over channels and blades.  One sample's gradient of that loss is the product of the
+    cotangents with the Jacobian of the outputs (codegen.vjp).  Lines keep their numbers."""
+    tree = parse(source, path)
+    taken = _names(tree)
+    names: dict[str, str] = {}
+    statements, terms = [], []
+    for o, spec in sorted(outputs.items()):
+        cotangent = _fresh(f"cotangent_{o}", taken)
+        statements.append(_input(cotangent, spec, None))
+        terms.append(_summed(cotangent, o, spec, spec.get("unit")))
+        names[o] = cotangent
+    statements.append("loss " + " + ".join(terms))
+    return _with_loss_replaced(source, tree, model, statements), names
+
+
+def _names(tree) -> set[str]:
+    """Every name the declarations and models of `tree` take, and the loss's."""
+    taken = {getattr(d, "name", None) for d in tree.decls} | {"teacher", "loss"}
+    return taken | {st.name for d in tree.decls if isinstance(d, ModelDecl) for st in d.body if getattr(st, "name", None)}
+
+
+def _input(name: str, spec: dict, unit: str | None) -> str:
+    """An input declaration of an output's shape and blades (SPEC["outputs"]' entry), in `unit`."""
+    shape = f"[{', '.join(map(str, spec['shape']))}]" if spec["shape"] else ""
+    return f"input {name}{shape}: Blades({', '.join(spec['layout'])}){f'[{unit}]' if unit else ''}"
+
+
+def _summed(a: str, b: str, spec: dict, unit: str | None) -> str:
+    """The sum over channels and blades of a.b * b.b, over 1[unit] (None: dimensionless)."""
+    products = " + ".join(f"scalar({a}) * scalar({b})" if blade == "1" else f"{a}.{blade} * {b}.{blade}"
+                          for blade in spec["layout"])
+    term = f"sum({products})" if spec["shape"] else f"({products})"
+    return term + (f" / 1[{unit}]" if unit else "")
 
 
 def penalty_source(source: str, model: str, path: str = "<text>") -> tuple[str, dict[str, str]]:

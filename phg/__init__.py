@@ -77,10 +77,10 @@ def build(program: Program, directory: str | Path | None = None, unverified: boo
                         f"got {type(progress).__name__}")
 
     def ready(module):
-        from phg.codegen import distill
+        from phg.codegen import derived
         from phg.codegen.compiling import compile_module, printer, to_stderr
 
-        distill.BUILD = build                     # M.distill builds its derived program as this does
+        derived.BUILD = build                     # derived models (distill, vjp) are built as this builds
 
         if progress is True:
             compile_module(module, printer(to_stderr))

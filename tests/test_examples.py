@@ -61,3 +61,14 @@ def test_cgenn_volume_is_equivariant_and_learns(capsys):
     assert last < first
     rot, ref = (float(v) for v in re.findall(r"for (?:rotations|reflections) ([0-9.e+-]+)", out))
     assert rot <= 1e-9 and ref <= 1e-9
+
+
+def test_pair_energy_forces_match_differences_and_turn_with_the_atoms(capsys):
+    """The forces minus the energy's input gradient: against central differences and under 100
+    random rotations, reflections and translations."""
+    assert script("pair_energy").main(["--samples", "512"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    values = dict(kv.split("=") for kv in last.split())
+    assert float(values["force_fd_err"]) < 1e-6
+    assert float(values["force_equivariance_err"]) < 1e-9
+    assert float(values["fit_rmse"]) < 1e-3

@@ -43,6 +43,7 @@ class Adjoint:
     invariant: list                # the parameters' hoisted coefficients, the chain's included
     helpers: list                  # every helper the step calls (exp, inv and their adjoints)
     stack_symbols: int             # scalars live in one sample's forward and adjoint
+    inputs: dict                   # input coefficient -> one sample's adjoint of it (its loss's gradient)
 
 
 class FusedStep:
@@ -78,6 +79,8 @@ class FusedStep:
         invariant = [(s, e) for s, e in sp.assignments if s in sp.invariant]
         seeds = {self.loss: sympy.Integer(1)} if isinstance(self.loss, sympy.Symbol) else {}
         backward, leaves = reverse(self.per_sample, seeds, builder.symbol, helpers)
+        inputs = {sym: leaves.get(sym, sympy.Integer(0)) for v in self.inputs
+                  for comp in sp.values[v].values() for sym in comp.values()}
         summed = [s for s in sorted(leaves, key=str) if s in sp.invariant]
         totals, epilogue = {}, []
         if not self.sums.hoisted:
@@ -96,7 +99,7 @@ class FusedStep:
             epilogue, param_bars = reverse(invariant, dict(totals), builder.symbol, helpers)
         assert len(quantities) <= self.sums.rows
         stack = len(self.per_sample) + len(backward) + sum(len(sup.blades_of(g.values[v].support)) for v in self.inputs)
-        return Adjoint(backward, quantities, totals, epilogue, param_bars, invariant, helpers, stack)
+        return Adjoint(backward, quantities, totals, epilogue, param_bars, invariant, helpers, stack, inputs)
 
 
 def predict_program(g: Hypergraph, wanted: list[str]) -> ScalarProgram:
