@@ -1,14 +1,14 @@
 import sys
 
 from . import buildtime, cgenn, checktime, cluster, cma, distill, formats, fuzz, learning, memory, predict, report, serve, \
-    soundness, spiking, torch_layer, train, widths, workflow
+    soundness, spiking, symmetry, torch_layer, train, widths, workflow
 
 COMMANDS = {"soundness": soundness.main, "check": checktime.main, "predict": predict.main, "build": buildtime.main,
             "train": train.main, "fuzz": fuzz.main,
             "widths": widths.main, "cgenn": cgenn.main, "learning": learning.main, "memory": memory.main,
             "formats": formats.main, "serve": serve.main, "cma": cma.main,
             "distill": distill.main, "spiking": spiking.main,
-            "cluster": cluster.main, "workflow": workflow.main, "torch": torch_layer.main}
+            "cluster": cluster.main, "workflow": workflow.main, "torch": torch_layer.main, "symmetry": symmetry.main}
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -29,6 +29,7 @@ if __name__ == "__main__":
               "       python -m bench spiking [--seeds 8] [--brian2 PYTHON] [--png F]\n"
               "       python -m bench cluster [--models rigid,volume] [--samples N] [--batch B] [--steps S] [--workers 1,2]\n"
               "       python -m bench workflow [--samples N]\n"
-              "       python -m bench torch [C ...] [--batches 128,1024] [--accumulate exact,float]")
+              "       python -m bench torch [C ...] [--batches 128,1024] [--accumulate exact,float]\n"
+              "       python -m bench symmetry [--width 96] [--models 1000]")
         sys.exit(2)
     sys.exit(COMMANDS[name](sys.argv[2:]))

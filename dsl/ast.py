@@ -171,11 +171,20 @@ class Numeric:
 
 
 @dataclass
+class Symmetry:
+    group: str                   # symmetry O(3) except a, b (LANGUAGE §20): O, SO, E, SE
+    n: int
+    group_span: Span
+    excepted: list[tuple[str, Span]]     # inputs that do not transform
+    span: Span
+
+
+@dataclass
 class ModelDecl:
     name: str
     algebra: str
     algebra_span: Span
-    body: list[Statement | Ensure | Numeric]
+    body: list[Statement | Ensure | Numeric | Symmetry]
     span: Span
 
 

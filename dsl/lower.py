@@ -19,11 +19,14 @@ from phg.diagnostics import Note, PhgError, Span, did_you_mean
 from phg.numeric import DEFAULT, FORMATS
 from phg.evaluation import fold
 from phg.hypergraph import Claim, Hypergraph, Value
+from phg.hypergraph import Symmetry as HyperSymmetry
 from phg.operations import (CALLS, Operand, ShapeClash, UnitClash, infer_support, operation, unit_rule,
                             versor_reason)
 from phg.versors import constant_versor
 from phg.network import METHODS, Network, NetworkBlock
 from phg.program import OPTIMIZERS, Program, TrainSpec, hyper_problem
+from phg.symmetry import SymmetryError
+from phg.symmetry import group as symmetry_group
 from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
 
@@ -404,13 +407,18 @@ class _ModelBuilder:
 
     # ---- statements ---------------------------------------------------------------------------
     def build(self) -> Hypergraph:
+        symmetries = []
         for i, stmt in enumerate(self.decl.body):
             if isinstance(stmt, ast.Numeric):
                 self.numeric(stmt, i)
             elif isinstance(stmt, ast.Ensure):
                 self.ensure(stmt)
+            elif isinstance(stmt, ast.Symmetry):
+                symmetries.append(stmt)
             else:
                 getattr(self, stmt.kind)(stmt)
+        for stmt in symmetries:                  # once every input is declared
+            self.symmetry(stmt)
         if self.g.numeric != DEFAULT:
             self.numeric_fits(self.numeric_stmt)
         if self.g.loss is not None:
@@ -418,6 +426,26 @@ class _ModelBuilder:
             refuse_ungenerated(self.g, self.low.file.source, f"model {self.g.name} has a loss, whose training "
                                "and memory plan need it generated")
         return self.g
+
+    def symmetry(self, stmt: ast.Symmetry):
+        """`symmetry G(n) except ...` (LANGUAGE §20): the group, and the inputs that do not transform."""
+        if self.g.symmetry is not None:
+            raise self.error("syntax", f"model {self.g.name} declares its symmetry twice", stmt.span,
+                             expected="one symmetry statement", notes=[Note(self.g.symmetry.span, "first declared here")])
+        try:
+            grp = symmetry_group(self.alg, stmt.group, stmt.n)
+        except SymmetryError as exc:
+            raise self.error("type", str(exc), stmt.group_span, expected=f"a group of {self.alg.name}") from None
+        fixed = []
+        for name, span in stmt.excepted:
+            vid = self.scope.get(name)
+            if vid is None or vid not in self.g.inputs:
+                found = "not a name of the model" if vid is None else f"a {self.g.values[vid].role}"
+                raise self.error("name", f"`except {name}`: {name!r} is {found}; only inputs may be excepted", span,
+                                 expected=f"an input of model {self.g.name}",
+                                 hint=did_you_mean(name, [self.g.values[i].name for i in self.g.inputs]))
+            fixed.append(vid)
+        self.g.symmetry = HyperSymmetry(grp, tuple(fixed), stmt.span)
 
     def numeric(self, stmt: ast.Numeric, position: int):
         if position != 0:

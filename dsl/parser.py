@@ -346,6 +346,12 @@ class _ToAst(Transformer_NonRecursive):
     def numeric_stmt(self, meta, children):
         return ast.Numeric(str(children[0]), self._tspan(children[0]), self._span(meta))
 
+    def symmetry_stmt(self, meta, children):
+        kind, n, *names = children
+        first, last = self._tspan(kind), self._tspan(n)
+        return ast.Symmetry(str(kind), int(n), Span(first.file, first.line, first.col, last.end_line, last.end_col + 1),
+                            [(str(t), self._tspan(t)) for t in names], self._span(meta))
+
     def ensure_stmt(self, meta, children):
         return children[0]
 

@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"certificate: {sum(o.status == 'proven' for o in claims)} of {len(claims)} grade and unit claims proven, "
           f"among them {next(o.claim for o in claims if o.claim.startswith('volume'))}: "
           f"{next(o.status for o in claims if o.claim.startswith('volume'))}")
+    symmetry = next(o for o in certificate.obligations if o.kind == "equivariance")
+    print(f"certificate: {symmetry.claim}: {symmetry.status}")
 
     rng = np.random.default_rng(args.seed)
     v, v_test = rng.normal(size=(args.train, 3, 3)), rng.normal(size=(args.test, 3, 3))

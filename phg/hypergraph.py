@@ -48,6 +48,15 @@ class Edge:
 
 
 @dataclass
+class Symmetry:
+    """`symmetry O(3) except a, b`: the group (phg.symmetry.Group) acting on every input but the
+    fixed ones (value ids), which do not transform."""
+    group: object
+    fixed: tuple[str, ...]
+    span: Span
+
+
+@dataclass
 class Claim:
     """Something the model asserts and the verifier must discharge."""
     kind: str                              # type, grade, unit, versor, scalar
@@ -75,6 +84,7 @@ class Hypergraph:
         self.outputs: dict[str, str] = {}      # output name -> value id
         self.loss: str | None = None
         self.numeric = DEFAULT                 # the kernels' numeric format (phg.numeric)
+        self.symmetry: Symmetry | None = None  # the group the model declares it respects (LANGUAGE §20)
         self._counter = 0
         # What later stages derive from the graph and keep with it (the kernel plan, phg.plan):
         # it references the graph, so a cache keyed by the graph elsewhere would keep it alive.
@@ -180,6 +190,8 @@ class Hypergraph:
                        for c in self.claims],
             "params": self.params, "inputs": self.inputs, "outputs": self.outputs, "loss": self.loss,
             **({"numeric": self.numeric} if self.numeric != DEFAULT else {}),
+            **({"symmetry": {"group": self.symmetry.group.name, "fixed": list(self.symmetry.fixed),
+                             "span": self.symmetry.span.to_dict()}} if self.symmetry is not None else {}),
         }
 
     def to_dot(self) -> str:

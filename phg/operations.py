@@ -18,6 +18,7 @@ from typing import Callable
 from . import rules as r
 from . import sparse as sp
 from . import support as sup
+from . import symmetry as sym
 from . import versors
 from .algebra import Algebra
 from .bivectors import closed_form
@@ -145,6 +146,9 @@ class Operation:
     ungenerated: Callable[[Algebra], str | None] = lambda alg: None
     # a pointwise op's sources read as groups of coefficients per channel: source -> group size
     grouped: Callable[[dict], dict] = lambda attrs: {}
+    # its equivariance rule (phg.symmetry): (group, attrs, the sources' parities) -> (parity, theorem)
+    # or (None, why not)
+    equivariance: Callable | None = None
 
 
 OPERATIONS: dict[str, Operation] = {}
@@ -160,6 +164,8 @@ def register(op: Operation) -> Operation:
         raise TypeError(f"operation {op.kind!r} has no versor rule (phg.versors.never where none applies)")
     if not callable(op.meaning):
         raise TypeError(f"operation {op.kind!r} has no meaning (a function of phg.evaluation's evaluator)")
+    if not callable(op.equivariance):
+        raise TypeError(f"operation {op.kind!r} has no equivariance rule (phg.symmetry)")
     if op.kind in OPERATIONS:
         raise TypeError(f"operation {op.kind!r} is registered twice")
     OPERATIONS[op.kind] = op
@@ -256,45 +262,45 @@ def _scalar_argument(kind: str) -> tuple[Argument, ...]:
 _GATE_ARGUMENT = (Argument(1, (r.SCALAR,), "gate(x, s) needs a Scalar s", "a Scalar"),)
 
 register(Operation("add", 2, r.Union(r.Arg(0), r.Arg(1)), _units(1, 0, equal=(0, 1)), versors.plus_zero,
-                   lambda ev, e, a: sp.add(a[0], a[1])))
+                   lambda ev, e, a: sp.add(a[0], a[1]), equivariance=sym.same("add")))
 register(Operation("sub", 2, r.Union(r.Arg(0), r.Arg(1)), _units(1, 0, equal=(0, 1)), versors.plus_zero,
-                   lambda ev, e, a: sp.add(a[0], a[1], -1)))
+                   lambda ev, e, a: sp.add(a[0], a[1], -1), equivariance=sym.same("sub")))
 for _kind in ("gp", "op", "lc"):
     register(Operation(_kind, 2, r.Product(_kind, r.Arg(0), r.Arg(1)), PRODUCT_UNIT,
-                       versors.product if _kind == "gp" else versors.never, _product(_kind), cost=PRODUCT_COST))
+                       versors.product if _kind == "gp" else versors.never, _product(_kind), cost=PRODUCT_COST, equivariance=sym.bilinear(_kind)))
 # (x y - y x) / 2, the Lie bracket: Bivectors with Bivectors give Bivectors (phg.algebra's table)
 register(Operation("commutator", 2, r.Product("commutator", r.Arg(0), r.Arg(1)), PRODUCT_UNIT, versors.never,
-                   _product("commutator"), call=2, cost=PRODUCT_COST))
+                   _product("commutator"), call=2, cost=PRODUCT_COST, equivariance=sym.bilinear("commutator")))
 # The meet removes one copy of the pseudoscalar's basis vectors.
 register(Operation("regressive", 2, r.Product("regressive", r.Arg(0), r.Arg(1)), _units(1, 1, offset=_PSEUDOSCALAR),
-                   versors.never, _product("regressive"), cost=PRODUCT_COST))
+                   versors.never, _product("regressive"), cost=PRODUCT_COST, equivariance=sym.bilinear("regressive")))
 register(Operation("div", 2, r.Product("gp", r.Arg(0), r.Inverse(1)), _units(1, -1), versors.product, _div,
-                   cost=PRODUCT_COST))
+                   cost=PRODUCT_COST, equivariance=sym.times()))
 register(Operation("sandwich", 2, r.Sandwich(0, 1), _units(0, 1), versors.product, _sandwich,   # V x V^-1: V's unit cancels
-                   cost=Cost(unrolled=lambda s, t, a: channels(t) * blades(s[0]) ** 2 * blades(s[1]))))
-register(Operation("neg", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda ev, e, a: sp.scale(a[0], -1)))
-register(Operation("reverse", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda ev, e, a: sp.reverse(ev.alg, a[0])))
+                   cost=Cost(unrolled=lambda s, t, a: channels(t) * blades(s[0]) ** 2 * blades(s[1])), equivariance=sym.sandwich))
+register(Operation("neg", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda ev, e, a: sp.scale(a[0], -1), equivariance=sym.keeps("the action is linear")))
+register(Operation("reverse", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda ev, e, a: sp.reverse(ev.alg, a[0]), equivariance=sym.linear("reverse")))
 register(Operation("involute", 1, r.Arg(0), SAME_UNIT, versors.involution,
-                   lambda ev, e, a: sp.involute(ev.alg, a[0]), call=1))
-register(Operation("copy", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda ev, e, a: dict(a[0]), folds=False))
+                   lambda ev, e, a: sp.involute(ev.alg, a[0]), call=1, equivariance=sym.linear("involute")))
+register(Operation("copy", 1, r.Arg(0), SAME_UNIT, versors.involution, lambda ev, e, a: dict(a[0]), folds=False, equivariance=sym.keeps("a copy")))
 register(Operation("inv", 1, r.Inverse(0), _units(-1), versors.involution, lambda ev, e, a: ev.inverse(e, 0, a[0]),
-                   call=1))
-register(Operation("grade", 1, r.Keep(r.Arg(0), r.grades()), SAME_UNIT, versors.projection, _keep(r.grades()), call=2))
-register(Operation("even", 1, r.Keep(r.Arg(0), r.parity(0)), SAME_UNIT, versors.projection, _keep(r.parity(0)), call=1))
-register(Operation("odd", 1, r.Keep(r.Arg(0), r.parity(1)), SAME_UNIT, versors.projection, _keep(r.parity(1)), call=1))
-register(Operation("scalar", 1, r.Keep(r.Arg(0), r.SCALAR), SAME_UNIT, versors.projection, _keep(r.SCALAR), call=1))
+                   call=1, equivariance=sym.keeps()))
+register(Operation("grade", 1, r.Keep(r.Arg(0), r.grades()), SAME_UNIT, versors.projection, _keep(r.grades()), call=2, equivariance=sym.projection(r.grades())))
+register(Operation("even", 1, r.Keep(r.Arg(0), r.parity(0)), SAME_UNIT, versors.projection, _keep(r.parity(0)), call=1, equivariance=sym.projection(r.parity(0))))
+register(Operation("odd", 1, r.Keep(r.Arg(0), r.parity(1)), SAME_UNIT, versors.projection, _keep(r.parity(1)), call=1, equivariance=sym.projection(r.parity(1))))
+register(Operation("scalar", 1, r.Keep(r.Arg(0), r.SCALAR), SAME_UNIT, versors.projection, _keep(r.SCALAR), call=1, equivariance=sym.projection(r.SCALAR)))
 register(Operation("dual", 1, r.Dual(r.Arg(0)), _units(1, offset=_PSEUDOSCALAR), versors.never,
-                   lambda ev, e, a: sp.dual(ev.alg, a[0]), call=1))
+                   lambda ev, e, a: sp.dual(ev.alg, a[0]), call=1, equivariance=sym.linear("dual")))
 register(Operation("norm2", 1, r.Keep(r.Product("gp", r.Arg(0), r.Arg(0)), r.SCALAR), _units(2), versors.never, _norm2,
-                   call=1))
+                   call=1, equivariance=sym.invariant("x ~x is invariant: the action commutes with reverse and products, and fixes scalars")))
 register(Operation("norm", 1, r.Keep(r.Product("gp", r.Arg(0), r.Arg(0)), r.SCALAR), SAME_UNIT, versors.never,
-                   lambda ev, e, a: ev.norm(e, a[0]), call=1))
+                   lambda ev, e, a: ev.norm(e, a[0]), call=1, equivariance=sym.invariant("|x ~x|^(1/2) is invariant: the action commutes with reverse and products, and fixes scalars")))
 register(Operation("normalize", 1, r.Arg(0), _units(0), versors.normalised, lambda ev, e, a: ev.n.normalize(a[0]),
-                   call=1))
+                   call=1, equivariance=sym.keeps("x / |x|: the action keeps |x| and is linear")))
 register(Operation("exp", 1, r.IfSupport(0, lambda s: s & ~sup.SCALAR == 0, r.Blades(r.SCALAR), r.Closure(r.Arg(0))),
                    DIMENSIONLESS_ARGUMENT, versors.exponential, lambda ev, e, a: ev.exp(e, a[0]), call=1,
                    arguments=(Argument(0, (r.SCALAR, r.of_grades(2)), "exp takes a Scalar or a Bivector",
-                                       "a Scalar or a Bivector"),)))
+                                       "a Scalar or a Bivector"),), equivariance=sym.series("exp")))
 def _log_ungenerated(alg: Algebra) -> str | None:
     return None if closed_form(alg) else "only where exp has a closed form: G2, G3, 2D and 3D PGA"
 
@@ -302,36 +308,39 @@ def _log_ungenerated(alg: Algebra) -> str | None:
 register(Operation("log", 1, r.Keep(r.Closure(r.Arg(0)), r.of_grades(2)), DIMENSIONLESS_ARGUMENT, versors.never,
                    lambda ev, e, a: ev.log(e, a[0]), call=1, folds=False, ungenerated=_log_ungenerated,
                    arguments=(Argument(0, (r.parity(0),), "log takes a Rotor or Motor",
-                                       "an even value (a Rotor or Motor)"),)))
+                                       "an even value (a Rotor or Motor)"),), equivariance=sym.series("log")))
 register(Operation("sum", 1, r.Arg(0), SAME_UNIT, versors.never, _sum, whole=True, call=1,
-                   shape=lambda shapes: (), cost=SUM_COST, loop="reduce"))
-register(Operation("index", 1, r.Arg(0), SAME_UNIT, versors.channel, _index, whole=True, loop="select"))
+                   shape=lambda shapes: (), cost=SUM_COST, loop="reduce", equivariance=sym.keeps("a sum over channels: the action is linear and acts on every channel alike")))
+register(Operation("index", 1, r.Arg(0), SAME_UNIT, versors.channel, _index, whole=True, loop="select", equivariance=sym.keeps("a channel: the action acts on every channel alike")))
 register(Operation("component", 1, r.IfBlade(0, r.BLADE, r.Blades(r.SCALAR), r.Blades(r.NOTHING)),
-                   _units(1, offset=lambda alg, attrs: alg.blade_unit(attrs["blade"]) ** -1), versors.never, _component))
+                   _units(1, offset=lambda alg, attrs: alg.blade_unit(attrs["blade"]) ** -1), versors.never, _component, equivariance=sym.linear("component", lambda alg, attrs: attrs["blade"])))
 register(Operation("mix", 2, r.Product("gp", r.Arg(0), r.Arg(1)), PRODUCT_UNIT, versors.never, _mix, whole=True,
                    folds=False, call=2, shape=_mix_shape, loop="contract",
                    cost=Cost(reduced=lambda s, t: s[0].shape[1] * blades(s[0]) * blades(s[1]),
-                             unrolled=lambda s, t, a: channels(t) * s[0].shape[1] * blades(s[0]) * blades(s[1]))))
+                             unrolled=lambda s, t, a: channels(t) * s[0].shape[1] * blades(s[0]) * blades(s[1])), equivariance=sym.times("mix(W, x): products of the weights and the channels, summed: the parities multiply")))
 register(Operation("gate", 2, r.Arg(0), _units(1, 0, dimensionless=(1,)), versors.scaled,
-                   lambda ev, e, a: ev.n.gate(a[0], a[1]), call=2, arguments=_GATE_ARGUMENT))
+                   lambda ev, e, a: ev.n.gate(a[0], a[1]), call=2, arguments=_GATE_ARGUMENT, equivariance=sym.gate))
 register(Operation("gradegate", 2, r.Arg(0), _units(1, 0, dimensionless=(1,)), versors.never,   # s: [*x's channels, K]
                    _gradegate, folds=False, arguments=_GATE_ARGUMENT, shape=lambda shapes: shapes[0],
-                   grouped=lambda attrs: {1: len(attrs["grades"])}))
+                   grouped=lambda attrs: {1: len(attrs["grades"])}, equivariance=sym.gate))
 # scalar weights per grade of x
 register(Operation("linear", 2, r.Keep(r.Product("gp", r.Arg(0), r.Arg(1)), r.grades(), mask_first=True), PRODUCT_UNIT,
                    versors.never, _linear, whole=True, folds=False, call=2, shape=lambda shapes: shapes[0][:1],
                    loop="linear",   # [Cout], by layer()
                    cost=Cost(reduced=lambda s, t: s[0].shape[1] * blades(s[1]),
-                             unrolled=lambda s, t, a: channels(t) * s[0].shape[1] * blades(s[1]))))
+                             unrolled=lambda s, t, a: channels(t) * s[0].shape[1] * blades(s[1])), equivariance=sym.times("linear(W, x): the weights times grade projections of the channels, summed: the action keeps grades, the parities multiply")))
 register(Operation("bilinear", 3, r.IfBlade(0, r.SCALAR_BLADE, r.Paths(1, 2), r.Blades(r.NOTHING)), _units(1, 1, 1),
                    versors.never, _bilinear, folds=False, call=3, shape=lambda shapes: shapes[1],  # x's [C], by layer()
                    cost=Cost(unrolled=lambda s, t, a: channels(t) * len(a["paths"]) * blades(s[1]) * blades(s[2])),
-                   grouped=lambda attrs: {0: len(attrs["paths"])}))
+                   grouped=lambda attrs: {0: len(attrs["paths"])}, equivariance=sym.times("bilinear(w, x, y): weights times grade projections of geometric products: the action keeps grades and commutes with products, the parities multiply")))
+# whether each function of a Scalar is odd or even (its equivariance rule, phg.symmetry)
+_SYMMETRY = {"sqrt": "neither", "sin": "odd", "cos": "even", "tanh": "odd", "sigmoid": "neither", "relu": "neither",
+             "gelu": "neither", "abs": "even"}
 for _kind in ("sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "gelu", "abs"):
     register(Operation(_kind, 1, r.Blades(r.SCALAR),
                        _units(Fraction(1, 2)) if _kind == "sqrt" else SAME_UNIT if _kind == "abs" else DIMENSIONLESS_ARGUMENT,
                        versors.never, lambda ev, e, a: {0: ev.n.function(e.kind, a[0].get(0, 0))}, call=1,
-                       arguments=_scalar_argument(_kind)))
+                       arguments=_scalar_argument(_kind), equivariance=sym.scalar_function(_kind, _SYMMETRY[_kind])))
 
 # The language's built-in functions that write an operation, with their arguments.
 CALLS = {op.kind: op.call for op in OPERATIONS.values() if op.call is not None}

@@ -67,3 +67,38 @@ def models(draw, built: bool = True) -> str:
             lines.append(f"    ensure versor(l{i})")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+# the groups each algebra of symmetric_models declares (LANGUAGE §20)
+GROUPS = {"G2": ["O(2)", "SO(2)"], "G3": ["O(3)", "SO(3)"], "PGA": ["E(3)", "SE(3)", "O(3)", "SO(3)"]}
+
+
+@st.composite
+def symmetric_models(draw) -> str:
+    """Random models declaring a symmetry, with outputs built from the operations of expressions()
+    and the functions of invariants (gates, norms, scalar functions): some equivariant, some broken
+    by a constant, a Rotor parameter, a dual, an input that does not transform."""
+    name = draw(st.sampled_from(sorted(GROUPS)))
+    p, q, r = ALGEBRAS[name]
+    names = ["a", "b", "w"]
+    fixed = draw(st.booleans())
+    lines = [f"algebra {name} = Cl({p}, {q}, {r})", f"model M on {name} {{",
+             f"    symmetry {draw(st.sampled_from(GROUPS[name]))}" + (" except c" if fixed else ""),
+             "    param R: Rotor", "    param w: Scalar", "    input a: Vector",
+             f"    input b: {draw(st.sampled_from(INPUT_TYPES))}"]
+    if fixed:
+        lines.append(f"    input c: {draw(st.sampled_from(['Scalar', 'Vector']))}")
+        names.append("c")
+    for i in range(draw(st.integers(1, 3))):
+        expr = draw(expressions(names, 2, False))
+        form = draw(st.integers(0, 5))
+        if form == 1:
+            expr = f"gate({expr}, w * norm2(a) + scalar({draw(expressions(names, 1, False))}))"
+        elif form == 2:
+            expr = f"{draw(st.sampled_from(['sin', 'cos', 'tanh', 'sigmoid', 'abs']))}(scalar({expr}) / 9)"
+        elif form == 3:
+            expr = f"normalize(a) * norm({expr}) + w * {expr}"
+        lines.append(f"    output o{i} = {expr}")
+        names.append(f"o{i}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -153,7 +153,7 @@ def test_the_language_reference_shows_every_construct():
     model block of docs/language.md."""
     models = "\n".join(t for _, lang, _, t in blocks("docs/language.md") if lang == "phg")
     for word in ["algebra", "Cl(", "basis(", "units(", "unit ", "const ", "def ", "model ", "train ",
-                 "param ", "input ", "let ", "output ", "loss ", "ensure grade(", "ensure unit(", "ensure versor(",
+                 "param ", "input ", "let ", "output ", "loss ", "symmetry ", " except ", "ensure grade(", "ensure unit(", "ensure versor(",
                  "normal(", "uniform(", "Scalar", "Vector", "Bivector", "Trivector", "Pseudoscalar", "Even", "Odd",
                  "Multivector", "Grades(", "Blades(", "Rotor", "Motor", "Versor", " ^ ", " | ", " & ", " >> ",
                  " * ", " / ", " + ", " - ", "~", ".e12", "[0]", "[m/s", "^(1/2)", ";",

@@ -57,6 +57,8 @@ def test_cgenn_volume_is_equivariant_and_learns(capsys):
                                         "--transforms", "200"]) == 0
     out = capsys.readouterr().out
     assert "certificate: 5 of 5 grade and unit claims proven, among them volume : Pseudoscalar[m^3]: proven" in out
+    assert ("certificate: volume is O(3)-equivariant: f(g . x) = g . f(x): it changes sign under reflections and is "
+            "invariant under the rest: proven") in out
     first, last = (float(v) for v in re.search(r"training loss ([0-9.e+-]+) -> ([0-9.e+-]+)", out).groups())
     assert last < first
     rot, ref = (float(v) for v in re.findall(r"for (?:rotations|reflections) ([0-9.e+-]+)", out))

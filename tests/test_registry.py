@@ -26,6 +26,7 @@ from phg.dsl import lower
 from phg.evaluation import Evaluator, Floats, channels, fold
 from phg.hypergraph import Edge
 from phg.plan.scalar import HelperCall, ScalarBuilder
+from phg.symmetry import keeps
 from phg.verifier.exact import Concrete, Floating
 from phg.operations import (CALLS, OPERATIONS, SAME_UNIT, Operand, Operation, infer_support, register, unit_rule_of,
                             versor_reason)
@@ -54,22 +55,23 @@ model Funcs on G3 {
 def test_every_kind_has_its_rules_and_the_language_calls_them_by_name():
     for kind, op in OPERATIONS.items():
         assert op.kind == kind and isinstance(op.support, r.Rule) and callable(op.unit) and callable(op.versor)
-        assert callable(op.meaning)
+        assert callable(op.meaning) and callable(op.equivariance)
         assert op.sources >= 1
     assert lower.BUILTINS is CALLS
     assert {"grade", "mix", "gate", "linear", "bilinear", "exp", "sqrt"} <= set(CALLS)
     assert "gradegate" not in CALLS and "add" not in CALLS       # written by gate() and by an operator
 
 
-@pytest.mark.parametrize("missing", ["support rule", "unit rule", "versor rule", "meaning"])
+@pytest.mark.parametrize("missing", ["support rule", "unit rule", "versor rule", "meaning", "equivariance rule"])
 def test_a_kind_registered_without_a_rule_is_refused(missing):
-    rules = {"support": r.Arg(0), "unit": SAME_UNIT, "versor": versors.never, "meaning": lambda ev, e, a: a[0]}
+    rules = {"support": r.Arg(0), "unit": SAME_UNIT, "versor": versors.never, "meaning": lambda ev, e, a: a[0],
+             "equivariance": keeps()}
     rules[missing.split()[0]] = None
     with pytest.raises(TypeError, match=f"has no {missing}"):
         register(Operation("unruled", 1, **rules))
     assert "unruled" not in OPERATIONS
     with pytest.raises(TypeError, match="registered twice"):
-        register(Operation("gp", 2, r.Arg(0), SAME_UNIT, versors.never, lambda ev, e, a: a[0]))
+        register(Operation("gp", 2, r.Arg(0), SAME_UNIT, versors.never, lambda ev, e, a: a[0], equivariance=keeps()))
 
 
 def test_a_stage_meeting_a_kind_the_registry_lacks_raises():

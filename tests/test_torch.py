@@ -3,6 +3,8 @@ a model mixing a phg Module with PyTorch layers trained by a PyTorch optimizer, 
 kept on their manifold, and the wrapper's errors."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -35,11 +37,46 @@ def test_gradcheck(built, stem):
 
 
 def test_gradcheck_of_the_paper_network(built):
-    """O3CGMLP at 96 channels with respect to its inputs (its parameters' gradient: test_vjp)."""
+    """O3CGMLP at 96 channels, with respect to its inputs and all its 32,854 parameter coefficients:
+    gradcheck's fast mode (the Jacobian against finite differences along random directions),
+    and its full mode, entry by entry, for the inputs."""
     model = built["cgenn_volume"][1].O3CGMLP(seed=0)
-    inputs = _tensors(model, 2, np.random.default_rng(1))
-    f = lambda *xs: tuple(pt.apply(model, **dict(zip(inputs, xs))).values())  # noqa: E731
-    assert torch.autograd.gradcheck(f, tuple(inputs.values()), eps=1e-6, atol=1e-6, rtol=1e-5)
+    rng = np.random.default_rng(1)
+    inputs = _tensors(model, 2, rng)
+    params = {k: torch.tensor(np.array(model.params[k]) + 0.1 * rng.normal(size=model.params[k].shape),
+                              requires_grad=True) for k in model.SPEC["predict"]["params"]}
+
+    def f(*tensors):
+        given = dict(zip(inputs, tensors[:len(inputs)]))
+        return tuple(pt.apply(model, dict(zip(params, tensors[len(inputs):])), **given).values())
+
+    assert torch.autograd.gradcheck(f, (*inputs.values(), *params.values()), eps=1e-6, atol=1e-6, rtol=1e-5,
+                                    fast_mode=True)
+    fixed = {k: p.detach() for k, p in params.items()}
+    g = lambda *xs: tuple(pt.apply(model, fixed, **dict(zip(inputs, xs))).values())  # noqa: E731
+    assert torch.autograd.gradcheck(g, tuple(inputs.values()), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_a_float32_model_gives_float32_tensors(built, tmp_path):
+    """numeric float32: outputs and gradients are float32 tensors, the float64 model's to float32's
+    precision."""
+    import phg
+
+    text = (Path(__file__).resolve().parents[1] / "examples" / "pair_energy.phg").read_text()
+    text = text.replace("model PairEnergy on G3 {\n", "model PairEnergy on G3 {\n    numeric float32\n", 1)
+    (tmp_path / "pair32.phg").write_text(text)
+    single = pt.Module(phg.build(phg.load(tmp_path / "pair32.phg"), tmp_path / "out").PairEnergy(seed=0))
+    double = pt.Module(built["pair_energy"][1].PairEnergy(seed=0))
+    x = torch.randn(6, 3, 3, dtype=torch.float64)
+    got = {}
+    for name, layer in (("single", single), ("double", double)):
+        xs = x.clone().requires_grad_()
+        energy = layer(x=xs)["energy"]
+        energy.sum().backward()
+        got[name] = (energy, xs.grad, layer.params["k"].grad)
+    assert [t.dtype for t in got["single"]] == [torch.float32, torch.float64, torch.float32]
+    for a, b in zip(got["single"], got["double"]):
+        assert torch.allclose(a.double(), b, rtol=1e-4, atol=1e-5)
 
 
 def test_a_phg_module_trains_inside_a_pytorch_model(built):

@@ -24,6 +24,7 @@ from .narrowing import Narrowing, propagate
 from .obligations import Ledger, Obligation
 from .smt import Answer, support_query
 from .memory import MemoryChecker
+from .symmetry import SymmetryChecker
 from .units import UnitChecker
 
 # Beyond this many values in a cone, exact expansion is not attempted (the claim stays unknown
@@ -244,6 +245,7 @@ def _check_program(program: Program) -> list[Obligation]:
     for graph in program.models.values():
         out.extend(ModelChecker(graph, program.source, searches).run())
         out.extend(UnitChecker(graph, program.source).run())
+        out.extend(SymmetryChecker(graph, program.source, searches).run())
         if graph.name in program.trains and graph.loss is not None:
             out.extend(MemoryChecker(graph, program.trains[graph.name], program.source).run())
     for network in program.networks.values():          # its statements, as the models phg.dsl.network derives
