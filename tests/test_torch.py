@@ -149,3 +149,18 @@ def test_float32_tensors_and_errors(built):
         layer()
     with pytest.raises(ValueError, match="no parameter 'q'"):
         pt.apply(model, {"q": torch.zeros(3)}, x=x)
+
+
+def test_a_model_without_a_loss_keeps_its_rotor_on_the_manifold(tmp_path):
+    """Its manifold maps come from its VJP program, which has a loss."""
+    import phg
+
+    (tmp_path / "turn.phg").write_text("algebra G3 = Cl(3, 0, 0)\n\nmodel Turn on G3 {\n    param R: Rotor = 1\n"
+                                       "    input x: Vector\n    output p: Vector = R >> x\n}\n")
+    layer = pt.Module(phg.build(phg.load(tmp_path / "turn.phg"), tmp_path / "out").Turn(seed=0))
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    layer.keep_on_manifold(opt)
+    layer(x=torch.randn(5, 3, dtype=torch.float64))["p"].sum().backward()
+    opt.step()
+    r = layer.params["R"].detach()
+    assert abs((r ** 2).sum().item() - 1.0) < 1e-12 and not torch.equal(r, torch.tensor([1.0, 0, 0, 0], dtype=r.dtype))
