@@ -186,3 +186,21 @@ model Spin on G3 {
     for o in obligations:
         assert deviation(graph, o.value_id, o.evidence["parity"], trials=6) <= 1e-9, o.claim
     assert {o.subject: o.evidence["parity"] for o in obligations}["axis"] == -1     # a pseudovector
+
+
+@pytest.mark.parametrize("stem, model, group, breaks", [("rigid_registration", "RigidRegistration", "SO(3)", "R"),
+                                                        ("pga_pose", "PgaPose", "SE(3)", "M")])
+def test_the_rigid_examples_fit_a_motion_of_their_own_and_are_refuted(stem, model, group, breaks):
+    """A model of one fixed motion (its parameters) is not equivariant: declared so, its output is
+    refuted at the parameter, with a witness confirmed in rational arithmetic throughout."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "examples" / f"{stem}.phg").read_text()
+    text = text.replace(f"model {model} on", "model Moved on").replace(f"train {model}", "train Moved")
+    text = text.replace("model Moved on G3 {\n", f"model Moved on G3 {{\n    symmetry {group}\n")
+    text = text.replace("model Moved on PGA {\n", f"model Moved on PGA {{\n    symmetry {group}\n")
+    program = phg.loads(text, f"{stem}.phg")
+    (o,) = equivariance(phg.check(program))
+    assert o.status == "refuted" and o.evidence["breaks"]["at"]["value"] == breaks
+    assert o.evidence["witness"]["exact"] is True
+    assert min(deviation(program.models["Moved"], o.value_id, q, trials=4) for q in (1, -1)) > 1e-9
