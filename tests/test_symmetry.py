@@ -204,3 +204,17 @@ def test_the_rigid_examples_fit_a_motion_of_their_own_and_are_refuted(stem, mode
     assert o.status == "refuted" and o.evidence["breaks"]["at"]["value"] == breaks
     assert o.evidence["witness"]["exact"] is True
     assert min(deviation(program.models["Moved"], o.value_id, q, trials=4) for q in (1, -1)) > 1e-9
+
+
+def test_witness_searches_are_bounded_per_file():
+    """Thousands of broken outputs do not search for minutes: past MAX_WITNESS_SEARCHES the claims
+    stay unknown, the limit named."""
+    from phg.verifier.symmetry import MAX_WITNESS_SEARCHES
+
+    lines = ["algebra G2 = Cl(2, 0, 0)", "model M on G2 {", "    symmetry SO(2)", "    input x: Vector"]
+    lines += [f"    output o{i} = x + {i + 1} * e1" for i in range(MAX_WITNESS_SEARCHES + 20)]
+    obligations = equivariance(phg.check(phg.loads("\n".join(lines + ["}"]) + "\n", "many.phg")))
+    statuses = [o.status for o in obligations]
+    assert statuses.count("refuted") == MAX_WITNESS_SEARCHES and statuses.count("unknown") == 20
+    assert all(f"{MAX_WITNESS_SEARCHES} witness searches at most" in o.evidence["reason"]
+               for o in obligations if o.status == "unknown")

@@ -28,10 +28,12 @@ MAX_FILE_SEARCH_PRODUCTS = 10_000_000
 
 
 class FileSearches:
-    """The scalar products the counterexample searches of one file have used."""
+    """The scalar products the counterexample searches of one file have used, and how many
+    equivariance witnesses it has searched for (verifier.symmetry)."""
 
     def __init__(self):
         self.used = 0
+        self.witnesses = 0
 
 
 class SearchBudget:

@@ -28,6 +28,13 @@ from .exact import Budget, Concrete, Floating, Undefined, nonzero
 from .obligations import Ledger, Obligation
 
 
+# Witness searches of one file, at most: each evaluates its output's cone four times a candidate
+# (twice in floating point, twice exactly, before and after the group element), in Python; a file
+# of thousands of broken outputs would otherwise search for minutes (measured: 2,000 outputs on a
+# chain, 70 s).  Past it, a claim stays unknown, with this limit named.
+MAX_WITNESS_SEARCHES = 100
+
+
 class SymmetryChecker(Ledger):
     def __init__(self, graph: Hypergraph, source: str | None = None, searches: cx.FileSearches | None = None):
         super().__init__(graph, source)
@@ -39,16 +46,13 @@ class SymmetryChecker(Ledger):
             return self.obligations
         grp = sym.group
         parities, why, origin = self.parities()
+        used = self.rules(why)
         for name, vid in sorted(self.g.outputs.items()):
             v = self.g.values[vid]
             span = v.span or sym.span
             q = parities.get(vid)
             if q is not None:
-                rules = {}
-                for u in self.g.cone(vid):
-                    e = self.g.producer(u)
-                    if e is not None:
-                        rules.setdefault(e.kind, why[u])
+                rules = used[vid]
                 self.add("equivariance", vid, span, f"{name} is {grp.name}-equivariant: {grp.behaviour(q, v.support)}",
                          "proven", {"group": grp.name, "parity": q, "rules": rules,
                                     "inputs": [self.label(i) for i in self.g.inputs if i not in sym.fixed],
@@ -57,6 +61,12 @@ class SymmetryChecker(Ledger):
             where = origin[vid]
             breaks = {"at": self._where(where), "because": why[where]}
             try:
+                if self.searches.used > cx.MAX_FILE_SEARCH_PRODUCTS:     # spent: no cone is walked again
+                    raise Budget(f"the counterexample searches of this file have used their budget of "
+                                 f"{cx.MAX_FILE_SEARCH_PRODUCTS:,} scalar products")
+                self.searches.witnesses += 1
+                if self.searches.witnesses > MAX_WITNESS_SEARCHES:
+                    raise Budget(f"a file's outputs have {MAX_WITNESS_SEARCHES} witness searches at most")
                 witness, budget = find_witness(self.g, vid, file=self.searches), None
             except Budget as exc:
                 witness, budget = None, str(exc)
@@ -69,6 +79,22 @@ class SymmetryChecker(Ledger):
             self.add("equivariance", vid, span, f"{name} is {grp.name}-equivariant",
                      "refuted" if witness else "unknown", evidence)
         return self.obligations
+
+    def rules(self, why: dict) -> dict[str, dict]:
+        """Per value, each kind of operation in its cone and the theorem its rule gave (the nearest
+        use's), made once for every value: a cone's walk per output would cost outputs x values."""
+        used: dict[str, dict] = {}
+        for vid in self.g.values:                       # a topological order
+            e = self.g.producer(vid)
+            if e is None:
+                used[vid] = {}
+                continue
+            mine = {e.kind: why[vid]}
+            for src in e.sources:
+                for kind, theorem in used[src].items():
+                    mine.setdefault(kind, theorem)
+            used[vid] = mine
+        return used
 
     def _where(self, vid: str) -> dict:
         e = self.g.producer(vid)
@@ -166,6 +192,7 @@ def find_witness(graph: Hypergraph, value_id: str, tries: int = 24, seed: int = 
         v, det = element(grp, rng)
         moved = {k: ({ch: act(alg, v, det, m) for ch, m in val.items()}
                      if graph.values[k].role == "input" and k not in fixed else val) for k, val in inputs.items()}
+        budget.charge(exact=False)                     # (the candidate's first evaluation is charged as it is drawn)
         try:
             before = Floating(graph, inputs).coefficients(value_id)
             after = Floating(graph, moved).coefficients(value_id)
@@ -173,6 +200,7 @@ def find_witness(graph: Hypergraph, value_id: str, tries: int = 24, seed: int = 
             continue
         if _differs(alg, v, det, before, after, lambda d, scale: abs(d) > 1e-7 * scale) is None:
             continue
+        budget.charge(exact=True)
         budget.charge(exact=True)
         try:
             ev, ev2 = Concrete(graph, inputs), Concrete(graph, moved)
