@@ -568,6 +568,18 @@ class ModelBase:
 
         return vjp(self, cotangents, inputs, wrt_inputs, wrt_params)
 
+    def _renormalised(self, name: str, coefficients: np.ndarray) -> np.ndarray:
+        """A Rotor or Motor parameter's coefficients (any shape holding its channels) renormalised
+        channel by channel, as a step ends (codegen.manifold): R (s^-1/2 - p s^-3/2 I / 2) where
+        R ~R = s + p I; a model without a loss has no manifold maps, and takes its VJP program's."""
+        from .vjp import vjp_model
+
+        trained = type(self) if self.SPEC.get("train") else vjp_model(type(self))[0]
+        _, retract = trained._manifold[name]
+        r = np.array(coefficients, dtype=np.float64).reshape(-1, len(self.SPEC["params"][name]["layout"]))
+        retract(r, np.zeros((r.shape[0], len(trained.SPEC["train"]["manifold"][name]["tangent"]))), 0.0, r)
+        return r
+
     def input_grad(self, /, of: str | None = None, wrt=None, **inputs):
         """Per sample, the gradient of an output of one coefficient per sample (`of`; by default
         the only output) with respect to the inputs: {input: [N, *channels, components]}, or the

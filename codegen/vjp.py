@@ -76,7 +76,7 @@ def vjp(model, cotangents: Mapping, inputs: Mapping, wrt_inputs=True, wrt_params
             raise ValueError(f"missing the cotangent of output {o!r} (give zeros for an output that does not matter)")
         c = batch_of(o, cotangents[o], spec["outputs"][o], f"the cotangent of {o!r}")
         if c.shape[0] != n:
-            raise ValueError(f"the cotangent of {o!r} has {c.shape[0]} samples for {n} inputs")
+            raise ValueError(f"the cotangent of {o!r} has {c.shape[0]} samples, and the inputs {n}")
         data[name] = c
     student = derived.instance
     for p in spec["params"]:

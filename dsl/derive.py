@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .ast import ModelDecl, TrainDecl
+from .ast import ModelDecl, Symmetry, TrainDecl
 from .parser import parse
 
 
@@ -110,8 +110,8 @@ def _at(starts: list[int], line: int, col: int) -> int:
 
 def _with_loss_replaced(source: str, tree, model: str, statements: list[str], train: bool = True) -> str:
     """`source` with `model`'s loss replaced by `statements` (or those added before its closing
-    brace), every other model and train block blanked (and the model's own unless `train`);
-    lines keep their numbers."""
+    brace), its symmetry statement and every other model and train block blanked (and the model's
+    own train block unless `train`); lines keep their numbers."""
     starts = _line_starts(source)
     edits = []                                    # (start, end, text): offsets into source
     block = "\n    ".join(statements)
@@ -121,6 +121,11 @@ def _with_loss_replaced(source: str, tree, model: str, statements: list[str], tr
                                                       or (isinstance(d, TrainDecl) and not train)):
             edits.append((_at(starts, s.line, s.col), _at(starts, s.end_line, s.end_col), "\n" * (s.end_line - s.line)))
         elif isinstance(d, ModelDecl):
+            # a derived program makes no claim of symmetry: its new inputs (targets, cotangents,
+            # means) are not the model's, and its own claims are the model's certificate's
+            for st in d.body:
+                if isinstance(st, Symmetry):
+                    edits.append((_at(starts, st.span.line, st.span.col), _at(starts, st.span.end_line, st.span.end_col), ""))
             loss = next((st for st in d.body if getattr(st, "kind", None) == "loss"), None)
             if loss is not None:
                 ls = loss.span

@@ -25,7 +25,7 @@ from phg.operations import (CALLS, Operand, ShapeClash, UnitClash, infer_support
 from phg.versors import constant_versor
 from phg.network import METHODS, Network, NetworkBlock
 from phg.program import OPTIMIZERS, Program, TrainSpec, hyper_problem
-from phg.symmetry import SymmetryError
+from phg.symmetry import SymmetryError, escapes
 from phg.symmetry import group as symmetry_group
 from phg.types import TypeProblem, ValueType, resolve
 from phg.units import BASE_UNITS, DIMENSIONLESS, Unit, builtin_units
@@ -440,11 +440,22 @@ class _ModelBuilder:
         for name, span in stmt.excepted:
             vid = self.scope.get(name)
             if vid is None or vid not in self.g.inputs:
-                found = "not a name of the model" if vid is None else f"a {self.g.values[vid].role}"
+                role = self.g.values[vid].role if vid is not None else ""
+                found = "not a name of the model" if vid is None else \
+                    f"{'an' if role[:1] in 'aeiou' else 'a'} {role}, not an input"
                 raise self.error("name", f"`except {name}`: {name!r} is {found}; only inputs may be excepted", span,
                                  expected=f"an input of model {self.g.name}",
                                  hint=did_you_mean(name, [self.g.values[i].name for i in self.g.inputs]))
             fixed.append(vid)
+        for vid in self.g.inputs:                # g . x must be an input of x's type again
+            v = self.g.values[vid]
+            outside = escapes(grp, v.support) if vid not in fixed else 0
+            if outside:
+                names = ", ".join(self.alg.blade_name(b) for b in self.alg.blades if outside >> b & 1)
+                raise self.error("type", f"{grp.name} does not keep input {v.name}'s type: it takes it to {names}",
+                                 v.span or stmt.span, expected=f"a type {grp.name} keeps (whole grades), or "
+                                 f"`except {v.name}` for an input that does not transform",
+                                 notes=[Note(stmt.group_span, f"the symmetry {grp.name} declared here")])
         self.g.symmetry = HyperSymmetry(grp, tuple(fixed), stmt.span)
 
     def numeric(self, stmt: ast.Numeric, position: int):

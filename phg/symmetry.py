@@ -184,6 +184,21 @@ def fixed_parity(g: Group, value: dict) -> int | None:
     return _common([_sign(reflect(g.alg, g.reflection, value), value)])
 
 
+def escapes(g: Group, support: int) -> int:
+    """The blades the group's action takes values of this support to outside it (0: it keeps the
+    support, so an input of this type stays one under every group element)."""
+    out = 0
+    for b in g.alg.blades:
+        if support >> b & 1:
+            images = [bracket(g.alg, gen, {b: 1}) for gen in g.generators]
+            if g.reflection is not None:
+                images.append(reflect(g.alg, g.reflection, {b: 1}))
+            for image in images:
+                for m in image:
+                    out |= (1 << m) & ~support
+    return out
+
+
 def support_parity(g: Group, support: int) -> int | None:
     """The parity every value of this support has when it does not depend on the inputs (a
     parameter, an input that does not transform): each blade fixed, with one parity; else None."""

@@ -45,16 +45,9 @@ def _dtype(model) -> torch.dtype:
     return torch.float32 if model.SPEC.get("numeric") == "float32" else torch.float64
 
 
-def _set_params(model, names: tuple, values, held: tuple | None = None) -> tuple:
-    """The tensors' values as the model's parameters, unless `held` says the model holds them
-    already (the token of a forward, whose backward this is: the same tensors, unchanged since,
-    and no forward between); the token saying which."""
-    token = (id(model), *((id(t), t._version) for t in values))
-    if held is None or held != token or model.__dict__.get("_torch_parameters") is not held:
-        for name, value in zip(names, values):
-            model._parameters.set_unnormalised(name, _numpy(value))
-    model.__dict__["_torch_parameters"] = token
-    return token
+def _set_params(model, names: tuple, values) -> None:
+    for name, value in zip(names, values):
+        model._parameters.set_unnormalised(name, _numpy(value))
 
 
 class Function(torch.autograd.Function):
@@ -65,7 +58,7 @@ class Function(torch.autograd.Function):
     @staticmethod
     def forward(ctx, model, input_names: tuple, param_names: tuple, *tensors):
         inputs, params = tensors[:len(input_names)], tensors[len(input_names):]
-        ctx.token = _set_params(model, param_names, params)
+        _set_params(model, param_names, params)
         outs = model._predict({n: _numpy(t) for n, t in zip(input_names, inputs)}, versors=False)
         ctx.model, ctx.names = model, (input_names, param_names)
         ctx.save_for_backward(*tensors)
@@ -85,7 +78,7 @@ class Function(torch.autograd.Function):
         for o, g in zip(spec["predict"]["outputs"], grads):
             shape = (inputs[0].shape[0] if inputs else 1, *spec["outputs"][o]["shape"], len(spec["outputs"][o]["layout"]))
             cotangents[o] = np.zeros(shape) if g is None else _numpy(g)
-        _set_params(model, param_names, params, ctx.token)
+        _set_params(model, param_names, params)     # (the model may have changed since the forward)
         bars, pgrads = model.vjp(cotangents, wrt_inputs=wanted, wrt_params=want_params,
                                  **{n: _numpy(t) for n, t in zip(input_names, inputs)})
         out = []
@@ -154,20 +147,9 @@ class Module(torch.nn.Module):
     def retract(self) -> None:
         """Renormalise every Rotor and Motor parameter in place, channel by channel (the module's
         docstring says how and why R ~R = 1 after it)."""
-        from phg.codegen.vjp import vjp_model
-
-        model = self.model
         for n in self.versors():
             p = self.params[n]
-            k = len(model.SPEC["params"][n]["layout"])
-            r = np.ascontiguousarray(_numpy(p).reshape(-1, k))
-            # a model without a loss has no manifold maps of its own; its VJP program, which has
-            # one, has them for the same parameter
-            trained = type(model) if model.SPEC.get("train") else vjp_model(type(model))[0]
-            _, retract_fn = trained._manifold[n]
-            zero = np.zeros((r.shape[0], len(trained.SPEC["train"]["manifold"][n]["tangent"])))
-            retract_fn(r, zero, 0.0, r)
-            p.copy_(torch.from_numpy(r.reshape(p.shape)).to(p.dtype))
+            p.copy_(torch.from_numpy(self.model._renormalised(n, _numpy(p)).reshape(p.shape)).to(p.dtype))
 
     def keep_on_manifold(self, optimizer: torch.optim.Optimizer):
         """Calls retract() after each of the optimizer's steps; returns the hook's handle."""

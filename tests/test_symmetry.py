@@ -74,11 +74,12 @@ model M on G3 {{
     ("symmetry O(4)", (4, 14), "type error: O(4) needs 4 Euclidean basis vectors, and G3 has 3: its groups are O(3), SO(3)"),
     ("symmetry E(3)", (4, 14), "E(3) acts by Euclidean motions, which need a projective algebra"),
     ("symmetry SU(3)", (4, 14), "unknown group SU(3)"),
-    ("symmetry O(3) except w", (4, 26), "`except w`: 'w' is a param; only inputs may be excepted"),
+    ("symmetry O(3) except w", (4, 26), "`except w`: 'w' is a param, not an input; only inputs may be excepted"),
     ("symmetry O(3) except q", (4, 26), "`except q`: 'q' is not a name of the model"),
     ("symmetry O(3)\n    symmetry SO(3)", (5, 5), "model M declares its symmetry twice"),
 ])
 def test_a_bad_declaration_is_a_located_error(symmetry, where, words):
+    """Also an input whose type the group does not keep (g . x would not be one): see below."""
     with pytest.raises(PhgError) as info:
         phg.loads(MODEL.format(symmetry=symmetry), "m.phg")
     text = str(info.value)
@@ -218,3 +219,16 @@ def test_witness_searches_are_bounded_per_file():
     assert statuses.count("refuted") == MAX_WITNESS_SEARCHES and statuses.count("unknown") == 20
     assert all(f"{MAX_WITNESS_SEARCHES} witness searches at most" in o.evidence["reason"]
                for o in obligations if o.status == "unknown")
+
+
+def test_an_input_type_the_group_does_not_keep_is_a_located_error():
+    """Blades(e1, e2) under SO(3): a rotation gives it an e3 part, so g . x is no input of its type
+    (and x.e3, zero for every admissible x, would not be zero at g . x)."""
+    text = ("algebra G3 = Cl(3, 0, 0)\n\nmodel M on G3 {\n    symmetry SO(3)\n    input x: Blades(e1, e2)\n"
+            "    output c = x.e3\n}\n")
+    with pytest.raises(PhgError) as info:
+        phg.loads(text, "m.phg")
+    assert str(info.value).startswith("m.phg:5:5: type error: SO(3) does not keep input x's type: it takes it to e3")
+    assert "except x" in str(info.value)
+    excepted = phg.check(phg.loads(text.replace("SO(3)", "SO(3) except x"), "m.phg"))
+    assert [o.status for o in equivariance(excepted)] == ["proven"]      # x does not move: c = 0 stays 0

@@ -105,7 +105,7 @@ def test_input_grad_and_its_errors(built):
         model.input_grad(target=np.zeros(5))
     with pytest.raises(ValueError, match="missing the cotangent of output 'energy'"):
         model.vjp({}, x=x)
-    with pytest.raises(ValueError, match="has 4 samples for 5 inputs"):
+    with pytest.raises(ValueError, match="has 4 samples, and the inputs 5"):
         model.vjp({"energy": np.ones((4, 1))}, x=x)
     with pytest.raises(TypeError, match="mapping"):
         model.vjp([1.0], x=x)
