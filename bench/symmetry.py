@@ -105,8 +105,7 @@ def main(argv: list[str]) -> int:
             where = ev.get("breaks", {}).get("at", {}).get("span")
             at = f" at {where['line']}:{where['col']}" if where else ""
             witness = ev.get("witness")
-            confirmed = (f"; witness det(g) = {witness['det']}, {'exact' if witness['exact'] else '50 digits'}"
-                         if witness else "")
+            confirmed = f"; witness det(g) = {witness['det']}, confirmed {witness['confirmed']}" if witness else ""
             print(f"  {what:<42} {o.status:<8} {seconds:5.1f} s  {o.claim if o.status == 'proven' else detail}{at}"
                   f"{confirmed}")
     counts = sweep(args.models)

@@ -116,6 +116,7 @@ def test_o3cgmlp_is_proven_and_each_broken_variant_refuted_with_a_witness():
             continue
         assert o.status == "refuted", (what, o.evidence)
         assert o.evidence["witness"]["det"] in (1, -1) and o.evidence["breaks"]["at"]["span"]
+        assert o.evidence["witness"]["confirmed"] == "in interval arithmetic", what     # a proof, not 50 digits
         assert min(deviation(graph, o.value_id, q, trials=4) for q in (1, -1)) > 1e-9, what
 
 
@@ -232,3 +233,42 @@ def test_an_input_type_the_group_does_not_keep_is_a_located_error():
     assert "except x" in str(info.value)
     excepted = phg.check(phg.loads(text.replace("SO(3)", "SO(3) except x"), "m.phg"))
     assert [o.status for o in equivariance(excepted)] == ["proven"]      # x does not move: c = 0 stays 0
+
+
+def test_enclosures_contain_the_values():
+    """verifier.exact.Enclosure's intervals hold Concrete's values (exact, or at 50 digits) of every
+    value of random models at rational inputs, inverses of versors and gates included."""
+    import random
+
+    import mpmath
+    from hypothesis import HealthCheck, given, seed, settings
+    from phg.verifier import counterexample as cx
+    from phg.verifier.exact import Concrete, Enclosure, Undefined, enclosed
+
+    @seed(3)
+    @settings(max_examples=40, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(symmetric_models())
+    def run(text):
+        program = phg.loads(text)
+        phg.check(program)
+        graph = program.models["M"]
+        rng = random.Random(0)
+        leaves = [v for v in graph.values.values() if graph.producer(v.id) is None and v.const is None]
+        inputs = {v.id: cx.admissible(graph.algebra, v, rng) for v in leaves}
+        for vid in graph.outputs.values():
+            try:
+                exact = Concrete(graph, inputs).coefficients(vid)
+                box = Enclosure(graph, inputs).coefficients(vid)
+            except (Undefined, ZeroDivisionError, ValueError):
+                continue
+            for ch, m in exact.items():
+                for b, c in m.items():
+                    interval = enclosed(box[ch].get(b, 0))
+                    if getattr(c, "is_Rational", False):         # an exact value: inside, no slack
+                        assert enclosed(c).a >= interval.a and enclosed(c).b <= interval.b, (text, vid, b)
+                    else:                                         # 50 digits: inside, to their own error
+                        x = mpmath.mpf(str(c))
+                        slack = mpmath.mpf("1e-40") * (1 + abs(x))
+                        assert interval.a - slack <= x <= interval.b + slack, (text, vid, b)
+
+    run()

@@ -24,7 +24,7 @@ from phg.operations import operation
 from phg.symmetry import fixed_parity, support_parity
 
 from . import counterexample as cx
-from .exact import Budget, Concrete, Floating, Undefined, nonzero
+from .exact import Budget, Concrete, Enclosure, Floating, Undefined, enclosed, nonzero
 from .obligations import Ledger, Obligation
 
 
@@ -211,11 +211,30 @@ def find_witness(graph: Hypergraph, value_id: str, tries: int = 24, seed: int = 
         if ch is None:
             continue
         turned = {b: c for b, c in act(alg, v, det, before[ch]).items() if nonzero(c)}
+        exact = ev.exact and ev2.exact
         return {"element": cx._show(alg, {(): v}), "det": det,
                 "inputs": {graph.values[k].name or k: cx._show(alg, val) for k, val in inputs.items()},
                 "channel": list(ch), "f(g.x)": cx._show(alg, {(): after[ch]}),
-                "g.f(x)": cx._show(alg, {(): turned}), "exact": ev.exact and ev2.exact}
+                "g.f(x)": cx._show(alg, {(): turned}), "exact": exact,
+                "confirmed": "in rational arithmetic" if exact else
+                ("in interval arithmetic" if _enclosed(graph, inputs, moved, value_id, v, det, ch) else "at 50 digits")}
     return None
+
+
+def _enclosed(graph: Hypergraph, inputs: dict, moved: dict, value_id: str, v: dict, det: int, ch) -> bool:
+    """Whether interval arithmetic proves the witness (verifier.exact.Enclosure): f(g . x) minus
+    g . f(x), and plus it after a reflection, each has a blade whose interval excludes 0."""
+    alg = graph.algebra
+    try:
+        before = Enclosure(graph, inputs).coefficients(value_id)[ch]
+        after = Enclosure(graph, moved).coefficients(value_id)[ch]
+    except (Undefined, Budget, ZeroDivisionError, ValueError):
+        return False
+    turned = act(alg, {b: enclosed(c) for b, c in v.items()}, det, before)
+    blades = set(turned) | set(after)
+    plus = any(0 not in enclosed(after.get(b, 0)) - enclosed(turned.get(b, 0)) for b in blades)
+    minus = any(0 not in enclosed(after.get(b, 0)) + enclosed(turned.get(b, 0)) for b in blades)
+    return plus and (minus or det == 1)
 
 
 def _differs(alg, v: dict, det: int, before: dict, after: dict, differ):
