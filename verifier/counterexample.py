@@ -46,6 +46,14 @@ class SearchBudget:
         self.per_candidate = max(1, unrolled(graph, [value_id]) + drawn)
         self.used = 0
 
+    def confirm(self) -> None:
+        """Charges an exact evaluation that confirms a witness already found (verifier.symmetry's
+        interval enclosure) to the file's budget alone: the search itself is over."""
+        self.file.used += self.per_candidate * EXACT_WEIGHT
+        if self.file.used > MAX_FILE_SEARCH_PRODUCTS:
+            raise Budget(f"the counterexample searches of this file have used their budget of "
+                         f"{MAX_FILE_SEARCH_PRODUCTS:,} scalar products (exact ones counted {EXACT_WEIGHT} times)")
+
     def charge(self, exact: bool) -> None:
         cost = self.per_candidate * (EXACT_WEIGHT if exact else 1)
         self.used += cost

@@ -215,8 +215,8 @@ def find_witness(graph: Hypergraph, value_id: str, tries: int = 24, seed: int = 
         proof = exact
         if not exact:                                  # two more evaluations, in intervals
             try:
-                budget.charge(exact=True)
-                budget.charge(exact=True)
+                budget.confirm()
+                budget.confirm()
                 proof = _enclosed(graph, inputs, moved, value_id, v, det, ch)
             except Budget:
                 proof = False
