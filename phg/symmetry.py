@@ -199,36 +199,29 @@ def escapes(g: Group, support: int) -> int:
     return out
 
 
+@lru_cache(maxsize=4096)
 def support_parity(g: Group, support: int) -> int | None:
     """The parity every value of this support has when it does not depend on the inputs (a
     parameter, an input that does not transform): each blade fixed, with one parity; else None."""
-    return _common(fixed_parity(g, {b: 1}) if fixed_parity(g, {b: 1}) is not None else None
-                   for b in g.alg.blades if support >> b & 1)
+    return _common(fixed_parity(g, {b: 1}) for b in g.alg.blades if support >> b & 1)
+
+
+# The algebra's products, decided over their tables (table_parity), and the linear maps of one
+# multivector, decided on every blade (map_parity): kind -> the map of (algebra, key).
+PRODUCTS = ("gp", "op", "lc", "commutator", "regressive")
+_MAPS = {
+    "reverse": lambda alg, key: lambda x: sparse.reverse(alg, x),
+    "involute": lambda alg, key: lambda x: sparse.involute(alg, x),
+    "dual": lambda alg, key: lambda x: sparse.dual(alg, x),
+    "keep": lambda alg, key: lambda x: sparse.keep(x, key),
+    "component": lambda alg, key: lambda x: {0: x.get(key, 0)},
+}
 
 
 @lru_cache(maxsize=512)
-def _cached(kind: str, g: Group, key) -> int | None:
-    """The parity of an operation's map in g, computed once per (operation, attributes, group)."""
-    f, bilinear = _MAPS[kind](g.alg, key)
-    return table_parity(g, kind) if bilinear else map_parity(g, f)
-
-
 def operation_parity(kind: str, g: Group, key=None) -> int | None:
-    return _cached(kind, g, key)
-
-
-_MAPS = {
-    "gp": lambda alg, key: ((lambda a, b: sparse.product(alg, "gp", a, b)), True),
-    "op": lambda alg, key: ((lambda a, b: sparse.product(alg, "op", a, b)), True),
-    "lc": lambda alg, key: ((lambda a, b: sparse.product(alg, "lc", a, b)), True),
-    "commutator": lambda alg, key: ((lambda a, b: sparse.product(alg, "commutator", a, b)), True),
-    "regressive": lambda alg, key: ((lambda a, b: sparse.product(alg, "regressive", a, b)), True),
-    "reverse": lambda alg, key: ((lambda x: sparse.reverse(alg, x)), False),
-    "involute": lambda alg, key: ((lambda x: sparse.involute(alg, x)), False),
-    "dual": lambda alg, key: ((lambda x: sparse.dual(alg, x)), False),
-    "keep": lambda alg, key: ((lambda x: sparse.keep(x, key)), False),
-    "component": lambda alg, key: ((lambda x: {0: x.get(key, 0)}), False),
-}
+    """The parity of an operation's map in g, computed once per (operation, attributes, group)."""
+    return table_parity(g, kind) if kind in PRODUCTS else map_parity(g, _MAPS[kind](g.alg, key))
 
 
 # ---- one rule per operation (phg.operations' `equivariance`) ---------------------------------------

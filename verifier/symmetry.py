@@ -120,8 +120,8 @@ class SymmetryChecker(Ledger):
             if v.support == 0:                       # proven zero for every input (its support rule)
                 parity[vid], why[vid], origin[vid] = 1, "identically zero: its support is empty", vid
                 continue
-            if e is not None and vid not in moving and support_parity(grp, v.support) is not None:
-                parity[vid], origin[vid] = support_parity(grp, v.support), vid
+            if e is not None and vid not in moving and (still := support_parity(grp, v.support)) is not None:
+                parity[vid], origin[vid] = still, vid
                 why[vid] = "depends on no input the group moves, and its blades are ones the group fixes"
                 continue
             if e is not None and e.kind == "sandwich" and self.g.values[e.sources[1]].support == 1 \
