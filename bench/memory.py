@@ -36,25 +36,44 @@ def _status(field: str) -> int:
     raise LookupError(field)
 
 
-def rss_growth(call) -> int | None:
-    """The peak resident bytes during call() above those resident before it; None where the
-    kernel cannot reset the peak (not Linux, or /proc not writable)."""
+def _reset_peak() -> int | None:
+    """The resident bytes now, the kernel's peak reset to them; None where it cannot be reset (not
+    Linux, or /proc not writable)."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        before = _status("VmRSS")
+        return _status("VmRSS")
     except (OSError, LookupError):
         return None
+
+
+def _growth(before: int | None) -> int | None:
+    # the reset's level may lie a page above `before`
+    return None if before is None else max(0, _status("VmHWM") - before)
+
+
+def rss_growth(call) -> int | None:
+    """The peak resident bytes during call() above those resident before it; None where the
+    kernel cannot reset the peak."""
+    before = _reset_peak()
     call()
-    return max(0, _status("VmHWM") - before)        # the reset's level may lie a page above `before`
+    return _growth(before)
 
 
 def traced(call) -> int:
     """tracemalloc's peak during call()."""
+    return measured(call)[0]
+
+
+def measured(call) -> tuple[int, int | None]:
+    """(tracemalloc's peak, the peak resident set's growth) during one call(): tracemalloc's own
+    tables are made before the resident peak is reset, and what it records of the call's
+    allocations counts among the call's resident bytes, which it can only overstate."""
     tracemalloc.start()
     try:
+        before = _reset_peak()
         call()
-        return tracemalloc.get_traced_memory()[1]
+        return tracemalloc.get_traced_memory()[1], _growth(before)
     finally:
         tracemalloc.stop()
 
