@@ -4,7 +4,7 @@ an environment of its own, and what it writes is committed beside it:
 
     python3.11 -m venv brian && brian/bin/pip install brian2==2.9.0 'numpy<=2.2.6' cython matplotlib
     brian/bin/python tests/reference/brian2_stdp.py fixed     # brian2_stdp_fixed.npz
-    brian/bin/python tests/reference/brian2_stdp.py song      # brian2_song.json, brian2_song_weights.npz
+    brian/bin/python tests/reference/brian2_stdp.py song 1-64   # brian2_song.json, brian2_song_weights.npz
 
 The network is Brian2's examples/synapses/STDP.py: one LIF neuron, tau_m dv/dt = ge (Ee - v) +
 El - v, dge/dt = -ge/tau_e (method "euler"), threshold v > vt, reset v = vr; 1,000 inputs; pair
@@ -16,9 +16,9 @@ drawn with numpy's generator of seed 7, on the 0.1 ms grid), the initial weights
 same generator; written: the trains, the initial weights, the weights of synapses 0-7 after
 every step, every weight at the end, the post spikes' steps.
 
-song: the example as it is (Poisson inputs at 15 Hz, 100 s), seeds 1 to 8, Brian2's Cython
-target; written: the fraction of weights below 0.05 gmax and above 0.95 gmax, the mean w / gmax,
-the output rate over the last 10 s, the seconds each run took, and the final weights.
+song: the example as it is (Poisson inputs at 15 Hz, 100 s), seeds 1 to 8 or those given, Brian2's
+Cython target; written: the fraction of weights below 0.05 gmax and above 0.95 gmax, the mean w /
+gmax, the output rate over the last 10 s, the seconds each run took, and the final weights.
 """
 import json
 import sys
@@ -107,4 +107,8 @@ def song(seeds=tuple(range(1, 9)), duration=100 * second):
 
 
 if __name__ == "__main__":
-    {"fixed": fixed, "song": song}[sys.argv[1]]()
+    if sys.argv[1] == "song" and len(sys.argv) > 2:          # seeds FIRST-LAST
+        first, last = (int(x) for x in sys.argv[2].split("-"))
+        song(tuple(range(first, last + 1)))
+    else:
+        {"fixed": fixed, "song": song}[sys.argv[1]]()
