@@ -82,11 +82,8 @@ class Examples(dict):
         return self[stem]
 
 
-# Every example, those the most test files name first (the first tests to start wait on them: a
-# worker waiting on an example leaves its core to that build alone), then the largest source.
-_TESTS = [t.read_text() for t in Path(__file__).parent.glob("test_*.py")]
-STEMS = [p.stem for p in sorted(EXAMPLES.glob("*.phg"),
-                                key=lambda p: (-sum(p.stem in t for t in _TESTS), -p.stat().st_size))]
+# Every example, the largest source (the longest to compile) first.
+STEMS = [p.stem for p in sorted(EXAMPLES.glob("*.phg"), key=lambda p: -p.stat().st_size)]
 _prebuild = None
 
 
