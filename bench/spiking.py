@@ -120,10 +120,11 @@ def main(argv: list[str]) -> int:
     module = phg.build(phg.load(ROOT / "examples" / "song_stdp.phg"))
     seeds = list(range(1, args.seeds + 1))
     ours = [run(k, args.duration, module) for k in seeds]
+    reference = json.loads((SCRIPT.parent / "brian2_song.json").read_text())["runs"]
     if args.brian2:
         theirs, where = brian2(args.brian2, seeds, args.duration), "this run"
     else:
-        theirs = [r for r in json.loads((SCRIPT.parent / "brian2_song.json").read_text())["runs"] if r["seed"] in seeds]
+        theirs = [r for r in reference if r["seed"] in seeds]
         where = "tests/reference/brian2_song.json (not this run)"
     print(f"Song STDP, 1,000 Poisson inputs at 15 Hz, {args.duration:g} s, dt 0.1 ms; phg and Brian2 2.9.0 "
           f"(Cython; {where}), seeds {seeds[0]}-{seeds[-1]}\n")
@@ -146,7 +147,6 @@ def main(argv: list[str]) -> int:
     for key in ("low_fraction", "high_fraction", "rate_hz"):
         t = ttest_ind([r[key] for r in ours], [r[key] for r in theirs], equal_var=False)
         print(f"{key}: Welch's t = {t.statistic:+.2f}, p = {t.pvalue:.3f} (phg's seeds against Brian2's)")
-    reference = json.loads((SCRIPT.parent / "brian2_song.json").read_text())["runs"]
     print(ranges(reference, ours))
     if args.brian2:
         ratio = np.mean([r["seconds"] for r in theirs]) / np.mean([r["seconds"] for r in ours])

@@ -155,14 +155,19 @@ def _terms(m: dict) -> int:
 
 
 # ---- floating-point mode (a fast first look before an exact confirmation) -------------------------
-class Floating(Floats):
-    """Values at given inputs in float64, to find candidate counterexamples quickly."""
+class AtInputs:
+    """Number systems that evaluate a graph at given inputs ({value id: {channel: {blade: number}}}):
+    the graph, the inputs and the evaluator, set up once for all of them."""
 
     def __init__(self, graph: Hypergraph, inputs: dict):
         super().__init__(graph.algebra)
         self.g = graph
         self.inputs = inputs
         self.eval = Evaluator(self, graph)
+
+
+class Floating(AtInputs, Floats):
+    """Values at given inputs in float64, to find candidate counterexamples quickly."""
 
     def leaf(self, v: Value) -> dict:
         if v.const is not None:
@@ -201,16 +206,13 @@ class _Mp(Numbers):
 _MP = _Mp(None)          # the scalar functions at 50 digits
 
 
-class Concrete(Numbers):
+class Concrete(AtInputs, Numbers):
     """Values at given inputs: {value id: {channel: {blade: sympy Rational}}}; operations that leave
     the rationals give 50-digit Floats, and `exact` records whether that happened."""
 
     def __init__(self, graph: Hypergraph, inputs: dict):
-        super().__init__(graph.algebra)
-        self.g = graph
-        self.inputs = inputs
+        super().__init__(graph, inputs)
         self.exact = True
-        self.eval = Evaluator(self, graph)
 
     def leaf(self, v: Value) -> dict:
         if v.const is not None:
@@ -313,18 +315,15 @@ def enclosed(x):
     return _IV.mpf(int(x.p)) / _IV.mpf(int(x.q))
 
 
-class Enclosure(Numbers):
+class Enclosure(AtInputs, Numbers):
     """Values at rational inputs as intervals that contain them (mpmath's interval arithmetic, 50
     digits, rounded outwards): where the interval of a difference excludes 0, the difference is not
     0, a proof where Concrete's 50-digit floats are evidence.  An operation with no enclosure here
     (a multivector's exponential beyond a scalar's, log, erf) is Undefined."""
 
     def __init__(self, graph: Hypergraph, inputs: dict):
-        super().__init__(graph.algebra)
+        super().__init__(graph, inputs)
         _IV.dps = DIGITS
-        self.g = graph
-        self.inputs = inputs
-        self.eval = Evaluator(self, graph)
 
     def leaf(self, v: Value) -> dict:
         if v.const is not None:
