@@ -22,8 +22,9 @@ terms, which is always exact.  A NaN or an infinity marks the sum NaN.  Carries 
 digit can overflow in between.
 
 The fused kernels give every slot (a fixed share of the batch) its own accumulator row and
-grid; the loop kernels one per share of the slots a thread runs, whose pass stays open from tile
-to tile (codegen.deposits).  The step reads the total once and leaves the rows clear.
+grid; the loop kernels one row, which every thread deposits into (codegen.deposits), whose pass
+stays open from round to round of tiles (codegen.rounds).  The step reads the total once and
+leaves the rows clear.
 """
 from __future__ import annotations
 
@@ -476,22 +477,23 @@ def regrid_aside(acc, ranges, state, grid):
 
 
 @numba.njit(cache=True)
-def end_tile(acc, ranges, state, grid, terms, aside, most):
-    """A tile's end in a loop kernel's open pass: `terms` more per sum (at most `most` a tile), of
-    which `aside` were deposited on their own.  The pass is settled when the next tile could take
-    it past CHUNK terms a sum; where terms did not fit their sum's grid, that sum alone is settled
-    and moved to a new grid, if it needs one (regrid_aside); carries are propagated before a digit
-    could near 2^63."""
+def end_round(acc, ranges, state, grid, terms, aside, coming):
+    """A round's end in a loop kernel's open pass (codegen.rounds), while no thread deposits:
+    `terms` more per sum at most, of which `aside` were deposited on their own, and at most
+    `coming` in the next round.  The pass is settled when the next round could take it past CHUNK
+    terms a sum; where terms did not fit their sum's grid, that sum alone is settled and moved to
+    a new grid, if it needs one (regrid_aside); carries are propagated before a digit could near
+    2^63."""
     rows = ranges.shape[0] - LEDGER
     ranges[rows + SAMPLES] += terms
     if aside:
         # a term on its own adds below 2^32 a digit, as a pass does; and regrid_aside may settle
-        ranges[rows + PASSES] += most + 1
-    if ranges[rows + SAMPLES] + most > CHUNK:
+        ranges[rows + PASSES] += terms + 1
+    if ranges[rows + SAMPLES] + coming > CHUNK:
         settle_regrid(acc, ranges, state, grid)
     elif aside:
         regrid_aside(acc, ranges, state, grid)
-    if ranges[rows + PASSES] + most + 1 >= NORMALISE_EVERY:
+    if ranges[rows + PASSES] + coming + 1 >= NORMALISE_EVERY:
         normalise(acc, ranges)
 
 

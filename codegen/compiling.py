@@ -37,7 +37,7 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     totals, then a step's manifold maps and optimizer)."""
     # Imported here, once a generated module has been imported: its import (codegen.build) decides
     # where Numba caches the shared kernels, in the user's own cache.
-    from .accumulate import close, complete, mark_needed, next_block, odd_totals, totals, unmark
+    from .accumulate import close, complete, end_round, mark_needed, next_block, odd_totals, open_pass, totals, unmark
     from .optimizers import KINDS, direction
 
     spec = cls.SPEC
@@ -54,17 +54,20 @@ def kernels(cls) -> Iterator[tuple[str, object, tuple]]:
     b = model._plan()
     data = (*_samples(spec, train["inputs"]), *(params[p] for p in train["params"]), 1, 1, b["acc"], b["grid"],
             b["deposits"], b["ranges"])
-    yield "train", cls._slots_kernel, _typed(*data, b["tiles"], 0, 0, 1)
+    yield "train", cls._slots_kernel, _typed(*data, b["tiles"], b["locks"], 0, 0, 1)
     if train["settings"]["accumulate"] == "exact":
         exact = (b["acc"], b["ranges"], b["deposits"], b["grid"])
         yield "exact totals", odd_totals if "numeric" in spec else totals, _typed(*exact, b["sums"], b["work"], 0, 1, False, 1, 0, 1)
         yield "exact rows cleared", close, _typed(*exact)
     if train["strategy"] == "loops" and train["settings"]["accumulate"] == "exact":
+        row = (b["acc"][0], b["ranges"][0], b["deposits"][0], b["grid"][0])
+        yield "exact pass opened", open_pass, _typed(*row)
+        yield "exact round ended", end_round, _typed(*row, 0, 0, 0)
         yield "exact sums marked", mark_needed, _typed(b["ranges"])
         yield "exact blocks", next_block, _typed(b["ranges"], 0, 1)
         yield "exact sums unmarked", unmark, _typed(b["ranges"])
         yield "exact blocks done", complete, _typed(b["ranges"], 0, 1)
-    yield "train sums", cls._train_kernel, _typed(*data, b["tiles"], b["work"], b["sums"], b["loss"],
+    yield "train sums", cls._train_kernel, _typed(*data, b["tiles"], b["locks"], b["work"], b["sums"], b["loss"],
                                                   *(b["grads"][p] for p in train["params"]))
     for name, (tangent_fn, retract_fn) in cls._manifold.items():
         r = params[name].reshape(-1, len(spec["params"][name]["layout"]))

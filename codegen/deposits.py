@@ -18,6 +18,13 @@ unsigned indices (no negative-index wraparound), compiled once for every model a
 symbols at import: without either LLVM deposits one term at a time (about 4 ns a term, against
 about 1 ns vectorised).  The kernels call them through deposit_rows and deposit_products, which
 take arrays.
+
+The threads of a step deposit into one row (phg.plan.buffers): a block of sums is locked while a
+thread deposits into it (codegen.locks), and the digits, where set-aside terms take room from the
+whole row, under a lock of their own, taken after a block's and never before.  Threads running
+the same deposits at once start at different blocks of them.  The grids do not move while the
+threads deposit; the pass's bookkeeping (settling, new grids) runs between rounds of tiles, when
+none does (codegen.rounds).
 """
 from __future__ import annotations
 
@@ -26,8 +33,11 @@ import numba
 import numpy as np
 from numba import carray, types, uint64
 
+from phg.plan.buffers import ASIDE, DIGITS_LOCK, LOCK_HEADER, LOCK_STRIDE, LOCK_SUMS
+
 from .accumulate import ABS, DIGITS, LEDGER, MAGIC, MAGIC_BITS, TWO52, add_double, kept
 from .caches import kernels_cached_for_this_user
+from .locks import lock, unlock
 from .opaque import NoAliasCFunc
 
 _F = types.CPointer(types.float64)
@@ -71,51 +81,81 @@ def _aside(acc, ranges, top, grid, terms, base, q0, width):
 
 
 @numba.njit(cache=True, inline="always")
-def _pass(hip, lop, topp, gridp, accp, rangesp, sums, columns):
-    """The views of a pass's state (its level sums, largest term set aside, grid) and of the row's
-    digit columns and ledger, from the C functions' pointers."""
-    return (carray(hip, sums), carray(lop, sums), carray(topp, sums), carray(gridp, sums),
-            carray(accp, (DIGITS, columns)), carray(rangesp, sums + LEDGER))
+def _views(hip, lop, gridp, wsp, sums, words):
+    """The views of a pass's level sums and grids and of the workspace, from the C functions' pointers."""
+    return carray(hip, sums), carray(lop, sums), carray(gridp, sums), carray(wsp, words)
 
 
-def _rows_c(hip, lop, topp, gridp, wsp, accp, rangesp, q0, at, t0, t1, width, sums, columns, words):
-    hi, lo, top, grid, acc, ranges = _pass(hip, lop, topp, gridp, accp, rangesp, sums, columns)
-    ws = carray(wsp, words)
+@numba.njit(cache=True, inline="always")
+def _aside_views(topp, accp, rangesp, sums, columns):
+    """The views of a pass's largest terms set aside, and of the row's digit columns and ledger."""
+    return carray(topp, sums), carray(accp, (DIGITS, columns)), carray(rangesp, sums + LEDGER)
+
+
+def _rows_c(hip, lop, gridp, wsp, q0, at, t0, t1, width, stride, sums, words):
+    hi, lo, grid, ws = _views(hip, lop, gridp, wsp, sums, words)
+    bad = False
+    for t in range(t0, t1):
+        bad |= _row(hi, lo, grid, ws, at + t * stride, q0, width)
+    return np.int64(bad)
+
+
+def _rows_aside_c(topp, gridp, wsp, accp, rangesp, q0, at, t0, t1, width, stride, sums, columns, words):
+    top, acc, ranges = _aside_views(topp, accp, rangesp, sums, columns)
+    grid, ws = carray(gridp, sums), carray(wsp, words)
     aside = 0
     for t in range(t0, t1):
-        if _row(hi, lo, grid, ws, at + t * width, q0, width):
-            aside += _aside(acc, ranges, top, grid, ws, at + t * width, q0, width)
+        aside += _aside(acc, ranges, top, grid, ws, at + t * stride, q0, width)
     return aside
 
 
-def _products_c(hip, lop, topp, gridp, wsp, scratchp, accp, rangesp, pairsp, npairs, q0, dy, x, add,
-                t0, t1, cout, cin, tile, sums, columns, words):
-    hi, lo, top, grid, acc, ranges = _pass(hip, lop, topp, gridp, accp, rangesp, sums, columns)
-    ws, term, pairs = carray(wsp, words), carray(scratchp, cin), carray(pairsp, 3 * npairs)
+@numba.njit(cache=True, inline="always")
+def _terms(ws, term, pairs, npairs, dy, x, add, i, t, cout, cin, tile):
+    """Sample t's terms of a matrix product's weights of output channel i, one per input channel,
+    into `term`: Σ s dy[m][t, i] x[b][t, j] over the pairs (b, m, s), plus (add >= 0) the
+    per-sample part."""
+    for p in range(npairs):
+        f = pairs[3 * p + 2] * ws[dy + pairs[3 * p + 1] * tile * cout + t * cout + i]
+        xs = x + pairs[3 * p] * tile * cin + t * cin
+        if p > 0:
+            for j in range(cin):
+                term[uint64(j)] += f * ws[uint64(xs + j)]
+        elif add >= 0:                       # the per-sample part first, as the sample's own sum
+            at = add + t * cout * cin + i * cin
+            for j in range(cin):
+                term[uint64(j)] = ws[uint64(at + j)] + f * ws[uint64(xs + j)]
+        else:
+            for j in range(cin):
+                term[uint64(j)] = f * ws[uint64(xs + j)]
+
+
+def _products_c(hip, lop, gridp, wsp, scratchp, pairsp, npairs, q, dy, x, add, i, t0, t1, cout, cin, tile, sums,
+                words):
+    hi, lo, grid, ws = _views(hip, lop, gridp, wsp, sums, words)
+    term, pairs = carray(scratchp, cin), carray(pairsp, 3 * npairs)
+    bad = False
+    for t in range(t0, t1):
+        _terms(ws, term, pairs, npairs, dy, x, add, i, t, cout, cin, tile)
+        bad |= _row(hi, lo, grid, term, 0, q, cin)
+    return np.int64(bad)
+
+
+def _products_aside_c(topp, gridp, wsp, scratchp, accp, rangesp, pairsp, npairs, q, dy, x, add, i, t0, t1, cout,
+                      cin, tile, sums, columns, words):
+    top, acc, ranges = _aside_views(topp, accp, rangesp, sums, columns)
+    grid, ws = carray(gridp, sums), carray(wsp, words)
+    term, pairs = carray(scratchp, cin), carray(pairsp, 3 * npairs)
     aside = 0
-    for i in range(cout):
-        q = q0 + i * cin
-        for t in range(t0, t1):
-            for p in range(npairs):
-                f = pairs[3 * p + 2] * ws[dy + pairs[3 * p + 1] * tile * cout + t * cout + i]
-                xs = x + pairs[3 * p] * tile * cin + t * cin
-                if p > 0:
-                    for j in range(cin):
-                        term[uint64(j)] += f * ws[uint64(xs + j)]
-                elif add >= 0:                   # the per-sample part first, as the sample's own sum
-                    at = add + t * cout * cin + i * cin
-                    for j in range(cin):
-                        term[uint64(j)] = ws[uint64(at + j)] + f * ws[uint64(xs + j)]
-                else:
-                    for j in range(cin):
-                        term[uint64(j)] = f * ws[uint64(xs + j)]
-            if _row(hi, lo, grid, term, 0, q, cin):
-                aside += _aside(acc, ranges, top, grid, term, 0, q, cin)
+    for t in range(t0, t1):
+        _terms(ws, term, pairs, npairs, dy, x, add, i, t, cout, cin, tile)
+        aside += _aside(acc, ranges, top, grid, term, 0, q, cin)
     return aside
 
 
-_ROWS = types.int64(_Q, _Q, _Q, _F, _F, _Q, _Q, *[_I] * 8)
-_PRODUCTS = types.int64(_Q, _Q, _Q, _F, _F, _F, _Q, _Q, _Q, *[_I] * 13)
+_ROWS = types.int64(_Q, _Q, _F, _F, *[_I] * 8)
+_ROWS_ASIDE = types.int64(_Q, _F, _F, _Q, _Q, *[_I] * 9)
+_PRODUCTS = types.int64(_Q, _Q, _F, _F, _F, _Q, *[_I] * 13)
+_PRODUCTS_ASIDE = types.int64(_Q, _F, _F, _F, _Q, _Q, _Q, *[_I] * 14)
 
 
 def _bind(symbol: str, function, signature) -> types.ExternalFunction:
@@ -131,29 +171,90 @@ def _bind(symbol: str, function, signature) -> types.ExternalFunction:
 
 _KEEP: list = []                # the compiled functions, alive as long as the process: kernels call their code
 _rows_call = _bind("phg_deposit_rows", _rows_c, _ROWS)
+_rows_aside_call = _bind("phg_deposit_rows_aside", _rows_aside_c, _ROWS_ASIDE)
 _products_call = _bind("phg_deposit_products", _products_c, _PRODUCTS)
+_products_aside_call = _bind("phg_deposit_products_aside", _products_aside_c, _PRODUCTS_ASIDE)
 
 _STATE = types.int64[:, ::1]
 _WS = types.float64[::1]
+_LOCKS = types.int64[::1]
 _PAIRS = types.Array(types.int64, 2, "C", readonly=True)      # a module constant of the kernels
 
 
-@numba.njit(types.int64(_STATE, _WS, _STATE, types.int64[::1], _WS, *[_I] * 5), cache=True, nogil=True)
-def deposit_rows(state, grid, acc, ranges, ws, q0, at, t0, t1, width):
+@numba.njit(cache=True, inline="always")
+def _first(share, count):
+    """Where the thread running share `share` starts a round of `count` blocks of sums: spread
+    over them (the golden ratio's multiples), so that threads running the same deposits at once
+    seldom wait for each other's locks."""
+    return int(((share * 0.6180339887498949) % 1.0) * count)
+
+
+@numba.njit(cache=True, inline="always")
+def _lock_span(locks, q0, q1, take):
+    """The locks of the blocks of sums q0 to q1 - 1 taken (in ascending order, so that two
+    threads never wait for each other) or released."""
+    for b in range(q0 // LOCK_SUMS, (q1 - 1) // LOCK_SUMS + 1):
+        if take:
+            lock(locks.ctypes, LOCK_HEADER + b * LOCK_STRIDE)
+        else:
+            unlock(locks.ctypes, LOCK_HEADER + b * LOCK_STRIDE)
+
+
+@numba.njit(types.int64(_STATE, _WS, _STATE, types.int64[::1], _WS, _LOCKS, *[_I] * 6), cache=True, nogil=True)
+def deposit_rows(state, grid, acc, ranges, ws, locks, share, q0, at, t0, t1, width):
     """Samples t0 to t1 of a slab of the workspace at word `at`, [tile, width], deposited onto the
     sums q0 to q0 + width of the pass `state` (codegen.accumulate) on `grid`, the terms no grid
-    keeps into acc (with its ledger `ranges`); returns how many of those."""
-    return _rows_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, grid.ctypes, ws.ctypes, acc.ctypes,
-                      ranges.ctypes, q0, at, t0, t1, width, state.shape[1], acc.shape[1], ws.size)
+    keeps into acc (with its ledger `ranges`), a block of sums at a time under its lock (the row
+    is shared by the threads; `share`: the caller's); returns how many terms went to the digits,
+    which it also adds to the round's count (locks[ASIDE])."""
+    if width <= 0 or t1 <= t0:
+        return 0
+    first, last = q0 // LOCK_SUMS, (q0 + width - 1) // LOCK_SUMS
+    blocks = last - first + 1
+    start = _first(share, blocks)
+    aside = 0
+    for k in range(blocks):
+        b = first + (start + k) % blocks
+        s0, s1 = max(q0, b * LOCK_SUMS), min(q0 + width, (b + 1) * LOCK_SUMS)
+        _lock_span(locks, s0, s1, True)
+        if _rows_call(state[0].ctypes, state[1].ctypes, grid.ctypes, ws.ctypes, s0, at + s0 - q0, t0, t1, s1 - s0,
+                      width, state.shape[1], ws.size):
+            lock(locks.ctypes, DIGITS_LOCK)
+            n = _rows_aside_call(state[2].ctypes, grid.ctypes, ws.ctypes, acc.ctypes, ranges.ctypes, s0,
+                                 at + s0 - q0, t0, t1, s1 - s0, width, state.shape[1], acc.shape[1], ws.size)
+            locks[ASIDE] += n
+            unlock(locks.ctypes, DIGITS_LOCK)
+            aside += n
+        _lock_span(locks, s0, s1, False)
+    return aside
 
 
-@numba.njit(types.int64(_STATE, _WS, _STATE, types.int64[::1], _WS, _PAIRS, *[_I] * 10), cache=True, nogil=True)
-def deposit_products(state, grid, acc, ranges, ws, pairs, q0, dy, x, add, t0, t1, cout, cin, tile, scratch):
+@numba.njit(types.int64(_STATE, _WS, _STATE, types.int64[::1], _WS, _LOCKS, _I, _PAIRS, *[_I] * 10), cache=True,
+            nogil=True)
+def deposit_products(state, grid, acc, ranges, ws, locks, share, pairs, q0, dy, x, add, t0, t1, cout, cin, tile,
+                     scratch):
     """A matrix product's weight terms of samples t0 to t1: for output channel i and input channel
     j, Σ s dy[m][t, i] x[b][t, j] over `pairs` (b, m, s), at least one, plus (add >= 0) the
     per-sample slab at `add`, [tile, cout * cin], deposited onto the sums q0 + i cin + j as
-    deposit_rows does; a row of terms is made in the workspace's cin words at `scratch`, which no
-    slab uses."""
-    return _products_call(state[0].ctypes, state[1].ctypes, state[2].ctypes, grid.ctypes, ws[:scratch].ctypes,
-                          ws[scratch:].ctypes, acc.ctypes, ranges.ctypes, pairs.ctypes, pairs.shape[0], q0, dy, x, add,
-                          t0, t1, cout, cin, tile, state.shape[1], acc.shape[1], scratch)
+    deposit_rows does, an output channel's sums at a time under their locks; a row of terms is
+    made in the workspace's cin words at `scratch`, which no slab uses."""
+    if t1 <= t0:
+        return 0
+    start = _first(share, cout)
+    words, term = ws[:scratch], ws[scratch:]
+    aside = 0
+    for k in range(cout):
+        i = (start + k) % cout
+        q = q0 + i * cin
+        _lock_span(locks, q, q + cin, True)
+        if _products_call(state[0].ctypes, state[1].ctypes, grid.ctypes, words.ctypes, term.ctypes, pairs.ctypes,
+                          pairs.shape[0], q, dy, x, add, i, t0, t1, cout, cin, tile, state.shape[1], scratch):
+            lock(locks.ctypes, DIGITS_LOCK)
+            n = _products_aside_call(state[2].ctypes, grid.ctypes, words.ctypes, term.ctypes, acc.ctypes,
+                                     ranges.ctypes, pairs.ctypes, pairs.shape[0], q, dy, x, add, i, t0, t1, cout,
+                                     cin, tile, state.shape[1], acc.shape[1], scratch)
+            locks[ASIDE] += n
+            unlock(locks.ctypes, DIGITS_LOCK)
+            aside += n
+        _lock_span(locks, q, q + cin, False)
+    return aside

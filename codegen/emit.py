@@ -324,6 +324,8 @@ def model_source(g: Hypergraph, helpers: dict, train: TrainSpec | None = None) -
                     _share(helpers, h)
         spec["train"] = {"inputs": [name(v) for v in tk.inputs], "params": [name(p) for p in tk.params],
                          "quantities": tk.quantities, "rows": tk.rows, "stack_symbols": tk.stack_symbols, "manifold": manifold,
+                         # the most terms a sample gives one sum (a loop step's rounds: codegen.rounds)
+                         "terms_per_sample": looped.terms_per_sample(kp.loops) if module is not None else 1,
                          "buffers": [b.to_list() for b in planned.buffers],
                          "strategy": planned.strategy, "rule": planned.reason,
                          "settings": train.to_dict()}
@@ -399,8 +401,8 @@ _FORMATS = ("fast", "fast_add", "fast_div", "fast_dot", "fast_mul", "fast_sqrt",
             "settle_pair", "single", "single_pair", "stack_flags")
 
 # The functions of codegen.accumulate the training kernels call, imported as _phg_<name>.
-_ACCUMULATE = ("begin_pass", "clear", "close", "deposit", "end_tile", "fits", "low_bits", "normalise",
-               "open_pass", "pass_fits", "regrid", "regrid_pass", "settle", "settle_pass")
+_ACCUMULATE = ("begin_pass", "clear", "close", "deposit", "fits", "low_bits", "normalise",
+               "pass_fits", "regrid", "regrid_pass", "settle", "settle_pass")
 
 # A model class is an attribute of the module by its own name (kernels.RigidRegistration) without
 # being bound in the module's globals, which the kernels read when Numba compiles them: a model

@@ -14,6 +14,7 @@ import re
 import sympy
 
 from phg.hypergraph import Hypergraph
+from phg.plan.buffers import LAID_OUT
 from phg.plan.kernel import PREDICT_ARGUMENTS, SLOTS_ARGUMENTS, TRAIN_ARGUMENTS
 from phg.plan.loops import TILE, Group, LoopPlan, Op, Slab, runs
 from phg.plan.scalar import KERNEL_STATE, array_name, global_name, identifier
@@ -632,57 +633,68 @@ def product_deposits(mod: "Module", op: Op, parts: frozenset = frozenset()) -> l
         if not pairs:
             continue
         add = w.per_sample + a * TILE * w.channels if a in parts else -1
-        out.append(f"_aside += _phg_deposit_products({_STATE_ARGS}, {mod.table(pairs, 3)}, "
+        out.append(f"_phg_deposit_products({_STATE_ARGS}, {mod.table(pairs, 3)}, "
                    f"{lp.first_row[op.sources[0]] + a * w.channels}, {y.adjoint}, {x.offset}, {add}, 0, _m, "
                    f"{y.channels}, {x.channels}, {TILE}, {lp.scratch})")
     return out
 
 
-_STATE_ARGS = "_D, _G, _a, _U, _ws"        # a deposit's pass, grid, digits, ledger and workspace
+# a deposit's pass, grid, digits, ledger, workspace, the row's locks and the thread's share
+_STATE_ARGS = "_D, _G, _a, _U, _ws, _L, _share"
+
+
+def _products_of(lp: LoopPlan, vid: str) -> list[Op]:
+    """The matrix products whose weights' terms a boundary slab's sums take, one term per sample each."""
+    return [op for op in lp.ops if lp.deposit(op) and op.sources[0] == vid]
+
+
+def terms_per_sample(lp: LoopPlan) -> int:
+    """The most terms one sample gives one exact sum of a loop plan's step: a boundary slab's
+    weights take one from each matrix product of theirs (codegen.rounds sizes its rounds by it)."""
+    return max([1] + [len(_products_of(lp, vid)) for vid in lp.boundary])
 
 
 def _deposits(mod: Module) -> list[str]:
     """The tile's exact deposits at its end (codegen.deposits): the loss, each boundary slab's
     per-sample adjoint, the weight terms of the matrix products deposited there (phg.plan.loops:
     those of weights with a per-sample part, which the first product's terms take in; the others
-    went in as their adjoints ran); then the tile's end of the open pass (codegen.accumulate),
-    given the most terms a sum takes per sample."""
+    went in as their adjoints ran).  The pass's bookkeeping runs between rounds of tiles
+    (codegen.rounds)."""
     g, lp = mod.g, mod.lp
-    out = [f"_aside += _phg_deposit_rows({_STATE_ARGS}, 0, {lp.slabs[g.loss].offset}, 0, _m, 1)"]
-    most = 1
+    out = [f"_phg_deposit_rows({_STATE_ARGS}, 0, {lp.slabs[g.loss].offset}, 0, _m, 1)"]
     for vid in lp.boundary:
         s = lp.slabs[vid]
-        products = [op for op in lp.ops if lp.deposit(op) and op.sources[0] == vid]
-        most = max(most, len(products))
         if s.per_sample is None:
             continue
         taken: set[int] = set()                  # a blade's per-sample part goes with its first product's terms
-        for op in products:
+        for op in _products_of(lp, vid):
             blades = {a for a, _, _, _ in op.pairs}
             out += product_deposits(mod, op, frozenset(blades - taken))
             taken |= blades
         for a in range(len(s.blades)):
             if a not in taken:
-                out.append(f"_aside += _phg_deposit_rows({_STATE_ARGS}, {lp.first_row[vid] + a * s.channels}, "
+                out.append(f"_phg_deposit_rows({_STATE_ARGS}, {lp.first_row[vid] + a * s.channels}, "
                            f"{s.per_sample + a * TILE * s.channels}, 0, _m, {s.channels})")
-    return out + [f"_phg_end_tile(_a, _U, _D, _G, _m * {most}, _aside, {TILE * most})"]
+    return out
 
 
 def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str]) -> str:
     """The slot function (a slot's samples, in tiles: forward, loss, adjoint; its sums in the row
-    _a), the slots kernel, and the step's loss and gradient from the slots' sums.  Exact sums go to
-    one row per share of the slots (the share's first), whose pass stays open from tile to tile."""
+    _a), the slots kernel, and the step's loss and gradient from the slots' sums.  Exact sums go
+    to one row, shared by the threads: the slots kernel then runs the tiles _from to _to of a round
+    (codegen.rounds), and a thread's workspace takes the invariant values once a pass."""
     g, lp = mod.g, mod.lp
     params = list(g.params)
     data = [array_name(g.values[v]) for v in inputs + params]
     trained = lambda op: op.trained  # noqa: E731
     consts = [v for v in lp.slabs if lp.slabs[v].const]
-    body = ["_wv = _ws", "_wi = _ws", "_m = 0"] + mod.load([p for p in params if p in lp.slabs] + consts, None)
-    body += mod.ops(False, False, lambda op: True)
-    if not lp.exact:                              # exact: only the epilogue writes the invariant adjoints
-        body += _zero(lp.invariant_adjoint_range)
-        body += ["_a[:] = 0", "_loss = 0.0"]
-    body += ["_lo = _slot * _n // _slots", "_hi = (_slot + 1) * _n // _slots"]
+    invariant = mod.load([p for p in params if p in lp.slabs] + consts, None) + mod.ops(False, False, lambda op: True)
+    body = ["_wv = _ws", "_wi = _ws", "_m = 0"]
+    if lp.exact:                                  # only the epilogue writes the invariant adjoints
+        body += ["if _layout:"] + ["    " + ln for ln in invariant or ["pass"]]
+    else:
+        body += invariant + _zero(lp.invariant_adjoint_range)
+        body += ["_a[:] = 0", "_loss = 0.0", "_lo = _slot * _n // _slots", "_hi = (_slot + 1) * _n // _slots"]
     loss = lp.slabs[g.loss]
     tile = [f"_m = min({TILE}, _hi - _start)"]
     tile += mod.load(inputs, "_start") + mod.ops(True, False, trained) + _zero(lp.adjoint_range)
@@ -690,24 +702,31 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
              f"    {_at(loss.adjoint, loss, 0)} = 1.0"]
     if not lp.exact:
         tile += [f"    _loss += {_at(loss.offset, loss, 0)}"]
-    else:
-        tile += ["_aside = 0"]
     tile += mod.ops(True, True, trained)
     if lp.exact:
         tile += _deposits(mod)
     body += [f"for _start in range(_lo, _hi, {TILE}):"] + ["    " + ln for ln in tile]
-    if not lp.exact:
-        body += ["_a[0] = _loss"] + mod.runs("_phg_copy_runs(_a, _ws, {})", _boundary(lp))
-    doc = f"One slot of the samples of {g.name}: their loss and adjoint sums into the row _a, in tiles of {TILE}."
-    parts = [_function(slot, data + ["_n", "_slot", "_slots", "_a", "_G", "_D", "_U", "_ws"], doc, body)]
-    doc = f"The slots _from to _to of {g.name}'s _slots slots of samples, the share _share of them."
-    call = f"{slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, {{}}, _tiles[_share])"
     if lp.exact:
-        share = ["_phg_clear(_acc[_share], _rng[_share])",
-                 "_phg_open_pass(_acc[_share], _rng[_share], _dep[_share], _grid[_share])", "for _slot in range(_from, _to):",
-                 "    " + call.format("_acc[_share], _grid[_share], _dep[_share], _rng[_share]")]
+        doc = (f"The samples _lo to _hi of {g.name}: their loss and adjoint sums deposited into the row _a, which "
+               f"the threads share, in tiles of {TILE}; _layout: the workspace takes the invariant values first.")
+        args = ["_n", "_lo", "_hi", "_layout", "_a", "_G", "_D", "_U", "_ws", "_L", "_share"]
     else:
-        share = ["for _slot in range(_from, _to):", "    " + call.format("_acc[_slot], _grid[0], _dep[0], _rng[0]")]
+        body += ["_a[0] = _loss"] + mod.runs("_phg_copy_runs(_a, _ws, {})", _boundary(lp))
+        doc = f"One slot of the samples of {g.name}: their loss and adjoint sums into the row _a, in tiles of {TILE}."
+        args = ["_n", "_slot", "_slots", "_a", "_G", "_D", "_U", "_ws"]
+    parts = [_function(slot, data + args, doc, body)]
+    if lp.exact:
+        doc = (f"The tiles _from to _to of {g.name}'s n samples, the share _share of a round (codegen.rounds), "
+               "deposited into the one exact row.")
+        flag = f"_locks[0, {LAID_OUT} + _share]"
+        share = [f"_layout = {flag} == 0", f"{flag} = 1",
+                 f"{slot}({', '.join(data)}{', ' if data else ''}_n, _from * {TILE}, min(_to * {TILE}, _n), _layout, "
+                 "_acc[0], _grid[0], _dep[0], _rng[0], _tiles[_share], _locks[0], _share)"]
+    else:
+        doc = f"The slots _from to _to of {g.name}'s _slots slots of samples, the share _share of them."
+        share = ["for _slot in range(_from, _to):",
+                 f"    {slot}({', '.join(data)}{', ' if data else ''}_n, _slot, _slots, _acc[_slot], _grid[0], "
+                 "_dep[0], _rng[0], _tiles[_share])"]
     parts.append(_function(slots, data + list(SLOTS_ARGUMENTS), doc, share))
     grads = [f"_grad_{identifier(g.values[p].name)}" for p in params]
     args = data + list(TRAIN_ARGUMENTS) + grads

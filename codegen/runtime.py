@@ -20,6 +20,7 @@ from .optimizers import KINDS, direction
 from .parameters import Declared, Parameters, array, batch_of, declared, finite, require_finite_samples
 from .accumulate import (BLOCK_HI, BLOCK_LO, FULL, WINDOWS, close, complete, digit_totals, mark_needed, next_block,
                          odd_totals, round_digits, totals, unmark)
+from .rounds import exact_pass
 from .spread import SHARE, prepare, shares_of, spread, threads
 
 # Exact totals below which a share of them is not worth a thread (each takes some 0.1 us).
@@ -315,13 +316,18 @@ class ModelBase:
         shares = shares_of(k, n * spec["stack_symbols"] // SHARE, b["threads"])
         # leading rows, still contiguous: a slot's rows of the first k, a thread's of the first `shares`
         used = [b[role][:shares] if b["axes"][role] == "threads" else b[role][:k] for _, role in STEP_BUFFERS]
-        slots_pass = functools.partial(spread, self._slots_kernel, (*arrays, *params, n, k, *used), k, shares,
-                                       blas=spec["strategy"] == "loops", most=shares, indexed=True)
+        exact = spec["settings"]["accumulate"] == "exact"
+        if exact and spec["strategy"] == "loops":       # one row, which the threads share, in rounds of tiles
+            slots_pass = functools.partial(exact_pass, self._slots_kernel, (*arrays, *params, n, k, *used), n, used,
+                                           spec["terms_per_sample"], shares, b)
+        else:
+            slots_pass = functools.partial(spread, self._slots_kernel, (*arrays, *params, n, k, *used), k, shares,
+                                           blas=spec["strategy"] == "loops", most=shares, indexed=True)
         slots_pass()
-        if spec["settings"]["accumulate"] == "exact":
+        if exact:
             self._exact_totals(slots_pass, used, digits)
             if digits is not None or spec["strategy"] == "fused":   # (a loop step's kernel clears its own)
-                acc, grid, deposits, ranges, _ = used
+                acc, grid, deposits, ranges = used[:4]
                 close(acc, ranges, deposits, grid)
         return k, used
 
@@ -363,6 +369,7 @@ class ModelBase:
         used = [b[role][:1] for _, role in STEP_BUFFERS]
         # the slots kernel on no samples: a loop step's invariant values in its first workspace
         # (which its kernel reads), the rows clear
+        b["locks"][:] = 0
         self._slots_kernel(*empty, *params, 0, 1, *used, 0, 0, 1)
         exact = spec["settings"]["accumulate"] == "exact"
         total = np.zeros((len(b["sums"]), DIGITS + 1), np.int64) if exact else np.zeros(len(b["sums"]))
@@ -388,7 +395,7 @@ class ModelBase:
         columns at a time, the others' totals read as they are.  Exact whichever way it runs;
         only the time differs."""
         b = self._buffers
-        acc, grid, deposits, ranges, _ = used
+        acc, grid, deposits, ranges = used[:4]
         sums = b["sums"]
         rows = len(sums)
         full = lambda: any(r[rows + FULL] for r in ranges)  # noqa: E731

@@ -37,7 +37,7 @@ _blas = None                    # the BLAS libraries loaded, as threadpoolctl co
 SHARE = 2**16
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """A context in which the loaded BLAS libraries run on one thread each."""
     global _blas
     with _lock:
@@ -70,7 +70,7 @@ def prepare(blas: bool = False) -> None:
         for f in [_executor(workers).submit(int) for _ in range(workers)]:
             f.result()
     if blas:
-        with _one_blas_thread():
+        with one_blas_thread():
             pass
 
 
@@ -87,20 +87,20 @@ def shares_of(count: int, shares: int, most: int | None = None) -> int:
 
 
 def spread(kernel, args: tuple, count: int, shares: int, blas: bool = False, most: int | None = None,
-           indexed: bool = False) -> int:
-    """kernel(*args, lo, hi) over [0, count) in at most `shares` contiguous shares, no more than
-    the thread count nor `most`; `indexed`: kernel(*args, k, lo, hi), k the share's index (its
-    row of a per-thread buffer).  The calling thread runs the first share.  `blas`: the kernel
+           indexed: bool = False, start: int = 0) -> int:
+    """kernel(*args, lo, hi) over [start, start + count) in at most `shares` contiguous shares, no
+    more than the thread count nor `most`; `indexed`: kernel(*args, k, lo, hi), k the share's index
+    (its row of a per-thread buffer).  The calling thread runs the first share.  `blas`: the kernel
     calls BLAS, kept on one thread while shares run side by side.  An exception of any share is
     raised here, once every share has finished.  Returns the number of shares."""
     shares = shares_of(count, shares, most)
     share = (lambda k: (k,)) if indexed else (lambda k: ())
     if shares == 1:
-        kernel(*args, *share(0), 0, count)
+        kernel(*args, *share(0), start, start + count)
         return 1
-    bounds = [count * k // shares for k in range(shares + 1)]
+    bounds = [start + count * k // shares for k in range(shares + 1)]
     pool = _executor(shares - 1)
-    with _one_blas_thread() if blas else contextlib.nullcontext():
+    with one_blas_thread() if blas else contextlib.nullcontext():
         futures = [pool.submit(kernel, *args, *share(k), bounds[k], bounds[k + 1]) for k in range(1, shares)]
         try:
             kernel(*args, *share(0), bounds[0], bounds[1])

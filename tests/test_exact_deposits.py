@@ -11,7 +11,7 @@ import pytest
 import phg
 from phg.codegen import accumulate as acc_
 from phg.codegen.deposits import deposit_products, deposit_rows
-from phg.plan.buffers import DIGITS, LEDGER, STATE_ROWS
+from phg.plan.buffers import ASIDE, DIGITS, LEDGER, STATE_ROWS, lock_words
 
 
 class Rows:
@@ -22,6 +22,7 @@ class Rows:
         self.grid = np.full((shares, sums), np.nan)
         self.state = np.zeros((shares, STATE_ROWS, sums), np.int64)
         self.ranges = np.zeros((shares, sums + LEDGER), np.int64)
+        self.locks = np.zeros((shares, lock_words(sums)), np.int64)
         for s in range(shares):
             self.open(s)
 
@@ -31,8 +32,15 @@ class Rows:
     def row(self, s):
         return self.state[s], self.grid[s], self.acc[s], self.ranges[s]
 
-    def end_tile(self, s, terms, aside, most):
-        acc_.end_tile(self.acc[s], self.ranges[s], self.state[s], self.grid[s], terms, aside, most)
+    def deposit(self, s, ws, q0, at, t0, t1, width, share=0):
+        """deposit_rows into row s, as thread `share` of the threads that share it."""
+        return deposit_rows(*self.row(s), ws, self.locks[s], share, q0, at, t0, t1, width)
+
+    def products(self, s, ws, pairs, *args, share=0):
+        return deposit_products(*self.row(s), ws, self.locks[s], share, pairs, *args)
+
+    def end_round(self, s, terms, aside, coming):
+        acc_.end_round(self.acc[s], self.ranges[s], self.state[s], self.grid[s], terms, aside, coming)
 
     def totals(self, sums=None, q0=0, q1=None):
         """The totals of the sums q0 to q1 (all), into `sums`."""
@@ -76,8 +84,8 @@ def test_deposited_rows_sum_exactly(kind):
             blocks.append(block)
             m = tile - (t == 11) * 9             # a short last tile
             ws = np.concatenate([np.zeros(3), block.reshape(-1)])
-            aside = deposit_rows(*rows.row(s), ws, 0, 3, 0, m, sums)
-            rows.end_tile(s, m, aside, tile)
+            aside = rows.deposit(s, ws, 0, 3, 0, m, sums)
+            rows.end_round(s, m, aside, tile)
             for c in range(sums):
                 exact[c] += sum(Fraction(float(v)) for v in block[:m, c])
         got = rows.totals()
@@ -101,9 +109,9 @@ def test_a_pass_folds_its_level_sums_and_never_reaches_its_digits():
     exact = [Fraction(0)] * sums
     for t in range(40):                       # 2,560 samples: folded twice
         block = rng.uniform(0, 1, size=(tile, sums))
-        aside = deposit_rows(*rows.row(0), block.reshape(-1), 0, 0, 0, tile, sums)
+        aside = rows.deposit(0, block.reshape(-1), 0, 0, 0, tile, sums)
         assert aside == 0
-        rows.end_tile(0, tile, aside, tile)
+        rows.end_round(0, tile, aside, tile)
         for c in range(sums):
             exact[c] += sum(Fraction(float(v)) for v in block[:, c])
     assert rows.state[0, acc_.CARRY].all() and not rows.ranges[0, :sums].any() and not rows.full()
@@ -121,7 +129,7 @@ def test_sums_take_windows_of_digits_and_whole_columns_once_they_outgrow_them():
     tiles[1][7, 3], tiles[1][9, 5] = 1e300, -5e-324
     exact = [float(sum(Fraction(float(v)) for b in tiles for v in b[:, c])) for c in range(sums)]
     for block in tiles:
-        rows.end_tile(0, tile, deposit_rows(*rows.row(0), block.reshape(-1), 0, 0, 0, tile, sums), tile)
+        rows.end_round(0, tile, rows.deposit(0, block.reshape(-1), 0, 0, 0, tile, sums), tile)
     entries = rows.ranges[0, :sums]
     whole = (entries >> 42) & 1
     assert entries.all() and whole.tolist() == [0, 0, 0, 1, 0, 1, 0, 0] and not rows.full()
@@ -143,7 +151,7 @@ def test_a_row_out_of_digit_columns_is_marked_and_blocks_of_sums_total_exactly()
     def run():
         rows.open(0)
         for block in tiles:
-            rows.end_tile(0, tile, deposit_rows(*rows.row(0), block.reshape(-1), 0, 0, 0, tile, sums), tile)
+            rows.end_round(0, tile, rows.deposit(0, block.reshape(-1), 0, 0, 0, tile, sums), tile)
 
     run()
     assert rows.full()
@@ -181,9 +189,9 @@ def test_deposited_products_sum_exactly():
     add = rng.normal(size=(tile, cout * cin))
     ws = np.concatenate([dy.reshape(-1), x.reshape(-1), add.reshape(-1), np.full(cin, np.nan)])   # then scratch
     rows = Rows(cout * cin + 3, 1)
-    aside = deposit_products(*rows.row(0), ws, pairs, 3, 0, dy.size, dy.size + x.size, 0, m, cout, cin, tile,
+    aside = rows.products(0, ws, pairs, 3, 0, dy.size, dy.size + x.size, 0, m, cout, cin, tile,
                              ws.size - cin)
-    rows.end_tile(0, m, aside, tile)
+    rows.end_round(0, m, aside, tile)
     got = rows.totals()
     for i in range(cout):
         for j in range(cin):
@@ -206,16 +214,16 @@ def test_ties_round_to_even_and_non_finite_terms_mark_the_sum():
                       [one_ulp / 2, one_ulp / 2, one_ulp / 2, np.nan],
                       [0.0, 0.0, 2.0 ** -1000, np.inf]])
     ws = block.reshape(-1)
-    aside = deposit_rows(*rows.row(0), ws, 0, 0, 0, 3, 4)
-    rows.end_tile(0, 3, aside, 64)
+    aside = rows.deposit(0, ws, 0, 0, 0, 3, 4)
+    rows.end_round(0, 3, aside, 64)
     got = rows.totals()
     assert got[0] == 1.0 and got[1] == 1.0 + 2 * one_ulp and got[2] == 1.0 + one_ulp and np.isnan(got[3])
     # again on the grids that tile left, in passes two shares leave open, which the totals read
     # without the digits: the same ties, a negative one, and a sum of two shares' terms
     rows = Rows(4, 2)
     for s in range(2):
-        aside = deposit_rows(*rows.row(s), np.array([4.0, 4.0, 4.0, 4.0]), 0, 0, 0, 1, 4)
-        rows.end_tile(s, 1, aside, 64)
+        aside = rows.deposit(s, np.array([4.0, 4.0, 4.0, 4.0]), 0, 0, 0, 1, 4)
+        rows.end_round(s, 1, aside, 64)
     rows.totals()
     for s in range(2):
         rows.open(s)
@@ -223,12 +231,67 @@ def test_ties_round_to_even_and_non_finite_terms_mark_the_sum():
     first = [1.0, 1.0 + one_ulp, -1.0, 1.0, tie, tie, -tie, tie]     # share 0: two samples of 4 sums
     second = [-0.5, -0.5, 0.5, -0.5, 0.0, 0.0, 0.0, 2.0 ** -40]       # share 1
     for s, terms in enumerate((first, second)):
-        aside = deposit_rows(*rows.row(s), np.array(terms), 0, 0, 0, 2, 4)
+        aside = rows.deposit(s, np.array(terms), 0, 0, 0, 2, 4)
         assert aside == 0
-        rows.end_tile(s, 2, aside, 64)
+        rows.end_round(s, 2, aside, 64)
     assert rows.ranges[:, :4].sum() == 0 and rows.ranges[:, 4 + acc_.OPEN].all()     # open passes, no digits
     got = rows.totals()
     assert got.tolist() == [1.0, 1.0 + 2 * one_ulp, -1.0, float(1 + Fraction(one_ulp / 2) + Fraction(2.0 ** -40))]
+
+
+def test_threads_depositing_into_one_row_at_once_sum_exactly():
+    """Two threads deposit tiles of rows and of matrix-product terms into one shared row at the
+    same time, starting at different blocks of its sums (codegen.deposits): wide-ranging terms,
+    many set aside into the shared digits.  The totals are the exact sums of both threads' terms,
+    the round's count of terms set aside is the two threads' own counts added, and every lock is
+    free again."""
+    import threading
+
+    rng = np.random.default_rng(11)
+    cout, cin, tile = 9, 40, 64
+    width = cout * cin                            # sums 1 to width: products; then rows of `width`
+    sums = 1 + 2 * width
+    pairs = np.array([[0, 1, 1], [1, 0, -1]], np.int64)
+    rows = Rows(sums, 1)
+    rows.grid[0] = acc_.regrid(np.float64(4.0).view(np.int64))     # ordinary terms keep to it, wide ones do not
+    rows.open(0)
+    work = []
+    for share in range(2):
+        tiles = []
+        for _ in range(6):
+            dy = rng.normal(size=(2, tile, cout)) * np.exp2(rng.integers(-40, 40, size=(2, tile, cout)))
+            x = rng.normal(size=(2, tile, cin))
+            slab = _terms(rng, "mixed", (tile, width))
+            tiles.append((dy, x, slab))
+        work.append(tiles)
+    counts = [0, 0]
+
+    def thread(share):
+        for dy, x, slab in work[share]:
+            ws = np.concatenate([dy.reshape(-1), x.reshape(-1), slab.reshape(-1), np.full(cin, np.nan)])
+            counts[share] += rows.products(0, ws, pairs, 1, 0, dy.size, -1, 0, tile, cout, cin, tile, ws.size - cin,
+                                           share=share)
+            counts[share] += rows.deposit(0, ws, 1 + width, dy.size + x.size, 0, tile, width, share=share)
+
+    threads = [threading.Thread(target=thread, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert rows.locks[0, ASIDE] == sum(counts) > 0
+    assert not rows.locks[0, ASIDE + 1:].any()       # every lock free
+    got = rows.totals()
+    for i in range(cout):
+        for j in range(cin):
+            total = Fraction(0)
+            for share in range(2):
+                for dy, x, _ in work[share]:
+                    for t in range(tile):
+                        total += Fraction(float(dy[1, t, i] * x[0, t, j] - dy[0, t, i] * x[1, t, j]))
+            assert got[1 + i * cin + j] == float(total), (i, j)
+    for c in range(width):
+        total = sum(Fraction(float(v)) for share in range(2) for _, _, slab in work[share] for v in slab[:, c])
+        assert got[1 + width + c] == float(total), c
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +341,7 @@ def test_steps_out_of_digit_columns_sum_again_to_the_same_bits(built, tmp_path, 
     monkeypatch.setattr(phg.plan.buffers, "SUMS_PER_COLUMN", 10**9)
     narrow_program = phg.load(program.path)
     narrow = phg.build(narrow_program, tmp_path / "narrow", progress=lambda *_: None).SignedVolume
-    assert narrow.SPEC["train"]["buffers"][0][2][1] == 2 and module.SignedVolume.SPEC["train"]["buffers"][0][2][1] > 2
+    assert narrow.SPEC["train"]["buffers"][0][2][-1] == 2 and module.SignedVolume.SPEC["train"]["buffers"][0][2][-1] > 2
     rng = np.random.default_rng(9)
     n = 512
     v = rng.normal(size=(n, 3, 3))

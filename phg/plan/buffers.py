@@ -19,8 +19,9 @@ A step:
   `rows` sums, one float64 each; `accumulate exact`: DIGITS int64 digits a sum, a grid scale a
   sum (kept between steps), a ledger (the digits each sum touched, and LEDGER words more) and,
   in the loop strategy or beyond REGISTER_SUMS sums, a pass's deposit state (STATE_ROWS int64) a
-  sum, per slot in the fused strategy, per thread in the loop strategy (exact sums do not depend
-  on which thread summed which sample, so a thread's share of the slots shares its row);
+  sum, per slot in the fused strategy; in the loop strategy one row (digit columns for the few
+  sums that need them: `columns`) that every thread deposits into, under a lock per block of sums
+  (exact sums do not depend on which thread summed which sample, nor in what order);
 - the exact totals' work digits (per thread that reads a share of the sums), the sums, the loss;
   in the loop strategy (phg.plan.loops), a workspace per thread for a tile's slabs, forward and
   adjoint;
@@ -62,11 +63,20 @@ DIGIT_BOUND = 2**32 + NORMALISE_EVERY * 2**34
 # 2^1132, so any count below 2^108 of doubles (each below 2^1024)
 CAPACITY = 2**(32 * (DIGITS - 1) + 62 - 1074 - 1024)
 MOMENTS = {"sgd": 0, "adam": 2, "prm": 3, "cma": 0}   # moment arrays per optimizer coordinate
+# A loop kernel's exact row is one, shared by the threads, which deposit into it under spin locks
+# (codegen.locks): one lock per block of LOCK_SUMS consecutive sums, each on a cache line of its own
+# (LOCK_STRIDE words), after a header of LOCK_HEADER words: the digits' lock (a term set aside
+# takes digit room from the whole row), the count of terms set aside in the round, and from
+# LAID_OUT a word per thread, whether its workspace holds the pass's invariant values.
+LOCK_SUMS = 64
+LOCK_STRIDE = 8
+LOCK_HEADER = 32
+DIGITS_LOCK, ASIDE, LAID_OUT = 0, 1, 8
 
 # What each role is called in the certificate's memory plan.
 LABELS = {"acc": "accumulators", "grid": "grids", "deposits": "deposit states", "ranges": "ledgers", "work": "work digits",
           "sums": "sums", "loss": "loss", "grads": "gradients", "before": "saved parameters",
-          "tiles": "tile workspaces", "tangent": "tangents", "state": "optimizer moments",
+          "tiles": "tile workspaces", "locks": "deposit locks", "tangent": "tangents", "state": "optimizer moments",
           "search": "search distribution", "search_scratch": "search temporaries",
           "population": "candidates' parameters",
           "outputs": "outputs", "conversions": "input conversions"}
@@ -81,6 +91,11 @@ def slots(n: int) -> int:
     a small batch then runs whole tiles (loop kernels multiply whole tiles) in few slots, each of
     which lays out the step's weights once."""
     return max(1, min(SLOTS, -(-n // SLOT_SAMPLES)))
+
+
+def lock_words(rows: int) -> int:
+    """The words of the locks of a loop kernel's shared exact row of `rows` sums."""
+    return LOCK_HEADER + LOCK_STRIDE * -(-rows // LOCK_SUMS)
 
 
 def columns(rows: int) -> int:
@@ -126,14 +141,14 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0) -> list
     strategy, a workspace of `tiles` words per thread (phg.plan.loops), in allocation order."""
     exact = train.accumulate == "exact"
     loops = tiles > 0
-    # exact rows: one per thread in the loop strategy, one per slot in the fused
-    per, lead = ("threads", ()) if loops else (None, (SLOTS,))
+    # exact rows: one in the loop strategy, which its threads share; one per slot in the fused
+    lead = (1,) if loops else (SLOTS,)
     if exact:
-        out = [Buffer("acc", None, (*lead, DIGITS, columns(rows) if loops else rows), "int64", per),
-               Buffer("grid", None, (*lead, rows), "float64", per),
-               Buffer("deposits", None, (*lead, STATE_ROWS, rows), "int64", per) if loops or many_sums(rows)
+        out = [Buffer("acc", None, (*lead, DIGITS, columns(rows) if loops else rows), "int64"),
+               Buffer("grid", None, (*lead, rows), "float64"),
+               Buffer("deposits", None, (*lead, STATE_ROWS, rows), "int64") if loops or many_sums(rows)
                else Buffer("deposits", None, (1, STATE_ROWS, 1), "int64"),
-               Buffer("ranges", None, (*lead, rows + LEDGER), "int64", per),
+               Buffer("ranges", None, (*lead, rows + LEDGER), "int64"),
                Buffer("work", None, (DIGITS,), "int64", "threads")]
     else:
         out = [Buffer("acc", None, (SLOTS, rows), "float64"), Buffer("grid", None, (1, 1), "float64"),
@@ -141,7 +156,8 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0) -> list
                Buffer("work", None, (1, 1), "int64")]
     out += [Buffer("sums", None, (rows,), "float64"),
             Buffer("loss", None, (1,), "float64"),
-            Buffer("tiles", None, (tiles,), "float64", "threads") if loops else Buffer("tiles", None, (1, 1), "float64")]
+            Buffer("tiles", None, (tiles,), "float64", "threads") if loops else Buffer("tiles", None, (1, 1), "float64"),
+            Buffer("locks", None, (1, lock_words(rows)), "int64") if loops and exact else Buffer("locks", None, (1, 1), "int64")]
     manifold = g.manifold_params()
     for p in g.params:
         v = g.values[p]

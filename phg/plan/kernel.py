@@ -52,7 +52,8 @@ UNROLL_LIMIT = 400
 # their roles (phg.plan.buffers) under the names the kernels give them; the slots kernel then
 # takes the share of the threads' rows it runs and its first and last slot (codegen.spread), the
 # train kernel the buffers it reads the totals into, then a gradient per parameter.
-STEP_BUFFERS = (("_acc", "acc"), ("_grid", "grid"), ("_dep", "deposits"), ("_rng", "ranges"), ("_tiles", "tiles"))
+STEP_BUFFERS = (("_acc", "acc"), ("_grid", "grid"), ("_dep", "deposits"), ("_rng", "ranges"), ("_tiles", "tiles"),
+                ("_locks", "locks"))
 TOTAL_BUFFERS = (("_work", "work"), ("_sums", "sums"), ("_loss", "loss"))
 SPAN = ("_from", "_to")                            # the samples (or slots) a kernel's call runs: codegen.spread
 SHARE = ("_share", *SPAN)                          # and which thread's rows, where it has per-thread buffers
