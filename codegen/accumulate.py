@@ -130,7 +130,8 @@ def fits(scale, top):
 # The ledger of a row: per sum q, where its digits live and which it touched, then these.  A
 # sum's digits live in a window of WINDOW digits from a base digit, WINDOWS of them to a column of
 # acc [DIGITS, columns], or, once its digits span more, in a whole column (digit d at acc[d, c]):
-# first | end << 8 | (column + 1) << 16 | window << 40 | whole << 42 | base << 43 (0: no digits).
+# first | end << 8 | (column + 1) << 16 | window << 40 | whole << 42 | base << 43 (0: no digits),
+# and in a loop row the largest magnitude its sum set aside from bit 52 (_aside_top).
 DIRTY, SAMPLES, PASSES, OPEN, NEXT, WNEXT, FULL, BLOCK_LO, BLOCK_HI = range(9)   # offsets past the
 # sums: digits touched at all; the open pass's terms per sum; passes (and terms deposited on their
 # own) since carries were propagated; whether the row's pass state holds an open pass, which its
@@ -146,6 +147,7 @@ WINDOW = 17                                  # digits of a window: 544 bits, ter
 WINDOWS = 4                                  # windows a column holds (WINDOWS * WINDOW == DIGITS)
 _SPAN = 0xFFFF                               # a sum's digits touched, first | (end << 8)
 _WHOLE = 1 << 42
+_KEPT = _SPAN | NEEDED | ~((1 << 52) - 1)       # what a sum's new place leaves of its entry (the top: _aside_top)
 
 
 @numba.njit(cache=True, inline="always")
@@ -210,7 +212,7 @@ def _find_room(acc, ranges, q, lo, hi):
             return -1, 0
         ranges[rows + WNEXT] = w + 1
         base = max(0, min(lo - (WINDOW - (hi - lo)) // 2, DIGITS - WINDOW))
-        ranges[q] = (r & (_SPAN | NEEDED)) | ((column + 1) << 16) | ((w % WINDOWS) << 40) | (base << 43)
+        ranges[q] = (r & _KEPT) | ((column + 1) << 16) | ((w % WINDOWS) << 40) | (base << 43)
         return column, (w % WINDOWS) * WINDOW - base
     whole = ranges[rows + NEXT]                  # a whole column, from the first up
     if whole >= columns - (ranges[rows + WNEXT] + WINDOWS - 1) // WINDOWS:
@@ -222,7 +224,7 @@ def _find_room(acc, ranges, q, lo, hi):
         for d in range(r & 255, (r >> 8) & 255):
             acc[d, whole] = acc[d + off, c]
             acc[d + off, c] = 0
-    ranges[q] = (r & (_SPAN | NEEDED)) | ((whole + 1) << 16) | _WHOLE
+    ranges[q] = (r & _KEPT) | ((whole + 1) << 16) | _WHOLE
     return whole, 0
 
 
@@ -351,17 +353,37 @@ def settle(acc, ranges, q, high, low, scale, top):
 # An accumulator row is [DIGITS, columns]: a sum's digits are a window or a column given it when
 # its terms first reach them (_room), a column for every sum in the fused kernels, fewer in the
 # loop kernels, whose open passes fold rather than settle, so that few sums reach their digits.
-# A pass's state, [4, sums] int64 per row: the two level sums, the largest magnitude (bits; in the
-# loop kernels, of the terms set aside), and the carry of the level sums folded (fold, in units
-# 2^(g + 1)): STATE_ROWS rows.  The fused kernels' many-sum passes deposit one term at a time
-# (deposit); the loop kernels a row of terms at a time.
-CARRY = 3
+# A pass's state, int64 [rows, sums] per accumulator row: the two level sums, the carry of the
+# level sums folded (fold, in units 2^(g + 1)), and in the fused kernels the largest magnitude of
+# its terms (bits): STATE_ROWS rows, LOOP_STATE_ROWS in the loop kernels, whose ledger keeps the
+# largest magnitude of the terms a sum set aside (_aside_top).  The fused kernels' many-sum passes
+# deposit one term at a time (deposit); the loop kernels a row of terms at a time.
+CARRY, TOP = 2, 3
+# A loop row's ledger entry holds in its top 12 bits (above the 52 its digits' place takes) the
+# largest magnitude of the terms its sum set aside in the open pass, cut to its exponent field and
+# whether it is zero: whether it lies below a grid's 2^g, and the grid it moves to, depend on no
+# more.
+_BELOW_TOP = (1 << 52) - 1
+
+
+@numba.njit(cache=True, inline="always")
+def _aside_top(r):
+    """The largest magnitude a ledger entry keeps, as the bits of a double of its exponent (0: none)."""
+    t = (r >> 52) & 0xFFF
+    return ((t >> 1) << 52) | (t & 1)
+
+
+@numba.njit(cache=True, inline="always")
+def with_aside(r, b):
+    """Ledger entry r, its largest magnitude set aside raised to cover a term of magnitude bits b."""
+    t = max((r >> 52) & 0xFFF, ((b >> 52) << 1) | (1 if b != 0 else 0))
+    return (r & _BELOW_TOP) | (t << 52)
 
 
 @numba.njit(cache=True)
 def open_pass(acc, ranges, state, grid):
-    """A loop kernel's share of slots begins: its row clear, and a pass open on its grids, which
-    the step's total reads where no tile settled it."""
+    """A loop kernel's pass begins: its row clear, and a pass open on its grids, which the step's
+    total reads where no round settled it."""
     clear(acc, ranges)
     begin_pass(state, grid)
     ranges[ranges.shape[0] - LEDGER + OPEN] = 1
@@ -369,11 +391,7 @@ def open_pass(acc, ranges, state, grid):
 
 @numba.njit(cache=True)
 def begin_pass(state, grid):
-    for q in range(state.shape[1]):
-        state[0, q] = 0
-        state[1, q] = 0
-        state[2, q] = 0
-        state[CARRY, q] = 0
+    state[:] = 0
 
 
 # One signature: the kernels call deposit with the sum's index as a literal, on which Numba would
@@ -388,14 +406,14 @@ def deposit(state, q, x, scale):
     t = y + MAGIC
     state[0, q] += np.float64(t).view(np.int64) - MAGIC_BITS
     state[1, q] += np.float64((y - (t - MAGIC)) * TWO52 + MAGIC).view(np.int64) - MAGIC_BITS
-    state[2, q] = max(state[2, q], b)
+    state[TOP, q] = max(state[TOP, q], b)
     return _below(b, (np.float64(scale).view(np.int64) >> 52) & 0x7FF) & (b != 0)
 
 
 @numba.njit(cache=True)
 def pass_fits(state, grid):
     for q in range(state.shape[1]):
-        if not fits(grid[q], state[2, q]):
+        if not fits(grid[q], state[TOP, q]):
             return False
     return True
 
@@ -403,35 +421,37 @@ def pass_fits(state, grid):
 @numba.njit(cache=True)
 def settle_pass(acc, ranges, state, grid):
     for q in range(state.shape[1]):
-        settle(acc, ranges, q, state[0, q], state[1, q], grid[q], state[2, q])
+        settle(acc, ranges, q, state[0, q], state[1, q], grid[q], state[TOP, q])
 
 
 @numba.njit(cache=True)
 def regrid_pass(state, grid):
     for q in range(state.shape[1]):
-        grid[q] = regrid(state[2, q])
+        grid[q] = regrid(state[TOP, q])
 
 
 @numba.njit(cache=True, inline="always")
-def _moves(state, grid, q):
+def _moves(state, grid, ranges, q):
     """Whether sum q's grid moves to the largest of the terms it set aside (finite, nonzero):
     where one outgrew it, or where it kept none."""
-    top = state[2, q]
+    top = _aside_top(ranges[q])
     return top != 0 and top < _INF_BITS and (not fits(grid[q], top) or (state[0, q] | state[1, q]) == 0)
 
 
 @numba.njit(cache=True, inline="always")
 def _settle_sum(acc, ranges, state, grid, q):
     """Sum q's open pass into its digits, its grid moved where _moves says, its pass state zero."""
-    settle(acc, ranges, q, state[0, q], state[1, q], grid[q], state[2, q])
-    if state[CARRY, q] != 0 and state[2, q] < _INF_BITS:
+    top = _aside_top(ranges[q])
+    moves = _moves(state, grid, ranges, q)
+    settle(acc, ranges, q, state[0, q], state[1, q], grid[q], top)
+    if state[CARRY, q] != 0 and top < _INF_BITS:
         _add_at(acc, ranges, q, state[CARRY, q], _grid_of(grid[q]) + 1)
-    if _moves(state, grid, q):
-        grid[q] = regrid(state[2, q])
+    if moves:
+        grid[q] = regrid(top)
     state[0, q] = 0
     state[1, q] = 0
-    state[2, q] = 0
     state[CARRY, q] = 0
+    ranges[q] &= _BELOW_TOP
 
 
 @numba.njit(cache=True, inline="always")
@@ -455,11 +475,11 @@ def settle_regrid(acc, ranges, state, grid):
     That sum alone is settled into its digits; the others keep their grids, however far below its
     top their terms lie: they are exact there."""
     for q in range(state.shape[1]):
-        if _moves(state, grid, q):
+        if _moves(state, grid, ranges, q):
             _settle_sum(acc, ranges, state, grid, q)
         else:
             _fold(state, q)
-            state[2, q] = 0
+            ranges[q] &= _BELOW_TOP
     rows = ranges.shape[0] - LEDGER
     ranges[rows + SAMPLES] = 0
     ranges[rows + PASSES] += 1                   # a settled sum adds to its digits as a pass does
@@ -470,10 +490,10 @@ def regrid_aside(acc, ranges, state, grid):
     """After a tile whose terms did not all fit: each sum that set terms aside and needs a new grid
     (settle_regrid's rule) settled and moved; the others keep their open pass."""
     for q in range(state.shape[1]):
-        if _moves(state, grid, q):
+        if _moves(state, grid, ranges, q):
             _settle_sum(acc, ranges, state, grid, q)
         else:
-            state[2, q] = 0
+            ranges[q] &= _BELOW_TOP
 
 
 @numba.njit(cache=True)

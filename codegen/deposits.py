@@ -35,7 +35,7 @@ from numba import carray, types, uint64
 
 from phg.plan.buffers import ASIDE, DIGITS_LOCK, LOCK_HEADER, LOCK_STRIDE, LOCK_SUMS
 
-from .accumulate import ABS, DIGITS, LEDGER, MAGIC, MAGIC_BITS, TWO52, add_double, kept
+from .accumulate import ABS, DIGITS, LEDGER, MAGIC, MAGIC_BITS, TWO52, add_double, kept, with_aside
 from .caches import kernels_cached_for_this_user
 from .locks import lock, unlock
 from .opaque import NoAliasCFunc
@@ -65,9 +65,9 @@ def _row(hi, lo, grid, terms, base, q0, width):
 
 
 @numba.njit(cache=True, inline="always")
-def _aside(acc, ranges, top, grid, terms, base, q0, width):
-    """The terms _row masked out, each into its sum's digits, the largest of them kept as the
-    pass's `top` (whence settling moves the grid); how many."""
+def _aside(acc, ranges, grid, terms, base, q0, width):
+    """The terms _row masked out, each into its sum's digits, the largest of them kept in the sum's
+    ledger entry (whence settling moves the grid: codegen.accumulate); how many."""
     n = 0
     for c in range(width):
         x = terms[uint64(base + c)]
@@ -75,7 +75,7 @@ def _aside(acc, ranges, top, grid, terms, base, q0, width):
         b = np.float64(x).view(np.int64) & ABS
         if not ((b == 0) | kept(b, grid[q])):
             add_double(acc, ranges, q, x)
-            top[q] = max(top[q], b)
+            ranges[q] = with_aside(ranges[q], b)
             n += 1
     return n
 
@@ -87,9 +87,9 @@ def _views(hip, lop, gridp, wsp, sums, words):
 
 
 @numba.njit(cache=True, inline="always")
-def _aside_views(topp, accp, rangesp, sums, columns):
-    """The views of a pass's largest terms set aside, and of the row's digit columns and ledger."""
-    return carray(topp, sums), carray(accp, (DIGITS, columns)), carray(rangesp, sums + LEDGER)
+def _aside_views(gridp, accp, rangesp, sums, columns):
+    """The views of a pass's grids, and of the row's digit columns and ledger."""
+    return carray(gridp, sums), carray(accp, (DIGITS, columns)), carray(rangesp, sums + LEDGER)
 
 
 def _rows_c(hip, lop, gridp, wsp, q0, at, t0, t1, width, stride, sums, words):
@@ -100,12 +100,12 @@ def _rows_c(hip, lop, gridp, wsp, q0, at, t0, t1, width, stride, sums, words):
     return np.int64(bad)
 
 
-def _rows_aside_c(topp, gridp, wsp, accp, rangesp, q0, at, t0, t1, width, stride, sums, columns, words):
-    top, acc, ranges = _aside_views(topp, accp, rangesp, sums, columns)
-    grid, ws = carray(gridp, sums), carray(wsp, words)
+def _rows_aside_c(gridp, wsp, accp, rangesp, q0, at, t0, t1, width, stride, sums, columns, words):
+    grid, acc, ranges = _aside_views(gridp, accp, rangesp, sums, columns)
+    ws = carray(wsp, words)
     aside = 0
     for t in range(t0, t1):
-        aside += _aside(acc, ranges, top, grid, ws, at + t * stride, q0, width)
+        aside += _aside(acc, ranges, grid, ws, at + t * stride, q0, width)
     return aside
 
 
@@ -140,22 +140,22 @@ def _products_c(hip, lop, gridp, wsp, scratchp, pairsp, npairs, q, dy, x, add, i
     return np.int64(bad)
 
 
-def _products_aside_c(topp, gridp, wsp, scratchp, accp, rangesp, pairsp, npairs, q, dy, x, add, i, t0, t1, cout,
+def _products_aside_c(gridp, wsp, scratchp, accp, rangesp, pairsp, npairs, q, dy, x, add, i, t0, t1, cout,
                       cin, tile, sums, columns, words):
-    top, acc, ranges = _aside_views(topp, accp, rangesp, sums, columns)
-    grid, ws = carray(gridp, sums), carray(wsp, words)
+    grid, acc, ranges = _aside_views(gridp, accp, rangesp, sums, columns)
+    ws = carray(wsp, words)
     term, pairs = carray(scratchp, cin), carray(pairsp, 3 * npairs)
     aside = 0
     for t in range(t0, t1):
         _terms(ws, term, pairs, npairs, dy, x, add, i, t, cout, cin, tile)
-        aside += _aside(acc, ranges, top, grid, term, 0, q, cin)
+        aside += _aside(acc, ranges, grid, term, 0, q, cin)
     return aside
 
 
 _ROWS = types.int64(_Q, _Q, _F, _F, *[_I] * 8)
-_ROWS_ASIDE = types.int64(_Q, _F, _F, _Q, _Q, *[_I] * 9)
+_ROWS_ASIDE = types.int64(_F, _F, _Q, _Q, *[_I] * 9)
 _PRODUCTS = types.int64(_Q, _Q, _F, _F, _F, _Q, *[_I] * 13)
-_PRODUCTS_ASIDE = types.int64(_Q, _F, _F, _F, _Q, _Q, _Q, *[_I] * 14)
+_PRODUCTS_ASIDE = types.int64(_F, _F, _F, _Q, _Q, _Q, *[_I] * 14)
 
 
 def _bind(symbol: str, function, signature) -> types.ExternalFunction:
@@ -220,7 +220,7 @@ def deposit_rows(state, grid, acc, ranges, ws, locks, share, q0, at, t0, t1, wid
         if _rows_call(state[0].ctypes, state[1].ctypes, grid.ctypes, ws.ctypes, s0, at + s0 - q0, t0, t1, s1 - s0,
                       width, state.shape[1], ws.size):
             lock(locks.ctypes, DIGITS_LOCK)
-            n = _rows_aside_call(state[2].ctypes, grid.ctypes, ws.ctypes, acc.ctypes, ranges.ctypes, s0,
+            n = _rows_aside_call(grid.ctypes, ws.ctypes, acc.ctypes, ranges.ctypes, s0,
                                  at + s0 - q0, t0, t1, s1 - s0, width, state.shape[1], acc.shape[1], ws.size)
             locks[ASIDE] += n
             unlock(locks.ctypes, DIGITS_LOCK)
@@ -250,7 +250,7 @@ def deposit_products(state, grid, acc, ranges, ws, locks, share, pairs, q0, dy, 
         if _products_call(state[0].ctypes, state[1].ctypes, grid.ctypes, words.ctypes, term.ctypes, pairs.ctypes,
                           pairs.shape[0], q, dy, x, add, i, t0, t1, cout, cin, tile, state.shape[1], scratch):
             lock(locks.ctypes, DIGITS_LOCK)
-            n = _products_aside_call(state[2].ctypes, grid.ctypes, words.ctypes, term.ctypes, acc.ctypes,
+            n = _products_aside_call(grid.ctypes, words.ctypes, term.ctypes, acc.ctypes,
                                      ranges.ctypes, pairs.ctypes, pairs.shape[0], q, dy, x, add, i, t0, t1, cout,
                                      cin, tile, state.shape[1], acc.shape[1], scratch)
             locks[ASIDE] += n

@@ -11,7 +11,7 @@ import pytest
 import phg
 from phg.codegen import accumulate as acc_
 from phg.codegen.deposits import deposit_products, deposit_rows
-from phg.plan.buffers import ASIDE, DIGITS, LEDGER, STATE_ROWS, lock_words
+from phg.plan.buffers import ASIDE, DIGITS, LEDGER, LOOP_STATE_ROWS, lock_words
 
 
 class Rows:
@@ -20,7 +20,7 @@ class Rows:
     def __init__(self, sums: int, shares: int, columns: int | None = None):
         self.acc = np.zeros((shares, DIGITS, columns or sums), np.int64)
         self.grid = np.full((shares, sums), np.nan)
-        self.state = np.zeros((shares, STATE_ROWS, sums), np.int64)
+        self.state = np.zeros((shares, LOOP_STATE_ROWS, sums), np.int64)
         self.ranges = np.zeros((shares, sums + LEDGER), np.int64)
         self.locks = np.zeros((shares, lock_words(sums)), np.int64)
         for s in range(shares):

@@ -18,8 +18,8 @@ A step:
   fixed share of the batch whatever the thread count, so that float sums do not depend on it) of
   `rows` sums, one float64 each; `accumulate exact`: DIGITS int64 digits a sum, a grid scale a
   sum (kept between steps), a ledger (the digits each sum touched, and LEDGER words more) and,
-  in the loop strategy or beyond REGISTER_SUMS sums, a pass's deposit state (STATE_ROWS int64) a
-  sum, per slot in the fused strategy; in the loop strategy one row (digit columns for the few
+  in the loop strategy or beyond REGISTER_SUMS sums, a pass's deposit state (STATE_ROWS int64, in
+  the loop strategy LOOP_STATE_ROWS) a sum, per slot in the fused strategy; in the loop strategy one row (digit columns for the few
   sums that need them: `columns`) that every thread deposits into, under a lock per block of sums
   (exact sums do not depend on which thread summed which sample, nor in what order);
 - the exact totals' work digits (per thread that reads a share of the sums), the sums, the loss;
@@ -49,6 +49,7 @@ CHUNK = 1024                    # samples per pass: a level sum stays below 1024
 NORMALISE_EVERY = 2**20         # passes between carry propagations
 REGISTER_SUMS = 32              # exact sums a pass keeps in registers; more keep it in an array
 STATE_ROWS = 4                  # a pass's state per sum in an array (codegen.accumulate)
+LOOP_STATE_ROWS = 3             # in the loop kernels, whose ledger keeps the rest
 LEDGER = 9                      # words of an accumulator row's ledger past its sums' digit ranges
 # Digit columns of a loop kernel's exact row, at least: each holds the digits of four sums whose
 # terms reach them in a step (its pass folds rather than settles), or of one whose terms span more
@@ -146,7 +147,8 @@ def training(g: Hypergraph, train: TrainSpec, rows: int, tiles: int = 0) -> list
     if exact:
         out = [Buffer("acc", None, (*lead, DIGITS, columns(rows) if loops else rows), "int64"),
                Buffer("grid", None, (*lead, rows), "float64"),
-               Buffer("deposits", None, (*lead, STATE_ROWS, rows), "int64") if loops or many_sums(rows)
+               Buffer("deposits", None, (*lead, LOOP_STATE_ROWS, rows), "int64") if loops
+               else Buffer("deposits", None, (*lead, STATE_ROWS, rows), "int64") if many_sums(rows)
                else Buffer("deposits", None, (1, STATE_ROWS, 1), "int64"),
                Buffer("ranges", None, (*lead, rows + LEDGER), "int64"),
                Buffer("work", None, (DIGITS,), "int64", "threads")]
