@@ -81,32 +81,24 @@ def _aside(acc, ranges, grid, terms, base, q0, width):
 
 
 @numba.njit(cache=True, inline="always")
-def _views(hip, lop, gridp, wsp, sums, words):
-    """The views of a pass's level sums and grids and of the workspace, from the C functions' pointers."""
-    return carray(hip, sums), carray(lop, sums), carray(gridp, sums), carray(wsp, words)
+def _views(hip, lop, gridp, wsp, accp, rangesp, sums, columns, words):
+    """The views of a pass's level sums and grids, of the workspace, and of the row's digit columns
+    and ledger, from the C functions' pointers."""
+    return (carray(hip, sums), carray(lop, sums), carray(gridp, sums), carray(wsp, words),
+            carray(accp, (DIGITS, columns)), carray(rangesp, sums + LEDGER))
 
 
-@numba.njit(cache=True, inline="always")
-def _aside_views(gridp, accp, rangesp, sums, columns):
-    """The views of a pass's grids, and of the row's digit columns and ledger."""
-    return carray(gridp, sums), carray(accp, (DIGITS, columns)), carray(rangesp, sums + LEDGER)
-
-
-def _rows_c(hip, lop, gridp, wsp, q0, at, t0, t1, width, stride, sums, words):
-    hi, lo, grid, ws = _views(hip, lop, gridp, wsp, sums, words)
-    bad = False
+# Each C function does either half of a deposit: its terms onto their grids (`aside` 0: whether one
+# did not fit), or those terms alone into the digits (`aside` 1, under the digits' lock: how many).
+def _rows_c(hip, lop, gridp, wsp, accp, rangesp, q0, at, t0, t1, width, stride, sums, columns, words, aside):
+    hi, lo, grid, ws, acc, ranges = _views(hip, lop, gridp, wsp, accp, rangesp, sums, columns, words)
+    n = 0
     for t in range(t0, t1):
-        bad |= _row(hi, lo, grid, ws, at + t * stride, q0, width)
-    return np.int64(bad)
-
-
-def _rows_aside_c(gridp, wsp, accp, rangesp, q0, at, t0, t1, width, stride, sums, columns, words):
-    grid, acc, ranges = _aside_views(gridp, accp, rangesp, sums, columns)
-    ws = carray(wsp, words)
-    aside = 0
-    for t in range(t0, t1):
-        aside += _aside(acc, ranges, grid, ws, at + t * stride, q0, width)
-    return aside
+        if aside:
+            n += _aside(acc, ranges, grid, ws, at + t * stride, q0, width)
+        else:
+            n |= _row(hi, lo, grid, ws, at + t * stride, q0, width)
+    return n
 
 
 @numba.njit(cache=True, inline="always")
@@ -129,33 +121,22 @@ def _terms(ws, term, pairs, npairs, dy, x, add, i, t, cout, cin, tile):
                 term[uint64(j)] = f * ws[uint64(xs + j)]
 
 
-def _products_c(hip, lop, gridp, wsp, scratchp, pairsp, npairs, q, dy, x, add, i, t0, t1, cout, cin, tile, sums,
-                words):
-    hi, lo, grid, ws = _views(hip, lop, gridp, wsp, sums, words)
+def _products_c(hip, lop, gridp, wsp, accp, rangesp, scratchp, pairsp, npairs, q, dy, x, add, i, t0, t1, cout, cin,
+                tile, sums, columns, words, aside):
+    hi, lo, grid, ws, acc, ranges = _views(hip, lop, gridp, wsp, accp, rangesp, sums, columns, words)
     term, pairs = carray(scratchp, cin), carray(pairsp, 3 * npairs)
-    bad = False
+    n = 0
     for t in range(t0, t1):
         _terms(ws, term, pairs, npairs, dy, x, add, i, t, cout, cin, tile)
-        bad |= _row(hi, lo, grid, term, 0, q, cin)
-    return np.int64(bad)
+        if aside:
+            n += _aside(acc, ranges, grid, term, 0, q, cin)
+        else:
+            n |= _row(hi, lo, grid, term, 0, q, cin)
+    return n
 
 
-def _products_aside_c(gridp, wsp, scratchp, accp, rangesp, pairsp, npairs, q, dy, x, add, i, t0, t1, cout,
-                      cin, tile, sums, columns, words):
-    grid, acc, ranges = _aside_views(gridp, accp, rangesp, sums, columns)
-    ws = carray(wsp, words)
-    term, pairs = carray(scratchp, cin), carray(pairsp, 3 * npairs)
-    aside = 0
-    for t in range(t0, t1):
-        _terms(ws, term, pairs, npairs, dy, x, add, i, t, cout, cin, tile)
-        aside += _aside(acc, ranges, grid, term, 0, q, cin)
-    return aside
-
-
-_ROWS = types.int64(_Q, _Q, _F, _F, *[_I] * 8)
-_ROWS_ASIDE = types.int64(_F, _F, _Q, _Q, *[_I] * 9)
-_PRODUCTS = types.int64(_Q, _Q, _F, _F, _F, _Q, *[_I] * 13)
-_PRODUCTS_ASIDE = types.int64(_F, _F, _F, _Q, _Q, _Q, *[_I] * 14)
+_ROWS = types.int64(_Q, _Q, _F, _F, _Q, _Q, *[_I] * 10)
+_PRODUCTS = types.int64(_Q, _Q, _F, _F, _Q, _Q, _F, _Q, *[_I] * 15)
 
 
 def _bind(symbol: str, function, signature) -> types.ExternalFunction:
@@ -171,9 +152,7 @@ def _bind(symbol: str, function, signature) -> types.ExternalFunction:
 
 _KEEP: list = []                # the compiled functions, alive as long as the process: kernels call their code
 _rows_call = _bind("phg_deposit_rows", _rows_c, _ROWS)
-_rows_aside_call = _bind("phg_deposit_rows_aside", _rows_aside_c, _ROWS_ASIDE)
 _products_call = _bind("phg_deposit_products", _products_c, _PRODUCTS)
-_products_aside_call = _bind("phg_deposit_products_aside", _products_aside_c, _PRODUCTS_ASIDE)
 
 _STATE = types.int64[:, ::1]
 _WS = types.float64[::1]
@@ -217,11 +196,11 @@ def deposit_rows(state, grid, acc, ranges, ws, locks, share, q0, at, t0, t1, wid
         b = first + (start + k) % blocks
         s0, s1 = max(q0, b * LOCK_SUMS), min(q0 + width, (b + 1) * LOCK_SUMS)
         _lock_span(locks, s0, s1, True)
-        if _rows_call(state[0].ctypes, state[1].ctypes, grid.ctypes, ws.ctypes, s0, at + s0 - q0, t0, t1, s1 - s0,
-                      width, state.shape[1], ws.size):
+        row = (state[0].ctypes, state[1].ctypes, grid.ctypes, ws.ctypes, acc.ctypes, ranges.ctypes, s0, at + s0 - q0,
+               t0, t1, s1 - s0, width, state.shape[1], acc.shape[1], ws.size)
+        if _rows_call(*row, 0):
             lock(locks.ctypes, DIGITS_LOCK)
-            n = _rows_aside_call(grid.ctypes, ws.ctypes, acc.ctypes, ranges.ctypes, s0,
-                                 at + s0 - q0, t0, t1, s1 - s0, width, state.shape[1], acc.shape[1], ws.size)
+            n = _rows_call(*row, 1)
             locks[ASIDE] += n
             unlock(locks.ctypes, DIGITS_LOCK)
             aside += n
@@ -247,12 +226,12 @@ def deposit_products(state, grid, acc, ranges, ws, locks, share, pairs, q0, dy, 
         i = (start + k) % cout
         q = q0 + i * cin
         _lock_span(locks, q, q + cin, True)
-        if _products_call(state[0].ctypes, state[1].ctypes, grid.ctypes, words.ctypes, term.ctypes, pairs.ctypes,
-                          pairs.shape[0], q, dy, x, add, i, t0, t1, cout, cin, tile, state.shape[1], scratch):
+        row = (state[0].ctypes, state[1].ctypes, grid.ctypes, words.ctypes, acc.ctypes, ranges.ctypes, term.ctypes,
+               pairs.ctypes, pairs.shape[0], q, dy, x, add, i, t0, t1, cout, cin, tile, state.shape[1], acc.shape[1],
+               scratch)
+        if _products_call(*row, 0):
             lock(locks.ctypes, DIGITS_LOCK)
-            n = _products_aside_call(grid.ctypes, words.ctypes, term.ctypes, acc.ctypes,
-                                     ranges.ctypes, pairs.ctypes, pairs.shape[0], q, dy, x, add, i, t0, t1, cout,
-                                     cin, tile, state.shape[1], acc.shape[1], scratch)
+            n = _products_call(*row, 1)
             locks[ASIDE] += n
             unlock(locks.ctypes, DIGITS_LOCK)
             aside += n
