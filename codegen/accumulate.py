@@ -130,7 +130,7 @@ def fits(scale, top):
 # The ledger of a row: per sum q, where its digits live and which it touched, then these.  A
 # sum's digits live in a window of WINDOW digits from a base digit, WINDOWS of them to a column of
 # acc [DIGITS, columns], or, once its digits span more, in a whole column (digit d at acc[d, c]):
-# first | end << 8 | (column + 1) << 16 | window << 40 | whole << 42 | base << 43 (0: no digits),
+# first | end << 8 | (column + 1) << 16 | window << 39 | whole << 42 | base << 43 (0: no digits),
 # and in a loop row the largest magnitude its sum set aside from bit 52 (_aside_top).
 DIRTY, SAMPLES, PASSES, OPEN, NEXT, WNEXT, FULL, BLOCK_LO, BLOCK_HI = range(9)   # offsets past the
 # sums: digits touched at all; the open pass's terms per sum; passes (and terms deposited on their
@@ -143,9 +143,14 @@ CLEARED = FULL + 1                           # the words a row's clearing resets
 # Past a sum's entry: DROPPED, its digits found no room (its total is not exact); NEEDED, it is one
 # of the sums a row's blocks sum again (kept by clearing): codegen.runtime.
 DROPPED, NEEDED = 1 << 50, 1 << 51
-WINDOW = 17                                  # digits of a window: 544 bits, terms over 480 binades
-WINDOWS = 4                                  # windows a column holds (WINDOWS * WINDOW == DIGITS)
+# A window holds what a sum's digits usually span in a step: a term set aside touches three, a
+# settled pass five (its two level sums 103 bits apart) and their carries one more; terms more
+# than some 150 binades apart move the sum to a whole column.  (At 64 channels of the widened
+# signed-volume network, every sum with digits at a batch of 4,096 spanned three.)
+WINDOW = 8                                   # digits of a window: 256 bits
+WINDOWS = 8                                  # windows a column holds (WINDOWS * WINDOW <= DIGITS)
 _SPAN = 0xFFFF                               # a sum's digits touched, first | (end << 8)
+_COLUMN = (1 << 23) - 1                      # a sum's column + 1 (none: 0)
 _WHOLE = 1 << 42
 _KEPT = _SPAN | NEEDED | ~((1 << 52) - 1)       # what a sum's new place leaves of its entry (the top: _aside_top)
 
@@ -162,10 +167,10 @@ def _touch(ranges, q, first, end):
 def _where(r):
     """(column, offset) of a ledger entry's digits: digit d at acc[d + offset, column]; column -1
     for none."""
-    c = ((r >> 16) & 0xFFFFFF) - 1
+    c = ((r >> 16) & _COLUMN) - 1
     if r & _WHOLE:
         return c, 0
-    return c, ((r >> 40) & 3) * WINDOW - ((r >> 43) & 127)
+    return c, ((r >> 39) & 7) * WINDOW - ((r >> 43) & 127)
 
 
 @numba.njit(cache=True, inline="always")
@@ -179,9 +184,9 @@ def _room(acc, ranges, q, lo, hi):
         if r & _WHOLE == 0:
             ranges[q] = r | ((c + 1) << 16) | _WHOLE
         return c, 0
-    if (r >> 16) & 0xFFFFFF != 0:
+    if (r >> 16) & _COLUMN != 0:
         if r & _WHOLE:
-            return ((r >> 16) & 0xFFFFFF) - 1, 0
+            return ((r >> 16) & _COLUMN) - 1, 0
         base = (r >> 43) & 127
         if base <= lo and hi <= base + WINDOW:
             return _where(r)
@@ -212,7 +217,7 @@ def _find_room(acc, ranges, q, lo, hi):
             return -1, 0
         ranges[rows + WNEXT] = w + 1
         base = max(0, min(lo - (WINDOW - (hi - lo)) // 2, DIGITS - WINDOW))
-        ranges[q] = (r & _KEPT) | ((column + 1) << 16) | ((w % WINDOWS) << 40) | (base << 43)
+        ranges[q] = (r & _KEPT) | ((column + 1) << 16) | ((w % WINDOWS) << 39) | (base << 43)
         return column, (w % WINDOWS) * WINDOW - base
     whole = ranges[rows + NEXT]                  # a whole column, from the first up
     if whole >= columns - (ranges[rows + WNEXT] + WINDOWS - 1) // WINDOWS:

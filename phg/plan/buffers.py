@@ -51,10 +51,10 @@ REGISTER_SUMS = 32              # exact sums a pass keeps in registers; more kee
 STATE_ROWS = 4                  # a pass's state per sum in an array (codegen.accumulate)
 LOOP_STATE_ROWS = 3             # in the loop kernels, whose ledger keeps the rest
 LEDGER = 9                      # words of an accumulator row's ledger past its sums' digit ranges
-# Digit columns of a loop kernel's exact row, at least: each holds the digits of four sums whose
-# terms reach them in a step (its pass folds rather than settles), or of one whose terms span more
-# than 480 binades; one per SUMS_PER_COLUMN sums beyond.
-COLUMNS = 512
+# Digit columns of a loop kernel's exact row, at least: each holds the digits of eight sums whose
+# terms reach them in a step (its pass folds rather than settles), in windows of 256 bits, or of
+# one whose digits span more (codegen.accumulate); one per SUMS_PER_COLUMN sums beyond.
+COLUMNS = 256
 SUMS_PER_COLUMN = 32
 # a normalised digit is below 2^32 in magnitude; a pass adds below 2^34 to a digit (two level sums
 # and their folded carry, each split into pieces below 2^32 over three digits), a term deposited on
