@@ -451,6 +451,8 @@ class Module:
             if backward and varying:            # the adjoint slabs whose lives start here (phg.plan.loops)
                 out += [f"_ws[{s.adjoint}:{s.adjoint + s.words}] = 0.0" for s in self.lp.slabs.values()
                         if s.born == i]
+                out += [f"_ws[{s.per_sample}:{s.per_sample + len(s.blades) * TILE * s.channels}] = 0.0"
+                        for s in self.lp.slabs.values() if s.per_sample_born == i]
             if op.kind == "select" and not op.varying:
                 copies += _select_runs(self.lp, op, backward)
                 continue
@@ -697,7 +699,7 @@ def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str
         body += ["_a[:] = 0", "_loss = 0.0", "_lo = _slot * _n // _slots", "_hi = (_slot + 1) * _n // _slots"]
     loss = lp.slabs[g.loss]
     tile = [f"_m = min({TILE}, _hi - _start)"]
-    tile += mod.load(inputs, "_start") + mod.ops(True, False, trained) + _zero(lp.adjoint_range)
+    tile += mod.load(inputs, "_start") + mod.ops(True, False, trained)
     tile += [f"_ws[{loss.adjoint}:{loss.adjoint + loss.words}] = 0.0", "for _t in range(_m):",
              f"    {_at(loss.adjoint, loss, 0)} = 1.0"]
     if not lp.exact:
@@ -772,7 +774,7 @@ def _inputs_source(mod: Module, name: str, inputs: list[str]) -> str:
     body += _zero(lp.invariant_adjoint_range)         # (float: a step's parameter adjoints add up there)
     loss = lp.slabs[g.loss]
     tile = [f"_m = min({TILE}, _to - _start)"]
-    tile += mod.load(inputs, "_start") + mod.ops(True, False, trained) + _zero(lp.adjoint_range)
+    tile += mod.load(inputs, "_start") + mod.ops(True, False, trained)
     tile += [f"_ws[{loss.adjoint}:{loss.adjoint + loss.words}] = 0.0", "for _t in range(_m):",
              f"    {_at(loss.adjoint, loss, 0)} = 1.0"]
     tile += mod.ops(True, True, trained, deposits=False, after=last)

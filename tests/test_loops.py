@@ -324,8 +324,6 @@ def _tile_lives(graph, lp) -> None:
                 if src not in made and lp.slabs[src].varying:
                     read(src, "fw")
             write(op.target, "fw")
-    for vid in lp.boundary:
-        write(vid, "ps")
     write(graph.loss, "bw")
     if not lp.exact:
         read(graph.loss, "fw")
@@ -333,6 +331,8 @@ def _tile_lives(graph, lp) -> None:
         for s in lp.slabs.values():
             if s.born == i:
                 write(s.vid, "bw")
+            if s.per_sample_born == i:              # zeroed where the first op that adds to it runs
+                write(s.vid, "ps")
         made = {lp.ops[n].target for n in grp.ops}
         for n in reversed(grp.ops):
             op = lp.ops[n]

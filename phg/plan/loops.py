@@ -48,6 +48,7 @@ class Slab:
     adjoint: int | None = None  # adjoint slab (training), words into the workspace
     born: int | None = None     # varying adjoint: the group before whose adjoint it is zeroed (-1: the tile's start)
     per_sample: int | None = None   # exact training: the per-sample adjoint of a boundary slab
+    per_sample_born: int | None = None  # the group before whose adjoint that is zeroed
     internal: bool = False     # read only inside its own group: kept in registers, no slab
     const: bool = False        # a constant's (no adjoint)
 
@@ -109,7 +110,6 @@ class LoopPlan:
     slabs: dict[str, Slab]                 # cone, in the graph's order
     ops: list[Op]                          # forward order
     words: int                             # workspace words per thread
-    adjoint_range: tuple[int, int]         # the per-sample adjoints of exact sums, zeroed per tile
     invariant_adjoint_range: tuple[int, int]
     helpers: list[Helper]
     exact: bool = False
@@ -268,9 +268,9 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
     groups = _groups(g, wanted, ops, slabs)
     # Workspace: invariant forward slabs, then varying forward slabs (inference needs no more);
     # the varying adjoints share words with each other and with the forward slabs the backward
-    # pass has read for the last time; then the exact sums' per-sample adjoints (one range, zeroed
-    # per tile) and a deposit's scratch; then the invariant adjoints, which in exact sums only the
-    # step's epilogue writes, after every tile: they take the varying slabs' words.
+    # pass has read for the last time, and so do the exact sums' per-sample adjoints; then a
+    # deposit's scratch; then the invariant adjoints, which in exact sums only the step's epilogue
+    # writes, after every tile: they take the varying slabs' words.
     words = 0
 
     def place(n: int) -> int:
@@ -295,10 +295,6 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
     if train:
         words = max(words, _adjoints(g, ops, groups, slabs, trained, boundary if exact else [], per_sample,
                                      varying_start))
-    start = words
-    for vid in per_sample:
-        slabs[vid].per_sample = place(len(slabs[vid].blades) * TILE * slabs[vid].channels)
-    adjoint_range = (start, words)
     scratch = 0
     if exact:                                   # a matrix product's weight terms, a row of input channels
         widest = [slabs[op.sources[1]].channels for op in ops if op.blas and op.trained and op.sources[0] in boundary]
@@ -317,7 +313,7 @@ def loop_plan(g: Hypergraph, wanted: list[str], train: bool, exact: bool = False
     for vid in boundary:
         first[vid] = row
         row += slabs[vid].words
-    return LoopPlan(g.name, slabs, ops, words, adjoint_range, invariant_adjoint_range,
+    return LoopPlan(g.name, slabs, ops, words, invariant_adjoint_range,
                     helpers, exact, boundary, first, row, groups, scratch, forward)
 
 
@@ -333,10 +329,12 @@ def deposited(op: Op, boundary: list[str], per_sample: list[str]) -> str:
 
 def _adjoints(g: Hypergraph, ops: list[Op], groups: list[Group], slabs: dict[str, Slab], trained: set[str],
               boundary: list[str], per_sample: list[str], base: int) -> int:
-    """The varying adjoint slabs of a tile's backward pass, placed first-fit by their lives among
-    the varying forward slabs from word `base` (where those start): a life runs from the first
-    group (in the backward order codegen.looped runs them) that writes or reads the slab to the
-    last that reads it; the loss's adjoint from the tile's start.  A forward slab keeps its words
+    """The varying adjoint slabs of a tile's backward pass, and the per-sample adjoints of the
+    boundary slabs in `per_sample` (exact sums), placed first-fit by their lives among the varying
+    forward slabs from word `base` (where those start): a life runs from the first group (in the
+    backward order codegen.looped runs them) that writes or reads the slab to the last that reads
+    it; the loss's adjoint from the tile's start, a per-sample adjoint to the tile's end (its
+    terms are deposited there).  A forward slab keeps its words
     until the backward pass reads it for the last time (a group's adjoint reads its sources); the
     loss's and, in exact sums, the ones a deposit at the tile's end reads (a matrix product's dy
     and x whose weights have a per-sample part) until the tile's end.  Each adjoint slab is zeroed
@@ -363,6 +361,7 @@ def _adjoints(g: Hypergraph, ops: list[Op], groups: list[Group], slabs: dict[str
             reads[vid] = max(reads.get(vid, at), at)
 
     touch(g.loss, -1)                            # seeded at the tile's start
+    sample_terms: dict[str, list[int]] = {}      # per-sample adjoint -> [birth, the tile's end]
     order = [i for i in reversed(range(len(groups)))
              if ops[groups[i].ops[0]].varying and ops[groups[i].ops[0]].trained]
     end = len(order)
@@ -373,6 +372,8 @@ def _adjoints(g: Hypergraph, ops: list[Op], groups: list[Group], slabs: dict[str
             touch(vid, at)
         for vid in sources:
             read(vid, at)
+            if vid in per_sample and any(ops[n].varying and vid in ops[n].sources for n in groups[i].ops):
+                sample_terms.setdefault(vid, [at, 0])
     read(g.loss, end)                            # summed after the pass (float) or deposited at the end (exact)
     for op in ops:
         if deposited(op, boundary, per_sample) == "end":
@@ -382,14 +383,21 @@ def _adjoints(g: Hypergraph, ops: list[Op], groups: list[Group], slabs: dict[str
     live: list[tuple[int, int, int]] = [(slabs[vid].offset - base, slabs[vid].words, reads.get(vid, -2))
                                         for vid in slabs if forward(vid)]
     used = max((at + words for at, words, _ in live), default=0)
-    for vid, (birth, death) in sorted(events.items(), key=lambda kv: (kv[1][0], -slabs[kv[0]].words, kv[0])):
+    lives = [(vid, birth, death, slabs[vid].words, False) for vid, (birth, death) in events.items()]
+    lives += [(vid, birth, end, len(slabs[vid].blades) * TILE * slabs[vid].channels, True)
+              for vid, (birth, _) in sample_terms.items()]
+    for vid, birth, death, size, terms in sorted(lives, key=lambda x: (x[1], -x[3], x[0], x[4])):
         live = [x for x in live if x[2] >= birth]      # a slab read last at `birth` keeps its words there
-        size, at = slabs[vid].words, 0
+        at = 0
         for offset, words, _ in sorted(live):
             if offset - at >= size:
                 break
             at = max(at, offset + words)
-        slabs[vid].adjoint, slabs[vid].born = base + at, (order[birth] if birth >= 0 else -1)
+        born = order[birth] if birth >= 0 else -1
+        if terms:
+            slabs[vid].per_sample, slabs[vid].per_sample_born = base + at, born
+        else:
+            slabs[vid].adjoint, slabs[vid].born = base + at, born
         live.append((at, size, death))
         used = max(used, at + size)
     return base + used
