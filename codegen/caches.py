@@ -31,11 +31,17 @@ def numba_cache() -> Path:
 
 
 def numba_root() -> Path:
-    """Where Numba caches phg's kernels: the folder the user chose (NUMBA_CACHE_DIR), or
-    numba_cache()."""
+    """Where Numba caches phg's kernels: numba_cache(), or under the folder the user chose
+    (NUMBA_CACHE_DIR) a folder of this code generator's.  Numba tells a cached function's code
+    stale by its own file's stamp alone, not by the files of the functions inlined into it (the
+    deposits' C functions inline the accumulator's ledger): code cached by another generator must
+    never be loaded, whoever chose the folder."""
     from numba.core import config
 
-    return Path(config.CACHE_DIR) if config.CACHE_DIR else numba_cache()
+    if not config.CACHE_DIR:
+        return numba_cache()
+    chosen, own = Path(config.CACHE_DIR), Path("phg", generator())
+    return chosen if chosen.parts[-2:] == own.parts else chosen / own      # (already inside it)
 
 
 @contextlib.contextmanager

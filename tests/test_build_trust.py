@@ -310,3 +310,19 @@ def test_a_cache_folder_that_cannot_be_written_compiles_instead(env, monkeypatch
     module = phg.build(phg.load("model.phg"), folder / "built")
     doubles(module)
     assert not (folder / "built" / "__pycache__").exists()
+
+
+def test_a_chosen_numba_cache_folder_keeps_each_generators_code_apart(tmp_path, monkeypatch):
+    """Under NUMBA_CACHE_DIR phg caches in a folder of its code generator's own: Numba would load a
+    library kernel cached before an edit to a file whose code it inlines (its stamp is its own
+    file's), so code of another generator must be out of its reach."""
+    import numba.core.config
+
+    from phg.codegen.caches import kernels_cached_for_this_user, numba_root
+    from phg.codegen.header import generator
+
+    monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(tmp_path / "chosen"))
+    assert numba_root() == tmp_path / "chosen" / "phg" / generator()
+    with kernels_cached_for_this_user():          # the root as Numba sees it inside: the same, not nested
+        assert numba_root() == tmp_path / "chosen" / "phg" / generator()
+    assert numba.core.config.CACHE_DIR == str(tmp_path / "chosen")
