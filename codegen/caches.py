@@ -31,17 +31,21 @@ def numba_cache() -> Path:
 
 
 def numba_root() -> Path:
-    """Where Numba caches phg's kernels: numba_cache(), or under the folder the user chose
-    (NUMBA_CACHE_DIR) a folder of this code generator's.  Numba tells a cached function's code
-    stale by its own file's stamp alone, not by the files of the functions inlined into it (the
-    deposits' C functions inline the accumulator's ledger): code cached by another generator must
-    never be loaded, whoever chose the folder."""
+    """Where Numba caches phg's kernels (the generated ones, and the deposits' C functions):
+    numba_cache(), or under the folder the user chose (NUMBA_CACHE_DIR) a folder of this code
+    generator's.  Numba tells a cached function's code stale by its own file's stamp alone, not by
+    the files of the functions inlined into it (the deposits' C functions inline the accumulator's
+    ledger): code cached by another generator must not be loaded, whoever chose the folder.  (The
+    library's own njit functions keep Numba's place, by their files' stamps, which an installed
+    release's files all change together.)"""
     from numba.core import config
 
     if not config.CACHE_DIR:
         return numba_cache()
     chosen, own = Path(config.CACHE_DIR), Path("phg", generator())
-    return chosen if chosen.parts[-2:] == own.parts else chosen / own      # (already inside it)
+    if chosen == numba_cache() or chosen.parts[-2:] == own.parts:      # (already inside it)
+        return chosen
+    return chosen / own
 
 
 @contextlib.contextmanager

@@ -681,10 +681,11 @@ def _deposits(mod: Module) -> list[str]:
 
 
 def train_source(mod: Module, name: str, slot: str, slots: str, inputs: list[str]) -> str:
-    """The slot function (a slot's samples, in tiles: forward, loss, adjoint; its sums in the row
-    _a), the slots kernel, and the step's loss and gradient from the slots' sums.  Exact sums go
-    to one row, shared by the threads: the slots kernel then runs the tiles _from to _to of a round
-    (codegen.rounds), and a thread's workspace takes the invariant values once a pass."""
+    """The slot function (a slot's samples, or with exact sums a range of them, in tiles: forward,
+    loss, adjoint; its sums in the row _a), the slots kernel, and the step's loss and gradient from
+    the sums.  Exact sums go to one row, shared by the threads: the slots kernel then runs the
+    tiles _from to _to of a round (codegen.rounds), and a thread's workspace takes the invariant
+    values once a pass."""
     g, lp = mod.g, mod.lp
     params = list(g.params)
     data = [array_name(g.values[v]) for v in inputs + params]

@@ -368,7 +368,8 @@ class ModelBase:
                  for name in spec["inputs"]]
         used = [b[role][:1] for _, role in STEP_BUFFERS]
         # the slots kernel on no samples: a loop step's invariant values in its first workspace
-        # (which its kernel reads), the rows clear
+        # (which its kernel reads; a loop plan's exact one lays them out where its flag among the
+        # locks says it has not), the rows left as the step's kernel closes them
         b["locks"][:] = 0
         self._slots_kernel(*empty, *params, 0, 1, *used, 0, 0, 1)
         exact = spec["settings"]["accumulate"] == "exact"

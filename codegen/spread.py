@@ -1,12 +1,14 @@
 """Running a kernel's independent shares of work side by side, on threads.
 
 A predict kernel computes the samples `_from` to `_to`; a training kernel's slots kernel, the
-slots `_from` to `_to` (each slot a fixed share of the batch).  The kernels release the GIL
+slots `_from` to `_to` (each slot a fixed share of the batch), or in a loop plan's exact pass the
+tiles `_from` to `_to` of a round (codegen.rounds).  The kernels release the GIL
 (nogil), so Python threads run shares of one call at once.  Numba's own parallel loops (prange)
 would do the same inside the kernel, but its parallel passes more than double a kernel's compile
 time (examples/signed_volume.phg: 47 s against 20; rigid registration: 11 s against 4), and
 compile time is what a model's size costs first.  Shares are contiguous and their results go to
-places of their own (output rows, accumulator slots), so nothing depends on the thread count.
+places of their own (output rows, accumulator slots) or are exact sums, which no order changes
+(a loop plan's one exact row, codegen.deposits), so nothing depends on the thread count.
 The threads are Numba's count (NUMBA_NUM_THREADS, or numba.set_num_threads in the calling thread),
 at most THREADS: the kernel plan sizes per-thread buffers by it.
 

@@ -318,7 +318,7 @@ def test_a_chosen_numba_cache_folder_keeps_each_generators_code_apart(tmp_path, 
     file's), so code of another generator must be out of its reach."""
     import numba.core.config
 
-    from phg.codegen.caches import kernels_cached_for_this_user, numba_root
+    from phg.codegen.caches import kernels_cached_for_this_user, numba_cache, numba_root
     from phg.codegen.header import generator
 
     monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(tmp_path / "chosen"))
@@ -326,3 +326,6 @@ def test_a_chosen_numba_cache_folder_keeps_each_generators_code_apart(tmp_path, 
     with kernels_cached_for_this_user():          # the root as Numba sees it inside: the same, not nested
         assert numba_root() == tmp_path / "chosen" / "phg" / generator()
     assert numba.core.config.CACHE_DIR == str(tmp_path / "chosen")
+    monkeypatch.setattr(numba.core.config, "CACHE_DIR", "")
+    with kernels_cached_for_this_user():          # the default folder, likewise
+        assert numba_root() == numba_cache()

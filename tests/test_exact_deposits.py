@@ -68,8 +68,9 @@ def _terms(rng, kind: str, shape) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["normal", "binades", "subnormal", "mixed", "cancel"])
 def test_deposited_rows_sum_exactly(kind):
-    """Tiles of terms over two shares (each its own row and grids, a pass open across tiles,
-    settled when terms miss its grids or it fills) total to the correctly rounded exact sum."""
+    """Tiles of terms over two rows (each with its grids, a pass open across tiles, settled when
+    terms miss its grids or it fills; totals read across rows, as a Dask share's digits are
+    added) total to the correctly rounded exact sum."""
     rng = np.random.default_rng(hash(kind) % 2**32)
     sums, tile = 37, 64
     rows = Rows(sums, 2)
@@ -120,7 +121,7 @@ def test_a_pass_folds_its_level_sums_and_never_reaches_its_digits():
 
 def test_sums_take_windows_of_digits_and_whole_columns_once_they_outgrow_them():
     """A first tile's terms, on no grid yet, reach the digits of every sum: each takes a window
-    (four to a column); terms 2,000 binades apart move a sum's digits to a whole column.  Eight
+    (eight to a column); terms 2,000 binades apart move a sum's digits to a whole column.  Eight
     sums in five columns, exact totals."""
     rng = np.random.default_rng(5)
     sums, tile = 8, 64

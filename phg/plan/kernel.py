@@ -50,7 +50,8 @@ UNROLL_LIMIT = 400
 # the runtime (codegen.runtime), so that neither spells it out: after the arrays of the inputs and
 # parameters (and predict's outputs), the batch size and the slots, then the step's buffers by
 # their roles (phg.plan.buffers) under the names the kernels give them; the slots kernel then
-# takes the share of the threads' rows it runs and its first and last slot (codegen.spread), the
+# takes the share of the threads' rows it runs and its first and last slot (codegen.spread; in a
+# loop plan's exact pass, its first and last tile of a round: codegen.rounds), the
 # train kernel the buffers it reads the totals into, then a gradient per parameter.
 STEP_BUFFERS = (("_acc", "acc"), ("_grid", "grid"), ("_dep", "deposits"), ("_rng", "ranges"), ("_tiles", "tiles"),
                 ("_locks", "locks"))
