@@ -152,7 +152,8 @@ WINDOWS = 8                                  # windows a column holds (WINDOWS *
 _SPAN = 0xFFFF                               # a sum's digits touched, first | (end << 8)
 _COLUMN = (1 << 23) - 1                      # a sum's column + 1 (none: 0)
 _WHOLE = 1 << 42
-_KEPT = _SPAN | NEEDED | ~((1 << 52) - 1)       # what a sum's new place leaves of its entry (the top: _aside_top)
+_BELOW_TOP = (1 << 52) - 1                   # a loop row's entry below its largest term set aside (_aside_top)
+_KEPT = _SPAN | NEEDED | ~_BELOW_TOP         # what a sum's new place leaves of its entry
 
 
 @numba.njit(cache=True, inline="always")
@@ -368,7 +369,6 @@ CARRY, TOP = 2, 3
 # largest magnitude of the terms its sum set aside in the open pass, cut to its exponent field and
 # whether it is zero: whether it lies below a grid's 2^g, and the grid it moves to, depend on no
 # more.
-_BELOW_TOP = (1 << 52) - 1
 
 
 @numba.njit(cache=True, inline="always")
@@ -436,10 +436,9 @@ def regrid_pass(state, grid):
 
 
 @numba.njit(cache=True, inline="always")
-def _moves(state, grid, ranges, q):
-    """Whether sum q's grid moves to the largest of the terms it set aside (finite, nonzero):
-    where one outgrew it, or where it kept none."""
-    top = _aside_top(ranges[q])
+def _moves(state, grid, q, top):
+    """Whether sum q's grid moves to `top`, the largest of the terms it set aside (finite,
+    nonzero): where one outgrew it, or where it kept none."""
     return top != 0 and top < _INF_BITS and (not fits(grid[q], top) or (state[0, q] | state[1, q]) == 0)
 
 
@@ -447,7 +446,7 @@ def _moves(state, grid, ranges, q):
 def _settle_sum(acc, ranges, state, grid, q):
     """Sum q's open pass into its digits, its grid moved where _moves says, its pass state zero."""
     top = _aside_top(ranges[q])
-    moves = _moves(state, grid, ranges, q)
+    moves = _moves(state, grid, q, top)
     settle(acc, ranges, q, state[0, q], state[1, q], grid[q], top)
     if state[CARRY, q] != 0 and top < _INF_BITS:
         _add_at(acc, ranges, q, state[CARRY, q], _grid_of(grid[q]) + 1)
@@ -480,7 +479,7 @@ def settle_regrid(acc, ranges, state, grid):
     That sum alone is settled into its digits; the others keep their grids, however far below its
     top their terms lie: they are exact there."""
     for q in range(state.shape[1]):
-        if _moves(state, grid, ranges, q):
+        if _moves(state, grid, q, _aside_top(ranges[q])):
             _settle_sum(acc, ranges, state, grid, q)
         else:
             _fold(state, q)
@@ -495,7 +494,7 @@ def regrid_aside(acc, ranges, state, grid):
     """After a tile whose terms did not all fit: each sum that set terms aside and needs a new grid
     (settle_regrid's rule) settled and moved; the others keep their open pass."""
     for q in range(state.shape[1]):
-        if _moves(state, grid, ranges, q):
+        if _moves(state, grid, q, _aside_top(ranges[q])):
             _settle_sum(acc, ranges, state, grid, q)
         else:
             ranges[q] &= _BELOW_TOP
